@@ -1,0 +1,61 @@
+"""The `airpods` command. Command modules import only typer at load time; everything heavy is
+imported inside the command that needs it, so `airpods --help` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from airpods import __version__
+from airpods.cli.context import Options
+from airpods.errors import AirpodsError
+
+app = typer.Typer(
+    name="airpods",
+    help="Run a local AI stack (llama.cpp, Ollama, Open WebUI, ComfyUI) as Podman pods.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"airpods {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (else $AIRPODS_CONFIG, else $XDG_CONFIG_HOME/airpods/config.toml).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    ctx.obj = Options(config=config, debug=debug)
+
+
+from airpods.cli import config_cmd, lifecycle_cmd  # noqa: E402  (registers the commands)
+
+app.add_typer(config_cmd.app, name="config")
+lifecycle_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("AIRPODS_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="airpods")
+    except AirpodsError as exc:
+        if debug:
+            raise
+        from airpods.cli.output import print_error
+
+        print_error(exc)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,77 @@
+"""`airpods config …`: show, validate, init, path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from airpods.cli.context import load, options_of
+
+app = typer.Typer(help="Show, check and create the configuration file.", no_args_is_help=True)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    resolved: Annotated[bool, typer.Option("--resolved", help="After extends and templates, with each service's rendered command.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of TOML.")] = False,
+) -> None:
+    """Print the configuration in effect (defaults merged with your file)."""
+    from airpods.cli.output import print_json
+    from airpods.cli.config_view import show_config
+
+    loaded = load(options_of(ctx))
+    data = show_config(loaded, resolved=resolved)
+    if as_json:
+        print_json(data)
+        return
+    import tomli_w
+
+    rendered = data.pop("rendered", {})
+    print(tomli_w.dumps(data).rstrip())
+    for name, command in rendered.items():
+        print(f"\n# {name} runs: {command['display']}")
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    path: Annotated[Optional[Path], typer.Argument(help="File to check (default: the one in effect).")] = None,
+) -> None:
+    """Check a configuration file; exit 2 with the key path of the first problem."""
+    loaded = load(options_of(ctx), path)
+    where = str(loaded.path) if loaded.path else "built-in defaults"
+    enabled = ", ".join(loaded.config.enabled_services())
+    print(f"ok: {where}: {len(loaded.config.services)} services, enabled: {enabled}")
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the commented defaults as your starting config file."""
+    from airpods.config.loader import default_toml_text, user_config_path
+    from airpods.errors import RuntimeFailure
+
+    target = options_of(ctx).config or user_config_path()
+    if target.exists() and not force:
+        raise RuntimeFailure(f"{target} already exists; it was left as it is",
+                             hint="`airpods config init --force` overwrites it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(default_toml_text(), encoding="utf-8")
+    print(f"wrote {target}")
+
+
+@app.command()
+def path(ctx: typer.Context) -> None:
+    """Print the config file in effect (or where `config init` would write one)."""
+    from airpods.config.loader import locate_config, user_config_path
+
+    found = locate_config(options_of(ctx).config)
+    if found:
+        print(found)
+    else:
+        print(f"none: using the built-in defaults (`airpods config init` writes {user_config_path()})")

@@ -1,0 +1,25 @@
+"""What `config show` prints: the merged or resolved tables, plus each service's command."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from airpods.config.loader import LoadedConfig
+
+
+def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
+    if not resolved:
+        return dict(loaded.merged)
+    from airpods.gpu import detect_host_gpu
+    from airpods.stack.build import build_service
+
+    data: dict[str, Any] = dict(loaded.resolved)
+    gpu = detect_host_gpu()
+    rendered: dict[str, Any] = {}
+    for name in loaded.config.services:
+        spec = build_service(loaded.config, name, gpu)
+        argv = [*(spec.entrypoint or ()), spec.image, *spec.args]
+        rendered[name] = {"image": spec.image, "argv": list(spec.args), "display": shlex.join(argv)}
+    data["rendered"] = rendered
+    return data

@@ -1,0 +1,1 @@
+"""Configuration: embedded defaults, the user file, templates and validation (pure)."""

@@ -1,0 +1,122 @@
+"""Load the configuration in named phases: locate → read → merge → extends → templates → validate.
+
+Every failure is one ConfigError naming the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from airpods.config.merge import apply_extends, deep_merge
+from airpods.config.schema import Config
+from airpods.config.templates import resolve_templates
+from airpods.config.validation import check_stack_rules, config_error_from_validation
+from airpods.errors import ConfigError
+
+DEFAULTS_LABEL = "built-in defaults (airpods/config/default.toml)"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    path: Path | None          # the user file, None when running on the defaults alone
+    merged: dict[str, Any]     # defaults ⊕ user file, templates not yet resolved
+    resolved: dict[str, Any]   # after extends and templates: what was validated
+
+
+def default_toml_text() -> str:
+    return resources.files("airpods.config").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where `config init` writes and where the file is looked for last: XDG config home."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CONFIG_HOME")
+    if xdg:
+        return Path(xdg) / "airpods" / "config.toml"
+    from platformdirs import user_config_path as platform_config
+
+    return platform_config("airpods") / "config.toml"
+
+
+def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """First hit wins: --config, $AIRPODS_CONFIG, XDG. A named file that is missing is an error."""
+    env = os.environ if env is None else env
+    for origin, value in (("--config", explicit), ("AIRPODS_CONFIG", env.get("AIRPODS_CONFIG"))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"file not found (named by {origin})", file=str(path),
+                                  hint="create it with `airpods config init --config PATH`")
+            return path
+    path = user_config_path(env)
+    return path if path.is_file() else None
+
+
+def parse_toml(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        line = int(found.group(1)) if found else None
+        detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+        raise ConfigError(f"invalid TOML: {detail}", file=label, line=line) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the file: not UTF-8 text", file=str(path)) from None
+    return parse_toml(text, str(path))
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    path = locate_config(explicit, env)
+    user = read_toml(path) if path else {}
+    return build_config(user, path)
+
+
+def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig:
+    """The pure part of loading: defaults ⊕ user → extends → templates → validate → rules."""
+    defaults = parse_toml(default_toml_text(), DEFAULTS_LABEL)
+    merged = deep_merge(defaults, user)
+
+    def source_of(key: str | None) -> str:
+        """The user file when the key's section (e.g. services.NAME) is in it, else the defaults."""
+        node: Any = user
+        for part in (key or "").split(".")[:2]:
+            if path is None or not isinstance(node, dict) or part not in node:
+                return DEFAULTS_LABEL
+            node = node[part]
+        return str(path)
+
+    try:
+        resolved = dict(merged)
+        services = merged.get("services", {})
+        if isinstance(services, dict) and all(isinstance(v, dict) for v in services.values()):
+            resolved["services"] = apply_extends(services)
+        resolved = resolve_templates(resolved)
+        try:
+            config = Config.model_validate(resolved)
+        except ValidationError as exc:
+            raise config_error_from_validation(exc, resolved) from None
+        check_stack_rules(config, user_set=lambda key: source_of(key) != DEFAULTS_LABEL)
+    except ConfigError as exc:
+        raise exc.located(source_of(exc.key)) from None
+    return LoadedConfig(config=config, path=path, merged=merged, resolved=resolved)

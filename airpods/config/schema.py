@@ -1,0 +1,197 @@
+"""The typed, validated configuration (pydantic v2). Frozen: nothing downstream edits it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]$")
+VARIANTS = ("cpu", "cuda", "rocm", "vulkan")
+
+Scalar = str | int | float | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("expected lowercase letters, digits, '-', '_' or '.', starting with a letter or digit")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
+class Port(_Model):
+    container: int = Field(ge=1, le=65535)
+    host: int | None = Field(default=None, ge=0, le=65535)
+
+    @property
+    def published(self) -> bool:
+        return bool(self.host)
+
+
+class Volume(_Model):
+    source: str = Field(min_length=1)
+    target: str
+    mode: Literal["rw", "ro"] = "rw"
+
+    @field_validator("target")
+    @classmethod
+    def _absolute_target(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected an absolute path inside the container, got '{value}'")
+        return value
+
+    @property
+    def named(self) -> bool:
+        """A source that is not an absolute host path is a named Podman volume."""
+        return not self.source.startswith("/")
+
+
+class Gpu(_Model):
+    enabled: bool = False
+    force_cpu: bool = False
+
+
+def _parse_statuses(value: Any) -> tuple[tuple[int, int], ...]:
+    """200, [200, 204] or "200-299" -> ((lo, hi), ...), every code within 100-599."""
+    items = value if isinstance(value, list) else [value]
+    ranges: list[tuple[int, int]] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError("expected an HTTP status: 200, [200, 204] or \"200-299\"")
+        if isinstance(item, int):
+            lo = hi = item
+        elif isinstance(item, str) and re.fullmatch(r"\s*\d{3}\s*(-\s*\d{3}\s*)?", item):
+            lo_s, _, hi_s = item.partition("-")
+            lo, hi = int(lo_s), int(hi_s or lo_s)
+        else:
+            raise ValueError(f"expected an HTTP status: 200, [200, 204] or \"200-299\", got {item!r}")
+        if not (100 <= lo <= hi <= 599):
+            raise ValueError(f"expected statuses within 100-599 with low <= high, got {item!r}")
+        ranges.append((lo, hi))
+    if not ranges:
+        raise ValueError("expected at least one HTTP status")
+    return tuple(ranges)
+
+
+StatusRanges = Annotated[Any, AfterValidator(_parse_statuses)]
+
+
+class Health(_Model):
+    path: str | None = None
+    expected_status: StatusRanges = Field(default="200-399", validate_default=True)
+    timeout_s: float = Field(default=120, gt=0, le=86400)
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"expected a URL path starting with '/', got '{value}'")
+        return value
+
+    def accepts(self, status: int) -> bool:
+        return any(lo <= status <= hi for lo, hi in self.expected_status)
+
+
+class Resources(_Model):
+    memory: str | None = None
+    cpus: float | None = Field(default=None, gt=0)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is not None and not MEMORY_RE.match(value):
+            raise ValueError(f"expected a size such as \"512m\" or \"8g\", got '{value}'")
+        return value
+
+
+def _check_arg_value(value: Any) -> Any:
+    def scalar(item: Any) -> bool:
+        return isinstance(item, (str, int, float, bool))
+
+    if scalar(value) or (isinstance(value, list) and all(scalar(i) and not isinstance(i, bool) for i in value)):
+        return value
+    if isinstance(value, dict):
+        raise ValueError("a table is not a flag value; expected a string, number, boolean or an array of them")
+    raise ValueError("expected a string, number, boolean or an array of strings and numbers")
+
+
+ArgValue = Annotated[Any, AfterValidator(_check_arg_value)]
+
+
+def _check_env_key(key: str) -> str:
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"'{key}' is not a valid environment variable name")
+    return key
+
+
+class Service(_Model):
+    enabled: bool = True
+    extends: str | None = None
+    image: str | dict[Literal["cpu", "cuda", "rocm", "vulkan"], str]
+    pod: Name | None = None
+    container: Name | None = None
+    network_aliases: list[Name] | None = None
+    ports: list[Port] = []
+    volumes: list[Volume] = []
+    gpu: Gpu = Gpu()
+    health: Health = Health()
+    env: dict[Annotated[str, AfterValidator(_check_env_key)], str] = {}
+    resources: Resources = Resources()
+    command_args: dict[str, ArgValue] = {}
+    entrypoint_override: list[str] | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image_has_cpu_fallback(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, dict) and "cpu" not in value:
+            raise ValueError("a table of image variants needs a 'cpu' entry (the fallback)")
+        return value
+
+    @field_validator("entrypoint_override")
+    @classmethod
+    def _non_empty_entrypoint(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("expected a non-empty argv list, e.g. [\"/app/llama-server\"]")
+        return value
+
+
+class Runtime(_Model):
+    engine: Literal["podman"] = "podman"
+    bind_address: str = "127.0.0.1"
+    network: Name = "airpods"
+    restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"expected an IP address such as \"127.0.0.1\", got '{value}'") from None
+        return value
+
+
+class Cli(_Model):
+    stop_timeout_s: int = Field(default=10, ge=0, le=600)
+    max_concurrent_pulls: int = Field(default=3, ge=1, le=16)
+    lock_timeout_s: float = Field(default=30, ge=0, le=3600)
+
+
+class Config(_Model):
+    variables: dict[str, Scalar | list[Scalar]] = {}
+    runtime: Runtime = Runtime()
+    cli: Cli = Cli()
+    services: dict[Name, Service] = {}
+
+    def enabled_services(self) -> list[str]:
+        return [name for name, svc in self.services.items() if svc.enabled]

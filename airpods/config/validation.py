@@ -1,0 +1,133 @@
+"""Turning pydantic's errors into ConfigErrors in TOML words, and the rules across services."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from airpods.config.schema import Config
+from airpods.errors import ConfigError
+
+EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "list_type": "an array",
+}
+
+
+def _describe(value: Any) -> str:
+    kinds = {dict: "a table", list: "an array", bool: "a boolean", str: "a string", int: "an integer", float: "a number"}
+    kind = kinds.get(type(value), type(value).__name__)
+    return kind if isinstance(value, (dict, list)) else f"{kind} ({value!r})"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that validates the table at `loc` (used for 'did you mean')."""
+    current: Any = Config
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+        # Unwrap Optional / unions down to a single model if there is one.
+        while typing.get_origin(current) in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(current) if a is not type(None)]
+            current = models[0] if len(models) == 1 else next(
+                (a for a in models if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any, kind: str) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch labels: keep the parts that are really in the input."""
+    kept: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            kept.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            kept.append(part)
+        elif kind == "missing" and i == len(loc) - 1:
+            kept.append(part)
+    return tuple(kept)
+
+
+def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "this required key is missing"
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        names = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        known = ", ".join(names)
+        return "unknown key" + (f"; did you mean '{close[0]}'?" if close else "") + (f" (known keys: {known})" if known else "")
+    if kind in EXPECTED:
+        return f"expected {EXPECTED[kind]}, got {_describe(error['input'])}"
+    if kind == "literal_error":
+        return f"expected one of {error['ctx']['expected']}, got {error['input']!r}"
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Input should be "):
+        if message.startswith(prefix):
+            message = ("expected " if prefix.startswith("Input") else "") + message[len(prefix):]
+    return message
+
+
+def config_error_from_validation(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
+    """One ConfigError for the first problem (union alternatives folded into one 'expected')."""
+    by_path: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for error in exc.errors(include_url=False):
+        by_path.setdefault(_clean_loc(tuple(error["loc"]), data, error["type"]), []).append(error)
+    # The most specific problem first: the deepest key path (union alternatives share one).
+    loc = max(by_path, key=len)
+    errors = by_path[loc]
+    if len(errors) > 1 and all(e["type"] in EXPECTED for e in errors):
+        wanted = " or ".join(dict.fromkeys(EXPECTED[e["type"]] for e in errors))
+        detail = f"expected {wanted}, got {_describe(errors[0]['input'])}"
+    else:
+        detail = _message(errors[0], loc)
+    more = sum(1 for p in by_path if loc[: len(p)] != p)  # not counting union alternatives
+    if more:
+        detail += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(detail, key=".".join(str(p) for p in loc) or None)
+
+
+def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:
+    """Rules across enabled services: unique host ports, pods and containers. A clash is reported
+    at the key the user wrote (`user_set`), since the defaults alone never clash."""
+    owners: dict[tuple[str, Any], str] = {}
+    for name in config.enabled_services():
+        service = config.services[name]
+        claims: list[tuple[str, Any, str]] = [
+            ("pod", service.pod or name, f"services.{name}.pod"),
+            ("container", service.container or name, f"services.{name}.container"),
+        ]
+        claims += [("host port", port.host, f"services.{name}.ports.{i}.host")
+                   for i, port in enumerate(service.ports) if port.published]
+        for what, value, key in claims:
+            if (what, value) in owners:
+                other = owners[(what, value)]
+                if user_set(other) and not user_set(key):
+                    key, other = other, key
+                service = key.split(".")[1]
+                raise ConfigError(f"{what} {value} is already used by {other}",
+                                  key=key, hint=f"give services.{service} its own {what}")
+            owners[(what, value)] = key

@@ -1,0 +1,94 @@
+"""Config + host facts → Stack. Pure: the host's GPU is an input, never probed here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airpods.config.schema import Config, Service
+from airpods.errors import UsageError
+from airpods.gpu import HostGpu, device_args
+from airpods.stack.args import has_flag, render_command_args
+from airpods.stack.model import Mount, Publish, ServiceSpec, Stack
+
+LLAMACPP = "llamacpp"
+MODEL_VOLUME_TARGET = "/models"
+
+
+def kind_of(config: Config, name: str) -> str:
+    """The root of a service's extends chain: `llama-fast` extending `llamacpp` is a llamacpp."""
+    while (parent := config.services[name].extends) is not None:
+        name = parent
+    return name
+
+
+def select_image(service: Service, gpu: HostGpu) -> tuple[str, str]:
+    """(image, variant): the host's variant when the service uses a GPU and offers it, else cpu."""
+    wanted = gpu.variant if service.gpu.enabled and not service.gpu.force_cpu else "cpu"
+    if isinstance(service.image, str):
+        return service.image, wanted
+    variant = wanted if wanted in service.image else "cpu"
+    return service.image[variant], variant
+
+
+def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
+    """The named services (even if disabled: naming one asks for it), else every enabled one."""
+    unknown = [name for name in only if name not in config.services]
+    if unknown:
+        raise UsageError(
+            f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            hint="services are: " + ", ".join(config.services))
+    return list(dict.fromkeys(only)) if only else config.enabled_services()
+
+
+def build_service(config: Config, name: str, gpu: HostGpu) -> ServiceSpec:
+    service = config.services[name]
+    kind = kind_of(config, name)
+    image, variant = select_image(service, gpu)
+    args = render_command_args(service.command_args)
+    if kind == LLAMACPP and not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
+        args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
+    bind = config.runtime.bind_address
+    return ServiceSpec(
+        name=name,
+        kind=kind,
+        image=image,
+        variant=variant,
+        pod=service.pod or name,
+        container=service.container or name,
+        aliases=tuple(service.network_aliases if service.network_aliases is not None else [name]),
+        publish=tuple(Publish(bind, p.host, p.container) for p in service.ports if p.host),
+        container_ports=tuple(p.container for p in service.ports),
+        mounts=tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes),
+        env=tuple(service.env.items()),
+        devices=tuple(device_args(gpu)) if variant != "cpu" else (),
+        entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
+        args=tuple(args),
+        memory=service.resources.memory,
+        cpus=service.resources.cpus,
+        restart_policy=config.runtime.restart_policy,
+        network=config.runtime.network,
+        health=service.health,
+    )
+
+
+def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = ()) -> Stack:
+    names = select_services(config, only)
+    services = tuple(build_service(config, name, gpu) for name in names)
+    return Stack(network=config.runtime.network, gpu=gpu, services=services,
+                 warnings=tuple(stack_warnings(services)))
+
+
+def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:
+    warnings: list[str] = []
+    llama = [s for s in services if s.kind == LLAMACPP]
+    if len(llama) > 1:
+        names = ", ".join(s.name for s in llama)
+        warnings.append(f"{len(llama)} llama.cpp servers ({names}) each load their own copy of a model: "
+                        "mind the memory, or disable the ones you do not need")
+    model_volumes = {m.source for s in llama for m in s.mounts if m.target == MODEL_VOLUME_TARGET}
+    for spec in services:
+        for mount in spec.mounts:
+            if mount.source in model_volumes and mount.mode == "rw":
+                warnings.append(f"{spec.name} mounts the model volume {mount.source} read-write; "
+                                "only `airpods models` should write it (set mode = \"ro\")")
+    return warnings

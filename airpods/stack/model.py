@@ -1,0 +1,94 @@
+"""The derived stack: what runs on this host, fully decided (images, argv, devices, wiring)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from airpods.config.schema import Health
+from airpods.gpu import HostGpu
+
+
+@dataclass(frozen=True)
+class Publish:
+    host_ip: str
+    host: int
+    container: int
+
+    def flag(self) -> str:
+        return f"{self.host_ip}:{self.host}:{self.container}"
+
+    def url(self) -> str:
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
+        return f"http://{host}:{self.host}"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    mode: str
+    named: bool
+
+    def flag(self) -> str:
+        return f"{self.source}:{self.target}:{self.mode}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    kind: str                          # the built-in service it is (root of its extends chain)
+    image: str
+    variant: str                       # cpu | cuda | rocm | vulkan
+    pod: str
+    container: str
+    aliases: tuple[str, ...]
+    publish: tuple[Publish, ...]
+    container_ports: tuple[int, ...]
+    mounts: tuple[Mount, ...]
+    env: tuple[tuple[str, str], ...]
+    devices: tuple[str, ...]           # podman flags handing a GPU over
+    entrypoint: tuple[str, ...] | None
+    args: tuple[str, ...]              # rendered command_args, after the image
+    memory: str | None
+    cpus: float | None
+    restart_policy: str
+    network: str
+    health: Health = field(compare=False)
+
+    @property
+    def config_hash(self) -> str:
+        """Changes exactly when the pod or container would be created differently."""
+        data = asdict(self)
+        data.pop("health")
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        return digest[:16]
+
+    @property
+    def url(self) -> str | None:
+        return self.publish[0].url() if self.publish else None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"io.airpods.service": self.name, "io.airpods.config-hash": self.config_hash}
+
+
+@dataclass(frozen=True)
+class Stack:
+    network: str
+    gpu: HostGpu
+    services: tuple[ServiceSpec, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.source for s in self.services for m in s.mounts if m.named))
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.image for s in self.services))
+
+    def service(self, name: str) -> ServiceSpec:
+        return next(s for s in self.services if s.name == name)

@@ -1,0 +1,39 @@
+"""Small helpers for unit tests: write a TOML file, load it, run the CLI in-process."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from airpods.config.loader import LoadedConfig, load_config
+
+
+def write_toml(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str) -> LoadedConfig:
+    return load_config(write_toml(tmp_path, text))
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys, *args: str) -> Result:
+    from airpods.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)

@@ -1,0 +1,58 @@
+"""Every config problem is one ConfigError: file, key path, what was expected; exit 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.helpers import run_cli, write_toml
+
+CASES = [
+    pytest.param('[services.llamacpp\nimage = "x"', "line 1", "invalid TOML", id="toml-syntax-with-line"),
+    pytest.param('[services.ollama]\nimage = 5', "services.ollama.image", "expected a string or a table", id="wrong-type"),
+    pytest.param('[services.ollama]\nportz = []', "services.ollama.portz", "did you mean 'ports'", id="unknown-key-did-you-mean"),
+    pytest.param('[runtime]\nbind_adress = "0.0.0.0"', "runtime.bind_adress", "did you mean 'bind_address'", id="unknown-runtime-key"),
+    pytest.param('[services.ollama.env]\nX = "{{nope}}"', "services.ollama.env.X", "unknown template name '{{nope}}'", id="unknown-template"),
+    pytest.param('[services.ollama.env]\nX = "{{services.ollama.ports.7.host}}"', "services.ollama.env.X", "unknown template name", id="unknown-dotted-index"),
+    pytest.param('[variables]\na = "{{b}}"\nb = "{{a}}"', "variables.", "template cycle", id="template-cycle"),
+    pytest.param('[services.fast]\nextends = "llamacpp"', "services.fast.ports.0.host", "host port 8081 is already used by services.llamacpp", id="duplicate-host-port"),
+    pytest.param('[services.fast]\nextends = "llama"\nimage = "x"', "services.fast.extends", "unknown service 'llama'", id="extends-unknown"),
+    pytest.param('[services.a]\nextends = "b"\n[services.b]\nextends = "a"', "extends", "extends cycle", id="extends-cycle"),
+    pytest.param('[services.llamacpp.command_args]\nrope = { a = 1 }', "services.llamacpp.command_args.rope", "a table is not a flag value", id="command-args-table"),
+    pytest.param('[services.ollama.health]\nexpected_status = "2xx"', "services.ollama.health.expected_status", "200-299", id="bad-status"),
+    pytest.param('[services.ollama]\nvolumes = [{ source = "v", target = "data" }]', "services.ollama.volumes.0.target", "absolute path", id="relative-target"),
+    pytest.param('[runtime]\nbind_address = "localhost:80"', "runtime.bind_address", "IP address", id="bad-bind-address"),
+    pytest.param('[services.x]\nports = []', "services.x.image", "missing", id="missing-image"),
+    pytest.param('[services.ollama]\nresources = { memory = "lots" }', "services.ollama.resources.memory", "8g", id="bad-memory"),
+    pytest.param('[services.ollama.image]\ntpu = "x"', "services.ollama.image.tpu", "'cpu', 'cuda', 'rocm' or 'vulkan'", id="unknown-variant"),
+    pytest.param('[services.ollama]\nports = [{ host = 80000, container = 1 }]', "services.ollama.ports.0.host", "65535", id="port-range"),
+    pytest.param('[services.x]\nimage = { cuda = "a" }', "services.x.image", "'cpu' entry", id="variants-need-cpu"),
+    pytest.param('[services.ollama]\ncontainer = "open-webui-0"', "services.", "container open-webui-0 is already used", id="duplicate-container"),
+]
+
+
+@pytest.mark.parametrize("text, key, words", CASES)
+def test_config_errors_exit_2_with_file_key_and_expectation(tmp_path, capsys, text, key, words):
+    path = write_toml(tmp_path, text)
+    result = run_cli(capsys, "config", "validate", str(path))
+    assert result.code == 2, result
+    assert result.out == ""
+    assert str(path) in result.err
+    assert key in result.err
+    assert words in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) <= 3
+
+
+def test_same_error_through_start_dry_run_and_global_config_flag(tmp_path, capsys):
+    path = write_toml(tmp_path, '[services.ollama]\nportz = []')
+    result = run_cli(capsys, "--config", str(path), "start", "--dry-run")
+    assert result.code == 2 and "services.ollama.portz" in result.err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from airpods.cli import main
+    from airpods.errors import ConfigError
+
+    path = write_toml(tmp_path, '[services.ollama]\nportz = []')
+    with pytest.raises(ConfigError):
+        main(["--debug", "--config", str(path), "config", "show"])

@@ -1,0 +1,135 @@
+"""The plan is data: golden dry-run renderings, and what observation changes in it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from airpods.gpu import HostGpu
+from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan
+from airpods.stack.build import build_stack
+from tests.unit.helpers import load_text, run_cli, write_toml
+
+GOLDEN = Path(__file__).parent / "golden"
+TWO_INSTANCES = """
+[variables]
+default_model = "tiny.gguf"
+
+[services.llamacpp.command_args]
+model = "/models/{{default_model}}"
+
+[services.llama-big]
+extends = "llamacpp"
+ports = [{ host = 8090, container = 8080 }]
+command_args = { ctx_size = 32768, model = false }
+resources = { memory = "8g", cpus = 2.5 }
+"""
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
+        path.write_text(text + "\n")
+    assert text + "\n" == path.read_text(), f"plan differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def stack_of(tmp_path, text: str = "", gpu: HostGpu = HostGpu("none"), only=()):
+    return build_stack(load_text(tmp_path, text).config, gpu, only)
+
+
+def test_default_stack_plan(tmp_path):
+    check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed()).render())
+
+
+def test_two_instance_llamacpp_plan_on_nvidia(tmp_path):
+    stack = stack_of(tmp_path, TWO_INSTANCES, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big"])
+    check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed()).render())
+
+
+def test_default_dry_run_through_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    result = run_cli(capsys, "start", "--dry-run")
+    assert result.code == 0, result.err
+    assert result.out == "# no GPU found: CPU images\n" + (GOLDEN / "default-start.txt").read_text()
+
+
+def test_ports_are_published_on_loopback_by_default_and_on_the_configured_address(tmp_path):
+    default = build_start_plan(stack_of(tmp_path), Observed())
+    published = [a for s in default.steps for a in s.argv if a.count(":") == 2 and a[0].isdigit()]
+    assert published == ["127.0.0.1:11434:11434", "127.0.0.1:3000:8080", "127.0.0.1:8081:8080"]
+    exposed = build_start_plan(stack_of(tmp_path, '[runtime]\nbind_address = "0.0.0.0"'), Observed())
+    assert "0.0.0.0:3000:8080" in [a for s in exposed.steps for a in s.argv]
+
+
+def test_named_services_only_and_unknown_names(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    plan = build_start_plan(stack_of(tmp_path, only=["llamacpp-ui"]), Observed())
+    assert [s.service for s in plan.steps if s.service] == ["llamacpp-ui", "llamacpp-ui"]
+    result = run_cli(capsys, "start", "--dry-run", "llama")
+    assert result.code == 2
+    assert "unknown service: llama" in result.err and "llamacpp-ui" in result.err
+
+
+def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tmp_path):
+    stack = stack_of(tmp_path)
+    hashes = {s.pod: s.config_hash for s in stack.services}
+    observed = Observed(
+        networks=frozenset({"airpods"}),
+        volumes=frozenset(stack.volumes),
+        images=frozenset(stack.images),
+        pods={"ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True),
+              "open-webui": ObservedPod("open-webui", "open-webui", "stale", True),
+              "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True)},
+    )
+    plan = build_start_plan(stack, observed)
+    assert [(s.kind, s.target) for s in plan.steps] == [
+        ("remove", "open-webui"), ("pod", "open-webui"), ("container", "open-webui-0")]
+    assert "ollama: running and unchanged, left alone" in plan.notes
+    assert "config changed" in plan.steps[0].why
+
+
+def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
+    base = stack_of(tmp_path).service("llamacpp").config_hash
+    assert stack_of(tmp_path, "[services.llamacpp.health]\ntimeout_s = 5").service("llamacpp").config_hash == base
+    assert stack_of(tmp_path, "[services.llamacpp.command_args]\nctx_size = 1").service("llamacpp").config_hash != base
+
+
+def test_pre_fetch_pulls_only_missing_images(tmp_path):
+    stack = stack_of(tmp_path)
+    plan = build_start_plan(stack, Observed(images=frozenset({"ghcr.io/open-webui/open-webui:main"})), pull_only=True)
+    assert [s.argv for s in plan.steps] == [("podman", "pull", "docker.io/ollama/ollama:latest"),
+                                            ("podman", "pull", "ghcr.io/ggml-org/llama.cpp:server")]
+
+
+def test_stop_plan_never_touches_volumes(tmp_path):
+    stack = stack_of(tmp_path)
+    plan = build_stop_plan(stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True)}), 10)
+    assert [s.display() for s in plan.steps] == ["podman pod stop --time 10 llamacpp", "podman pod rm --force llamacpp"]
+    assert plan.notes == ("ollama: not running", "open-webui: not running")
+    everything = build_stop_plan(stack, None, 3)
+    assert not any("volume" in arg for s in everything.steps for arg in s.argv)
+
+
+def test_two_llama_servers_warn_about_memory(tmp_path):
+    stack = stack_of(tmp_path, only=["llamacpp", "llamacpp-ui"])
+    assert any("each load their own copy" in w for w in stack.warnings)
+
+
+def test_model_volume_mounted_rw_elsewhere_warns(tmp_path):
+    stack = stack_of(tmp_path, """
+        [services.ollama]
+        volumes = [{ source = "airpods_llamacpp_models", target = "/gguf" }]
+    """)
+    assert any("ollama mounts the model volume" in w for w in stack.warnings)
+
+
+def test_dry_run_json(tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    result = run_cli(capsys, "start", "--dry-run", "--json", "llamacpp")
+    data = json.loads(result.out)
+    assert data["action"] == "start"
+    assert data["steps"][-1]["argv"][:3] == ["podman", "run", "--detach"]
