@@ -51,3 +51,9 @@ class RuntimeFailure(AirpodsError):
     """Something failed while running the stack (podman, health, ports)."""
 
     exit_code = 1
+
+
+class Interrupted(RuntimeFailure):
+    """Ctrl-C: what this run created was removed."""
+
+    exit_code = 130

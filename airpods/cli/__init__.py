@@ -41,10 +41,11 @@ def root(
     ctx.obj = Options(config=config, debug=debug)
 
 
-from airpods.cli import config_cmd, lifecycle_cmd  # noqa: E402  (registers the commands)
+from airpods.cli import config_cmd, lifecycle_cmd, maintenance_cmd  # noqa: E402  (light: typer only)
 
-app.add_typer(config_cmd.app, name="config")
 lifecycle_cmd.register(app)
+maintenance_cmd.register(app)
+app.add_typer(config_cmd.app, name="config")
 
 
 def main(argv: list[str] | None = None) -> None:

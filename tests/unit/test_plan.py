@@ -48,8 +48,14 @@ def test_two_instance_llamacpp_plan_on_nvidia(tmp_path):
     check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed()).render())
 
 
-def test_default_dry_run_through_the_cli(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def no_podman(monkeypatch, tmp_path):
+    """Unit tests never run podman: dry-run then plans from an empty observation."""
     monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+def test_default_dry_run_through_the_cli(capsys, no_podman):
     result = run_cli(capsys, "start", "--dry-run")
     assert result.code == 0, result.err
     assert result.out == "# no GPU found: CPU images\n" + (GOLDEN / "default-start.txt").read_text()
@@ -63,8 +69,7 @@ def test_ports_are_published_on_loopback_by_default_and_on_the_configured_addres
     assert "0.0.0.0:3000:8080" in [a for s in exposed.steps for a in s.argv]
 
 
-def test_named_services_only_and_unknown_names(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+def test_named_services_only_and_unknown_names(tmp_path, capsys, no_podman):
     plan = build_start_plan(stack_of(tmp_path, only=["llamacpp-ui"]), Observed())
     assert [s.service for s in plan.steps if s.service] == ["llamacpp-ui", "llamacpp-ui"]
     result = run_cli(capsys, "start", "--dry-run", "llama")
@@ -125,10 +130,9 @@ def test_model_volume_mounted_rw_elsewhere_warns(tmp_path):
     assert any("ollama mounts the model volume" in w for w in stack.warnings)
 
 
-def test_dry_run_json(tmp_path, capsys, monkeypatch):
+def test_dry_run_json(capsys, no_podman):
     import json
 
-    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
     result = run_cli(capsys, "start", "--dry-run", "--json", "llamacpp")
     data = json.loads(result.out)
     assert data["action"] == "start"

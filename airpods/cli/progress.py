@@ -1,0 +1,90 @@
+"""Progress on stderr while start/stop work: a Rich display on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+from airpods.plan import Step
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+class ConsoleReporter:
+    """Implements lifecycle.Reporter."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.quiet = quiet
+        self.live = self.console.is_terminal and not quiet
+        self.lock = threading.Lock()
+        self.tasks: dict[str, int] = {}
+        self.last: dict[str, tuple[str, float]] = {}
+        self.progress = None
+
+    def __enter__(self) -> ConsoleReporter:
+        if self.live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                     console=self.console, transient=False)
+            self.progress.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False, markup=False)
+
+    def _task(self, key: str, text: str, done: bool = False) -> None:
+        assert self.progress is not None
+        with self.lock:
+            if key not in self.tasks:
+                self.tasks[key] = self.progress.add_task(text, total=1)
+            self.progress.update(self.tasks[key], description=text, completed=1 if done else 0)
+
+    def step(self, step: Step) -> None:
+        if self.progress is not None and step.kind == "pull":
+            self._task(step.target, f"pulling {step.target}")
+        else:
+            self.line(f"→ {step.why}")
+
+    def pulled(self, image: str, seconds: float, size: int | None) -> None:
+        text = f"pulled {image} ({human_size(size)}) in {seconds:.1f} s"
+        if self.progress is not None:
+            self._task(image, text, done=True)
+        else:
+            self.line(text)
+
+    def waiting(self, service: str, elapsed: float, last: str) -> None:
+        text = f"waiting for {service}: {last}"
+        if self.progress is not None:
+            self._task("wait:" + service, text)
+            return
+        # Plain output: a line when the answer changes, else every 10 s.
+        with self.lock:
+            previous = self.last.get(service)
+            now = time.monotonic()
+            if previous and previous[0] == last and now - previous[1] < 10:
+                return
+            self.last[service] = (last, now)
+        self.line(f"  {text} ({elapsed:.0f} s)")
+
+    def finished(self, service: str, ready: bool, detail: str) -> None:
+        if self.progress is not None and "wait:" + service in self.tasks:
+            self._task("wait:" + service, f"{service}: {detail}", done=True)

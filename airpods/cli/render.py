@@ -1,0 +1,82 @@
+"""Tables and JSON for start and status (the same data either way)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from airpods.cli.output import print_json
+from airpods.errors import RuntimeFailure
+
+if TYPE_CHECKING:
+    from airpods.lifecycle import ServiceStatus, StartResult
+
+
+def _table(*columns: str):
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _print(table) -> None:
+    from rich.console import Console
+
+    # Off a terminal Rich would assume 80 columns and cut URLs: give it room instead.
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
+
+
+def render_start(result: StartResult, as_json: bool) -> None:
+    urls = {s.name: s.url for s in result.stack.services}
+    if as_json:
+        print_json({"ok": result.ok, "rolled_back": result.rolled_back, "notes": list(result.plan.notes),
+                    "services": [{"name": r.service, "ready": r.ready, "seconds": round(r.seconds, 2),
+                                  "detail": r.detail, "url": urls.get(r.service), "exit_code": r.exit_code,
+                                  "logs": r.logs} for r in result.readiness]})
+    else:
+        table = _table("SERVICE", "STATE", "URL", "READY IN", "DETAIL")
+        for r in result.readiness:
+            table.add_row(r.service, "ready" if r.ready else "FAILED", urls.get(r.service) or "-",
+                          f"{r.seconds:.1f} s" if r.ready else "-", r.detail)
+        _print(table)
+    failed = [r for r in result.readiness if not r.ready]
+    if not failed:
+        return
+    if not as_json:
+        for r in failed:
+            print(f"\n--- {r.service}: last {len(r.logs)} log lines ---", file=sys.stderr)
+            for line in r.logs:
+                print(f"  {line}", file=sys.stderr)
+    names = ", ".join(r.service for r in failed)
+    cleanup = (f"removed the pods this start created ({', '.join(result.rolled_back)}); "
+               if result.rolled_back else "")
+    raise RuntimeFailure(
+        f"{names} did not become ready: " + "; ".join(f"{r.service}: {r.detail}" for r in failed),
+        hint=cleanup + "the log lines above show why; `airpods start --keep-failed` keeps failed pods "
+        "for `airpods logs`")
+
+
+def _uptime(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
+    if as_json:
+        print_json({"services": [row.to_json() for row in rows]})
+        return
+    table = _table("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME")
+    for row in rows:
+        health = row.health if row.health in ("healthy", "down") else f"{row.health} ({row.detail})"
+        state = row.state if row.up_to_date in (True, None) else f"{row.state} (config changed: run start)"
+        table.add_row(row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s))
+    _print(table)
+    down = [row.name for row in rows if row.health != "healthy"]
+    if down:
+        print(f"\nnot healthy: {', '.join(down)} (`airpods start` starts them, `airpods logs NAME` shows why)")

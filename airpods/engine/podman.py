@@ -1,0 +1,177 @@
+"""The only code that runs podman: argv lists, `--format json` where podman has it, a timeout on
+every call, podman's stderr carried in typed errors. Works with Podman 4.3 through 5.x."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.plan import Observed, ObservedPod, Step
+
+MANAGED = "io.airpods.managed=true"
+SERVICE_LABEL = "io.airpods.service"
+HASH_LABEL = "io.airpods.config-hash"
+DEFAULT_TIMEOUT_S = 120.0
+PULL_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One airpods container as `podman ps -a --format json` shows it."""
+    name: str
+    id: str
+    service: str | None
+    config_hash: str | None
+    state: str                      # running | exited | created | …
+    exit_code: int
+    started_at: int                 # unix seconds; changes when the container restarts
+    image: str
+    ports: tuple[tuple[str, int, int], ...] = field(default=())   # (host_ip, host, container)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Podman:
+    def __init__(self, binary: str | None = None) -> None:
+        found = binary or shutil.which("podman")
+        if not found:
+            raise EngineMissing("podman is not installed",
+                                hint="install it (Debian/Ubuntu: sudo apt-get install podman), then run `airpods doctor`")
+        self.binary = found
+
+    # -- running commands ---------------------------------------------------------------------
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        args = list(args)
+        return [self.binary, *args[1:]] if args and args[0] == "podman" else [self.binary, *args]
+
+    def run(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
+            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(args)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input_text,
+                                  stdin=None if input_text is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise EngineTimeout(argv, timeout) from None
+        if check and done.returncode != 0:
+            raise EngineError(argv, done.returncode, done.stderr)
+        return done
+
+    def json(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+        out = self.run(args, timeout).stdout.strip()
+        return json.loads(out) if out else []
+
+    def execute(self, step: Step) -> None:
+        self.run(step.argv, PULL_TIMEOUT_S if step.kind == "pull" else DEFAULT_TIMEOUT_S)
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def containers(self) -> list[ContainerState]:
+        """Every airpods container (not pod infra), in one call."""
+        rows = self.json(["ps", "--all", "--format", "json", "--filter", f"label={MANAGED}"])
+        states = []
+        for row in rows:
+            if row.get("IsInfra"):
+                continue
+            labels = row.get("Labels") or {}
+            ports = tuple((p.get("host_ip") or "", int(p.get("host_port") or 0), int(p.get("container_port") or 0))
+                          for p in row.get("Ports") or [])
+            states.append(ContainerState(
+                name=(row.get("Names") or ["?"])[0], id=str(row.get("Id", "")), service=labels.get(SERVICE_LABEL),
+                config_hash=labels.get(HASH_LABEL), state=str(row.get("State", "")).lower(),
+                exit_code=int(row.get("ExitCode") or 0), started_at=int(row.get("StartedAt") or 0),
+                image=str(row.get("Image", "")), ports=ports))
+        return states
+
+    def pods(self) -> dict[str, ObservedPod]:
+        rows = self.json(["pod", "ps", "--format", "json", "--filter", f"label={MANAGED}"])
+        pods = {}
+        for row in rows:
+            labels = row.get("Labels") or {}
+            # A pod counts as running only when every container in it runs ("Degraded" does not).
+            pods[row["Name"]] = ObservedPod(row["Name"], labels.get(SERVICE_LABEL), labels.get(HASH_LABEL),
+                                            row.get("Status") == "Running")
+        return pods
+
+    def published_ports(self) -> dict[int, str]:
+        """host port → who publishes it, over every running container (airpods' or not)."""
+        owners: dict[int, str] = {}
+        for row in self.json(["ps", "--format", "json"]):
+            labels = row.get("Labels") or {}
+            name = (row.get("Names") or ["?"])[0]
+            who = f"airpods service {labels[SERVICE_LABEL]}" if SERVICE_LABEL in labels else f"container {name}"
+            for port in row.get("Ports") or []:
+                owners[int(port.get("host_port") or 0)] = who
+        return owners
+
+    def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
+        """One snapshot of what exists: network, volumes, images and airpods pods."""
+        existing_networks = {row.get("Name") or row.get("name") for row in self.json(["network", "ls", "--format", "json"])}
+        existing_volumes = {row.get("Name") for row in self.json(["volume", "ls", "--format", "json"])}
+        local = {name for row in self.json(["images", "--format", "json"]) for name in row.get("Names") or []}
+        return Observed(
+            networks=frozenset(n for n in existing_networks if n == network),
+            volumes=frozenset(v for v in volumes if v in existing_volumes),
+            images=frozenset(i for i in images if i in local or f"{i}:latest" in local),
+            pods=self.pods(),
+        )
+
+    def image_exists(self, image: str) -> bool:
+        return self.run(["image", "exists", image], check=False).returncode == 0
+
+    def image_size(self, image: str) -> int | None:
+        done = self.run(["image", "inspect", "--format", "{{.Size}}", image], check=False)
+        return int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip().isdigit() else None
+
+    def last_exit(self, container_id: str) -> tuple[int | None, int]:
+        """(exit code of its last run, restart count). A restarted container's inspect already
+        shows the new run, so the code comes from its last `died` event when events are kept."""
+        done = self.run(["container", "inspect", "--format", "{{.State.ExitCode}} {{.RestartCount}}", container_id],
+                        check=False, timeout=30)
+        parts = done.stdout.split()
+        code, restarts = (int(parts[0]), int(parts[1])) if done.returncode == 0 and len(parts) == 2 else (None, 0)
+        if restarts:
+            events = self.run(["events", "--stream=false", "--since", "1h", "--format", "json", "--filter",
+                               f"container={container_id}", "--filter", "event=died"], check=False, timeout=30)
+            for line in reversed(events.stdout.splitlines()):
+                try:
+                    code = int(json.loads(line)["ContainerExitCode"])
+                    break
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return code, restarts
+
+    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
+        done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
+        return (done.stdout + done.stderr).splitlines()[-lines:]
+
+    def remove_pod(self, pod: str) -> None:
+        self.run(["pod", "rm", "--force", "--ignore", pod], check=False)
+
+    def version(self) -> str:
+        return str(self.json(["version", "--format", "json"]).get("Client", {}).get("Version", "?"))
+
+    def info(self) -> dict[str, Any]:
+        return self.json(["info", "--format", "json"])
+
+    def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
+        argv = ["logs"]
+        if follow:
+            argv.append("--follow")
+        if lines is not None:
+            argv += ["--tail", str(lines)]
+        if since:
+            argv += ["--since", since]
+        return self.argv([*argv, container])
+
+
+def rootless() -> bool:
+    return os.geteuid() != 0

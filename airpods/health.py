@@ -1,0 +1,158 @@
+"""HTTP health probes and the readiness wait.
+
+A probe answers "is this service healthy now". The wait polls every service at once until each
+is healthy, its `health.timeout_s` passes, or its container exits or restarts (which fails that
+service at once, with the container's last log lines). Connection refused and 503 (llama-server
+loading a model) are progress, not failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from airpods.engine.podman import ContainerState, Podman
+from airpods.stack.model import ServiceSpec
+
+PROBE_INTERVAL_S = 0.2
+WATCH_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+    ms: float = 0.0
+
+    def describe(self) -> str:
+        return f"HTTP {self.status}" if self.status is not None else (self.error or "no answer")
+
+
+def probe_url(spec: ServiceSpec) -> tuple[str, int] | None:
+    """(host, port) the host reaches the service's health path on, None when not published."""
+    if not spec.publish:
+        return None
+    first = spec.publish[0]
+    host = "127.0.0.1" if first.host_ip in ("0.0.0.0", "") else ("::1" if first.host_ip == "::" else first.host_ip)
+    return host, first.host
+
+
+def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
+    """GET the health path once; None when the service has no health path or published port."""
+    target = probe_url(spec)
+    if spec.health.path is None or target is None:
+        return None
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(target[0], target[1], timeout=timeout)
+    try:
+        # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
+        conn.request("GET", spec.health.path, headers={"Accept-Encoding": "gzip", "User-Agent": "airpods"})
+        response = conn.getresponse()
+        response.read(65536)
+        status = response.status
+    except ConnectionRefusedError:
+        return Probe(False, error="connection refused", ms=(time.monotonic() - start) * 1000)
+    except (socket.timeout, TimeoutError):
+        return Probe(False, error="timed out", ms=(time.monotonic() - start) * 1000)
+    except (OSError, http.client.HTTPException) as exc:
+        return Probe(False, error=type(exc).__name__ if not str(exc) else str(exc), ms=(time.monotonic() - start) * 1000)
+    finally:
+        conn.close()
+    return Probe(spec.health.accepts(status), status=status, ms=(time.monotonic() - start) * 1000)
+
+
+@dataclass
+class Readiness:
+    service: str
+    ready: bool
+    seconds: float
+    detail: str
+    exit_code: int | None = None
+    logs: list[str] = field(default_factory=list)
+
+
+class ContainerWatch:
+    """One `podman ps` per interval, shared by every waiting service."""
+
+    def __init__(self, engine: Podman, interval: float = WATCH_INTERVAL_S) -> None:
+        self.engine, self.interval = engine, interval
+        self.lock = threading.Lock()
+        self.when = 0.0
+        self.states: dict[str, ContainerState] = {}
+
+    def get(self, container: str) -> ContainerState | None:
+        with self.lock:
+            if time.monotonic() - self.when >= self.interval:
+                self.states = {c.name: c for c in self.engine.containers()}
+                self.when = time.monotonic()
+            return self.states.get(container)
+
+
+Progress = Callable[[str, float, str], None]
+
+
+def _crashed(engine: Podman, spec: ServiceSpec, state: ContainerState | None, elapsed: float) -> Readiness:
+    if state is None:
+        return Readiness(spec.name, False, elapsed, "container disappeared")
+    code, restarts = engine.last_exit(state.id)
+    detail = f"container exited with exit code {code}" if code is not None else f"container {state.state}"
+    if restarts:
+        detail += f" and was restarted {restarts} time{'s' if restarts > 1 else ''} by its restart policy"
+    return Readiness(spec.name, False, elapsed, detail, code, engine.logs_tail(spec.container, 20))
+
+
+def wait_one(engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress: Progress,
+             cancel: threading.Event) -> Readiness:
+    start = time.monotonic()
+    deadline = start + spec.health.timeout_s
+    baseline = watch.get(spec.container)
+    last = "starting"
+    while not cancel.is_set():
+        elapsed = time.monotonic() - start
+        state = watch.get(spec.container)
+        if state is None or not state.running or (baseline and state.started_at != baseline.started_at):
+            return _crashed(engine, spec, state, elapsed)
+        result = probe(spec)
+        if result is None:
+            return Readiness(spec.name, True, elapsed, "running (no health check)")
+        if result.ok:
+            return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
+        last = result.describe()
+        if time.monotonic() >= deadline:
+            return Readiness(spec.name, False, elapsed,
+                             f"not ready after {spec.health.timeout_s:g} s (last answer: {last})",
+                             None, engine.logs_tail(spec.container, 20))
+        progress(spec.name, elapsed, last)
+        cancel.wait(PROBE_INTERVAL_S)
+    return Readiness(spec.name, False, time.monotonic() - start, "interrupted")
+
+
+def wait_until_ready(engine: Podman, specs: Sequence[ServiceSpec], progress: Progress,
+                     cancel: threading.Event | None = None) -> list[Readiness]:
+    """Wait for every service concurrently; results in the order of `specs`."""
+    if not specs:
+        return []
+    cancel = cancel or threading.Event()
+    watch = ContainerWatch(engine)
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="ready") as pool:
+        futures = [pool.submit(wait_one, engine, watch, spec, progress, cancel) for spec in specs]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            cancel.set()
+            raise
+
+
+def probe_all(specs: Sequence[ServiceSpec]) -> dict[str, Probe | None]:
+    """One concurrent probe per service (status)."""
+    if not specs:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
+        return dict(zip((s.name for s in specs), pool.map(probe, specs)))

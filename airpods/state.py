@@ -1,0 +1,42 @@
+"""airpods' own state directory (private, 0700) and the lock that serialises start/stop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from airpods.errors import RuntimeFailure
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME")
+    if base:
+        path = Path(base) / "airpods"
+    else:
+        from platformdirs import user_state_path
+
+        path = user_state_path("airpods")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+@contextmanager
+def state_lock(timeout_s: float) -> Iterator[None]:
+    """Only one start/stop at a time: a second one waits up to `timeout_s`, then fails clearly."""
+    from filelock import FileLock, Timeout
+
+    path = state_dir() / "lifecycle.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise RuntimeFailure(
+            f"another airpods start or stop is running (waited {timeout_s:g} s for {path})",
+            hint="wait for it to finish, or raise cli.lock_timeout_s") from None
+    try:
+        yield
+    finally:
+        lock.release()

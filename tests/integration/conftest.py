@@ -1,0 +1,125 @@
+"""Integration fixtures: the real airpods CLI against real Podman on the offline rig.
+
+The rig (scripts/rig, run by scripts/test) serves the real image names from a loopback registry.
+Every test starts from nothing airpods-made and leaves nothing behind, even when it fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MANAGED = "label=io.airpods.managed=true"
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def podman_json(*args: str):
+    out = podman(*args, "--format", "json").stdout.strip()
+    return json.loads(out) if out else []
+
+
+def remove_everything_airpods_made() -> None:
+    for pod in podman_json("pod", "ps", "--filter", MANAGED):
+        podman("pod", "rm", "--force", "--time", "0", pod["Name"], check=False)
+    for volume in podman_json("volume", "ls", "--filter", MANAGED):
+        podman("volume", "rm", "--force", volume["Name"], check=False)
+    for network in podman_json("network", "ls", "--filter", MANAGED):
+        podman("network", "rm", "--force", network.get("name") or network.get("Name"), check=False)
+
+
+@pytest.fixture(scope="session")
+def rig() -> Path:
+    if not os.environ.get("AIRPODS_RIG") or not shutil.which("podman"):
+        pytest.skip("needs real Podman and the offline rig: run ./scripts/test")
+    if podman("info", check=False).returncode != 0:
+        pytest.skip("podman does not work here")
+    return Path(os.environ["AIRPODS_RIG"])
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+class Airpods:
+    """Runs the real `airpods` command in a subprocess, with this test's config file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.config = tmp_path / "airpods.toml"
+        self.config.write_text("")
+
+    def write_config(self, text: str) -> None:
+        self.config.write_text(textwrap.dedent(text))
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "airpods", "--config", str(self.config), *args]
+
+    def __call__(self, *args: str, timeout: float = 300) -> Run:
+        done = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def airpods(rig, tmp_path, request) -> Airpods:
+    remove_everything_airpods_made()
+    yield Airpods(tmp_path)
+    failed = getattr(request.node, "rep_call_failed", False)
+    if failed:
+        _save_artifacts(request.node.name)
+    if not (failed and os.environ.get("AIRPODS_E2E_KEEP_FAILED") == "1"):
+        remove_everything_airpods_made()
+
+
+def _save_artifacts(name: str) -> None:
+    """On failure: podman ps and every airpods container's log, for the CI log reader."""
+    out = Path(os.environ.get("AIRPODS_E2E_ARTIFACTS", "/tmp/airpods-e2e-artifacts")) / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ps.json").write_text(podman("ps", "-a", "--format", "json", check=False).stdout)
+    for ctr in podman_json("ps", "-a", "--filter", MANAGED):
+        for cname in ctr.get("Names") or []:
+            logs = podman("logs", cname, check=False)
+            (out / f"{cname}.log").write_text(logs.stdout + logs.stderr)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call_failed = report.failed
+
+
+def eventually(check: Callable[[], object], timeout: float = 30, interval: float = 0.2):
+    """Poll until `check()` is truthy (returning it), never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def container_ids() -> dict[str, str]:
+    return {c["Names"][0]: c["Id"] for c in podman_json("ps", "-a", "--filter", MANAGED) if not c.get("IsInfra")}

@@ -1,0 +1,73 @@
+"""Health probes and port checks against local sockets (no podman)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+
+import pytest
+
+from airpods.config.schema import Health
+from airpods.health import probe
+from airpods.ports import port_holder, port_is_free
+from airpods.stack.model import Publish, ServiceSpec
+
+
+def spec_on(port: int, path: str = "/health", expected="200") -> ServiceSpec:
+    return ServiceSpec(name="svc", kind="svc", image="i", variant="cpu", pod="p", container="c", aliases=(),
+                       publish=(Publish("127.0.0.1", port, 80),), container_ports=(80,), mounts=(), env=(),
+                       devices=(), entrypoint=None, args=(), memory=None, cpus=None, restart_policy="no",
+                       network="n", health=Health(path=path, expected_status=expected))
+
+
+@pytest.fixture
+def server():
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["accept-encoding"] = self.headers.get("Accept-Encoding")
+            code = {"/health": 200, "/loading": 503}.get(self.path, 404)
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], seen
+    httpd.shutdown()
+
+
+def test_probe_statuses(server):
+    port, seen = server
+    assert probe(spec_on(port)).ok and probe(spec_on(port)).status == 200
+    assert seen["accept-encoding"] == "gzip"           # llama.cpp's UI answers 415 otherwise
+    loading = probe(spec_on(port, "/loading"))
+    assert not loading.ok and loading.describe() == "HTTP 503"
+    assert probe(spec_on(port, "/loading", expected="200-599")).ok
+
+
+def test_probe_connection_refused():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = probe(spec_on(port))
+    assert not result.ok and result.error == "connection refused"
+
+
+def test_no_health_path_means_no_probe():
+    assert probe(spec_on(1, path=None)) is None
+
+
+def test_port_in_use_names_this_process():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert not port_is_free("127.0.0.1", port)
+        holder = port_holder(port)
+        assert holder is not None and "python" in holder
+    assert port_is_free("127.0.0.1", port)
