@@ -1,14 +1,13 @@
 """HTTP health probes and the readiness wait.
 
-A probe answers "is this service healthy now". The wait polls every service at once until each
-is healthy, its `health.timeout_s` passes, or its container exits or restarts (which fails that
-service at once, with the container's last log lines). Connection refused and 503 (llama-server
+A probe answers "is this service healthy now". `wait_one` polls one service until it is
+healthy, its `health.timeout_s` passes, or its container exits or restarts (which fails it at
+once, with the container's last log lines); start runs one wait per service, all at once. Connection refused and 503 (llama-server
 loading a model) are progress, not failure.
 """
 
 from __future__ import annotations
 
-import http.client
 import socket
 import threading
 import time
@@ -44,27 +43,39 @@ def probe_url(spec: ServiceSpec) -> tuple[str, int] | None:
     return host, first.host
 
 
+def http_status(host: str, port: int, path: str, timeout: float) -> int:
+    """GET `path` and return the status code. A raw socket on purpose: http.client pulls in the
+    email package (~25 ms), which every `airpods status` would pay."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: airpods\r\n"
+                     "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n" not in head and len(head) < 4096:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ConnectionError("not an HTTP answer")
+    return int(parts[1])
+
+
 def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
     """GET the health path once; None when the service has no health path or published port."""
     target = probe_url(spec)
     if spec.health.path is None or target is None:
         return None
     start = time.monotonic()
-    conn = http.client.HTTPConnection(target[0], target[1], timeout=timeout)
     try:
-        # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
-        conn.request("GET", spec.health.path, headers={"Accept-Encoding": "gzip", "User-Agent": "airpods"})
-        response = conn.getresponse()
-        response.read(65536)
-        status = response.status
+        status = http_status(target[0], target[1], spec.health.path, timeout)
     except ConnectionRefusedError:
         return Probe(False, error="connection refused", ms=(time.monotonic() - start) * 1000)
     except (socket.timeout, TimeoutError):
         return Probe(False, error="timed out", ms=(time.monotonic() - start) * 1000)
-    except (OSError, http.client.HTTPException) as exc:
-        return Probe(False, error=type(exc).__name__ if not str(exc) else str(exc), ms=(time.monotonic() - start) * 1000)
-    finally:
-        conn.close()
+    except OSError as exc:
+        return Probe(False, error=str(exc) or type(exc).__name__, ms=(time.monotonic() - start) * 1000)
     return Probe(spec.health.accepts(status), status=status, ms=(time.monotonic() - start) * 1000)
 
 
@@ -110,44 +121,29 @@ def _crashed(engine: Podman, spec: ServiceSpec, state: ContainerState | None, el
 
 def wait_one(engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress: Progress,
              cancel: threading.Event) -> Readiness:
+    """Probe first (a healthy answer needs no podman call); between failed probes, the shared
+    watch says whether the container exited or restarted since the wait began."""
     start = time.monotonic()
     deadline = start + spec.health.timeout_s
-    baseline = watch.get(spec.container)
-    last = "starting"
+    baseline: ContainerState | None = None
     while not cancel.is_set():
+        result = probe(spec)
         elapsed = time.monotonic() - start
+        if result is not None and result.ok:
+            return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
         state = watch.get(spec.container)
+        baseline = baseline or state
         if state is None or not state.running or (baseline and state.started_at != baseline.started_at):
             return _crashed(engine, spec, state, elapsed)
-        result = probe(spec)
         if result is None:
             return Readiness(spec.name, True, elapsed, "running (no health check)")
-        if result.ok:
-            return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
-        last = result.describe()
         if time.monotonic() >= deadline:
             return Readiness(spec.name, False, elapsed,
-                             f"not ready after {spec.health.timeout_s:g} s (last answer: {last})",
+                             f"not ready after {spec.health.timeout_s:g} s (last answer: {result.describe()})",
                              None, engine.logs_tail(spec.container, 20))
-        progress(spec.name, elapsed, last)
+        progress(spec.name, elapsed, result.describe())
         cancel.wait(PROBE_INTERVAL_S)
     return Readiness(spec.name, False, time.monotonic() - start, "interrupted")
-
-
-def wait_until_ready(engine: Podman, specs: Sequence[ServiceSpec], progress: Progress,
-                     cancel: threading.Event | None = None) -> list[Readiness]:
-    """Wait for every service concurrently; results in the order of `specs`."""
-    if not specs:
-        return []
-    cancel = cancel or threading.Event()
-    watch = ContainerWatch(engine)
-    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="ready") as pool:
-        futures = [pool.submit(wait_one, engine, watch, spec, progress, cancel) for spec in specs]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            cancel.set()
-            raise
 
 
 def probe_all(specs: Sequence[ServiceSpec]) -> dict[str, Probe | None]:

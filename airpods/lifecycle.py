@@ -9,14 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from airpods.config.loader import LoadedConfig
 from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
-from airpods.gpu import detect_host_gpu
-from airpods.health import Readiness, probe_all, wait_until_ready
+from airpods.health import ContainerWatch, Probe, Readiness, probe_all, wait_one
 from airpods.plan import Observed, Plan, Step, build_start_plan, build_stop_plan
 from airpods.ports import port_holder, port_is_free
-from airpods.stack.build import build_stack
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -39,13 +36,8 @@ class StartResult:
         return all(r.ready for r in self.readiness)
 
 
-def stack_for(loaded: LoadedConfig, names: Sequence[str]) -> Stack:
-    return build_stack(loaded.config, detect_host_gpu(), names)
-
-
-def plan_start(loaded: LoadedConfig, names: Sequence[str], engine: Podman | None, *, pull_only: bool = False) -> Plan:
+def plan_start(stack: Stack, engine: Podman | None, *, pull_only: bool = False) -> Plan:
     """The plan `start` would run (observing podman when there is one)."""
-    stack = stack_for(loaded, names)
     observed = engine.observe(stack.network, stack.volumes, stack.images) if engine else Observed()
     return build_start_plan(stack, observed, pull_only=pull_only)
 
@@ -74,52 +66,66 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
 def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: set[str]) -> None:
     """Every host port a new pod publishes must be free; say who holds it otherwise."""
     creating = {s.target for s in plan.steps if s.kind == "pod"}
-    owners = engine.published_ports()
     for spec in stack.services:
         if spec.pod not in creating or spec.pod in observed_pods:
             continue
         for publish in spec.publish:
             if port_is_free(publish.host_ip, publish.host):
                 continue
-            holder = owners.get(publish.host) or port_holder(publish.host) or "another program"
+            holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
             raise RuntimeFailure(
                 f"{spec.name} cannot publish {publish.host_ip}:{publish.host}: the port is in use by {holder}; "
                 "nothing was created",
                 hint=f"stop that program, or give services.{spec.name}.ports another host port")
 
 
-def start(loaded: LoadedConfig, names: Sequence[str], engine: Podman, reporter: Reporter,
-          *, keep_failed: bool = False) -> StartResult:
-    stack = stack_for(loaded, names)
-    with state_lock(loaded.config.cli.lock_timeout_s):
+def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool = False) -> StartResult:
+    """Shared steps (network, volumes, pulls) first; then every service at once: its pod and
+    container, then its readiness wait. A failure or Ctrl-C removes the pods this run created,
+    after every worker has stopped, so no half-created pod survives."""
+    with state_lock(stack.settings.lock_timeout_s):
         observed = engine.observe(stack.network, stack.volumes, stack.images)
         plan = build_start_plan(stack, observed)
         check_ports(stack, plan, engine, set(observed.pods))
         result = StartResult(stack, plan)
         created: list[str] = []
         cancel = threading.Event()
-        try:
-            pulls = [s for s in plan.steps if s.kind == "pull"]
-            run_pulls(engine, pulls, reporter, loaded.config.cli.max_concurrent_pulls)
-            for step in plan.steps:
-                if step.kind == "pull":
-                    continue
+        watch = ContainerWatch(engine)
+
+        def bring_up(spec: ServiceSpec) -> Readiness:
+            for step in (s for s in plan.steps if s.service == spec.name):
+                if cancel.is_set():
+                    return Readiness(spec.name, False, 0.0, "interrupted")
                 reporter.step(step)
-                engine.execute(step)
                 if step.kind == "pod":
-                    created.append(step.target)
-            result.readiness = wait_until_ready(engine, stack.services, reporter.waiting, cancel)
-        except KeyboardInterrupt:
+                    created.append(step.target)   # before: a half-made pod is removed too
+                engine.execute(step)
+            return wait_one(engine, watch, spec, reporter.waiting, cancel)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
+        try:
+            for step in plan.steps:
+                if step.kind in ("network", "volume"):
+                    reporter.step(step)
+                    engine.execute(step)
+            run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
+                      stack.settings.max_concurrent_pulls)
+            futures = [pool.submit(bring_up, spec) for spec in stack.services]
+            result.readiness = [f.result() for f in futures]
+        except BaseException as exc:
             cancel.set()
-            removed = rollback(engine, created)
-            raise Interrupted("interrupted" + (f"; removed the pods this start created: {', '.join(removed)}"
-                                               if removed else "; nothing had been created")) from None
-        except AirpodsError as exc:
-            if not keep_failed:
+            pool.shutdown(wait=True)
+            if isinstance(exc, KeyboardInterrupt):
+                removed = rollback(engine, created)
+                raise Interrupted("interrupted" + (f"; removed the pods this start created: {', '.join(removed)}"
+                                                   if removed else "; nothing had been created")) from None
+            if isinstance(exc, AirpodsError) and not keep_failed:
                 removed = rollback(engine, created)
                 if removed:
                     exc.message += f" (removed the pods this start created: {', '.join(removed)})"
             raise
+        finally:
+            pool.shutdown(wait=True)
         if not result.ok and not keep_failed:
             result.rolled_back = rollback(engine, created)
         return result
@@ -132,19 +138,16 @@ def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
     return list(pods)
 
 
-def pre_fetch(loaded: LoadedConfig, names: Sequence[str], engine: Podman, reporter: Reporter) -> Plan:
-    stack = stack_for(loaded, names)
+def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter) -> Plan:
     plan = build_start_plan(stack, engine.observe(stack.network, (), stack.images), pull_only=True)
-    run_pulls(engine, plan.steps, reporter, loaded.config.cli.max_concurrent_pulls)
+    run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
     return plan
 
 
-def stop(loaded: LoadedConfig, names: Sequence[str], engine: Podman, reporter: Reporter,
-         timeout_s: int | None = None) -> Plan:
-    stack = stack_for(loaded, names)
-    with state_lock(loaded.config.cli.lock_timeout_s):
+def stop(stack: Stack, engine: Podman, reporter: Reporter, timeout_s: int | None = None) -> Plan:
+    with state_lock(stack.settings.lock_timeout_s):
         plan = build_stop_plan(stack, Observed(pods=engine.pods()),
-                               loaded.config.cli.stop_timeout_s if timeout_s is None else timeout_s)
+                               stack.settings.stop_timeout_s if timeout_s is None else timeout_s)
         for step in plan.steps:
             reporter.step(step)
             engine.execute(step)
@@ -169,9 +172,8 @@ class ServiceStatus:
         return dict(self.__dict__)
 
 
-def status(loaded: LoadedConfig, names: Sequence[str], engine: Podman) -> list[ServiceStatus]:
+def status(stack: Stack, engine: Podman) -> list[ServiceStatus]:
     """One `podman ps` plus one concurrent health probe per running service."""
-    stack = stack_for(loaded, names)
     containers: dict[str, ContainerState] = {c.name: c for c in engine.containers()}
     running = [s for s in stack.services if s.container in containers and containers[s.container].running]
     probes = probe_all(running)
@@ -180,7 +182,7 @@ def status(loaded: LoadedConfig, names: Sequence[str], engine: Podman) -> list[S
             for spec in stack.services]
 
 
-def _service_status(spec: ServiceSpec, state: ContainerState | None, probe, now: int) -> ServiceStatus:
+def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None, now: int) -> ServiceStatus:
     if state is None:
         return ServiceStatus(spec.name, "absent", "down", None, "not started", spec.url, spec.image,
                              spec.pod, spec.container, None, None)
@@ -197,25 +199,19 @@ def _service_status(spec: ServiceSpec, state: ContainerState | None, probe, now:
                          state.config_hash == spec.config_hash)
 
 
-def configured_volumes(loaded: LoadedConfig) -> list[str]:
-    """Named volumes of every configured service (enabled or not)."""
-    return list(dict.fromkeys(v.source for s in loaded.config.services.values() for v in s.volumes if v.named))
-
-
-def clean(loaded: LoadedConfig, engine: Podman, *, pods: bool, volumes: bool, images: bool) -> list[str]:
-    """Remove exactly what was asked for. Volumes go only when `volumes` is set."""
+def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bool) -> list[str]:
+    """Remove exactly what was asked for, for the services of `stack`. Volumes only with `volumes`."""
     done: list[str] = []
-    with state_lock(loaded.config.cli.lock_timeout_s):
+    with state_lock(stack.settings.lock_timeout_s):
         if pods or volumes:   # a volume in use cannot be removed: its pod goes first
             for pod in engine.pods():
                 engine.remove_pod(pod)
                 done.append(f"removed pod {pod}")
         if volumes:
-            for volume in configured_volumes(loaded):
+            for volume in stack.volumes:
                 if engine.run(["volume", "rm", "--force", volume], check=False).returncode == 0:
                     done.append(f"deleted volume {volume}")
         if images:
-            stack = stack_for(loaded, list(loaded.config.services))
             for image in stack.images:
                 if engine.run(["rmi", image], check=False).returncode == 0:
                     done.append(f"removed image {image}")

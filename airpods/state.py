@@ -11,13 +11,8 @@ from airpods.errors import RuntimeFailure
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME")
-    if base:
-        path = Path(base) / "airpods"
-    else:
-        from platformdirs import user_state_path
-
-        path = user_state_path("airpods")
+    """$XDG_STATE_HOME/airpods (default ~/.local/state/airpods), as the XDG spec says."""
+    path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "airpods"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path

@@ -53,7 +53,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write the commented defaults as your starting config file."""
-    from airpods.config.loader import default_toml_text, user_config_path
+    from airpods.config.files import default_toml_text, user_config_path
     from airpods.errors import RuntimeFailure
 
     target = options_of(ctx).config or user_config_path()
@@ -68,7 +68,7 @@ def init(
 @app.command()
 def path(ctx: typer.Context) -> None:
     """Print the config file in effect (or where `config init` would write one)."""
-    from airpods.config.loader import locate_config, user_config_path
+    from airpods.config.files import locate_config, user_config_path
 
     found = locate_config(options_of(ctx).config)
     if found:

@@ -21,3 +21,9 @@ def load(options: Options, path: Path | None = None):  # -> LoadedConfig (lazy i
     from airpods.config.loader import load_config
 
     return load_config(path or options.config)
+
+
+def stack(options: Options, names: list[str] | None, *, every_service: bool = False):  # -> Stack
+    from airpods.stack.resolve import resolve_stack
+
+    return resolve_stack(options.config, names or (), every_service=every_service)

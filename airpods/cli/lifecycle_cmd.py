@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from airpods.cli.context import load, options_of
+from airpods.cli.context import options_of, stack
 
 Services = Annotated[Optional[list[str]], typer.Argument(help="Services (default: every enabled one).", show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -27,29 +27,27 @@ def start(
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
 
-    loaded = load(options_of(ctx))
-    names = services or ()
+    wanted = stack(options_of(ctx), services)
     if dry_run:
-        engine = _engine_if_present()
-        plan = lifecycle.plan_start(loaded, names, engine, pull_only=pre_fetch)
+        plan = lifecycle.plan_start(wanted, _engine_if_present(), pull_only=pre_fetch)
         if as_json:
             print_json(plan.to_json())
         else:
-            print(f"# {lifecycle.stack_for(loaded, names).gpu.describe()}")
+            print(f"# {wanted.gpu.describe()}")
             print(plan.render())
         return
     engine = Podman()
     with ConsoleReporter(quiet=as_json) as reporter:
         if pre_fetch:
-            plan = lifecycle.pre_fetch(loaded, names, engine, reporter)
+            plan = lifecycle.pre_fetch(wanted, engine, reporter)
             for note in plan.notes:
                 reporter.line(note)
             if as_json:
                 print_json({"pulled": [s.target for s in plan.steps], "present": list(plan.notes)})
             return
-        for message in lifecycle.stack_for(loaded, names).warnings:
+        for message in wanted.warnings:
             warn(message)
-        result = lifecycle.start(loaded, names, engine, reporter, keep_failed=keep_failed)
+        result = lifecycle.start(wanted, engine, reporter, keep_failed=keep_failed)
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
@@ -65,9 +63,8 @@ def stop(
     from airpods.cli.progress import ConsoleReporter
     from airpods.engine.podman import Podman
 
-    loaded = load(options_of(ctx))
     with ConsoleReporter() as reporter:
-        plan = lifecycle.stop(loaded, services or (), Podman(), reporter, timeout)
+        plan = lifecycle.stop(stack(options_of(ctx), services), Podman(), reporter, timeout)
     for note in plan.notes:
         print(note)
     stopped = sorted({s.service for s in plan.steps if s.service})
@@ -80,8 +77,7 @@ def status(ctx: typer.Context, services: Services = None, as_json: Json = False)
     from airpods.cli.render import render_status
     from airpods.engine.podman import Podman
 
-    loaded = load(options_of(ctx))
-    render_status(lifecycle.status(loaded, services or (), Podman()), as_json)
+    render_status(lifecycle.status(stack(options_of(ctx), services), Podman()), as_json)
 
 
 def logs(
@@ -92,13 +88,11 @@ def logs(
     since: Annotated[Optional[str], typer.Option("--since", help="Only lines since T (e.g. 10m, or a timestamp).")] = None,
 ) -> None:
     """Print container logs: one service as is, several interleaved with a service prefix."""
-    from airpods import lifecycle
     from airpods.engine.logs import stream_logs
     from airpods.engine.podman import Podman
 
-    loaded = load(options_of(ctx))
-    stack = lifecycle.stack_for(loaded, services or ())
-    raise typer.Exit(stream_logs(Podman(), {s.name: s.container for s in stack.services},
+    wanted = stack(options_of(ctx), services)
+    raise typer.Exit(stream_logs(Podman(), {s.name: s.container for s in wanted.services},
                                  follow=follow, lines=lines, since=since))
 
 

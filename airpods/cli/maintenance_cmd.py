@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from airpods.cli.context import load, options_of
+from airpods.cli.context import options_of, stack
 
 
 def doctor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
@@ -40,13 +40,12 @@ def clean(
 
     if not (pods or volumes or images):
         raise UsageError("say what to clean: --pods, --volumes and/or --images")
-    loaded = load(options_of(ctx))
+    everything = stack(options_of(ctx), None, every_service=True)
     engine = Podman()
     if volumes and not yes:
-        names = lifecycle.configured_volumes(loaded)
-        if not typer.confirm(f"Delete volumes {', '.join(names)} and all their data?", default=False):
+        if not typer.confirm(f"Delete volumes {', '.join(everything.volumes)} and all their data?", default=False):
             raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
-    for line in lifecycle.clean(loaded, engine, pods=pods, volumes=volumes, images=images):
+    for line in lifecycle.clean(everything, engine, pods=pods, volumes=volumes, images=images):
         print(line)
 
 

@@ -6,26 +6,11 @@ import sys
 from typing import TYPE_CHECKING
 
 from airpods.cli.output import print_json
+from airpods.cli.table import format_table
 from airpods.errors import RuntimeFailure
 
 if TYPE_CHECKING:
     from airpods.lifecycle import ServiceStatus, StartResult
-
-
-def _table(*columns: str):
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column)
-    return table
-
-
-def _print(table) -> None:
-    from rich.console import Console
-
-    # Off a terminal Rich would assume 80 columns and cut URLs: give it room instead.
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 def render_start(result: StartResult, as_json: bool) -> None:
@@ -36,11 +21,9 @@ def render_start(result: StartResult, as_json: bool) -> None:
                                   "detail": r.detail, "url": urls.get(r.service), "exit_code": r.exit_code,
                                   "logs": r.logs} for r in result.readiness]})
     else:
-        table = _table("SERVICE", "STATE", "URL", "READY IN", "DETAIL")
-        for r in result.readiness:
-            table.add_row(r.service, "ready" if r.ready else "FAILED", urls.get(r.service) or "-",
-                          f"{r.seconds:.1f} s" if r.ready else "-", r.detail)
-        _print(table)
+        print(format_table(("SERVICE", "STATE", "URL", "READY IN", "DETAIL"), [
+            (r.service, "ready" if r.ready else "FAILED", urls.get(r.service) or "-",
+             f"{r.seconds:.1f} s" if r.ready else "-", r.detail) for r in result.readiness]))
     failed = [r for r in result.readiness if not r.ready]
     if not failed:
         return
@@ -71,12 +54,12 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
     if as_json:
         print_json({"services": [row.to_json() for row in rows]})
         return
-    table = _table("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME")
+    lines = []
     for row in rows:
         health = row.health if row.health in ("healthy", "down") else f"{row.health} ({row.detail})"
         state = row.state if row.up_to_date in (True, None) else f"{row.state} (config changed: run start)"
-        table.add_row(row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s))
-    _print(table)
+        lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
+    print(format_table(("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME"), lines))
     down = [row.name for row in rows if row.health != "healthy"]
     if down:
         print(f"\nnot healthy: {', '.join(down)} (`airpods start` starts them, `airpods logs NAME` shows why)")

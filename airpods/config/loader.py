@@ -10,20 +10,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from airpods.config.files import DEFAULTS_LABEL, default_toml_text, locate_config
 from airpods.config.merge import apply_extends, deep_merge
 from airpods.config.schema import Config
 from airpods.config.templates import resolve_templates
 from airpods.config.validation import check_stack_rules, config_error_from_validation
 from airpods.errors import ConfigError
-
-DEFAULTS_LABEL = "built-in defaults (airpods/config/default.toml)"
-
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -31,35 +28,6 @@ class LoadedConfig:
     path: Path | None          # the user file, None when running on the defaults alone
     merged: dict[str, Any]     # defaults ⊕ user file, templates not yet resolved
     resolved: dict[str, Any]   # after extends and templates: what was validated
-
-
-def default_toml_text() -> str:
-    return resources.files("airpods.config").joinpath("default.toml").read_text(encoding="utf-8")
-
-
-def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """Where `config init` writes and where the file is looked for last: XDG config home."""
-    env = os.environ if env is None else env
-    xdg = env.get("XDG_CONFIG_HOME")
-    if xdg:
-        return Path(xdg) / "airpods" / "config.toml"
-    from platformdirs import user_config_path as platform_config
-
-    return platform_config("airpods") / "config.toml"
-
-
-def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path | None:
-    """First hit wins: --config, $AIRPODS_CONFIG, XDG. A named file that is missing is an error."""
-    env = os.environ if env is None else env
-    for origin, value in (("--config", explicit), ("AIRPODS_CONFIG", env.get("AIRPODS_CONFIG"))):
-        if value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"file not found (named by {origin})", file=str(path),
-                                  hint="create it with `airpods config init --config PATH`")
-            return path
-    path = user_config_path(env)
-    return path if path.is_file() else None
 
 
 def parse_toml(text: str, label: str) -> dict[str, Any]:

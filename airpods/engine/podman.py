@@ -113,15 +113,23 @@ class Podman:
         return owners
 
     def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
-        """One snapshot of what exists: network, volumes, images and airpods pods."""
-        existing_networks = {row.get("Name") or row.get("name") for row in self.json(["network", "ls", "--format", "json"])}
-        existing_volumes = {row.get("Name") for row in self.json(["volume", "ls", "--format", "json"])}
-        local = {name for row in self.json(["images", "--format", "json"]) for name in row.get("Names") or []}
+        """One snapshot of what exists: network, volumes, images and airpods pods (four podman
+        calls, run at once)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            networks = pool.submit(self.json, ["network", "ls", "--format", "json"])
+            volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
+            image_rows = pool.submit(self.json, ["images", "--format", "json"])
+            pods = pool.submit(self.pods)
+        existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
+        existing_volumes = {row.get("Name") for row in volume_rows.result()}
+        local = {name for row in image_rows.result() for name in row.get("Names") or []}
         return Observed(
             networks=frozenset(n for n in existing_networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing_volumes),
             images=frozenset(i for i in images if i in local or f"{i}:latest" in local),
-            pods=self.pods(),
+            pods=pods.result(),
         )
 
     def image_exists(self, image: str) -> bool:

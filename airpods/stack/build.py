@@ -8,7 +8,7 @@ from airpods.config.schema import Config, Service
 from airpods.errors import UsageError
 from airpods.gpu import HostGpu, device_args
 from airpods.stack.args import has_flag, render_command_args
-from airpods.stack.model import Mount, Publish, ServiceSpec, Stack
+from airpods.stack.model import HealthCheck, Mount, Publish, ServiceSpec, Settings, Stack
 
 LLAMACPP = "llamacpp"
 MODEL_VOLUME_TARGET = "/models"
@@ -67,15 +67,17 @@ def build_service(config: Config, name: str, gpu: HostGpu) -> ServiceSpec:
         cpus=service.resources.cpus,
         restart_policy=config.runtime.restart_policy,
         network=config.runtime.network,
-        health=service.health,
+        health=HealthCheck(service.health.path, tuple(service.health.expected_status), service.health.timeout_s),
     )
 
 
 def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = ()) -> Stack:
     names = select_services(config, only)
     services = tuple(build_service(config, name, gpu) for name in names)
+    cli = config.cli
     return Stack(network=config.runtime.network, gpu=gpu, services=services,
-                 warnings=tuple(stack_warnings(services)))
+                 warnings=tuple(stack_warnings(services)),
+                 settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s))
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:

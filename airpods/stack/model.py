@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 
-from airpods.config.schema import Health
 from airpods.gpu import HostGpu
 
 
@@ -37,6 +34,24 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    path: str | None
+    expected: tuple[tuple[int, int], ...]    # accepted status ranges, inclusive
+    timeout_s: float
+
+    def accepts(self, status: int) -> bool:
+        return any(lo <= status <= hi for lo, hi in self.expected)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The [cli] knobs the lifecycle needs."""
+    stop_timeout_s: int = 10
+    max_concurrent_pulls: int = 3
+    lock_timeout_s: float = 30
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     kind: str                          # the built-in service it is (root of its extends chain)
@@ -56,11 +71,14 @@ class ServiceSpec:
     cpus: float | None
     restart_policy: str
     network: str
-    health: Health = field(compare=False)
+    health: HealthCheck = field(compare=False)
 
     @property
     def config_hash(self) -> str:
         """Changes exactly when the pod or container would be created differently."""
+        import hashlib
+        import json
+
         data = asdict(self)
         data.pop("health")
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -81,6 +99,7 @@ class Stack:
     gpu: HostGpu
     services: tuple[ServiceSpec, ...]
     warnings: tuple[str, ...] = ()
+    settings: Settings = Settings()
 
     @property
     def volumes(self) -> tuple[str, ...]:

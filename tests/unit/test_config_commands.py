@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from airpods.config.loader import default_toml_text
+from airpods.config.files import default_toml_text
 from tests.unit.helpers import run_cli, write_toml
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airpods.config.loader import build_config, load_config, locate_config
+from airpods.config.files import locate_config
+from airpods.config.loader import build_config, load_config
 from airpods.errors import ConfigError
 from tests.unit.helpers import load_text, write_toml
 

@@ -1,0 +1,37 @@
+"""Finding and reading the config files. No pydantic here: cheap enough for every command."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from airpods.errors import ConfigError
+
+DEFAULTS_FILE = Path(__file__).with_name("default.toml")
+DEFAULTS_LABEL = "built-in defaults (airpods/config/default.toml)"
+
+
+def default_toml_text() -> str:
+    return DEFAULTS_FILE.read_text(encoding="utf-8")
+
+
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where `config init` writes and where the file is looked for last: XDG config home."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or Path.home(), ".config")
+    return Path(base) / "airpods" / "config.toml"
+
+
+def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """First hit wins: --config, $AIRPODS_CONFIG, XDG. A named file that is missing is an error."""
+    env = os.environ if env is None else env
+    for origin, value in (("--config", explicit), ("AIRPODS_CONFIG", env.get("AIRPODS_CONFIG"))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"file not found (named by {origin})", file=str(path),
+                                  hint="create it with `airpods config init --config PATH`")
+            return path
+    path = user_config_path(env)
+    return path if path.is_file() else None

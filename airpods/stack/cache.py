@@ -1,0 +1,73 @@
+"""A cache of the derived Stack, so read-mostly commands (status, logs, stop) skip loading
+pydantic and validating. Keyed by everything the stack is derived from: airpods' version, the
+defaults, the user file's path and bytes, the host GPU and the services asked for. A changed
+file misses the cache and is fully validated (its errors reported as usual)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from airpods import __version__
+from airpods.config.files import default_toml_text
+from airpods.gpu import HostGpu
+from airpods.stack.model import HealthCheck, Mount, Publish, ServiceSpec, Settings, Stack
+
+
+def cache_key(user_file: Path | None, gpu: HostGpu, names: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for part in (__version__, default_toml_text(), str(user_file), repr(gpu), "\0".join(names)):
+        digest.update(part.encode() + b"\0")
+    if user_file is not None:
+        digest.update(user_file.read_bytes())
+    return digest.hexdigest()
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def stack_from_json(data: dict[str, Any]) -> Stack:
+    services = []
+    for raw in data["services"]:
+        fields = {k: _tuples(v) for k, v in raw.items()}
+        fields["publish"] = tuple(Publish(*p) for p in fields["publish"])
+        fields["mounts"] = tuple(Mount(*m) for m in fields["mounts"])
+        health = raw["health"]
+        fields["health"] = HealthCheck(health["path"], _tuples(health["expected"]), health["timeout_s"])
+        services.append(ServiceSpec(**fields))
+    gpu = data["gpu"]
+    return Stack(network=data["network"], gpu=HostGpu(gpu["vendor"], gpu["cdi"], tuple(gpu["nodes"])),
+                 services=tuple(services), warnings=tuple(data["warnings"]), settings=Settings(**data["settings"]))
+
+
+def _to_json(stack: Stack) -> dict[str, Any]:
+    data = asdict(stack)
+    for raw in data["services"]:
+        raw["publish"] = [[p["host_ip"], p["host"], p["container"]] for p in raw["publish"]]
+        raw["mounts"] = [[m["source"], m["target"], m["mode"], m["named"]] for m in raw["mounts"]]
+    return data
+
+
+def cached_stack(path: Path, key: str, build: Callable[[], Stack]) -> Stack:
+    """The stack stored under `key` at `path`, else `build()` (then stored, privately)."""
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stack_from_json(stored["stack"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    stack = build()
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps({"key": key, "stack": _to_json(stack)}))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    except OSError:
+        pass   # a cache that cannot be written only costs speed
+    return stack

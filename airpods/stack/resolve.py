@@ -1,0 +1,29 @@
+"""Config file → Stack for this host, through the stack cache (see stack/cache.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from airpods.stack.model import Stack
+
+
+def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_service: bool = False) -> Stack:
+    """The services named (or every enabled one; or all configured with `every_service`)."""
+    from airpods.config.files import locate_config
+    from airpods.gpu import detect_host_gpu
+    from airpods.stack.cache import cache_key, cached_stack
+    from airpods.state import state_dir
+
+    path = locate_config(config_option)
+    gpu = detect_host_gpu()
+
+    def build() -> Stack:
+        from airpods.config.loader import load_config
+        from airpods.stack.build import build_stack
+
+        config = load_config(path).config
+        return build_stack(config, gpu, list(config.services) if every_service else names)
+
+    key = cache_key(path, gpu, ["*"] if every_service else names)
+    return cached_stack(state_dir() / "stack-cache.json", key, build)
