@@ -14,6 +14,7 @@ from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import ContainerWatch, Probe, Readiness, probe_all, wait_one
 from airpods.plan import Observed, Plan, Step, build_start_plan, build_stop_plan
 from airpods.ports import port_holder, port_is_free
+from airpods.secrets import api_key
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -85,7 +86,7 @@ def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool
     after every worker has stopped, so no half-created pod survives."""
     with state_lock(stack.settings.lock_timeout_s):
         observed = engine.observe(stack.network, stack.volumes, stack.images)
-        plan = build_start_plan(stack, observed)
+        plan = build_start_plan(stack, observed, api_key=api_key() if stack.secrets else "")
         check_ports(stack, plan, engine, set(observed.pods))
         result = StartResult(stack, plan)
         created: list[str] = []
@@ -105,7 +106,7 @@ def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool
         pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
         try:
             for step in plan.steps:
-                if step.kind in ("network", "volume"):
+                if step.kind in ("network", "volume", "secret"):
                     reporter.step(step)
                     engine.execute(step)
             run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
@@ -157,6 +158,7 @@ def stop(stack: Stack, engine: Podman, reporter: Reporter, timeout_s: int | None
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
+    kind: str             # the built-in service it is: llamacpp for every llama.cpp instance
     state: str            # running | exited | created | absent
     health: str           # healthy | unhealthy | unknown | down
     http_status: int | None
@@ -184,17 +186,17 @@ def status(stack: Stack, engine: Podman) -> list[ServiceStatus]:
 
 def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None, now: int) -> ServiceStatus:
     if state is None:
-        return ServiceStatus(spec.name, "absent", "down", None, "not started", spec.url, spec.image,
+        return ServiceStatus(spec.name, spec.kind, "absent", "down", None, "not started", spec.url, spec.image,
                              spec.pod, spec.container, None, None)
     if not state.running:
-        return ServiceStatus(spec.name, state.state, "down", None, f"exit code {state.exit_code}", spec.url,
+        return ServiceStatus(spec.name, spec.kind, state.state, "down", None, f"exit code {state.exit_code}", spec.url,
                              state.image, spec.pod, spec.container, None, state.config_hash == spec.config_hash)
     if probe is None:
         health, code, detail = "unknown", None, "no health check"
     else:
         health = "healthy" if probe.ok else "unhealthy"
         code, detail = probe.status, probe.describe()
-    return ServiceStatus(spec.name, "running", health, code, detail, spec.url, state.image, spec.pod,
+    return ServiceStatus(spec.name, spec.kind, "running", health, code, detail, spec.url, state.image, spec.pod,
                          spec.container, max(0, now - state.started_at) if state.started_at else None,
                          state.config_hash == spec.config_hash)
 

@@ -17,14 +17,15 @@ MANAGED_LABEL = "io.airpods.managed=true"
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                  # network | volume | pull | pod | container | stop | remove
+    kind: str                  # network | volume | secret | pull | pod | container | stop | remove
     target: str
     argv: tuple[str, ...]
     why: str
     service: str | None = None
+    stdin: str | None = field(default=None, repr=False)   # a secret's value: never displayed
 
     def display(self) -> str:
-        return shlex.join(self.argv)
+        return shlex.join(self.argv) + (" <<< '********'" if self.stdin is not None else "")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Observed:
     volumes: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
     pods: Mapping[str, ObservedPod] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv += _labels({**spec.labels, "io.airpods.managed": "true"})
     argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
     argv += [arg for mount in spec.mounts for arg in ("--volume", mount.flag())]
+    argv += [arg for secret in spec.secrets for arg in ("--secret", secret.flag())]
     if spec.memory:
         argv += ["--memory", spec.memory]
     if spec.cpus:
@@ -99,7 +102,8 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = False) -> Plan:
+def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = False, api_key: str = "") -> Plan:
+    """`api_key` is the value behind stack.secrets (only read for secrets that do not exist yet)."""
     if pull_only:
         steps = pull_steps(stack.images, observed)
         notes = [f"{image}: already present" for image in stack.images if image in observed.images]
@@ -115,6 +119,12 @@ def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = Fals
         if volume not in observed.volumes:
             steps.append(Step("volume", volume, ("podman", "volume", "create", "--label", MANAGED_LABEL, volume),
                               f"volume {volume}: kept by stop"))
+    for secret in stack.secrets:
+        if secret.name not in observed.secrets:
+            steps.append(Step("secret", secret.name,
+                              ("podman", "secret", "create", "--label", MANAGED_LABEL, secret.name, "-"),
+                              f"secret {secret.name}: the stack's API key, kept out of argv and env",
+                              stdin=secret.value(api_key)))
     steps += pull_steps(stack.images, observed)
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)

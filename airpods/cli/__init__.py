@@ -41,9 +41,10 @@ def root(
     ctx.obj = Options(config=config, debug=debug)
 
 
-from airpods.cli import config_cmd, lifecycle_cmd, maintenance_cmd  # noqa: E402  (light: typer only)
+from airpods.cli import config_cmd, env_cmd, lifecycle_cmd, maintenance_cmd  # noqa: E402  (typer only)
 
 lifecycle_cmd.register(app)
+env_cmd.register(app)
 maintenance_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 

@@ -12,13 +12,14 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     if not resolved:
         return dict(loaded.merged)
     from airpods.gpu import detect_host_gpu
+    from airpods.secrets import api_key, key_id
     from airpods.stack.build import build_service
 
     data: dict[str, Any] = dict(loaded.resolved)
     gpu = detect_host_gpu()
     rendered: dict[str, Any] = {}
     for name in loaded.config.services:
-        spec = build_service(loaded.config, name, gpu)
+        spec, _ = build_service(loaded.config, name, gpu, key_id(api_key()), loaded.config.enabled_services())
         argv = [*(spec.entrypoint or ()), spec.image, *spec.args]
         rendered[name] = {"image": spec.image, "argv": list(spec.args), "display": shlex.join(argv)}
     data["rendered"] = rendered

@@ -60,6 +60,10 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
         state = row.state if row.up_to_date in (True, None) else f"{row.state} (config changed: run start)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
     print(format_table(("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME"), lines))
+    if any(row.kind == "llamacpp" for row in rows):
+        from airpods.secrets import api_key_path
+
+        print(f"\nllama.cpp API key: `airpods env` prints it with the base URL (kept in {api_key_path()})")
     down = [row.name for row in rows if row.health != "healthy"]
     if down:
         print(f"\nnot healthy: {', '.join(down)} (`airpods start` starts them, `airpods logs NAME` shows why)")

@@ -170,6 +170,7 @@ class Runtime(_Model):
     bind_address: str = "127.0.0.1"
     network: Name = "airpods"
     restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"
+    api_key: bool = True
 
     @field_validator("bind_address")
     @classmethod

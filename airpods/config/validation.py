@@ -116,9 +116,10 @@ def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda k
     owners: dict[tuple[str, Any], str] = {}
     for name in config.enabled_services():
         service = config.services[name]
+        # Pods and containers share one namespace in podman.
         claims: list[tuple[str, Any, str]] = [
-            ("pod", service.pod or name, f"services.{name}.pod"),
-            ("container", service.container or name, f"services.{name}.container"),
+            ("pod/container name", service.pod or name, f"services.{name}.pod"),
+            ("pod/container name", service.container or f"{name}-0", f"services.{name}.container"),
         ]
         claims += [("host port", port.host, f"services.{name}.ports.{i}.host")
                    for i, port in enumerate(service.ports) if port.published]

@@ -70,7 +70,7 @@ class Podman:
         return json.loads(out) if out else []
 
     def execute(self, step: Step) -> None:
-        self.run(step.argv, PULL_TIMEOUT_S if step.kind == "pull" else DEFAULT_TIMEOUT_S)
+        self.run(step.argv, PULL_TIMEOUT_S if step.kind == "pull" else DEFAULT_TIMEOUT_S, input_text=step.stdin)
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -113,12 +113,13 @@ class Podman:
         return owners
 
     def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
-        """One snapshot of what exists: network, volumes, images and airpods pods (four podman
-        calls, run at once)."""
+        """One snapshot of what exists: network, volumes, images, secrets and airpods pods (five
+        podman calls, run at once)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=5) as pool:
             networks = pool.submit(self.json, ["network", "ls", "--format", "json"])
+            secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])   # 4.3: no json
             volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
             image_rows = pool.submit(self.json, ["images", "--format", "json"])
             pods = pool.submit(self.pods)
@@ -130,6 +131,7 @@ class Podman:
             volumes=frozenset(v for v in volumes if v in existing_volumes),
             images=frozenset(i for i in images if i in local or f"{i}:latest" in local),
             pods=pods.result(),
+            secrets=frozenset(secrets.result().stdout.split()),
         )
 
     def image_exists(self, image: str) -> bool:

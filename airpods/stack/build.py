@@ -8,9 +8,9 @@ from airpods.config.schema import Config, Service
 from airpods.errors import UsageError
 from airpods.gpu import HostGpu, device_args
 from airpods.stack.args import has_flag, render_command_args
-from airpods.stack.model import HealthCheck, Mount, Publish, ServiceSpec, Settings, Stack
+from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
+from airpods.stack.wiring import LLAMACPP, OPEN_WEBUI, api_key_secret, llama_extra_args, open_webui_wiring
 
-LLAMACPP = "llamacpp"
 MODEL_VOLUME_TARGET = "/models"
 
 
@@ -40,13 +40,27 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 
 
-def build_service(config: Config, name: str, gpu: HostGpu) -> ServiceSpec:
+def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = None,
+                  backends: Sequence[str] = ()) -> tuple[ServiceSpec, list[SecretDef]]:
+    """One service's spec, and the secrets it needs created. `backends` are the stack's other
+    instances (Open WebUI is wired to them)."""
     service = config.services[name]
     kind = kind_of(config, name)
     image, variant = select_image(service, gpu)
     args = render_command_args(service.command_args)
-    if kind == LLAMACPP and not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
-        args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
+    env = list(service.env.items())
+    secrets: list[SecretUse] = []
+    defs: list[SecretDef] = []
+    if kind == LLAMACPP:
+        if not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
+            args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
+        extra, secrets = llama_extra_args(service, key_id)
+        args += extra
+        defs += [api_key_secret(key_id)] if secrets else []
+    elif kind == OPEN_WEBUI:
+        wired_env, secrets, defs = open_webui_wiring(
+            config, [(b, kind_of(config, b)) for b in backends], service.env, key_id)
+        env += wired_env
     bind = config.runtime.bind_address
     return ServiceSpec(
         name=name,
@@ -54,12 +68,12 @@ def build_service(config: Config, name: str, gpu: HostGpu) -> ServiceSpec:
         image=image,
         variant=variant,
         pod=service.pod or name,
-        container=service.container or name,
+        container=service.container or f"{name}-0",   # podman: a container may not share its pod's name
         aliases=tuple(service.network_aliases if service.network_aliases is not None else [name]),
         publish=tuple(Publish(bind, p.host, p.container) for p in service.ports if p.host),
         container_ports=tuple(p.container for p in service.ports),
         mounts=tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes),
-        env=tuple(service.env.items()),
+        env=tuple(env),
         devices=tuple(device_args(gpu)) if variant != "cpu" else (),
         entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
         args=tuple(args),
@@ -67,17 +81,24 @@ def build_service(config: Config, name: str, gpu: HostGpu) -> ServiceSpec:
         cpus=service.resources.cpus,
         restart_policy=config.runtime.restart_policy,
         network=config.runtime.network,
+        secrets=tuple(secrets),
         health=HealthCheck(service.health.path, tuple(service.health.expected_status), service.health.timeout_s),
-    )
+    ), defs
 
 
-def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = ()) -> Stack:
+def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None) -> Stack:
+    """`key_id` names the stack's API key (None: no key, or `runtime.api_key = false`)."""
     names = select_services(config, only)
-    services = tuple(build_service(config, name, gpu) for name in names)
+    key_id = key_id if config.runtime.api_key else None
+    backends = list(dict.fromkeys([*config.enabled_services(), *names]))
+    built = [build_service(config, name, gpu, key_id, backends) for name in names]
+    services = tuple(spec for spec, _ in built)
+    secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli
     return Stack(network=config.runtime.network, gpu=gpu, services=services,
                  warnings=tuple(stack_warnings(services)),
-                 settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s))
+                 settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
+                 secrets=secrets)
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:

@@ -16,12 +16,12 @@ from typing import Any
 from airpods import __version__
 from airpods.config.files import default_toml_text
 from airpods.gpu import HostGpu
-from airpods.stack.model import HealthCheck, Mount, Publish, ServiceSpec, Settings, Stack
+from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 
 
-def cache_key(user_file: Path | None, gpu: HostGpu, names: Sequence[str]) -> str:
+def cache_key(user_file: Path | None, gpu: HostGpu, names: Sequence[str], key_id: str) -> str:
     digest = hashlib.sha256()
-    for part in (__version__, default_toml_text(), str(user_file), repr(gpu), "\0".join(names)):
+    for part in (__version__, default_toml_text(), str(user_file), repr(gpu), "\0".join(names), key_id):
         digest.update(part.encode() + b"\0")
     if user_file is not None:
         digest.update(user_file.read_bytes())
@@ -38,12 +38,14 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         fields = {k: _tuples(v) for k, v in raw.items()}
         fields["publish"] = tuple(Publish(*p) for p in fields["publish"])
         fields["mounts"] = tuple(Mount(*m) for m in fields["mounts"])
+        fields["secrets"] = tuple(SecretUse(**u) for u in raw["secrets"])
         health = raw["health"]
         fields["health"] = HealthCheck(health["path"], _tuples(health["expected"]), health["timeout_s"])
         services.append(ServiceSpec(**fields))
     gpu = data["gpu"]
     return Stack(network=data["network"], gpu=HostGpu(gpu["vendor"], gpu["cdi"], tuple(gpu["nodes"])),
-                 services=tuple(services), warnings=tuple(data["warnings"]), settings=Settings(**data["settings"]))
+                 services=tuple(services), warnings=tuple(data["warnings"]), settings=Settings(**data["settings"]),
+                 secrets=tuple(SecretDef(**d) for d in data["secrets"]))
 
 
 def _to_json(stack: Stack) -> dict[str, Any]:

@@ -34,6 +34,28 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class SecretUse:
+    """A podman secret handed to a container: a 0400 file under /run/secrets, or an env var."""
+    name: str
+    type: str      # mount | env
+    target: str
+
+    def flag(self) -> str:
+        return f"{self.name},type={self.type},target={self.target}" + (",mode=0400" if self.type == "mount" else "")
+
+
+@dataclass(frozen=True)
+class SecretDef:
+    """A podman secret to create: the stack's API key `repeat` times, joined by ';' (Open WebUI
+    wants one key per OpenAI URL, aligned by index)."""
+    name: str
+    repeat: int = 1
+
+    def value(self, key: str) -> str:
+        return ";".join([key] * self.repeat)
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     path: str | None
     expected: tuple[tuple[int, int], ...]    # accepted status ranges, inclusive
@@ -71,6 +93,7 @@ class ServiceSpec:
     cpus: float | None
     restart_policy: str
     network: str
+    secrets: tuple[SecretUse, ...]
     health: HealthCheck = field(compare=False)
 
     @property
@@ -100,6 +123,7 @@ class Stack:
     services: tuple[ServiceSpec, ...]
     warnings: tuple[str, ...] = ()
     settings: Settings = Settings()
+    secrets: tuple[SecretDef, ...] = ()
 
     @property
     def volumes(self) -> tuple[str, ...]:

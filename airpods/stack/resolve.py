@@ -12,18 +12,20 @@ def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_ser
     """The services named (or every enabled one; or all configured with `every_service`)."""
     from airpods.config.files import locate_config
     from airpods.gpu import detect_host_gpu
+    from airpods.secrets import api_key, key_id
     from airpods.stack.cache import cache_key, cached_stack
     from airpods.state import state_dir
 
     path = locate_config(config_option)
     gpu = detect_host_gpu()
+    key = key_id(api_key())
 
     def build() -> Stack:
         from airpods.config.loader import load_config
         from airpods.stack.build import build_stack
 
         config = load_config(path).config
-        return build_stack(config, gpu, list(config.services) if every_service else names)
+        return build_stack(config, gpu, list(config.services) if every_service else names, key)
 
-    key = cache_key(path, gpu, ["*"] if every_service else names)
-    return cached_stack(state_dir() / "stack-cache.json", key, build)
+    cache = cache_key(path, gpu, ["*"] if every_service else names, key)
+    return cached_stack(state_dir() / "stack-cache.json", cache, build)

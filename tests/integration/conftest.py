@@ -123,3 +123,42 @@ def eventually(check: Callable[[], object], timeout: float = 30, interval: float
 
 def container_ids() -> dict[str, str]:
     return {c["Names"][0]: c["Id"] for c in podman_json("ps", "-a", "--filter", MANAGED) if not c.get("IsInfra")}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny real GGUF (llama architecture, random weights), written with the gguf package."""
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+def put_in_volume(volume: str, *files: Path) -> None:
+    """Copy files into a named volume through podman (rootful or rootless alike)."""
+    import tarfile
+    import tempfile
+
+    if podman("volume", "exists", volume, check=False).returncode != 0:
+        podman("volume", "create", "--label", "io.airpods.managed=true", volume)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "files.tar"
+        with tarfile.open(archive, "w") as tar:
+            for path in files:
+                tar.add(path, arcname=path.name)
+        podman("volume", "import", volume, str(archive))
+
+
+@pytest.fixture
+def model_volume(airpods, tiny_model) -> str:
+    put_in_volume("airpods_llamacpp_models", tiny_model)
+    return "airpods_llamacpp_models"
+
+
+def openai_env(airpods: Airpods, name: str | None = None) -> dict[str, str]:
+    """What `airpods env [NAME]` exports, parsed."""
+    import shlex
+
+    done = airpods("env", *([name] if name else []))
+    assert done.code == 0, done.err
+    pairs = [shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in done.out.splitlines()]
+    return dict(pairs)

@@ -40,7 +40,7 @@ def test_default_model_template_renders_the_model_flag(tmp_path):
         [services.llamacpp.command_args]
         model = "/models/{{default_model}}"
     """).config
-    spec = build_service(config, "llamacpp", HostGpu("none"))
+    spec, _ = build_service(config, "llamacpp", HostGpu("none"))
     assert spec.args[:2] == ("--host", "0.0.0.0")
     i = spec.args.index("--model")
     assert spec.args[i:i + 2] == ("--model", "/models/x.gguf")
@@ -58,7 +58,7 @@ def test_entrypoint_override_replaces_the_entrypoint_and_args_follow(tmp_path):
         entrypoint_override = ["/app/tools.sh", "--server"]
         command_args = { port = 9000, verbose = true }
     """).config
-    argv = container_run_argv(build_service(config, "tool", HostGpu("none")))
+    argv = container_run_argv(build_service(config, "tool", HostGpu("none"))[0])
     i = argv.index("--entrypoint")
     assert argv[i + 1] == '["/app/tools.sh", "--server"]'
     assert argv[-4:] == ("ghcr.io/ggml-org/llama.cpp:full", "--port", "9000", "--verbose")

@@ -41,9 +41,9 @@ def test_validate_ok(capsys, tmp_path):
 def test_show_merged_json_keeps_templates_and_resolved_renders_commands(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
     merged = json.loads(run_cli(capsys, "config", "show", "--json").out)
-    assert merged["services"]["open-webui"]["env"]["OLLAMA_BASE_URL"] == "http://ollama:{{services.ollama.ports.0.container}}"
+    assert merged["services"]["ollama"]["env"]["OLLAMA_HOST"] == "0.0.0.0:{{services.ollama.ports.0.container}}"
     resolved = json.loads(run_cli(capsys, "config", "show", "--resolved", "--json").out)
-    assert resolved["services"]["open-webui"]["env"]["OLLAMA_BASE_URL"] == "http://ollama:11434"
+    assert resolved["services"]["ollama"]["env"]["OLLAMA_HOST"] == "0.0.0.0:11434"
     assert resolved["rendered"]["llamacpp"]["argv"][:4] == ["--host", "0.0.0.0", "--port", "8080"]
     toml_text = run_cli(capsys, "config", "show", "--resolved").out
     assert "# llamacpp runs: ghcr.io/ggml-org/llama.cpp:server --host 0.0.0.0" in toml_text

@@ -26,7 +26,7 @@ CASES = [
     pytest.param('[services.ollama.image]\ntpu = "x"', "services.ollama.image.tpu", "'cpu', 'cuda', 'rocm' or 'vulkan'", id="unknown-variant"),
     pytest.param('[services.ollama]\nports = [{ host = 80000, container = 1 }]', "services.ollama.ports.0.host", "65535", id="port-range"),
     pytest.param('[services.x]\nimage = { cuda = "a" }', "services.x.image", "'cpu' entry", id="variants-need-cpu"),
-    pytest.param('[services.ollama]\ncontainer = "open-webui-0"', "services.", "container open-webui-0 is already used", id="duplicate-container"),
+    pytest.param('[services.ollama]\ncontainer = "open-webui-0"', "services.", "pod/container name open-webui-0 is already used", id="duplicate-container"),
 ]
 
 

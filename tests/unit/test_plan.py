@@ -9,10 +9,12 @@ import pytest
 
 from airpods.gpu import HostGpu
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan
+from airpods.secrets import key_id
 from airpods.stack.build import build_stack
 from tests.unit.helpers import load_text, run_cli, write_toml
 
 GOLDEN = Path(__file__).parent / "golden"
+KEY = "sk-airpods-test"
 TWO_INSTANCES = """
 [variables]
 default_model = "tiny.gguf"
@@ -36,16 +38,16 @@ def check_golden(name: str, text: str) -> None:
 
 
 def stack_of(tmp_path, text: str = "", gpu: HostGpu = HostGpu("none"), only=()):
-    return build_stack(load_text(tmp_path, text).config, gpu, only)
+    return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))
 
 
 def test_default_stack_plan(tmp_path):
-    check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed()).render())
+    check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY).render())
 
 
 def test_two_instance_llamacpp_plan_on_nvidia(tmp_path):
     stack = stack_of(tmp_path, TWO_INSTANCES, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big"])
-    check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed()).render())
+    check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed(), api_key=KEY).render())
 
 
 @pytest.fixture
@@ -53,6 +55,9 @@ def no_podman(monkeypatch, tmp_path):
     """Unit tests never run podman: dry-run then plans from an empty observation."""
     monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
+    from airpods.secrets import api_key_path
+
+    api_key_path().write_text(KEY + "\n")
 
 
 def test_default_dry_run_through_the_cli(capsys, no_podman):
@@ -84,6 +89,7 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
         networks=frozenset({"airpods"}),
         volumes=frozenset(stack.volumes),
         images=frozenset(stack.images),
+        secrets=frozenset(s.name for s in stack.secrets),
         pods={"ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True),
               "open-webui": ObservedPod("open-webui", "open-webui", "stale", True),
               "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True)},

@@ -18,7 +18,7 @@ def spec_on(port: int, path: str = "/health", expected="200") -> ServiceSpec:
     return ServiceSpec(name="svc", kind="svc", image="i", variant="cpu", pod="p", container="c", aliases=(),
                        publish=(Publish("127.0.0.1", port, 80),), container_ports=(80,), mounts=(), env=(),
                        devices=(), entrypoint=None, args=(), memory=None, cpus=None, restart_policy="no",
-                       network="n", health=Health(path=path, expected_status=expected))
+                       network="n", secrets=(), health=Health(path=path, expected_status=expected))
 
 
 @pytest.fixture

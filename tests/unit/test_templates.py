@@ -56,4 +56,4 @@ def test_resolved_everywhere_in_the_config(tmp_path):
     assert llama.image == "ghcr.io/ggml-org/llama.cpp:server-b1"
     assert llama.volumes[0].source == "airpods_models"
     assert llama.command_args["model"] == "/models/tiny.gguf"
-    assert config.services["open-webui"].env["OLLAMA_BASE_URL"] == "http://ollama:11434"
+    assert config.services["ollama"].env["OLLAMA_HOST"] == "0.0.0.0:11434"

@@ -1,0 +1,35 @@
+"""`airpods env [NAME]`: shell exports that point any OpenAI client at a llama.cpp instance."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Optional
+
+import typer
+
+from airpods.cli.context import options_of, stack
+
+
+def env(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="A llama.cpp instance (default: the first enabled one).")] = None,
+) -> None:
+    """Print `export OPENAI_BASE_URL=… OPENAI_API_KEY=…` for an instance: eval "$(airpods env)"."""
+    from airpods.errors import UsageError
+    from airpods.secrets import api_key
+    from airpods.stack.wiring import LLAMACPP
+
+    wanted = stack(options_of(ctx), [name] if name else None)
+    instances = [s for s in wanted.services if s.kind == LLAMACPP]
+    if not instances:
+        raise UsageError(f"{name} is not a llama.cpp instance" if name else "no llama.cpp instance is enabled",
+                         hint="instances are llamacpp and every service that extends it")
+    spec = instances[0]
+    if spec.url is None:
+        raise UsageError(f"{spec.name} publishes no host port", hint=f"set services.{spec.name}.ports")
+    print(f"export OPENAI_BASE_URL={shlex.quote(spec.url + '/v1')}")
+    print(f"export OPENAI_API_KEY={shlex.quote(api_key() if spec.secrets else 'none')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(env)

@@ -1,0 +1,40 @@
+"""The stack's API key: generated once, kept 0600 in the state directory, never printed unless
+asked for (`airpods env`). Podman secrets carry it into containers (see stack/wiring.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from airpods.state import state_dir
+
+KEY_FILE = "api-key"
+
+
+def api_key_path() -> Path:
+    return state_dir() / KEY_FILE
+
+
+def api_key() -> str:
+    """The key, created on first use (0600, written atomically)."""
+    path = api_key_path()
+    try:
+        key = path.read_text().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    key = "sk-airpods-" + secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.replace(tmp, path)
+    return key
+
+
+def key_id(key: str) -> str:
+    """A short, non-secret name for a key (secret names and config hashes use it)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]

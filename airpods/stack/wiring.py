@@ -1,0 +1,73 @@
+"""How services find each other: Open WebUI → Ollama and every llama.cpp instance, by network
+alias, with the stack's API key handed over as podman secrets (never on a command line)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from airpods.config.schema import Config, Service
+from airpods.stack.args import has_flag
+from airpods.stack.model import SecretDef, SecretUse
+
+OLLAMA, LLAMACPP, OPEN_WEBUI = "ollama", "llamacpp", "open-webui"
+KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
+DEFAULT_LLAMA_PORT = 8080
+
+
+def api_key_secret(key_id: str) -> SecretDef:
+    return SecretDef(f"airpods-api-key-{key_id}")
+
+
+def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]:
+    """(alias, container port) other pods use to reach a service."""
+    service = config.services[name]
+    alias = (service.network_aliases or [name])[0]
+    if service.ports:
+        return alias, service.ports[0].container
+    port = service.command_args.get("port", default_port)
+    return alias, int(port) if str(port).isdigit() else default_port
+
+
+def llama_extra_args(service: Service, key_id: str | None) -> tuple[list[str], list[SecretUse]]:
+    """--api-key-file from a mounted secret, and an --alias for the single-model shape (else the
+    model's API id would be its path)."""
+    args: list[str] = []
+    secrets: list[SecretUse] = []
+    if key_id and not has_flag(service.command_args, "api_key", "api_key_file"):
+        secrets.append(SecretUse(api_key_secret(key_id).name, "mount", KEY_FILE_IN_CONTAINER))
+        args += ["--api-key-file", KEY_FILE_IN_CONTAINER]
+    model = service.command_args.get("model")
+    if isinstance(model, str) and model and not has_flag(service.command_args, "alias", "-a"):
+        args += ["--alias", PurePosixPath(model).name.removesuffix(".gguf")]
+    return args, secrets
+
+
+def open_webui_wiring(config: Config, backends: Iterable[tuple[str, str]], user_env: dict[str, str],
+                      key_id: str | None) -> tuple[list[tuple[str, str]], list[SecretUse], list[SecretDef]]:
+    """Env (and the key list as an env secret) pointing Open WebUI at every backend.
+    `backends` are (name, kind) of the stack's instances; what the user set in env wins."""
+    backends = list(backends)
+    ollamas = [_in_network(config, n, 11434) for n, kind in backends if kind == OLLAMA]
+    llamas = [_in_network(config, n, DEFAULT_LLAMA_PORT) for n, kind in backends if kind == LLAMACPP]
+    env: list[tuple[str, str]] = []
+    secrets: list[SecretUse] = []
+    defs: list[SecretDef] = []
+
+    def add(name: str, value: str) -> None:
+        if name not in user_env:
+            env.append((name, value))
+
+    if ollamas and not {"OLLAMA_BASE_URL", "OLLAMA_BASE_URLS"} & set(user_env):
+        add("OLLAMA_BASE_URLS", ";".join(f"http://{alias}:{port}" for alias, port in ollamas))
+    if llamas and not {"OPENAI_API_BASE_URL", "OPENAI_API_BASE_URLS"} & set(user_env):
+        add("ENABLE_OPENAI_API", "True")
+        add("OPENAI_API_BASE_URLS", ";".join(f"http://{alias}:{port}/v1" for alias, port in llamas))
+        if not {"OPENAI_API_KEY", "OPENAI_API_KEYS"} & set(user_env):
+            if key_id:
+                keys = SecretDef(f"airpods-openai-keys-{key_id}-x{len(llamas)}", repeat=len(llamas))
+                defs.append(keys)
+                secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS"))
+            else:
+                add("OPENAI_API_KEYS", ";".join(["none"] * len(llamas)))
+    return env, secrets, defs

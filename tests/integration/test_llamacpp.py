@@ -1,0 +1,139 @@
+"""llama.cpp through `airpods start` only: a real llama-server serving a real tiny GGUF model
+to the real `openai` client, with the stack's API key, on one or more instances."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from tests.integration.conftest import openai_env, podman
+
+EMBEDDINGS = """
+[services.llamacpp.command_args]
+embeddings = true     # /v1/embeddings next to chat (needs a pooling type)
+pooling = "mean"
+"""
+
+
+def client(airpods, name=None) -> openai.OpenAI:
+    env = openai_env(airpods, name)
+    return openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=60)
+
+
+def test_openai_client_models_chat_stream_completions_embeddings(airpods, model_volume):
+    airpods.write_config(EMBEDDINGS)
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    api = client(airpods)
+    assert "tiny" in [m.id for m in api.models.list().data]
+
+    chat = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8)
+    assert chat.usage.completion_tokens > 0 and chat.choices[0].message.content
+
+    chunks = list(api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                              max_tokens=8, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 2 and streamed
+
+    completion = api.completions.create(model="tiny", prompt="the tiny model", max_tokens=8)
+    assert completion.choices[0].text and completion.usage.completion_tokens > 0
+
+    vector = api.embeddings.create(model="tiny", input="hello world").data[0].embedding
+    assert len(vector) == 64 and any(v != 0 for v in vector)
+
+
+def test_requests_without_the_key_get_401_and_the_key_stays_out_of_argv_and_inspect(airpods, model_volume):
+    assert airpods("start", "llamacpp").code == 0
+    env = openai_env(airpods)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key="wrong").models.list()
+    request = urllib.request.Request(env["OPENAI_BASE_URL"] + "/chat/completions", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(request, timeout=10)
+    assert denied.value.code == 401
+    key = env["OPENAI_API_KEY"]
+    assert key not in podman("inspect", "llamacpp-0").stdout
+    assert key not in podman("ps", "-a", "--no-trunc").stdout
+    status = airpods("status")
+    assert key not in status.out and "airpods env" in status.out
+
+
+def test_two_instances_answer_on_their_own_ports(airpods, model_volume):
+    airpods.write_config("""
+        [services.llama-fast]
+        extends = "llamacpp"
+        ports = [{ host = 8083, container = 8080 }]
+        command_args = { ctx_size = 1024 }
+    """)
+    started = airpods("start", "llamacpp", "llama-fast")
+    assert started.code == 0, started.err
+    for name, port in (("llamacpp", 8081), ("llama-fast", 8083)):
+        api = client(airpods, name)
+        assert str(api.base_url).startswith(f"http://127.0.0.1:{port}/")
+        reply = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": name}], max_tokens=4)
+        assert reply.usage.completion_tokens > 0
+    args = podman("inspect", "llama-fast-0", "--format", "{{json .Config.Cmd}}").stdout
+    assert '"--ctx-size","1024"' in args.replace(" ", "")
+
+
+def test_single_model_shape_serves_the_default_model(airpods, model_volume):
+    airpods.write_config("""
+        [variables]
+        default_model = "tiny.gguf"
+        [services.llamacpp.command_args]
+        model = "/models/{{default_model}}"
+    """)
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    api = client(airpods)
+    assert [m.id for m in api.models.list().data] == ["tiny"]
+    reply = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=4)
+    assert reply.usage.completion_tokens > 0
+
+
+def test_missing_model_file_fails_start_with_llama_servers_own_words(airpods, model_volume):
+    airpods.write_config("""
+        [variables]
+        default_model = "missing.gguf"
+        [services.llamacpp.command_args]
+        model = "/models/{{default_model}}"
+    """)
+    failed = airpods("start", "llamacpp")
+    assert failed.code == 1
+    assert "failed to open GGUF file '/models/missing.gguf'" in failed.err
+    assert "llamacpp did not become ready" in failed.err
+    assert not podman("pod", "exists", "llamacpp", check=False).returncode == 0
+
+
+def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, model_volume):
+    airpods.write_config("""
+        [services.llama-fast]
+        extends = "llamacpp"
+        ports = [{ host = 8083, container = 8080 }]
+    """)
+    started = airpods("start")
+    assert started.code == 0, started.err
+    env = dict(line.split("=", 1) for line in podman("exec", "open-webui-0", "env").stdout.splitlines() if "=" in line)
+    urls, keys = env["OPENAI_API_BASE_URLS"].split(";"), env["OPENAI_API_KEYS"].split(";")
+    assert urls == ["http://llamacpp:8080/v1", "http://llama-fast:8080/v1"] and len(keys) == len(urls)
+    for url, key in zip(urls, keys):
+        answer = podman("exec", "open-webui-0", "wget", "-qO-", "--header", f"Authorization: Bearer {key}",
+                        f"{url}/models").stdout
+        assert "tiny" in [m["id"] for m in json.loads(answer)["data"]], url
+    for url in env["OLLAMA_BASE_URLS"].split(";"):
+        assert "models" in json.loads(podman("exec", "open-webui-0", "wget", "-qO-", f"{url}/api/tags").stdout)
+    assert env["ENABLE_PERSISTENT_CONFIG"] == "False"
+
+
+def test_llamacpp_ui_serves_its_web_ui_and_is_healthy(airpods, model_volume):
+    started = airpods("start", "llamacpp-ui")
+    assert started.code == 0, started.err
+    request = urllib.request.Request("http://127.0.0.1:8082/", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as page:
+        assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+    rows = {r["name"]: r for r in airpods("status", "--json", "llamacpp-ui").json()["services"]}
+    assert rows["llamacpp-ui"]["health"] == "healthy"

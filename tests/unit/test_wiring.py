@@ -1,0 +1,85 @@
+"""Open WebUI wiring and the API key, as the stack renders them (no podman)."""
+
+from __future__ import annotations
+
+from airpods.gpu import HostGpu
+from airpods.plan import container_run_argv
+from airpods.stack.build import build_stack
+from tests.unit.helpers import load_text
+
+TWO = """
+[services.llama-fast]
+extends = "llamacpp"
+ports = [{ host = 8083, container = 8080 }]
+"""
+
+
+def env_of(spec) -> dict[str, str]:
+    return dict(spec.env)
+
+
+def test_open_webui_gets_every_backend_by_alias_and_aligned_keys(tmp_path):
+    stack = build_stack(load_text(tmp_path, TWO).config, HostGpu("none"), (), "abc123")
+    webui = stack.service("open-webui")
+    env = env_of(webui)
+    assert env["OLLAMA_BASE_URLS"] == "http://ollama:11434"
+    assert env["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1;http://llama-fast:8080/v1"
+    assert "OPENAI_API_KEYS" not in env                       # a secret, not env
+    (keys,) = [s for s in webui.secrets if s.target == "OPENAI_API_KEYS"]
+    assert keys.type == "env"
+    (definition,) = [d for d in stack.secrets if d.name == keys.name]
+    assert definition.value("K") == "K;K"
+    assert {d.name for d in stack.secrets} == {keys.name, "airpods-api-key-abc123"}
+
+
+def test_wiring_covers_enabled_backends_even_when_only_open_webui_starts(tmp_path):
+    stack = build_stack(load_text(tmp_path, "").config, HostGpu("none"), ["open-webui"], "abc123")
+    assert env_of(stack.service("open-webui"))["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1"
+
+
+def test_user_env_wins(tmp_path):
+    config = load_text(tmp_path, """
+        [services.open-webui.env]
+        OPENAI_API_BASE_URLS = "http://elsewhere:1/v1"
+        OLLAMA_BASE_URL = "http://my-ollama:11434"
+    """).config
+    webui = build_stack(config, HostGpu("none"), ["open-webui"], "abc123").service("open-webui")
+    env = env_of(webui)
+    assert env["OPENAI_API_BASE_URLS"] == "http://elsewhere:1/v1"
+    assert "OLLAMA_BASE_URLS" not in env and env["OLLAMA_BASE_URL"] == "http://my-ollama:11434"
+    assert not [s for s in webui.secrets if s.target == "OPENAI_API_KEYS"]
+
+
+def test_llama_server_reads_the_key_from_a_mounted_secret(tmp_path):
+    spec = build_stack(load_text(tmp_path, "").config, HostGpu("none"), ["llamacpp"], "abc123").service("llamacpp")
+    argv = container_run_argv(spec)
+    assert "airpods-api-key-abc123,type=mount,target=/run/secrets/api_key,mode=0400" in argv
+    assert argv[-2:] == ("--api-key-file", "/run/secrets/api_key")
+
+
+def test_api_key_off_means_no_secrets_and_none_keys(tmp_path):
+    stack = build_stack(load_text(tmp_path, "[runtime]\napi_key = false\n").config, HostGpu("none"), (), "abc123")
+    assert stack.secrets == ()
+    assert "--api-key-file" not in stack.service("llamacpp").args
+    assert env_of(stack.service("open-webui"))["OPENAI_API_KEYS"] == "none"
+
+
+def test_single_model_shape_gets_an_alias(tmp_path):
+    config = load_text(tmp_path, """
+        [variables]
+        default_model = "qwen-0.5b-q4_k_m.gguf"
+        [services.llamacpp.command_args]
+        model = "/models/{{default_model}}"
+    """).config
+    args = build_stack(config, HostGpu("none"), ["llamacpp"]).service("llamacpp").args
+    assert args[args.index("--alias") + 1] == "qwen-0.5b-q4_k_m"
+
+
+def test_secret_values_never_show_in_the_rendered_plan(tmp_path):
+    from airpods.plan import Observed, build_start_plan
+
+    stack = build_stack(load_text(tmp_path, "").config, HostGpu("none"), (), "abc123")
+    plan = build_start_plan(stack, Observed(), api_key="sk-very-secret")
+    assert "sk-very-secret" not in plan.render()
+    assert "sk-very-secret" not in str(plan.to_json())
+    assert any(step.stdin == "sk-very-secret" for step in plan.steps)
