@@ -41,7 +41,7 @@ def test_pods_reach_each_other_by_alias_on_the_airpods_network(airpods):
     assert airpods("start", "ollama", "open-webui").code == 0
     # The Open WebUI stand-in asks Ollama at the alias its env was given.
     env = podman("exec", "open-webui-0", "env").stdout
-    assert "OLLAMA_BASE_URL=http://ollama:11434" in env
+    assert "OLLAMA_BASE_URLS=http://ollama:11434" in env
     answer = podman("exec", "open-webui-0", "wget", "-qO-", "http://ollama:11434/api/version").stdout
     assert "standin" in answer
 
