@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""llama.cpp through airpods vs bare, on the offline rig (after `eval "$(scripts/rig up)"`):
+
+1. inference: tokens/s of an airpods-started llama.cpp instance vs the same llama-server binary
+   run bare on the host, same model (a ~40 MB random llama model, fixed seed), flags, prompt,
+   n_predict, ignore_eos and threads; alternated, median of BENCH_RUNS (default 11) each.
+   Target: airpods >= 0.97x bare.
+2. readiness latency: from llama-server's first 200 on /health (a side probe polling every
+   10 ms) to `airpods start` reporting the service ready (its exit). Target: <= 0.5 s.
+
+Prints JSON. Never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.integration.conftest import put_in_volume, remove_everything_airpods_made  # noqa: E402
+from tests.rig.tiny_gguf import write_tiny_model  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_RUNS", "11"))
+AIRPODS = str(Path(sys.executable).with_name("airpods"))
+BODY = {"prompt": "the tiny model is", "n_predict": 128, "ignore_eos": True, "seed": 42,
+        "temperature": 0, "cache_prompt": False}
+FLAGS = ["--ctx-size", "1024", "--threads", "2", "--n-gpu-layers", "0"]
+
+
+def post(url: str, body: dict, key: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request, timeout=300) as answer:
+        return json.load(answer)
+
+
+def wait_health(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} never became healthy")
+
+
+def airpods(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIRPODS, "--config", str(config), *args], capture_output=True, text=True, check=True)
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "runs": len(values)}
+
+
+def inference(work: Path, model: Path) -> dict[str, object]:
+    config = work / "bench.toml"
+    config.write_text('[variables]\ndefault_model = "bench.gguf"\n[services.llamacpp.command_args]\n'
+                      'model = "/models/{{default_model}}"\nctx_size = 1024\nthreads = 2\n')
+    airpods(config, "start", "llamacpp")
+    env = dict(line.removeprefix("export ").split("=", 1) for line in airpods(config, "env").stdout.splitlines())
+    key = env["OPENAI_API_KEY"].strip("'")
+    binary = Path(subprocess.run([str(ROOT / "scripts/build-llamacpp")], capture_output=True, text=True,
+                                 check=True).stdout.strip()) / "bin" / "llama-server"
+    bare = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", "18181", "--model", str(model),
+                             "--alias", "bench", *FLAGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_health("http://127.0.0.1:18181/health")
+        sides = {"airpods": ("http://127.0.0.1:8081/completion", key), "bare": ("http://127.0.0.1:18181/completion", None)}
+        rates: dict[str, list[float]] = {"airpods": [], "bare": []}
+        for url, k in sides.values():
+            post(url, BODY, k)                                   # warm-up
+        for _ in range(RUNS):
+            for side, (url, k) in sides.items():
+                rates[side].append(post(url, BODY, k)["timings"]["predicted_per_second"])
+    finally:
+        bare.terminate()
+        bare.wait()
+    a, b = stats(rates["airpods"]), stats(rates["bare"])
+    ratio = round(a["median"] / b["median"], 3)
+    return {"measure": "inference tokens/s (airpods instance vs bare llama-server)", "airpods": a, "baseline": b,
+            "ratio": ratio, "target": ">= 0.97x", "pass": ratio >= 0.97}
+
+
+def readiness(work: Path) -> dict[str, object]:
+    config = work / "bench.toml"
+    delays = []
+    for _ in range(max(3, RUNS // 2)):
+        subprocess.run(["podman", "pod", "rm", "--force", "--time", "0", "llamacpp"], capture_output=True)
+        first_200: list[float] = []
+        stop = threading.Event()
+
+        def side_probe() -> None:
+            while not stop.is_set() and not first_200:
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:8081/health", timeout=1) as answer:
+                        if answer.status == 200:
+                            first_200.append(time.monotonic())
+                except OSError:
+                    pass
+                time.sleep(0.01)
+
+        prober = threading.Thread(target=side_probe)
+        prober.start()
+        airpods(config, "start", "llamacpp")
+        reported = time.monotonic()
+        stop.set()
+        prober.join()
+        delays.append(reported - first_200[0])
+    s = stats(delays)
+    return {"measure": "readiness latency: first /health 200 -> airpods reports ready (s)", "airpods": s,
+            "target": "<= 0.5 s", "pass": s["median"] <= 0.5}
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="airpods-bench-"))
+    model = write_tiny_model(work / "bench.gguf", n_embd=384, n_layers=6, n_ff=1024, seed=1)
+    remove_everything_airpods_made()
+    put_in_volume("airpods_llamacpp_models", model)
+    try:
+        results = [inference(work, model), readiness(work)]
+    finally:
+        remove_everything_airpods_made()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
