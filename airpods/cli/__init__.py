@@ -41,10 +41,11 @@ def root(
     ctx.obj = Options(config=config, debug=debug)
 
 
-from airpods.cli import config_cmd, env_cmd, lifecycle_cmd, maintenance_cmd  # noqa: E402  (typer only)
+from airpods.cli import config_cmd, env_cmd, lifecycle_cmd, maintenance_cmd, models_cmd  # noqa: E402
 
 lifecycle_cmd.register(app)
 env_cmd.register(app)
+models_cmd.register(app)
 maintenance_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 

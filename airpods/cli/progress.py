@@ -88,3 +88,38 @@ class ConsoleReporter:
     def finished(self, service: str, ready: bool, detail: str) -> None:
         if self.progress is not None and "wait:" + service in self.tasks:
             self._task("wait:" + service, f"{service}: {detail}", done=True)
+
+
+class ByteProgress:
+    """Byte progress bars on stderr (a line per file off a terminal): `bar = progress(name, total)`,
+    then `bar(n)` for every n bytes done."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.progress = None
+
+    def __enter__(self) -> ByteProgress:
+        if self.console.is_terminal:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, name: str, total: int | None):
+        if self.progress is None:
+            self.console.print(f"{name}: {human_size(total) if total else 'size unknown'}", highlight=False)
+            return lambda n: None
+        task = self.progress.add_task(name, total=total)
+        return lambda n: self.progress.advance(task, n)
+
+    def announce(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)

@@ -13,6 +13,10 @@ case "$STANDIN:$path" in
   ollama:/) body="Ollama is running" ;;
   ollama:/api/version) body='{"version":"0.0.0-standin"}' ;;
   ollama:/api/tags) body='{"models":[]}' ;;
+  ollama:/api/pull) body='{"status":"pulling manifest"}
+{"status":"pulling 0123","total":100,"completed":50}
+{"status":"pulling 0123","total":100,"completed":100}
+{"status":"success"}' ;;
   open-webui:/health) body='{"status":true}' ;;
   open-webui:/) body='<!doctype html><title>Open WebUI stand-in</title>' ;;
   comfyui:/system_stats) body='{"system":{"os":"standin"},"devices":[]}' ;;

@@ -1,0 +1,254 @@
+"""`airpods models …` (the GGUF volume, and Ollama's models) and `airpods chat`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from airpods.cli.context import options_of, stack
+
+app = typer.Typer(help="GGUF models in the shared llama.cpp volume (and Ollama's).", no_args_is_help=True)
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing file of that name.")]
+
+
+def _context(ctx: typer.Context):
+    from airpods.engine.podman import Podman
+    from airpods.models.manage import model_volume
+    from airpods.models.store import ModelStore
+
+    everything = stack(options_of(ctx), None, every_service=True)
+    engine = Podman()
+    return everything, engine, ModelStore(engine, model_volume(everything))
+
+
+def _running(engine) -> set[str]:
+    return {c.name for c in engine.containers() if c.running}
+
+
+def _after_change(everything, engine) -> None:
+    from airpods.models.manage import reload_routers
+    from airpods.secrets import api_key
+
+    reloaded = reload_routers(everything, _running(engine), api_key() if everything.secrets else None)
+    if reloaded:
+        print(f"reloaded the model list of {', '.join(reloaded)}")
+
+
+@app.command()
+def pull(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="user/repo:Q4_K_M, user/repo/FILE.gguf, user/repo --file F, an https:// URL, or (with --backend ollama) an Ollama model name.")],
+    file: Annotated[Optional[str], typer.Option("--file", help="The file in the repo.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="File name in the volume.")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected sha256 of a URL download.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="llamacpp (the GGUF volume) or ollama.")] = "llamacpp",
+    force: Force = False,
+) -> None:
+    """Download a model into the llama.cpp volume (atomically, verified), or into Ollama."""
+    from airpods.cli.progress import ByteProgress
+    from airpods.errors import UsageError
+
+    if backend == "ollama":
+        _ollama_pull(ctx, source)
+        return
+    if backend != "llamacpp":
+        raise UsageError(f"unknown backend {backend!r}", hint="llamacpp or ollama")
+    from airpods.models.download import pull_hf, pull_url
+    from airpods.models.sources import UrlRef, parse_source
+
+    ref = parse_source(source, file)
+    everything, engine, store = _context(ctx)
+    with ByteProgress() as progress:
+        if isinstance(ref, UrlRef):
+            fetched = pull_url(store, ref, name, progress, progress.announce, sha256, force)
+        else:
+            fetched = pull_hf(store, ref, name, progress, progress.announce, force)
+    for f in fetched:
+        print(f"pulled {f.name} ({f.size} bytes, sha256 {f.sha256})")
+    _after_change(everything, engine)
+
+
+def _ollama_pull(ctx: typer.Context, name: str) -> None:
+    from airpods.models.ollama import ollama_pull
+
+    url = _ollama_url(ctx)
+    last: list[str] = []
+
+    def show(status: str, total: int | None, completed: int | None) -> None:
+        line = status + (f" {completed * 100 // total}%" if total and completed is not None else "")
+        if not last or last[-1] != line:
+            print(line, flush=True)
+            last.append(line)
+
+    ollama_pull(url, name, show)
+
+
+def _ollama_url(ctx: typer.Context) -> str:
+    from airpods.errors import UsageError
+
+    for spec in stack(options_of(ctx), None, every_service=True).services:
+        if spec.kind == "ollama" and spec.url:
+            return spec.url
+    raise UsageError("no ollama service with a published port is configured")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: Json = False) -> None:
+    """Every GGUF in the volume (from its header) and Ollama's models, with who serves them."""
+    from airpods.cli.output import print_json
+    from airpods.cli.progress import human_size
+    from airpods.cli.table import format_table
+    from airpods.models.manage import list_models
+    from airpods.models.ollama import ollama_models
+
+    everything, engine, store = _context(ctx)
+    running = _running(engine)
+    rows = list_models(store, everything, running)
+    for spec in everything.services:
+        if spec.kind == "ollama" and spec.url and spec.container in running:
+            rows += ollama_models(spec.url)
+    if as_json:
+        print_json({"volume": store.volume, "models": rows})
+        return
+    print(format_table(("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SERVED BY"), [
+        (str(r["file"]), str(r["backend"]), human_size(r["size"]) if isinstance(r["size"], int) else "-",
+         str(r["architecture"] or "-"), _params(r["parameters"]), str(r["quantization"] or "-"),
+         str(r["context_length"] or "-"), ", ".join(r["served_by"]) or "-") for r in rows]))
+
+
+def _params(value: object) -> str:
+    if not isinstance(value, int):
+        return str(value or "-")
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+@app.command()
+def inspect(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
+            as_json: Json = False) -> None:
+    """The GGUF metadata worth seeing (never the tensor data)."""
+    from airpods.cli.output import print_json
+    from airpods.models.manage import inspect_model
+
+    _, _, store = _context(ctx)
+    info = inspect_model(store, name)
+    if as_json:
+        print_json({**info.summary(), "metadata": info.metadata})
+        return
+    for key, value in {**info.summary(), **info.metadata}.items():
+        print(f"{key:<40} {value}")
+
+
+@app.command()
+def rm(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Remove it even if an instance is configured to serve it.")] = False,
+) -> None:
+    """Delete a model file from the volume (asks first)."""
+    from airpods.errors import UsageError
+    from airpods.models.manage import remove_model
+
+    everything, engine, store = _context(ctx)
+    path = store.path(name)
+    if not yes and not typer.confirm(f"Delete {path.name} from {store.volume}?", default=False):
+        raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
+    remove_model(store, everything, name, force)
+    print(f"removed {path.name}")
+    _after_change(everything, engine)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A local .gguf file.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="File name in the volume.")] = None,
+    force: Force = False,
+) -> None:
+    """Copy a local GGUF into the volume (header checked first, written atomically)."""
+    from airpods.cli.progress import ByteProgress
+    from airpods.models.manage import import_model
+
+    everything, engine, store = _context(ctx)
+    with ByteProgress() as progress:
+        target = import_model(store, path, name, force, progress)
+    print(f"imported {target.name}")
+    _after_change(everything, engine)
+
+
+@app.command()
+def quantize(
+    ctx: typer.Context,
+    src: Annotated[str, typer.Argument(help="A model in the volume.")],
+    qtype: Annotated[str, typer.Argument(metavar="TYPE", help="Q4_K_M, Q8_0, IQ4_XS, …")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Output file name.")] = None,
+    force: Force = False,
+) -> None:
+    """Run llama-quantize (the llama.cpp :full image) on a model in the volume."""
+    from airpods.models.manage import quantize_model
+
+    everything, engine, store = _context(ctx)
+    print(f"quantizing {src} to {qtype.upper()} …", flush=True)
+    out = quantize_model(engine, store, everything, src, qtype, name, force)
+    print(f"wrote {out.name} ({out.stat().st_size} bytes)")
+    _after_change(everything, engine)
+
+
+@app.command()
+def convert(
+    ctx: typer.Context,
+    hf_dir: Annotated[Path, typer.Argument(help="A Hugging Face model folder (config.json, safetensors).")],
+    out: Annotated[str, typer.Option("--name", help="Output .gguf name.")] = "converted.gguf",
+) -> None:
+    """Convert a Hugging Face model folder to GGUF with the image's convert_hf_to_gguf.py."""
+    from airpods.models.manage import convert_model
+
+    everything, engine, store = _context(ctx)
+    convert_model(engine, everything, store.volume, hf_dir, out)
+    print(f"wrote {out}")
+    _after_change(everything, engine)
+
+
+def chat(
+    ctx: typer.Context,
+    instance: Annotated[Optional[str], typer.Argument(help="A llama.cpp instance (default: the first).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model id (API) or file in the volume (llama-cli).")] = None,
+) -> None:
+    """Chat in the terminal: through a running instance's API, else llama-cli in a one-off container."""
+    import subprocess
+
+    from airpods.errors import UsageError
+    from airpods.models.chat import api_chat, first_model
+    from airpods.models.manage import llama_instances, model_volume, tool_image
+    from airpods.secrets import api_key
+    from airpods.engine.podman import Podman
+
+    wanted = stack(options_of(ctx), [instance] if instance else None)
+    instances = llama_instances(wanted)
+    if not instances:
+        raise UsageError("no llama.cpp instance to chat with")
+    spec = instances[0]
+    engine = Podman()
+    key = api_key() if spec.secrets else None
+    if spec.url and spec.container in _running(engine):
+        chosen = model or first_model(spec.url, key)
+        if not chosen:
+            raise UsageError("the instance has no model yet", hint="`airpods models pull …` or `airpods models import F`")
+        raise typer.Exit(api_chat(spec.url, key, chosen))
+    if not model:
+        raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
+    volume = model_volume(wanted)
+    argv = engine.argv(["run", "--rm", "-it", "--pull", "missing", "--volume", f"{volume}:/models:ro", *spec.devices,
+                        tool_image(spec.image, "light"), "--model", f"/models/{model.removesuffix('.gguf')}.gguf"])
+    raise typer.Exit(subprocess.call(argv))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="models")
+    root.command()(chat)

@@ -1,0 +1,1 @@
+"""GGUF models: the shared model volume, headers, downloads and llama.cpp tools."""

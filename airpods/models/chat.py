@@ -1,0 +1,59 @@
+"""`airpods chat`: a streaming chat against a running instance's API, or llama-cli in a one-off
+container when no instance runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import TextIO
+
+
+def _stream(url: str, key: str | None, model: str, messages: list[dict[str, str]]) -> Iterator[str]:
+    body = {"model": model, "messages": messages, "stream": True}
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        for raw in answer:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            for choice in json.loads(line[5:]).get("choices", []):
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield text
+
+
+def first_model(url: str, key: str | None) -> str | None:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(url + "/v1/models", headers=headers), timeout=10) as answer:
+        data = json.load(answer).get("data", [])
+    return data[0]["id"] if data else None
+
+
+def api_chat(url: str, key: str | None, model: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """A REPL: each line is a user turn; the reply streams as it is generated. Ctrl-D or Ctrl-C quits."""
+    messages: list[dict[str, str]] = []
+    stdout.write(f"chatting with {model} at {url} (Ctrl-D to quit)\n")
+    try:
+        while True:
+            stdout.write("> ")
+            stdout.flush()
+            line = stdin.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line.rstrip("\n")})
+            reply = []
+            for piece in _stream(url, key, model, messages):
+                reply.append(piece)
+                stdout.write(piece)
+                stdout.flush()
+            stdout.write("\n")
+            messages.append({"role": "assistant", "content": "".join(reply)})
+    except KeyboardInterrupt:
+        pass
+    stdout.write("\nbye\n")
+    return 0

@@ -1,0 +1,205 @@
+"""Models: import/list/inspect/quantize/rm on the real volume with the real llama-quantize, pulls
+from a local stand-in hub and file server (resume, sha256, quant shorthand, space), chat."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import eventually, openai_env, podman
+from tests.integration.fake_hub import Hub, serve, tiny_bytes
+
+
+def volume_files() -> set[str]:
+    """Every entry of the model volume, hidden ones included (empty when there is no volume)."""
+    found = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models", check=False)
+    return set(os.listdir(found.stdout.strip())) if found.returncode == 0 else set()
+
+
+def test_import_list_quantize_serve_rm(airpods, tiny_model):
+    assert airpods("start", "llamacpp").code == 0
+    imported = airpods("models", "import", str(tiny_model))
+    assert imported.code == 0, imported.err
+    rows = {r["file"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    tiny = rows["tiny.gguf"]
+    assert (tiny["architecture"], tiny["quantization"], tiny["context_length"]) == ("llama", "F32", 512)
+    assert tiny["parameters"] == 116672 and tiny["size"] == tiny_model.stat().st_size
+    assert tiny["served_by"] == ["llamacpp"]
+
+    meta = airpods("models", "inspect", "tiny", "--json").json()["metadata"]
+    assert meta["llama.embedding_length"] == 64 and meta["tokenizer.chat_template"] == "present"
+
+    quantized = airpods("models", "quantize", "tiny", "Q8_0")
+    assert quantized.code == 0, quantized.err
+    rows = {r["file"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert rows["tiny-Q8_0.gguf"]["quantization"] == "Q8_0"
+    assert not [f for f in volume_files() if f.startswith(".")]          # no partial left
+
+    import openai
+
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
+    assert "tiny-Q8_0" in [m.id for m in api.models.list().data]
+    reply = api.chat.completions.create(model="tiny-Q8_0", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert reply.usage.completion_tokens > 0
+
+    assert airpods("models", "rm", "tiny-Q8_0", "--yes").code == 0
+    assert "tiny-Q8_0.gguf" not in volume_files() and "tiny.gguf" in volume_files()
+
+
+def test_non_gguf_import_is_rejected_and_nothing_is_written(airpods, tmp_path):
+    junk = tmp_path / "notes.gguf"
+    junk.write_text("not a model")
+    failed = airpods("models", "import", str(junk))
+    assert failed.code == 1 and "is not a GGUF model" in failed.err and "Traceback" not in failed.err
+    assert volume_files() == set()
+
+
+def test_rm_refuses_the_configured_single_model_without_force(airpods, tiny_model):
+    airpods.write_config('[services.llamacpp.command_args]\nmodel = "/models/tiny.gguf"\n')
+    assert airpods("models", "import", str(tiny_model)).code == 0
+    refused = airpods("models", "rm", "tiny", "--yes")
+    assert refused.code == 2 and "configured model of llamacpp" in refused.err
+    assert "tiny.gguf" in volume_files()
+    assert airpods("models", "rm", "tiny", "--yes", "--force").code == 0
+    assert "tiny.gguf" not in volume_files()
+
+
+def test_quantize_to_an_unknown_type_is_a_usage_error(airpods, tiny_model):
+    assert airpods("models", "import", str(tiny_model)).code == 0
+    failed = airpods("models", "quantize", "tiny", "Q9_X")
+    assert failed.code == 2 and "unknown quantization type Q9_X" in failed.err
+
+
+def test_convert_says_clearly_when_the_image_cannot(airpods, tmp_path):
+    failed = airpods("models", "convert", str(tmp_path))
+    assert failed.code == 1 and "has no convert_hf_to_gguf.py" in failed.err
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    hub = Hub()
+    server = serve(hub)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield hub
+    server.shutdown()
+
+
+def test_hub_quant_shorthand_pulls_and_verifies(airpods, hub, tmp_path):
+    q8, f16 = tiny_bytes(tmp_path, 1), tiny_bytes(tmp_path, 2)
+    hub.add_repo_file("acme/tiny-GGUF", "tiny-Q8_0.gguf", q8)
+    hub.add_repo_file("acme/tiny-GGUF", "tiny-F16.gguf", f16)
+    hub.add_repo_file("acme/tiny-GGUF", "README.md", b"# tiny")
+    pulled = airpods("models", "pull", "acme/tiny-GGUF:q8_0")
+    assert pulled.code == 0, pulled.err
+    assert f"sha256 {hashlib.sha256(q8).hexdigest()}" in pulled.out
+    assert "tiny-Q8_0.gguf" in volume_files() and "tiny-F16.gguf" not in volume_files()
+
+    absent = airpods("models", "pull", "acme/tiny-GGUF:Q4_K_M")
+    assert absent.code == 2 and "no Q4_K_M" in absent.err and "F16, Q8_0" in absent.err
+    unnamed = airpods("models", "pull", "acme/tiny-GGUF")
+    assert unnamed.code == 2 and "say which" in unnamed.err
+
+
+def test_ambiguous_quant_lists_the_choices(airpods, hub, tmp_path):
+    hub.add_repo_file("acme/two", "a-Q8_0.gguf", tiny_bytes(tmp_path, 3))
+    hub.add_repo_file("acme/two", "b-Q8_0.gguf", tiny_bytes(tmp_path, 4))
+    failed = airpods("models", "pull", "acme/two:Q8_0")
+    assert failed.code == 2 and "ambiguous" in failed.err and "a-Q8_0.gguf" in failed.err and "b-Q8_0.gguf" in failed.err
+
+
+def test_split_gguf_downloads_as_a_set(airpods, hub, tmp_path):
+    for i in (1, 2):
+        hub.add_repo_file("acme/big", f"big-Q8_0-0000{i}-of-00002.gguf", tiny_bytes(tmp_path, 10 + i))
+    assert airpods("models", "pull", "acme/big:Q8_0").code == 0
+    assert {"big-Q8_0-00001-of-00002.gguf", "big-Q8_0-00002-of-00002.gguf"} <= volume_files()
+
+
+def test_sha256_mismatch_is_rejected_and_removed(airpods, hub, tmp_path):
+    hub.add_repo_file("acme/bad", "bad-Q8_0.gguf", tiny_bytes(tmp_path, 5))
+    hub.wrong_sha.add("bad-Q8_0.gguf")
+    failed = airpods("models", "pull", "acme/bad:Q8_0")
+    assert failed.code == 1 and "sha256 mismatch" in failed.err
+    assert volume_files() == set()
+
+
+def test_no_space_refusal_says_how_much(airpods, hub, tmp_path, monkeypatch):
+    hub.add_repo_file("acme/tiny", "tiny-Q8_0.gguf", tiny_bytes(tmp_path, 6))
+    monkeypatch.setenv("AIRPODS_MODELS_MAX_FREE", "1000")
+    failed = airpods("models", "pull", "acme/tiny:Q8_0")
+    assert failed.code == 1 and "not enough space" in failed.err and "needs 0.00 GB" in failed.err
+    assert volume_files() == set()
+
+
+def test_url_pull_resumes_after_an_interrupted_transfer(airpods, hub, tmp_path):
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    content = write_tiny_model(tmp_path / "big.gguf", n_embd=256, n_layers=2, n_ff=512).read_bytes()
+    hub.files["big.gguf"] = content
+    hub.throttle_s = 0.02
+    proc = airpods.popen("models", "pull", f"{hub.url}/files/big.gguf")
+    assert eventually(lambda: hub.served > len(content) // 4, timeout=60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert "big.gguf" not in volume_files() and ".big.gguf.partial" in volume_files()   # never visible half-done
+    mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models").stdout.strip()
+    kept = os.path.getsize(os.path.join(mount, ".big.gguf.partial"))
+    assert kept > 0
+    hub.throttle_s = 0
+    resumed = airpods("models", "pull", f"{hub.url}/files/big.gguf", "--sha256", hashlib.sha256(content).hexdigest())
+    assert resumed.code == 0, resumed.err
+    second = hub.requests[-1]
+    assert second["start"] == kept                                       # resumed with a Range request
+    assert second["sent"] == len(content) - second["start"]              # only the rest was fetched
+    assert "big.gguf" in volume_files() and ".big.gguf.partial" not in volume_files()
+
+
+def test_ollama_pull_shows_progress(airpods):
+    assert airpods("start", "ollama").code == 0
+    pulled = airpods("models", "pull", "--backend", "ollama", "tinyllama")
+    assert pulled.code == 0, pulled.err
+    assert "pulling manifest" in pulled.out and "50%" in pulled.out and "success" in pulled.out
+
+
+def test_chat_through_the_api_in_a_terminal(airpods, tiny_model):
+    import pexpect
+
+    assert airpods("models", "import", str(tiny_model)).code == 0
+    assert airpods("start", "llamacpp").code == 0
+    child = pexpect.spawn(sys.executable, ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
+                          encoding="utf-8", timeout=60)
+    child.expect("chatting with tiny")
+    child.expect("> ")
+    child.sendline("hello there")
+    child.expect("> ")                     # the reply streamed, then the next prompt
+    assert len(child.before.strip()) > len("hello there")
+    child.sendeof()
+    child.expect("bye")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_chat_with_llama_cli_when_no_instance_runs(airpods, tiny_model):
+    import pexpect
+
+    assert airpods("models", "import", str(tiny_model)).code == 0
+    child = pexpect.spawn(sys.executable, ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
+                          encoding="utf-8", timeout=120)
+    child.expect("> ")
+    child.sendline("hello")
+    child.expect("> ")
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF, timeout=60)
+    child.close()
+    assert child.exitstatus in (0, 130) or child.signalstatus == signal.SIGINT
+    assert not [c for c in json.loads(podman("ps", "-a", "--format", "json").stdout or "[]")
+                if "llama.cpp:light" in c.get("Image", "")]
