@@ -98,9 +98,11 @@ class ContainerWatch:
         self.when = 0.0
         self.states: dict[str, ContainerState] = {}
 
-    def get(self, container: str) -> ContainerState | None:
+    def get(self, container: str, not_before: float = 0.0) -> ContainerState | None:
+        """The container's state from a snapshot at most `interval` old and taken after
+        `not_before` (a snapshot older than the container cannot know it)."""
         with self.lock:
-            if time.monotonic() - self.when >= self.interval:
+            if self.when < not_before or time.monotonic() - self.when >= self.interval:
                 self.states = {c.name: c for c in self.engine.containers()}
                 self.when = time.monotonic()
             return self.states.get(container)
@@ -131,7 +133,7 @@ def wait_one(engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress:
         elapsed = time.monotonic() - start
         if result is not None and result.ok:
             return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
-        state = watch.get(spec.container)
+        state = watch.get(spec.container, not_before=start)
         baseline = baseline or state
         if state is None or not state.running or (baseline and state.started_at != baseline.started_at):
             return _crashed(engine, spec, state, elapsed)

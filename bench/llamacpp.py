@@ -8,7 +8,7 @@
 2. readiness latency: from llama-server's first 200 on /health (a side probe polling every
    10 ms) to `airpods start` reporting the service ready (its exit). Target: <= 0.5 s.
 
-Prints JSON. Never asserted in tests.
+Prints JSON entries. Never asserted in tests.
 """
 
 from __future__ import annotations
@@ -16,22 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.integration.conftest import put_in_volume, remove_everything_airpods_made  # noqa: E402
-from tests.rig.tiny_gguf import write_tiny_model  # noqa: E402
+from common import AIRPODS, ROOT, entry, stats
+from tests.integration.conftest import put_in_volume, remove_everything_airpods_made
+from tests.rig.tiny_gguf import write_tiny_model
 
-RUNS = int(os.environ.get("BENCH_RUNS", "11"))
-AIRPODS = str(Path(sys.executable).with_name("airpods"))
+RUNS = int(os.environ.get("BENCH_INFERENCE_RUNS", "11"))
 BODY = {"prompt": "the tiny model is", "n_predict": 128, "ignore_eos": True, "seed": 42,
         "temperature": 0, "cache_prompt": False}
 FLAGS = ["--ctx-size", "1024", "--threads", "2", "--n-gpu-layers", "0"]
@@ -61,11 +57,6 @@ def airpods(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([AIRPODS, "--config", str(config), *args], capture_output=True, text=True, check=True)
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "runs": len(values)}
-
-
 def inference(work: Path, model: Path) -> dict[str, object]:
     config = work / "bench.toml"
     config.write_text('[variables]\ndefault_model = "bench.gguf"\n[services.llamacpp.command_args]\n'
@@ -90,9 +81,9 @@ def inference(work: Path, model: Path) -> dict[str, object]:
         bare.terminate()
         bare.wait()
     a, b = stats(rates["airpods"]), stats(rates["bare"])
-    ratio = round(a["median"] / b["median"], 3)
-    return {"measure": "inference tokens/s (airpods instance vs bare llama-server)", "airpods": a, "baseline": b,
-            "ratio": ratio, "target": ">= 0.97x", "pass": ratio >= 0.97}
+    return entry("inference: tokens/s of an airpods instance vs the same llama-server run bare", "tokens/s",
+                 a, b, ">= 0.97x", a["median"] >= 0.97 * b["median"],
+                 note="~40 MB random llama model, 128 tokens, ignore_eos, 2 threads, alternated")
 
 
 def readiness(work: Path) -> dict[str, object]:
@@ -120,23 +111,22 @@ def readiness(work: Path) -> dict[str, object]:
         stop.set()
         prober.join()
         delays.append(reported - first_200[0])
-    s = stats(delays)
-    return {"measure": "readiness latency: first /health 200 -> airpods reports ready (s)", "airpods": s,
-            "target": "<= 0.5 s", "pass": s["median"] <= 0.5}
+    s = stats(delays, 3)
+    return entry("readiness latency: llama-server's first /health 200 -> airpods reports ready", "s", s, None,
+                 "<= 0.5 s", s["median"] <= 0.5, note="side probe every 10 ms; single-model load of the ~40 MB model")
 
 
-def main() -> None:
+def run() -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="airpods-bench-"))
     model = write_tiny_model(work / "bench.gguf", n_embd=384, n_layers=6, n_ff=1024, seed=1)
     remove_everything_airpods_made()
     put_in_volume("airpods_llamacpp_models", model)
     try:
-        results = [inference(work, model), readiness(work)]
+        return [inference(work, model), readiness(work)]
     finally:
         remove_everything_airpods_made()
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(run(), indent=2))

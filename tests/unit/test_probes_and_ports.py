@@ -71,3 +71,30 @@ def test_port_in_use_names_this_process():
         holder = port_holder(port)
         assert holder is not None and "python" in holder
     assert port_is_free("127.0.0.1", port)
+
+
+def test_container_watch_never_answers_from_a_snapshot_older_than_the_container():
+    """Regression: a snapshot taken by another service's wait, before this container existed,
+    made start report 'container disappeared'."""
+    import time
+
+    from airpods.engine.podman import ContainerState
+    from airpods.health import ContainerWatch
+
+    class Snapshots:
+        def __init__(self):
+            self.calls = 0
+            self.existing: list[ContainerState] = []
+
+        def containers(self):
+            self.calls += 1
+            return list(self.existing)
+
+    engine = Snapshots()
+    watch = ContainerWatch(engine, interval=60)
+    assert watch.get("b") is None and engine.calls == 1
+    engine.existing = [ContainerState("b", "id", "b", "h", "running", 0, 1, "img")]
+    created = time.monotonic()
+    assert watch.get("b") is None                          # cached: fine for callers that predate b
+    assert watch.get("b", not_before=created).running      # b's own wait refreshes
+    assert engine.calls == 2

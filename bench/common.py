@@ -1,0 +1,49 @@
+"""Shared pieces of the benchmarks: timing, stats and the one entry shape `bench/run` reports.
+
+An entry: {"measure", "unit", "airpods": stats, "baseline": stats | None, "ratio": float | None,
+"target": str, "pass": bool, "note": str}; stats: {"median", "min", "max", "runs"}.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+AIRPODS = str(Path(sys.executable).with_name("airpods"))   # the console script users run
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+
+
+def stats(values: Sequence[float], digits: int = 1) -> dict[str, float]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits), "runs": len(values)}
+
+
+def timed_ms(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    began = time.perf_counter()
+    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   stdin=subprocess.DEVNULL, env=env)
+    return (time.perf_counter() - began) * 1000
+
+
+def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target: str, passed: bool,
+          ratio: float | None = None, note: str = "") -> dict[str, object]:
+    if ratio is None and baseline and baseline["median"]:
+        ratio = round(airpods["median"] / baseline["median"], 3)
+    return {"measure": measure, "unit": unit, "airpods": airpods, "baseline": baseline, "ratio": ratio,
+            "target": target, "pass": bool(passed), "note": note}
+
+
+def remove_pods() -> None:
+    pods = subprocess.run(["podman", "pod", "ps", "-q", "--filter", "label=io.airpods.managed=true"],
+                          capture_output=True, text=True).stdout.split()
+    if pods:
+        subprocess.run(["podman", "pod", "rm", "--force", "--time", "0", *pods], capture_output=True)
