@@ -44,8 +44,10 @@ def plan_start(stack: Stack, engine: Podman | None, *, pull_only: bool = False) 
 
 
 def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> None:
-    """Pull concurrently; after the first failure nothing new starts, and the error is raised."""
+    """Pull concurrently; after the first failure nothing new starts, and the error is raised.
+    Sizes come from one `podman images` call at the end (not one inspect per image)."""
     failed = threading.Event()
+    seconds: dict[str, float] = {}
 
     def pull(step: Step) -> None:
         if failed.is_set():
@@ -57,11 +59,14 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
         except BaseException:
             failed.set()
             raise
-        reporter.pulled(step.target, time.monotonic() - began, engine.image_size(step.target))
+        seconds[step.target] = time.monotonic() - began
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
         for future in [pool.submit(pull, step) for step in steps]:
             future.result()
+    sizes = engine.image_sizes(seconds) if seconds else {}
+    for image, took in seconds.items():
+        reporter.pulled(image, took, sizes.get(image))
 
 
 def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: set[str]) -> None:
@@ -140,7 +145,7 @@ def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
 
 
 def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter) -> Plan:
-    plan = build_start_plan(stack, engine.observe(stack.network, (), stack.images), pull_only=True)
+    plan = build_start_plan(stack, engine.observe_images(stack.images), pull_only=True)
     run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
     return plan
 
@@ -175,10 +180,12 @@ class ServiceStatus:
 
 
 def status(stack: Stack, engine: Podman) -> list[ServiceStatus]:
-    """One `podman ps` plus one concurrent health probe per running service."""
-    containers: dict[str, ContainerState] = {c.name: c for c in engine.containers()}
-    running = [s for s in stack.services if s.container in containers and containers[s.container].running]
-    probes = probe_all(running)
+    """One `podman ps` and, at the same time, one health probe per service (a probe of a
+    service that turns out not to run is simply not shown)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(probe_all, [s for s in stack.services if s.publish])
+        containers: dict[str, ContainerState] = {c.name: c for c in engine.containers()}
+        probes = pending.result()
     now = int(time.time())
     return [_service_status(spec, containers.get(spec.container), probes.get(spec.name), now)
             for spec in stack.services]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from pathlib import Path
 
 from airpods.state import state_dir
@@ -26,6 +25,8 @@ def api_key() -> str:
             return key
     except FileNotFoundError:
         pass
+    import secrets   # only when a key is made: its import costs every command ~5 ms
+
     key = "sk-airpods-" + secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

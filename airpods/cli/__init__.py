@@ -41,18 +41,49 @@ def root(
     ctx.obj = Options(config=config, debug=debug)
 
 
-from airpods.cli import config_cmd, env_cmd, lifecycle_cmd, maintenance_cmd, models_cmd  # noqa: E402
+# Command modules, in help order, and the commands each one registers. Only the module of the
+# command being run is imported and turned into click commands (typer builds them eagerly:
+# ~15 ms for all of them); --help and unknown commands get every module.
+COMMAND_MODULES = {
+    "lifecycle_cmd": ("start", "stop", "status", "logs"),
+    "env_cmd": ("env",),
+    "models_cmd": ("models", "chat"),
+    "maintenance_cmd": ("doctor", "clean"),
+    "config_cmd": ("config",),
+}
+ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
 
-lifecycle_cmd.register(app)
-env_cmd.register(app)
-models_cmd.register(app)
-maintenance_cmd.register(app)
-app.add_typer(config_cmd.app, name="config")
+
+def _command_of(args: list[str]) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ROOT_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+_registered: set[str] = set()
+
+
+def register_commands(args: list[str]) -> None:
+    import importlib
+
+    command = _command_of(args)
+    wanted = [m for m, names in COMMAND_MODULES.items() if command in names] or list(COMMAND_MODULES)
+    for module in wanted:
+        if module not in _registered:
+            importlib.import_module(f"airpods.cli.{module}").register(app)
+            _registered.add(module)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("AIRPODS_DEBUG") == "1"
+    register_commands(args)
     try:
         app(args=args, prog_name="airpods")
     except AirpodsError as exc:

@@ -75,3 +75,7 @@ def path(ctx: typer.Context) -> None:
         print(found)
     else:
         print(f"none: using the built-in defaults (`airpods config init` writes {user_config_path()})")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="config")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from types import TracebackType
@@ -24,11 +25,8 @@ class ConsoleReporter:
     """Implements lifecycle.Reporter."""
 
     def __init__(self, quiet: bool = False) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True, soft_wrap=True)
         self.quiet = quiet
-        self.live = self.console.is_terminal and not quiet
+        self.live = sys.stderr.isatty() and not quiet   # Rich only on a terminal (its import: ~20 ms)
         self.lock = threading.Lock()
         self.tasks: dict[str, int] = {}
         self.last: dict[str, tuple[str, float]] = {}
@@ -36,10 +34,11 @@ class ConsoleReporter:
 
     def __enter__(self) -> ConsoleReporter:
         if self.live:
+            from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                     console=self.console, transient=False)
+                                     console=Console(stderr=True, soft_wrap=True), transient=False)
             self.progress.start()
         return self
 
@@ -48,8 +47,12 @@ class ConsoleReporter:
             self.progress.stop()
 
     def line(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text, highlight=False, markup=False)
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False, markup=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def _task(self, key: str, text: str, done: bool = False) -> None:
         assert self.progress is not None

@@ -125,21 +125,26 @@ class Podman:
             pods = pool.submit(self.pods)
         existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
         existing_volumes = {row.get("Name") for row in volume_rows.result()}
-        local = {name for row in image_rows.result() for name in row.get("Names") or []}
         return Observed(
             networks=frozenset(n for n in existing_networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing_volumes),
-            images=frozenset(i for i in images if i in local or f"{i}:latest" in local),
+            images=_present(images, image_rows.result()),
             pods=pods.result(),
             secrets=frozenset(secrets.result().stdout.split()),
         )
 
+    def observe_images(self, images: Iterable[str]) -> Observed:
+        """Only what a pull-only plan needs: which images are present (one podman call)."""
+        return Observed(images=_present(images, self.json(["images", "--format", "json"])))
+
     def image_exists(self, image: str) -> bool:
         return self.run(["image", "exists", image], check=False).returncode == 0
 
-    def image_size(self, image: str) -> int | None:
-        done = self.run(["image", "inspect", "--format", "{{.Size}}", image], check=False)
-        return int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip().isdigit() else None
+    def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
+        """Local size of each image, from one `podman images` call."""
+        sizes = {name: int(row.get("Size") or 0) for row in self.json(["images", "--format", "json"])
+                 for name in row.get("Names") or []}
+        return {image: sizes[image] for image in images if image in sizes}
 
     def last_exit(self, container_id: str) -> tuple[int | None, int]:
         """(exit code of its last run, restart count). A restarted container's inspect already
@@ -181,6 +186,11 @@ class Podman:
         if since:
             argv += ["--since", since]
         return self.argv([*argv, container])
+
+
+def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> frozenset[str]:
+    local = {name for row in rows for name in row.get("Names") or []}
+    return frozenset(i for i in images if i in local or f"{i}:latest" in local)
 
 
 def rootless() -> bool:
