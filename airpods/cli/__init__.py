@@ -48,6 +48,7 @@ COMMAND_MODULES = {
     "lifecycle_cmd": ("start", "stop", "status", "logs"),
     "env_cmd": ("env",),
     "models_cmd": ("models", "chat"),
+    "export_cmd": ("export",),
     "maintenance_cmd": ("doctor", "clean"),
     "config_cmd": ("config",),
 }

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from airpods.gpu import HostGpu
 from airpods.stack.model import Stack
 
 
-def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_service: bool = False) -> Stack:
-    """The services named (or every enabled one; or all configured with `every_service`)."""
+def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_service: bool = False,
+                  gpu: HostGpu | None = None) -> Stack:
+    """The services named (or every enabled one; or all configured with `every_service`), for
+    this host's GPU unless `gpu` says otherwise (an export for another machine)."""
     from airpods.config.files import locate_config
     from airpods.gpu import detect_host_gpu
     from airpods.secrets import api_key, key_id
@@ -17,7 +20,7 @@ def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_ser
     from airpods.state import state_dir
 
     path = locate_config(config_option)
-    gpu = detect_host_gpu()
+    gpu = gpu or detect_host_gpu()
     key = key_id(api_key())
 
     def build() -> Stack:

@@ -33,10 +33,16 @@ def podman_json(*args: str):
 def remove_everything_airpods_made() -> None:
     for pod in podman_json("pod", "ps", "--filter", MANAGED):
         podman("pod", "rm", "--force", "--time", "0", pod["Name"], check=False)
-    for volume in podman_json("volume", "ls", "--filter", MANAGED):
-        podman("volume", "rm", "--force", volume["Name"], check=False)
+    # Labelled by airpods, or named like its volumes (kube play creates unlabelled ones).
+    for volume in podman_json("volume", "ls"):
+        if volume["Name"].startswith("airpods_") or (volume.get("Labels") or {}).get("io.airpods.managed"):
+            podman("volume", "rm", "--force", volume["Name"], check=False)
     for network in podman_json("network", "ls", "--filter", MANAGED):
         podman("network", "rm", "--force", network.get("name") or network.get("Name"), check=False)
+    secrets = podman("secret", "ls", "--format", "{{.Name}}", check=False).stdout.split()   # 4.3: no json
+    stale = [name for name in secrets if name.startswith("airpods-")]
+    if stale:
+        podman("secret", "rm", *stale, check=False)
 
 
 @pytest.fixture(scope="session")

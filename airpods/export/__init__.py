@@ -1,0 +1,1 @@
+"""The stack for other engines: Kubernetes YAML and Quadlet units."""

@@ -1,0 +1,203 @@
+"""The stack as Kubernetes documents, from the same Stack `start` uses (no second model).
+
+- target "podman": one Pod per service for `podman kube play`: ports bound like `start` (hostIP =
+  bind address), volumes by claimName = airpods' volume names (kube play mounts the existing
+  named volume, so data is shared with `airpods start`), the API key from a podman secret via
+  secretKeyRef (Podman 4.3 reads such a secret as JSON of base64 values; see export_secret_json).
+- target "kubernetes": Deployments, Services (named by network alias, so the wiring's URLs
+  resolve), PersistentVolumeClaims, one Secret; health becomes startup/readiness/liveness
+  probes, resources become requests/limits, GPU services request the vendor's device.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.wiring import KEY_FILE_IN_CONTAINER, LLAMACPP
+
+PROBE_PERIOD_S = 5
+GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
+KEY_ENV_IN_KUBE = "LLAMA_API_KEY"     # llama-server's env for the key (kube has no podman secret files)
+
+
+def secret_name(stack: Stack) -> str | None:
+    """One Secret per exported stack, named after the key's id (as the podman secrets are)."""
+    for secret in stack.secrets:
+        if secret.name.startswith("airpods-api-key-"):
+            return secret.name.replace("airpods-api-key-", "airpods-kube-")
+    return None
+
+
+def secret_values(stack: Stack, api_key: str) -> dict[str, str]:
+    """Secret key → value: `api-key`, and one entry per Open WebUI key list."""
+    values = {}
+    for secret in stack.secrets:
+        values["api-key" if secret.name.startswith("airpods-api-key-") else _key_name(secret.name)] = secret.value(api_key)
+    return values
+
+
+def _key_name(secret: str) -> str:
+    return "openai-api-keys-" + secret.rsplit("-", 1)[-1]          # ...-x2 → openai-api-keys-x2
+
+
+def export_secret_json(stack: Stack, api_key: str) -> str:
+    """The podman secret content that Podman's kube play reads for secretKeyRef."""
+    return json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in secret_values(stack, api_key).items()})
+
+
+def memory_quantity(value: str) -> str:
+    """airpods' "8g" → Kubernetes' "8Gi"."""
+    units = {"b": "", "k": "Ki", "m": "Mi", "g": "Gi"}
+    return value[:-1] + units[value[-1].lower()]
+
+
+def _secret_env(spec: ServiceSpec, name: str | None) -> list[dict[str, Any]]:
+    env = []
+    for use in spec.secrets:
+        variable = use.target if use.type == "env" else KEY_ENV_IN_KUBE
+        key = "api-key" if use.name.startswith("airpods-api-key-") else _key_name(use.name)
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+    return env
+
+
+def _args(spec: ServiceSpec) -> list[str]:
+    """Rendered args; the key comes from LLAMA_API_KEY (env), not a mounted file, in kube."""
+    args = list(spec.args)
+    if "--api-key-file" in args:
+        at = args.index("--api-key-file")
+        if args[at + 1] == KEY_FILE_IN_CONTAINER:
+            del args[at:at + 2]
+    return args
+
+
+def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": spec.container, "image": spec.image}
+    if spec.entrypoint:
+        container["command"] = list(spec.entrypoint)
+    if spec.args:
+        container["args"] = _args(spec)
+    env = [{"name": k, "value": v} for k, v in spec.env] + _secret_env(spec, secret)
+    if env:
+        container["env"] = env
+    ports = []
+    for port in spec.container_ports:
+        entry: dict[str, Any] = {"containerPort": port}
+        published = next((p for p in spec.publish if p.container == port), None)
+        if target == "podman" and published:
+            entry.update(hostPort=published.host, hostIP=published.host_ip)
+        ports.append(entry)
+    if ports:
+        container["ports"] = ports
+    mounts = [{"name": _volume_name(m.source), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
+              for m in spec.mounts]
+    if mounts:
+        container["volumeMounts"] = mounts
+    if target == "kubernetes":
+        container.update(_probes(spec))
+        resources = _resources(spec)
+        if resources:
+            container["resources"] = resources
+    return container
+
+
+def _volume_name(source: str) -> str:
+    return source.replace("_", "-").lower()[:63]
+
+
+def _volumes(spec: ServiceSpec, claim_name) -> list[dict[str, Any]]:
+    """Named volumes as claims (`claim_name` maps airpods' name), host paths as hostPath."""
+    return [{"name": _volume_name(m.source),
+             "persistentVolumeClaim": {"claimName": claim_name(m.source), **({"readOnly": True} if m.mode == "ro" else {})}}
+            if m.named else {"name": _volume_name(m.source), "hostPath": {"path": m.source}} for m in spec.mounts]
+
+
+def _probes(spec: ServiceSpec) -> dict[str, Any]:
+    if spec.health.path is None or not spec.container_ports:
+        return {}
+    get = {"path": spec.health.path, "port": spec.container_ports[0]}
+    if spec.health.path == "/":
+        get["httpHeaders"] = [{"name": "Accept-Encoding", "value": "gzip"}]
+    startup = {"httpGet": get, "periodSeconds": PROBE_PERIOD_S,
+               "failureThreshold": max(1, math.ceil(spec.health.timeout_s / PROBE_PERIOD_S))}
+    return {"startupProbe": startup,
+            "readinessProbe": {"httpGet": get, "periodSeconds": 10, "failureThreshold": 3},
+            "livenessProbe": {"httpGet": get, "periodSeconds": 30, "failureThreshold": 3, "timeoutSeconds": 5}}
+
+
+def _resources(spec: ServiceSpec) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    requests: dict[str, Any] = {}
+    if spec.memory:
+        limits["memory"] = requests["memory"] = memory_quantity(spec.memory)
+    if spec.cpus:
+        limits["cpu"] = requests["cpu"] = f"{spec.cpus:g}"
+    if spec.variant in GPU_RESOURCE:
+        limits[GPU_RESOURCE[spec.variant]] = "1"
+    return {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
+
+
+def _labels(spec: ServiceSpec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "airpods",
+            "io.airpods.service": spec.name, "io.airpods.managed": "true"}
+
+
+def podman_documents(stack: Stack) -> list[dict[str, Any]]:
+    secret = secret_name(stack)
+    return [{"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": spec.pod, "labels": _labels(spec)},
+             "spec": {"restartPolicy": _restart(spec),
+                      "containers": [_container(spec, secret, "podman")],
+                      # claimName = airpods' own volume name: kube play mounts that very volume.
+                      **({"volumes": _volumes(spec, str)} if spec.mounts else {})}}
+            for spec in stack.services]
+
+
+def _restart(spec: ServiceSpec) -> str:
+    return {"no": "Never", "on-failure": "OnFailure"}.get(spec.restart_policy, "Always")
+
+
+def kubernetes_documents(stack: Stack, api_key: str) -> list[dict[str, Any]]:
+    """Deployments, Services and PVCs per service, one Secret. Build `stack` for the cluster's
+    GPU (not this host's): images and device requests follow each service's variant."""
+    docs: list[dict[str, Any]] = []
+    secret = secret_name(stack)
+    if secret:
+        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}, "type": "Opaque",
+                     "stringData": secret_values(stack, api_key)})
+    claims: dict[str, str] = {}
+    for spec in stack.services:
+        for mount in spec.mounts:
+            if mount.named:
+                shared_ro = spec.kind == LLAMACPP and mount.mode == "ro"
+                claims.setdefault(_volume_name(mount.source), "ReadOnlyMany" if shared_ro else "ReadWriteOnce")
+    for claim, mode in claims.items():
+        access = ["ReadWriteOnce"] if mode == "ReadWriteOnce" else ["ReadOnlyMany", "ReadWriteOnce"]
+        docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+                     "spec": {"accessModes": access, "resources": {"requests": {"storage": "50Gi" if "model" in claim else "10Gi"}}}})
+    for spec in stack.services:
+        labels = _labels(spec)
+        pod_spec: dict[str, Any] = {"containers": [_container(spec, secret, "kubernetes")]}
+        if spec.mounts:
+            pod_spec["volumes"] = _volumes(spec, _volume_name)
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": spec.pod, "labels": labels},
+                     "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                              "selector": {"matchLabels": {"app.kubernetes.io/name": spec.name}},
+                              "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
+        if spec.container_ports:
+            for alias in spec.aliases:
+                docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": alias, "labels": labels},
+                             "spec": {"selector": {"app.kubernetes.io/name": spec.name},
+                                      "ports": [{"name": f"p{port}", "port": port, "targetPort": port}
+                                                for port in spec.container_ports]}})
+    return docs
+
+
+def to_yaml(documents: list[dict[str, Any]], header: str) -> str:
+    import yaml
+
+    body = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)
+    return header + body

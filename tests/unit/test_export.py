@@ -1,0 +1,168 @@
+"""Exports from the same Stack as start: golden Kubernetes YAML checked field by field against
+the official kubernetes client's models, golden Quadlet units, and podman's own quadlet
+generator where this Podman ships one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, to_yaml
+from airpods.export.quadlet import quadlet_units
+from airpods.gpu import HostGpu
+from airpods.secrets import key_id
+from airpods.stack.build import build_stack
+from tests.unit.helpers import load_text
+
+GOLDEN = Path(__file__).parent / "golden"
+KEY = "sk-airpods-test"
+TWO_GPU = """
+[services.llama-big]
+extends = "llamacpp"
+ports = [{ host = 8090, container = 8080 }]
+command_args = { ctx_size = 32768 }
+resources = { memory = "16g", cpus = 4.0 }
+"""
+
+
+def stack_of(tmp_path, text="", gpu=HostGpu("none"), only=()):
+    return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))
+
+
+def check_golden(path: Path, text: str) -> None:
+    if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def _convert(value, typ: str, path: str):
+    import kubernetes.client.models as models
+
+    lowered = typ[:5].lower() + typ[5:]          # the client spells list[X]/List[X], dict(a, X)/Dict[a, X]
+    if lowered.startswith("list["):
+        assert isinstance(value, list), f"{path}: expected a list"
+        return [_convert(v, typ[5:-1], f"{path}[{i}]") for i, v in enumerate(value)]
+    if lowered.startswith(("dict(", "dict[")):
+        assert isinstance(value, dict), f"{path}: expected a mapping"
+        inner = typ[typ.index(",") + 1:-1].strip()
+        return {k: _convert(v, inner, f"{path}.{k}") for k, v in value.items()}
+    if typ in ("str", "int", "bool", "float", "object", "datetime", "Any", "IntOrString"):
+        expected = {"str": str, "int": int, "bool": bool, "float": (int, float)}.get(typ)
+        assert expected is None or isinstance(value, expected), f"{path}: expected {typ}, got {value!r}"
+        return value
+    return _model(value, getattr(models, typ), path)
+
+
+def _model(data: dict, cls, path: str):
+    """Build the client model from `data`: unknown fields fail; missing required ones raise."""
+    by_json = {json_key: attr for attr, json_key in cls.attribute_map.items()}
+    kwargs = {}
+    for key, value in data.items():
+        assert key in by_json, f"{path}.{key}: not a field of {cls.__name__}"
+        kwargs[by_json[key]] = _convert(value, cls.openapi_types[by_json[key]], f"{path}.{key}")
+    return cls(**kwargs)
+
+
+def validate(documents: list[dict]) -> None:
+    import kubernetes.client.models as models
+
+    kinds = {("v1", "Pod"): "V1Pod", ("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
+             ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim", ("apps/v1", "Deployment"): "V1Deployment"}
+    for doc in documents:
+        name = kinds[(doc["apiVersion"], doc["kind"])]
+        _model(doc, getattr(models, name), f"{doc['kind']}/{doc['metadata']['name']}")
+
+
+def test_kubernetes_default_stack_golden_and_valid(tmp_path):
+    docs = kubernetes_documents(stack_of(tmp_path), KEY)
+    validate(docs)
+    check_golden(GOLDEN / "kube-kubernetes-default.yaml", to_yaml(docs, ""))
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert ("Service", "llamacpp") in kinds and ("Service", "webui") in kinds
+    webui = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "open-webui")
+    env = {e["name"]: e for e in webui["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OPENAI_API_BASE_URLS"]["value"] == "http://llamacpp:8080/v1"
+    assert env["OPENAI_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "openai-api-keys-x1"
+    assert KEY not in yaml.safe_dump_all([d for d in docs if d["kind"] != "Secret"])
+
+
+def test_kubernetes_two_instance_gpu_stack_golden_and_valid(tmp_path):
+    stack = stack_of(tmp_path, TWO_GPU, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big", "open-webui"])
+    docs = kubernetes_documents(stack, KEY)
+    validate(docs)
+    check_golden(GOLDEN / "kube-kubernetes-two-gpu.yaml", to_yaml(docs, ""))
+    big = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "llama-big")
+    container = big["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda"
+    assert container["resources"]["limits"] == {"memory": "16Gi", "cpu": "4", "nvidia.com/gpu": "1"}
+    assert container["startupProbe"]["failureThreshold"] == 120          # 600 s of model load / 5 s
+    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and "models" in d["metadata"]["name"])
+    assert "ReadOnlyMany" in claim["spec"]["accessModes"]
+
+
+def test_podman_target_binds_like_start_and_keeps_the_key_out(tmp_path):
+    stack = stack_of(tmp_path)
+    docs = podman_documents(stack)
+    validate(docs)
+    llama = next(d for d in docs if d["metadata"]["name"] == "llamacpp")["spec"]
+    port = llama["containers"][0]["ports"][0]
+    assert (port["hostIP"], port["hostPort"], port["containerPort"]) == ("127.0.0.1", 8081, 8080)
+    assert llama["volumes"][0]["persistentVolumeClaim"]["claimName"] == "airpods_llamacpp_models"
+    assert KEY not in to_yaml(docs, "")
+    import base64
+    import json
+
+    assert base64.b64decode(json.loads(export_secret_json(stack, KEY))["api-key"]).decode() == KEY
+
+
+def test_quadlet_units_golden(tmp_path):
+    units = quadlet_units(stack_of(tmp_path))
+    assert sorted(units) == sorted([
+        "airpods.network", "airpods_ollama_data.volume", "airpods_webui_data.volume",
+        "airpods_llamacpp_models.volume", "ollama.pod", "ollama-0.container", "open-webui.pod",
+        "open-webui-0.container", "llamacpp.pod", "llamacpp-0.container"])
+    for name, text in units.items():
+        check_golden(GOLDEN / "quadlet-default" / name, text)
+    llama = units["llamacpp-0.container"]
+    assert "Exec=--host 0.0.0.0 --port 8080 --models-dir /models" in llama
+    assert f"Secret=airpods-api-key-{key_id(KEY)},type=mount,target=/run/secrets/api_key,mode=0400" in llama
+    assert "PublishPort=127.0.0.1:8081:8080" in units["llamacpp.pod"]
+
+
+def test_quadlet_without_pods_publishes_on_the_containers(tmp_path):
+    units = quadlet_units(stack_of(tmp_path), pods=False)
+    assert not [n for n in units if n.endswith(".pod")]
+    assert "PublishPort=127.0.0.1:3000:8080" in units["open-webui-0.container"]
+    assert "Network=airpods.network" in units["open-webui-0.container"]
+
+
+GENERATOR = next((p for p in ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet") if os.path.exists(p)), None)
+
+
+def test_quadlet_generator_accepts_the_units_where_podman_ships_one(tmp_path):
+    """Podman 4.4+ ships the generator; on 4.3 (Debian 12) there is none, and the golden tests
+    above carry the check."""
+    folder = tmp_path / "units"
+    folder.mkdir()
+    units = quadlet_units(stack_of(tmp_path), pods=GENERATOR is not None and _podman_major() >= 5)
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    assert {n.rsplit(".", 1)[1] for n in units} >= {"network", "volume", "container"}
+    if GENERATOR is None:
+        return
+    done = subprocess.run([GENERATOR, "-dryrun"], env={**os.environ, "QUADLET_UNIT_DIRS": str(folder)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "llamacpp-0" in done.stdout
+
+
+def _podman_major() -> int:
+    found = shutil.which("podman")
+    if not found:
+        return 0
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    return int(version.split(".")[0])
