@@ -17,7 +17,8 @@ def api_key_path() -> Path:
 
 
 def api_key() -> str:
-    """The key, created on first use (0600, written atomically)."""
+    """The key, created on first use: 0600, complete before it is visible, and the first of two
+    racing commands wins (the other reads the winner's key)."""
     path = api_key_path()
     try:
         key = path.read_text().strip()
@@ -25,15 +26,19 @@ def api_key() -> str:
             return key
     except FileNotFoundError:
         pass
-    import secrets   # only when a key is made: its import costs every command ~5 ms
+    import secrets    # only when a key is made: its import costs every command ~5 ms
+    import tempfile
 
-    key = "sk-airpods-" + secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".api-key.")     # mode 0600
     with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    os.replace(tmp, path)
-    return key
+        handle.write("sk-airpods-" + secrets.token_urlsafe(32) + "\n")
+    try:
+        os.link(tmp, path)          # fails if another command made the key first
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return path.read_text().strip()
 
 
 def key_id(key: str) -> str:

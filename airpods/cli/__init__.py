@@ -94,3 +94,9 @@ def main(argv: list[str] | None = None) -> None:
 
         print_error(exc)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001  (a bug: one clear line, the traceback with --debug)
+        if debug:
+            raise
+        print(f"airpods: internal error: {type(exc).__name__}: {exc}\n"
+              "  hint: run again with --debug for the traceback, and report it", file=sys.stderr)
+        sys.exit(1)

@@ -38,7 +38,7 @@ def api_chat(url: str, key: str | None, model: str, stdin: TextIO = sys.stdin, s
     stdout.write(f"chatting with {model} at {url} (Ctrl-D to quit)\n")
     try:
         while True:
-            stdout.write("> ")
+            stdout.write("you> ")
             stdout.flush()
             line = stdin.readline()
             if not line:

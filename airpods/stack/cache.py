@@ -65,11 +65,13 @@ def cached_stack(path: Path, key: str, build: Callable[[], Stack]) -> Stack:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     stack = build()
-    tmp = path.with_suffix(".tmp")
+    import tempfile
+
     try:
-        tmp.write_text(json.dumps({"key": key, "stack": _to_json(stack)}))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stack-cache.")   # unique: commands may race
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({"key": key, "stack": _to_json(stack)}))
+        os.replace(tmp, path)
     except OSError:
         pass   # a cache that cannot be written only costs speed
     return stack

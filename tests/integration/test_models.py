@@ -177,9 +177,9 @@ def test_chat_through_the_api_in_a_terminal(airpods, tiny_model):
     child = pexpect.spawn(sys.executable, ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
                           encoding="utf-8", timeout=60)
     child.expect("chatting with tiny")
-    child.expect("> ")
+    child.expect("you> ")
     child.sendline("hello there")
-    child.expect("> ")                     # the reply streamed, then the next prompt
+    child.expect("you> ")                  # the reply streamed, then the next prompt
     assert len(child.before.strip()) > len("hello there")
     child.sendeof()
     child.expect("bye")
