@@ -137,6 +137,13 @@ def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool
         return result
 
 
+def stack_subset(stack: Stack, names: Sequence[str]) -> Stack:
+    """The same stack restricted to some services (e.g. the ones a backup pauses)."""
+    from dataclasses import replace
+
+    return replace(stack, services=tuple(s for s in stack.services if s.name in names))
+
+
 def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
     """Remove pods (and their containers) this run created; volumes are never touched."""
     for pod in reversed(pods):

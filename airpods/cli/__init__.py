@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "env_cmd": ("env",),
     "models_cmd": ("models", "chat"),
     "export_cmd": ("export",),
+    "backup_cmd": ("backup", "restore"),
     "maintenance_cmd": ("doctor", "clean"),
     "config_cmd": ("config",),
 }

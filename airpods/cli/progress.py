@@ -119,7 +119,7 @@ class ByteProgress:
 
     def __call__(self, name: str, total: int | None):
         if self.progress is None:
-            self.console.print(f"{name}: {human_size(total) if total else 'size unknown'}", highlight=False)
+            self.console.print(f"{name}: {human_size(total)}", highlight=False)
             return lambda n: None
         task = self.progress.add_task(name, total=total)
         return lambda n: self.progress.advance(task, n)

@@ -1,0 +1,220 @@
+"""Backup and restore: the user config, the services' volumes (exported through podman, never
+read from storage paths) and, only when asked, the API key, in one tar with a manifest of every
+member's size and sha256. Restore verifies the whole archive before it touches anything."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from airpods import __version__
+from airpods.engine.podman import Podman
+from airpods.errors import RuntimeFailure, UsageError
+from airpods.models.manage import model_volume
+from airpods.stack.model import Stack
+
+MANIFEST = "manifest.json"
+CONSISTENT_COPY = {"open-webui": "its SQLite database may be copied while it is written"}
+Progress = Callable[[str, int | None], Callable[[int], None]]
+
+
+class DamagedArchive(RuntimeFailure):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str            # path inside the archive
+    kind: str            # config | volume | secret
+    target: str          # volume name, or the file it came from
+    size: int
+    sha256: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tree_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def backup_volumes(stack: Stack, with_models: bool) -> list[tuple[str, list[str]]]:
+    """(volume, services using it) for the stack's named volumes; the model volume only if asked."""
+    models = model_volume(stack) if any(s.kind == "llamacpp" for s in stack.services) else None
+    users: dict[str, list[str]] = {}
+    for spec in stack.services:
+        for mount in spec.mounts:
+            if mount.named and (with_models or mount.source != models):
+                users.setdefault(mount.source, []).append(spec.name)
+    return list(users.items())
+
+
+def estimate(engine: Podman, volumes: Sequence[str]) -> int | None:
+    """Bytes the volumes hold (from their mountpoints), None when podman does not say."""
+    total = 0
+    for volume in volumes:
+        done = engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", volume], check=False)
+        path = Path(done.stdout.strip())
+        if done.returncode != 0 or not path.is_dir():
+            return None
+        total += _tree_size(path)
+    return total
+
+
+def write_backup(engine: Podman, out: Path, stack: Stack, volumes: Sequence[str], config_file: Path | None,
+                 secret_file: Path | None, progress: Progress) -> list[Member]:
+    members: list[Member] = []
+    with tempfile.TemporaryDirectory(prefix="airpods-backup-") as tmp:
+        staged: list[tuple[Path, Member]] = []
+        if config_file:
+            staged.append(_stage(config_file, "config/config.toml", "config", str(config_file)))
+        for volume in volumes:
+            exported = Path(tmp) / f"{volume}.tar"
+            engine.run(["volume", "export", volume, "--output", str(exported)], timeout=24 * 3600)
+            staged.append(_stage(exported, f"volumes/{volume}.tar", "volume", volume))
+        if secret_file:
+            staged.append(_stage(secret_file, "secrets/api-key", "secret", "api-key"))
+        members = [m for _, m in staged]
+        manifest = {"airpods": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "services": [s.name for s in stack.services], "members": [m.__dict__ for m in members]}
+        partial = out.with_name(f".{out.name}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # volumes hold private data
+        try:
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
+                data = json.dumps(manifest, indent=2).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+                tar.addfile(info, io.BytesIO(data))
+                for path, member in staged:
+                    advance = progress(member.name, member.size)
+                    info = tar.gettarinfo(str(path), member.name)
+                    info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+                    with path.open("rb") as handle:
+                        tar.addfile(info, _Counting(handle, advance))
+            os.replace(partial, out)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+    return members
+
+
+class _Counting(io.RawIOBase):
+    def __init__(self, handle, advance: Callable[[int], None]) -> None:
+        self.handle, self.advance = handle, advance
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.advance(len(chunk))
+        return chunk
+
+
+def _stage(path: Path, name: str, kind: str, target: str) -> tuple[Path, Member]:
+    return path, Member(name, kind, target, path.stat().st_size, _sha256(path))
+
+
+def verify_archive(archive: Path) -> tuple[dict, list[Member]]:
+    """Read the whole archive; every member must match the manifest's size and sha256."""
+    try:
+        with tarfile.open(archive, mode="r:") as tar:
+            manifest_file = tar.extractfile(MANIFEST)
+            if manifest_file is None:
+                raise DamagedArchive(f"{archive} has no manifest: not an airpods backup")
+            manifest = json.loads(manifest_file.read())
+            members = [Member(**m) for m in manifest["members"]]
+            for member in members:
+                handle = tar.extractfile(member.name)
+                if handle is None:
+                    raise DamagedArchive(f"{archive}: {member.name} is missing")
+                digest, size = hashlib.sha256(), 0
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+                    size += len(chunk)
+                if size != member.size or digest.hexdigest() != member.sha256:
+                    raise DamagedArchive(f"{archive}: {member.name} does not match its manifest (size or sha256); "
+                                         "nothing was restored")
+    except (tarfile.TarError, EOFError, OSError, KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise UsageError(f"no such file: {archive}") from None
+        raise DamagedArchive(f"{archive} is damaged or truncated ({exc}); nothing was restored",
+                             hint="use another copy of the backup") from None
+    return manifest, members
+
+
+def restore_archive(engine: Podman, archive: Path, stack: Stack, only: Sequence[str], force: bool,
+                    config_target: Path, secret_target: Path) -> list[str]:
+    """Verify first, check every target second, change things last."""
+    manifest, members = verify_archive(archive)
+    volume_users = {v: users for v, users in backup_volumes(stack, with_models=True)}
+    volumes = [m for m in members if m.kind == "volume"
+               and (not only or set(volume_users.get(m.target, [])) & set(only))]
+    running = {c.name for c in engine.containers() if c.running}
+    busy = sorted({s.name for s in stack.services if s.container in running
+                   and any(mount.source in {m.target for m in volumes} for mount in s.mounts)})
+    if busy:
+        raise RuntimeFailure(f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} running and use the volumes to restore",
+                             hint=f"`airpods stop {' '.join(busy)}` first, then restore, then `airpods start`")
+    for member in volumes:
+        if not force and _volume_has_data(engine, member.target):
+            raise RuntimeFailure(f"volume {member.target} already holds data; nothing was restored",
+                                 hint="pass --force to replace its contents with the backup's")
+    config = next((m for m in members if m.kind == "config"), None)
+    secret = next((m for m in members if m.kind == "secret"), None)
+    if secret and secret_target.exists() and not force and secret_target.read_text().strip() != "":
+        raise RuntimeFailure("this machine already has an API key; nothing was restored",
+                             hint="pass --force to replace it with the backup's")
+    done: list[str] = []
+    with tarfile.open(archive, mode="r:") as tar, tempfile.TemporaryDirectory(prefix="airpods-restore-") as tmp:
+        for member in volumes:
+            source = Path(tmp) / "volume.tar"
+            _extract_to(tar, member.name, source)
+            engine.run(["volume", "rm", "--force", member.target], check=False)
+            engine.run(["volume", "create", "--label", "io.airpods.managed=true", member.target])
+            engine.run(["volume", "import", member.target, str(source)], timeout=24 * 3600)
+            source.unlink()
+            done.append(f"volume {member.target}")
+        if config:
+            target = config_target
+            if target.exists() and not force and target.read_bytes() != _read(tar, config.name):
+                target = target.with_name(target.name + ".restored")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _extract_to(tar, config.name, target)
+            done.append(f"config {target}")
+        if secret:
+            _extract_to(tar, secret.name, secret_target)
+            os.chmod(secret_target, 0o600)
+            done.append("API key")
+    return done
+
+
+def _read(tar: tarfile.TarFile, name: str) -> bytes:
+    handle = tar.extractfile(name)
+    return handle.read() if handle else b""
+
+
+def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
+    handle = tar.extractfile(name)
+    assert handle is not None
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := handle.read(1 << 22):
+            out.write(chunk)
+
+
+def _volume_has_data(engine: Podman, volume: str) -> bool:
+    done = engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", volume], check=False)
+    if done.returncode != 0:
+        return False
+    path = Path(done.stdout.strip())
+    return path.is_dir() and any(path.iterdir())
