@@ -25,6 +25,57 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def _has_range(path: str, user: str, uid: int) -> bool:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return False
+    return any(line.split(":")[0] in (user, str(uid)) for line in lines if line.count(":") == 2)
+
+
+def rootless_checks(host: dict, root: str = "/") -> list[Check]:
+    """What rootless Podman needs that no error message explains well."""
+    import getpass
+    import os
+    import shutil
+
+    user, uid, checks = getpass.getuser(), os.getuid(), []
+    for kind in ("subuid", "subgid"):
+        ok = _has_range(os.path.join(root, f"etc/{kind}"), user, uid)
+        checks.append(Check(kind, "OK" if ok else "FAIL", f"/etc/{kind} {'has' if ok else 'lacks'} a range for {user}",
+                            "" if ok else f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"))
+    mapper = shutil.which("newuidmap")
+    checks.append(Check("newuidmap", "OK" if mapper else "FAIL", mapper or "not found",
+                        "" if mapper else "sudo apt-get install uidmap"))
+    controllers = set(host.get("cgroupControllers") or [])
+    if host.get("cgroupVersion") != "v2" or not {"memory", "cpu"} <= controllers:
+        checks.append(Check("resource limits", "WARN", f"cgroup {host.get('cgroupVersion', '?')}, delegated: "
+                            f"{', '.join(sorted(controllers)) or 'none'}: services with `resources` will be refused",
+                            "cgroup v2 with memory and cpu delegated to your user (systemd: Delegate= in user@.service)"))
+    else:
+        checks.append(Check("resource limits", "OK", "cgroup v2 with memory and cpu delegated"))
+    linger = os.path.exists(os.path.join(root, "var/lib/systemd/linger", user))
+    checks.append(Check("linger", "OK" if linger else "WARN",
+                        "services outlive your login" if linger else "services (Quadlet units) stop when you log out",
+                        "" if linger else f"loginctl enable-linger {user}"))
+    return checks
+
+
+def unprivileged_port_check(ports: list[int], root: str = "/") -> Check | None:
+    """Rootless podman cannot publish ports below net.ipv4.ip_unprivileged_port_start."""
+    import os
+
+    try:
+        start = int(open(os.path.join(root, "proc/sys/net/ipv4/ip_unprivileged_port_start")).read())
+    except (OSError, ValueError):
+        return None
+    low = sorted(p for p in ports if p < start)
+    if not low:
+        return None
+    return Check("low ports", "FAIL", f"ports {', '.join(map(str, low))} are below {start}: rootless cannot publish them",
+                 f"use ports >= {start}, or sudo sysctl net.ipv4.ip_unprivileged_port_start={min(low)}")
+
+
 def run_checks(config_path: object = None) -> list[Check]:
     from airpods.config.loader import load_config
     from airpods.engine.errors import EngineMissing
@@ -52,6 +103,8 @@ def run_checks(config_path: object = None) -> list[Check]:
             host = info.get("host", {})
             rootless = bool(host.get("security", {}).get("rootless"))
             checks.append(Check("mode", "OK", "rootless" if rootless else "rootful"))
+            if rootless:
+                checks += rootless_checks(host)
             runtime = host.get("ociRuntime", {})
             checks.append(Check("runtime", "OK", f"{runtime.get('name', '?')} {runtime.get('version', '').splitlines()[0] if runtime.get('version') else ''}".strip()))
             backend = host.get("networkBackend", "?")
@@ -77,6 +130,10 @@ def run_checks(config_path: object = None) -> list[Check]:
 
     owners = engine.published_ports() if engine is not None else {}
     config = loaded.config
+    if engine is not None and rootless_mode(checks):
+        low = unprivileged_port_check([p.host for n in config.enabled_services() for p in config.services[n].ports if p.host])
+        if low:
+            checks.append(low)
     for name in config.enabled_services():
         for port in config.services[name].ports:
             if not port.host:
@@ -92,3 +149,7 @@ def run_checks(config_path: object = None) -> list[Check]:
             else:
                 checks.append(Check("port", "OK", f"{where}: free"))
     return checks
+
+
+def rootless_mode(checks: list[Check]) -> bool:
+    return any(c.name == "mode" and c.detail == "rootless" for c in checks)

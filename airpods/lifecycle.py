@@ -76,13 +76,39 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: set[str
         if spec.pod not in creating or spec.pod in observed_pods:
             continue
         for publish in spec.publish:
-            if port_is_free(publish.host_ip, publish.host):
+            if _port_frees_up(publish.host_ip, publish.host):
                 continue
             holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
             raise RuntimeFailure(
                 f"{spec.name} cannot publish {publish.host_ip}:{publish.host}: the port is in use by {holder}; "
                 "nothing was created",
                 hint=f"stop that program, or give services.{spec.name}.ports another host port")
+
+
+def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
+    """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
+    creating = {s.service for s in plan.steps if s.kind == "container"}
+    limited = [s.name for s in stack.services if s.name in creating and (s.memory or s.cpus)]
+    if not limited:
+        return
+    problem = engine.limits_problem()
+    if problem:
+        raise RuntimeFailure(
+            f"{', '.join(limited)} {'has' if len(limited) == 1 else 'have'} resources set, but {problem}; "
+            "nothing was created",
+            hint="use cgroup v2 with delegation (systemd: Delegate=memory cpu for user@.service), run podman "
+                 "rootful, or remove services.NAME.resources; `airpods doctor` explains")
+
+
+def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
+    """Free now, or within a short grace: a pod removed a moment ago may still be releasing its
+    ports (rootless Podman's port forwarder exits after the pod)."""
+    deadline = time.monotonic() + grace_s
+    while not port_is_free(host_ip, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool = False) -> StartResult:
@@ -93,6 +119,7 @@ def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool
         observed = engine.observe(stack.network, stack.volumes, stack.images)
         plan = build_start_plan(stack, observed, api_key=api_key() if stack.secrets else "")
         check_ports(stack, plan, engine, set(observed.pods))
+        check_limits(stack, plan, engine)
         result = StartResult(stack, plan)
         created: list[str] = []
         cancel = threading.Event()

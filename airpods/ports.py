@@ -11,6 +11,9 @@ from pathlib import Path
 def port_is_free(host_ip: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As servers do (podman's port forwarder too): connections that just closed (TIME_WAIT)
+        # do not make a port busy; only a listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host_ip, port))
         except OSError as exc:

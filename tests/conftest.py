@@ -22,6 +22,13 @@ def isolated_home(tmp_path_factory, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The real Open WebUI tier runs only when asked (AIRPODS_E2E_REAL_WEBUI=1): deselected, not
+    # skipped, so a CI run without its cache is honest about it (.ci/run says so) and still green.
+    if os.environ.get("AIRPODS_E2E_REAL_WEBUI") != "1":
+        real = [item for item in items if item.get_closest_marker("real_webui")]
+        if real:
+            config.hook.pytest_deselected(items=real)
+            items[:] = [item for item in items if not item.get_closest_marker("real_webui")]
     for item in items:
         if "tests/unit/" in str(item.fspath).replace(os.sep, "/"):
             if "rig" in getattr(item, "fixturenames", ()):

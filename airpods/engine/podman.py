@@ -177,6 +177,20 @@ class Podman:
     def info(self) -> dict[str, Any]:
         return self.json(["info", "--format", "json"])
 
+    def limits_problem(self) -> str | None:
+        """Why this podman cannot apply --memory/--cpus, or None when it can. Rootless podman
+        needs cgroup v2 with the memory and cpu controllers delegated to the user; without
+        them it only warns and runs the container unlimited."""
+        host = self.info().get("host", {})
+        if not host.get("security", {}).get("rootless"):
+            return None
+        if host.get("cgroupVersion") != "v2":
+            return "rootless Podman on cgroup v1 cannot apply memory or CPU limits"
+        missing = {"memory", "cpu"} - set(host.get("cgroupControllers") or [])
+        if missing:
+            return f"the {' and '.join(sorted(missing))} cgroup controller{'s are' if len(missing) > 1 else ' is'} not delegated to this user"
+        return None
+
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
         argv = ["logs"]
         if follow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -196,3 +197,28 @@ def test_logs_tail_and_follow(airpods):
     finally:
         follow.terminate()
         follow.wait(timeout=10)
+
+
+def test_resource_limits_are_applied_or_refused_never_dropped(airpods):
+    airpods.write_config('[services.ollama.resources]\nmemory = "256m"\ncpus = 0.5\n')
+    info = json.loads(podman("info", "--format", "json").stdout)["host"]
+    started = airpods("start", "ollama")
+    cannot = info["security"]["rootless"] and (info.get("cgroupVersion") != "v2"
+                                               or not {"memory", "cpu"} <= set(info.get("cgroupControllers") or []))
+    if cannot:
+        assert started.code == 1 and ("cannot apply memory or CPU limits" in started.err or "not delegated" in started.err)
+        assert pods() == set()
+    else:
+        assert started.code == 0, started.err
+        limits = json.loads(podman("inspect", "ollama-0").stdout)[0]["HostConfig"]
+        assert limits["Memory"] == 256 * 1024 * 1024 and limits["NanoCpus"] == 500_000_000
+
+
+def test_doctor_reports_the_real_mode_and_a_valid_config(airpods):
+    info = json.loads(podman("info", "--format", "json").stdout)["host"]
+    done = airpods("doctor", "--json")
+    checks = {c["name"]: c for c in done.json()["checks"]}
+    assert checks["mode"]["detail"] == ("rootless" if info["security"]["rootless"] else "rootful")
+    assert checks["config"]["level"] == "OK" and checks["podman"]["level"] == "OK"
+    if info["security"]["rootless"]:
+        assert {"subuid", "subgid", "newuidmap", "resource limits", "linger"} <= set(checks)
