@@ -4,7 +4,6 @@ member's size and sha256. Restore verifies the whole archive before it touches a
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airpods import __version__
+from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.manage import model_volume
@@ -37,14 +37,6 @@ class Member:
     target: str          # volume name, or the file it came from
     size: int
     sha256: str
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tree_size(path: Path) -> int:
@@ -121,7 +113,7 @@ class _Counting(io.RawIOBase):
 
 
 def _stage(path: Path, name: str, kind: str, target: str) -> tuple[Path, Member]:
-    return path, Member(name, kind, target, path.stat().st_size, _sha256(path))
+    return path, Member(name, kind, target, path.stat().st_size, sha256_of(path))
 
 
 def verify_archive(archive: Path) -> tuple[dict, list[Member]]:
@@ -137,11 +129,8 @@ def verify_archive(archive: Path) -> tuple[dict, list[Member]]:
                 handle = tar.extractfile(member.name)
                 if handle is None:
                     raise DamagedArchive(f"{archive}: {member.name} is missing")
-                digest, size = hashlib.sha256(), 0
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
-                    size += len(chunk)
-                if size != member.size or digest.hexdigest() != member.sha256:
+                digest, size = sha256_stream(handle)
+                if size != member.size or digest != member.sha256:
                     raise DamagedArchive(f"{archive}: {member.name} does not match its manifest (size or sha256); "
                                          "nothing was restored")
     except (tarfile.TarError, EOFError, OSError, KeyError, ValueError, TypeError) as exc:

@@ -51,7 +51,6 @@ class Plan:
     action: str
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()     # the services this plan brings up or down
 
     def render(self) -> str:
         lines = [f"# airpods {self.action}: {len(self.steps)} step{'s' if len(self.steps) != 1 else ''}"]
@@ -107,7 +106,7 @@ def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = Fals
     if pull_only:
         steps = pull_steps(stack.images, observed)
         notes = [f"{image}: already present" for image in stack.images if image in observed.images]
-        return Plan("start --pre-fetch", tuple(steps), tuple(notes), tuple(s.name for s in stack.services))
+        return Plan("start --pre-fetch", tuple(steps), tuple(notes))
 
     steps: list[Step] = []
     notes: list[str] = list(stack.warnings)
@@ -140,7 +139,7 @@ def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = Fals
                                                             if spec.publish else ", not published"), spec.name))
         steps.append(Step("container", spec.container, container_run_argv(spec),
                           f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})", spec.name))
-    return Plan("start", tuple(steps), tuple(notes), tuple(s.name for s in stack.services))
+    return Plan("start", tuple(steps), tuple(notes))
 
 
 def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int) -> Plan:
@@ -155,4 +154,4 @@ def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int) -> 
                           f"{spec.name}: stop pod {spec.pod}", spec.name))
         steps.append(Step("remove", spec.pod, ("podman", "pod", "rm", "--force", spec.pod),
                           f"{spec.name}: remove pod {spec.pod} (volumes are kept)", spec.name))
-    return Plan("stop", tuple(steps), tuple(notes), tuple(s.name for s in stack.services))
+    return Plan("stop", tuple(steps), tuple(notes))

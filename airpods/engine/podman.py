@@ -4,7 +4,6 @@ every call, podman's stderr carried in typed errors. Works with Podman 4.3 throu
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -206,6 +205,3 @@ def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> frozenset[str
     local = {name for row in rows for name in row.get("Names") or []}
     return frozenset(i for i in images if i in local or f"{i}:latest" in local)
 
-
-def rootless() -> bool:
-    return os.geteuid() != 0

@@ -85,7 +85,7 @@ def quadlet_units(stack: Stack, pods: bool = True) -> dict[str, str]:
     """File name → unit text."""
     units = {f"{stack.network}.network": _unit(
         [("Network", [("NetworkName", stack.network), ("Label", "io.airpods.managed=true")])],
-        f"the network airpods' pods share (Podman 4.4+)")}
+        "the network airpods' pods share (Podman 4.4+)")}
     for volume in stack.volumes:
         units[f"{volume}.volume"] = _unit(
             [("Volume", [("VolumeName", volume), ("Label", "io.airpods.managed=true")])],

@@ -4,13 +4,13 @@ lands in the volume atomically."""
 
 from __future__ import annotations
 
-import hashlib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from airpods.checksum import sha256_of
 from airpods.errors import RuntimeFailure
 from airpods.models.sources import HfRef, RepoFile, UrlRef, pick_files
 from airpods.models.store import ModelStore
@@ -27,14 +27,6 @@ class Fetched:
     name: str
     size: int
     sha256: str | None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, expected: str | None, what: str) -> str:

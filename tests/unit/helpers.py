@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airpods.config.loader import LoadedConfig, load_config
+from airpods.gpu import HostGpu
+
+KEY = "sk-airpods-test"
+NO_GPU = HostGpu("none")
 
 
 def write_toml(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -37,3 +41,11 @@ def run_cli(capsys, *args: str) -> Result:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)
+
+
+def stack_of(tmp_path: Path, text: str = "", gpu: HostGpu = NO_GPU, only=()):
+    """The stack for a config text, with the test API key."""
+    from airpods.secrets import key_id
+    from airpods.stack.build import build_stack
+
+    return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
 from airpods.config.files import default_toml_text
 from tests.unit.helpers import run_cli, write_toml

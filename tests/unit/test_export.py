@@ -15,11 +15,9 @@ from airpods.export.kube import export_secret_json, kubernetes_documents, podman
 from airpods.export.quadlet import quadlet_units
 from airpods.gpu import HostGpu
 from airpods.secrets import key_id
-from airpods.stack.build import build_stack
-from tests.unit.helpers import load_text
+from tests.unit.helpers import KEY, stack_of
 
 GOLDEN = Path(__file__).parent / "golden"
-KEY = "sk-airpods-test"
 TWO_GPU = """
 [services.llama-big]
 extends = "llamacpp"
@@ -29,8 +27,6 @@ resources = { memory = "16g", cpus = 4.0 }
 """
 
 
-def stack_of(tmp_path, text="", gpu=HostGpu("none"), only=()):
-    return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))
 
 
 def check_golden(path: Path, text: str) -> None:

@@ -9,12 +9,9 @@ import pytest
 
 from airpods.gpu import HostGpu
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan
-from airpods.secrets import key_id
-from airpods.stack.build import build_stack
-from tests.unit.helpers import load_text, run_cli, write_toml
+from tests.unit.helpers import KEY, run_cli, stack_of
 
 GOLDEN = Path(__file__).parent / "golden"
-KEY = "sk-airpods-test"
 TWO_INSTANCES = """
 [variables]
 default_model = "tiny.gguf"
@@ -37,8 +34,6 @@ def check_golden(name: str, text: str) -> None:
     assert text + "\n" == path.read_text(), f"plan differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
 
 
-def stack_of(tmp_path, text: str = "", gpu: HostGpu = HostGpu("none"), only=()):
-    return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))
 
 
 def test_default_stack_plan(tmp_path):
