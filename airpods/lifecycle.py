@@ -250,6 +250,12 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
             for pod in engine.pods():
                 engine.remove_pod(pod)
                 done.append(f"removed pod {pod}")
+            # The key's podman secrets go with the pods: start makes them again from the key file.
+            secrets = [n for n in engine.run(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+                       if n.startswith("airpods-")]
+            if secrets:
+                engine.run(["secret", "rm", *secrets], check=False)
+                done.append(f"removed {len(secrets)} podman secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             for volume in stack.volumes:
                 if engine.run(["volume", "rm", "--force", volume], check=False).returncode == 0:

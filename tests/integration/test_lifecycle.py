@@ -222,3 +222,18 @@ def test_doctor_reports_the_real_mode_and_a_valid_config(airpods):
     assert checks["config"]["level"] == "OK" and checks["podman"]["level"] == "OK"
     if info["security"]["rootless"]:
         assert {"subuid", "subgid", "newuidmap", "resource limits", "linger"} <= set(checks)
+
+
+def test_clean_removes_only_what_the_flags_name(airpods):
+    assert airpods("start", "ollama", "llamacpp").code == 0
+    nothing = airpods("clean")
+    assert nothing.code == 2 and "say what to clean" in nothing.err
+    cleaned = airpods("clean", "--pods")
+    assert cleaned.code == 0 and pods() == set()
+    assert not [n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("airpods-")]
+    assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}     # data stays
+    refused = airpods("clean", "--volumes")                                              # no stdin: not confirmed
+    assert refused.code != 0 and "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
+    assert airpods("clean", "--volumes", "--yes").code == 0
+    assert "airpods_ollama_data" not in {v["Name"] for v in podman_json("volume", "ls")}
+    assert airpods("start", "ollama", "llamacpp").code == 0                              # secrets come back
