@@ -29,9 +29,12 @@ def stats(values: Sequence[float], digits: int = 1) -> dict[str, float]:
 
 def timed_ms(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     began = time.perf_counter()
-    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   stdin=subprocess.DEVNULL, env=env)
-    return (time.perf_counter() - began) * 1000
+    done = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL, env=env)
+    took = (time.perf_counter() - began) * 1000
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return took
 
 
 def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target: str, passed: bool,
