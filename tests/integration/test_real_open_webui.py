@@ -42,6 +42,7 @@ def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_m
     assert "tiny" in models
     reply = call("POST", "/api/chat/completions", {"model": "tiny", "stream": False, "max_tokens": 8,
                                                     "messages": [{"role": "user", "content": "hello"}]}, token)
-    assert reply["usage"]["completion_tokens"] > 0 and reply["choices"][0]["message"]["content"]
+    # Tokens from the tiny model (random weights: the text itself may be empty when it stops at once).
+    assert reply["usage"]["completion_tokens"] > 0 and reply["model"] == "tiny"
     with pytest.raises(urllib.error.HTTPError):
         call("GET", "/api/models")                                  # Open WebUI's own auth is on
