@@ -197,10 +197,11 @@ def test_chat_with_llama_cli_when_no_instance_runs(airpods, tiny_model):
                           encoding="utf-8", timeout=120)
     child.expect("> ")
     child.sendline("hello")
+    child.expect(r"Generation: [\d.]+ t/s")      # llama-cli's stats line after its reply
     child.expect("> ")
-    child.sendcontrol("c")
+    child.sendeof()                               # Ctrl-D leaves
     child.expect(pexpect.EOF, timeout=60)
     child.close()
-    assert child.exitstatus in (0, 130) or child.signalstatus == signal.SIGINT
+    assert child.exitstatus == 0
     assert not [c for c in json.loads(podman("ps", "-a", "--format", "json").stdout or "[]")
-                if "llama.cpp:light" in c.get("Image", "")]
+                if "llama.cpp:light" in c.get("Image", "")]                # the one-off container is gone
