@@ -18,12 +18,12 @@ from airpods import __version__
 from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
+from airpods.models.download import Progress
 from airpods.models.manage import model_volume
 from airpods.stack.model import Stack
 
 MANIFEST = "manifest.json"
 CONSISTENT_COPY = {"open-webui": "its SQLite database may be copied while it is written"}
-Progress = Callable[[str, int | None], Callable[[int], None]]
 
 
 class DamagedArchive(RuntimeFailure):

@@ -28,7 +28,6 @@ class Probe:
     ok: bool
     status: int | None = None
     error: str | None = None
-    ms: float = 0.0
 
     def describe(self) -> str:
         return f"HTTP {self.status}" if self.status is not None else (self.error or "no answer")
@@ -67,16 +66,15 @@ def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
     target = probe_url(spec)
     if spec.health.path is None or target is None:
         return None
-    start = time.monotonic()
     try:
         status = http_status(target[0], target[1], spec.health.path, timeout)
     except ConnectionRefusedError:
-        return Probe(False, error="connection refused", ms=(time.monotonic() - start) * 1000)
+        return Probe(False, error="connection refused")
     except (socket.timeout, TimeoutError):
-        return Probe(False, error="timed out", ms=(time.monotonic() - start) * 1000)
+        return Probe(False, error="timed out")
     except OSError as exc:
-        return Probe(False, error=str(exc) or type(exc).__name__, ms=(time.monotonic() - start) * 1000)
-    return Probe(spec.health.accepts(status), status=status, ms=(time.monotonic() - start) * 1000)
+        return Probe(False, error=str(exc) or type(exc).__name__)
+    return Probe(spec.health.accepts(status), status=status)
 
 
 @dataclass

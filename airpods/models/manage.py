@@ -12,10 +12,10 @@ from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
 from airpods.models.store import ModelStore
+from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
 
-MODELS_DIR = "/models"
 QUANT_TYPES = ("Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1",
                "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16", "F32", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS",
                "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "COPY")
@@ -88,8 +88,7 @@ def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> Pat
 def import_model(store: ModelStore, source: Path, name: str | None, overwrite: bool, progress) -> Path:
     if not source.is_file():
         raise UsageError(f"{source} is not a file")
-    check_magic(source)
-    read_model(source)                                  # a damaged header is refused before copying
+    read_model(source)             # not GGUF, or a damaged header: refused before anything is copied
     return store.copy_in(source, name or source.name, overwrite=overwrite, progress=progress(source.name, source.stat().st_size))
 
 

@@ -13,9 +13,6 @@ from pathlib import Path
 from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 
-SHARD_SUFFIX = "-00001-of-"
-
-
 class ModelStore:
     def __init__(self, engine: Podman, volume: str) -> None:
         self.engine, self.volume = engine, volume

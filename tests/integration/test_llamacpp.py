@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import openai_env, podman
+from tests.unit.helpers import single_model_toml
 
 EMBEDDINGS = """
 [services.llamacpp.command_args]
@@ -83,13 +84,8 @@ def test_two_instances_answer_on_their_own_ports(airpods, model_volume):
     assert '"--ctx-size","1024"' in args.replace(" ", "")
 
 
-def single_model(name: str) -> str:
-    """The seed's single-model shape: command_args.model from [variables] default_model."""
-    return f'[variables]\ndefault_model = "{name}"\n[services.llamacpp.command_args]\nmodel = "/models/{{{{default_model}}}}"\n'
-
-
 def test_single_model_shape_serves_the_default_model(airpods, model_volume):
-    airpods.write_config(single_model("tiny.gguf"))
+    airpods.write_config(single_model_toml("tiny.gguf"))
     started = airpods("start", "llamacpp")
     assert started.code == 0, started.err
     api = client(airpods)
@@ -99,7 +95,7 @@ def test_single_model_shape_serves_the_default_model(airpods, model_volume):
 
 
 def test_missing_model_file_fails_start_with_llama_servers_own_words(airpods, model_volume):
-    airpods.write_config(single_model("missing.gguf"))
+    airpods.write_config(single_model_toml("missing.gguf"))
     failed = airpods("start", "llamacpp")
     assert failed.code == 1
     assert "failed to open GGUF file '/models/missing.gguf'" in failed.err

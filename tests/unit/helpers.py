@@ -49,3 +49,9 @@ def stack_of(tmp_path: Path, text: str = "", gpu: HostGpu = NO_GPU, only=()):
     from airpods.stack.build import build_stack
 
     return build_stack(load_text(tmp_path, text).config, gpu, only, key_id(KEY))
+
+
+def single_model_toml(model: str) -> str:
+    """The seed's single-model shape: command_args.model from [variables] default_model."""
+    return (f'[variables]\ndefault_model = "{model}"\n'
+            '[services.llamacpp.command_args]\nmodel = "/models/{{default_model}}"\n')

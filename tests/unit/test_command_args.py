@@ -32,14 +32,9 @@ def test_has_flag_matches_keys_and_flag_spellings():
 def test_default_model_template_renders_the_model_flag(tmp_path):
     from airpods.gpu import HostGpu
     from airpods.stack.build import build_service
-    from tests.unit.helpers import load_text
+    from tests.unit.helpers import load_text, single_model_toml
 
-    config = load_text(tmp_path, """
-        [variables]
-        default_model = "x.gguf"
-        [services.llamacpp.command_args]
-        model = "/models/{{default_model}}"
-    """).config
+    config = load_text(tmp_path, single_model_toml("x.gguf")).config
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
     assert spec.args[:2] == ("--host", "0.0.0.0")
     i = spec.args.index("--model")

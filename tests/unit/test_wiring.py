@@ -5,7 +5,7 @@ from __future__ import annotations
 from airpods.gpu import HostGpu
 from airpods.plan import container_run_argv
 from airpods.stack.build import build_stack
-from tests.unit.helpers import load_text
+from tests.unit.helpers import load_text, single_model_toml
 
 TWO = """
 [services.llama-fast]
@@ -65,12 +65,7 @@ def test_api_key_off_means_no_secrets_and_none_keys(tmp_path):
 
 
 def test_single_model_shape_gets_an_alias(tmp_path):
-    config = load_text(tmp_path, """
-        [variables]
-        default_model = "qwen-0.5b-q4_k_m.gguf"
-        [services.llamacpp.command_args]
-        model = "/models/{{default_model}}"
-    """).config
+    config = load_text(tmp_path, single_model_toml("qwen-0.5b-q4_k_m.gguf")).config
     args = build_stack(config, HostGpu("none"), ["llamacpp"]).service("llamacpp").args
     assert args[args.index("--alias") + 1] == "qwen-0.5b-q4_k_m"
 
