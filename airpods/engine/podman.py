@@ -120,7 +120,7 @@ class Podman:
             networks = pool.submit(self.json, ["network", "ls", "--format", "json"])
             secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])   # 4.3: no json
             volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
-            image_rows = pool.submit(self.json, ["images", "--format", "json"])
+            image_rows = pool.submit(self.image_rows, images)
             pods = pool.submit(self.pods)
         existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
         existing_volumes = {row.get("Name") for row in volume_rows.result()}
@@ -134,16 +134,22 @@ class Podman:
 
     def observe_images(self, images: Iterable[str]) -> Observed:
         """Only what a pull-only plan needs: which images are present (one podman call)."""
-        return Observed(images=_present(images, self.json(["images", "--format", "json"])))
+        return Observed(images=_present(images, self.image_rows(images)))
+
+    def image_rows(self, images: Iterable[str]) -> list[dict[str, Any]]:
+        """`podman images` rows of just these images: sizing every local image (a big one takes
+        milliseconds each) is the slow part of an unfiltered listing. Reference filters are OR'ed."""
+        wanted = list(images)
+        return self.json(["images", "--format", "json", *(f"--filter=reference={i}" for i in wanted)]) if wanted else []
 
     def image_exists(self, image: str) -> bool:
         return self.run(["image", "exists", image], check=False).returncode == 0
 
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
         """Local size of each image, from one `podman images` call."""
-        sizes = {name: int(row.get("Size") or 0) for row in self.json(["images", "--format", "json"])
-                 for name in row.get("Names") or []}
-        return {image: sizes[image] for image in images if image in sizes}
+        wanted = list(images)
+        sizes = {name: int(row.get("Size") or 0) for row in self.image_rows(wanted) for name in row.get("Names") or []}
+        return {image: sizes[image] for image in wanted if image in sizes}
 
     def last_exit(self, container_id: str) -> tuple[int | None, int]:
         """(exit code of its last run, restart count). A restarted container's inspect already

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import time
@@ -92,8 +93,11 @@ def test_pre_fetch_pulls_through_the_mirror_without_starting(airpods):
     assert fetched.code == 0, fetched.err
     for image in images:
         assert podman("image", "exists", image, check=False).returncode == 0, image
-    assert "pulled ghcr.io/ggml-org/llama.cpp:server" in fetched.err
+    assert re.search(r"pulled ghcr.io/ggml-org/llama.cpp:server \(\d+(\.\d)? MB\)", fetched.err), fetched.err
     assert pods() == set()
+    again = airpods("start", "--pre-fetch")                    # presence comes from one filtered listing
+    assert again.code == 0 and "pulled" not in again.err
+    assert all(f"{image}: already present" in again.out + again.err for image in images)
 
 
 def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airpods):
