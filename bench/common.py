@@ -1,7 +1,8 @@
 """Shared pieces of the benchmarks: timing, stats and the one entry shape `bench/run` reports.
 
 An entry: {"measure", "unit", "airpods": stats, "baseline": stats | None, "ratio": float | None,
-"target": str, "pass": bool, "note": str}; stats: {"median", "min", "max", "runs"}.
+"target": str, "pass": bool | None, "note": str}; pass is None for an entry given as context, without a
+target; stats: {"median", "min", "max", "runs"}.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def timed_ms(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     return took
 
 
-def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target: str, passed: bool,
+def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target: str, passed: bool | None,
           ratio: float | None = None, note: str = "") -> dict[str, object]:
     if ratio is None and baseline and baseline["median"]:
         ratio = round(airpods["median"] / baseline["median"], 3)
     return {"measure": measure, "unit": unit, "airpods": airpods, "baseline": baseline, "ratio": ratio,
-            "target": target, "pass": bool(passed), "note": note}
+            "target": target, "pass": None if passed is None else bool(passed), "note": note}
 
 
 def remove_pods() -> None:
