@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from airpods.errors import AirpodsError
 
@@ -27,7 +28,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def _has_range(path: str, user: str, uid: int) -> bool:
     try:
-        lines = open(path).read().splitlines()
+        lines = Path(path).read_text().splitlines()
     except OSError:
         return False
     return any(line.split(":")[0] in (user, str(uid)) for line in lines if line.count(":") == 2)
@@ -63,10 +64,8 @@ def rootless_checks(host: dict, root: str = "/") -> list[Check]:
 
 def unprivileged_port_check(ports: list[int], root: str = "/") -> Check | None:
     """Rootless podman cannot publish ports below net.ipv4.ip_unprivileged_port_start."""
-    import os
-
     try:
-        start = int(open(os.path.join(root, "proc/sys/net/ipv4/ip_unprivileged_port_start")).read())
+        start = int(Path(root, "proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
     except (OSError, ValueError):
         return None
     low = sorted(p for p in ports if p < start)

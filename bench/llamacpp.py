@@ -93,24 +93,25 @@ def inference(config: Path) -> dict[str, object]:
                       "alternated, order swapped each round")
 
 
+def side_probe(stop: threading.Event, first_200: list[float]) -> None:
+    """Poll /health every 10 ms; note when it first answers 200."""
+    while not stop.is_set() and not first_200:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8081/health", timeout=1) as answer:
+                if answer.status == 200:
+                    first_200.append(time.monotonic())
+        except OSError:
+            pass
+        time.sleep(0.01)
+
+
 def readiness(config: Path) -> dict[str, object]:
     delays = []
     for _ in range(max(3, RUNS // 2)):
         subprocess.run(["podman", "pod", "rm", "--force", "--time", "0", "llamacpp"], capture_output=True)
         first_200: list[float] = []
         stop = threading.Event()
-
-        def side_probe() -> None:
-            while not stop.is_set() and not first_200:
-                try:
-                    with urllib.request.urlopen("http://127.0.0.1:8081/health", timeout=1) as answer:
-                        if answer.status == 200:
-                            first_200.append(time.monotonic())
-                except OSError:
-                    pass
-                time.sleep(0.01)
-
-        prober = threading.Thread(target=side_probe)
+        prober = threading.Thread(target=side_probe, args=(stop, first_200))
         prober.start()
         airpods(config, "start", "llamacpp")
         reported = time.monotonic()

@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from pathlib import Path
 
 from tests.integration.conftest import podman, put_in_volume
 
@@ -105,7 +106,7 @@ def test_secrets_only_with_include_secrets(airpods, tiny_model, tmp_path):
     plain, secret = tmp_path / "plain.tar", tmp_path / "secret.tar"
     assert airpods("backup", "-o", str(plain)).code == 0
     assert airpods("backup", "--include-secrets", "-o", str(secret)).code == 0
-    key = open(os.path.join(os.environ["XDG_STATE_HOME"], "airpods", "api-key")).read()
+    key = Path(os.environ["XDG_STATE_HOME"], "airpods", "api-key").read_text()
     with tarfile.open(plain) as tar:
         assert "secrets/api-key" not in tar.getnames()
         assert key.strip().encode() not in b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
