@@ -1,6 +1,7 @@
 """Integration fixtures: the real airpods CLI against real Podman on the offline rig.
 
-The rig (scripts/rig, run by scripts/test) serves the real image names from a loopback registry.
+The rig (scripts/rig, run by scripts/test) serves the real image names from a loopback registry
+and gives the tests a Podman store of their own.
 Every test starts from nothing airpods-made and leaves nothing behind, even when it fails."""
 
 from __future__ import annotations
@@ -49,9 +50,16 @@ def remove_everything_airpods_made() -> None:
 def rig() -> Path:
     if not os.environ.get("AIRPODS_RIG") or not shutil.which("podman"):
         pytest.skip("needs real Podman and the offline rig: run ./scripts/test")
-    if podman("info", check=False).returncode != 0:
+    info = podman("info", "--format", "{{.Store.GraphRoot}}", check=False)
+    if info.returncode != 0:
         pytest.skip("podman does not work here")
-    return Path(os.environ["AIRPODS_RIG"])
+    rig = Path(os.environ["AIRPODS_RIG"])
+    # Every test removes all airpods pods, volumes and secrets it can see: only ever in a store
+    # that belongs to the tests (the rig's, or the dedicated rootless test user's).
+    if not Path(info.stdout.strip()).is_relative_to(rig) and os.environ.get("AIRPODS_E2E_DEDICATED_USER") != "1":
+        pytest.skip(f"Podman's store here is {info.stdout.strip()}, not the rig's: the suite would remove this "
+                    "machine's own airpods pods, volumes and secrets; run it through ./scripts/test")
+    return rig
 
 
 @dataclass
