@@ -101,8 +101,11 @@ class ContainerWatch:
         `not_before` (a snapshot older than the container cannot know it)."""
         with self.lock:
             if self.when < not_before or time.monotonic() - self.when >= self.interval:
+                # A snapshot is as old as the moment `podman ps` began, not when it returned: a
+                # container created while it ran may be missing from it.
+                began = time.monotonic()
                 self.states = {c.name: c for c in self.engine.containers()}
-                self.when = time.monotonic()
+                self.when = began
             return self.states.get(container)
 
 

@@ -46,7 +46,17 @@ def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target:
             "target": target, "pass": None if passed is None else bool(passed), "note": note}
 
 
+def require_rig_store() -> None:
+    """The benchmarks remove airpods pods and volumes: only in the test rig's own Podman store."""
+    root = subprocess.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True,
+                          text=True).stdout.strip()
+    rig = os.environ.get("AIRPODS_RIG")
+    if not rig or not root or not Path(root).is_relative_to(rig):
+        raise SystemExit(f"bench: Podman's store here is {root or '?'}, not the test rig's; run bench/run")
+
+
 def remove_pods() -> None:
+    require_rig_store()
     pods = subprocess.run(["podman", "pod", "ps", "-q", "--filter", "label=io.airpods.managed=true"],
                           capture_output=True, text=True).stdout.split()
     if pods:

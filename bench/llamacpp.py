@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import AIRPODS, ROOT, entry, stats
+from common import AIRPODS, ROOT, entry, require_rig_store, stats
 from tests.integration.conftest import remove_everything_airpods_made
 from tests.rig.tiny_gguf import write_tiny_model
 
@@ -124,6 +124,7 @@ def readiness(config: Path) -> dict[str, object]:
 
 
 def run() -> list[dict]:
+    require_rig_store()
     work = Path(tempfile.mkdtemp(prefix="airpods-bench-"))
     model = write_tiny_model(work / "tiny.gguf", n_embd=384, n_layers=6, n_ff=1024, seed=1)
     config = work / "bench.toml"

@@ -98,3 +98,32 @@ def test_container_watch_never_answers_from_a_snapshot_older_than_the_container(
     assert watch.get("b") is None                          # cached: fine for callers that predate b
     assert watch.get("b", not_before=created).running      # b's own wait refreshes
     assert engine.calls == 2
+
+
+def test_container_watch_dates_a_snapshot_from_when_podman_ps_began():
+    """Regression (8 instances started at once): a `podman ps` that began before container b
+    existed and returned after b's wait began was taken as fresh: 'container disappeared'."""
+    import time
+
+    from airpods.engine.podman import ContainerState
+    from airpods.health import ContainerWatch
+
+    b = ContainerState("b", "id", "b", "h", "running", 0, 1, "img")
+    waits_began: list[float] = []
+
+    class SlowPs:
+        def __init__(self):
+            self.existing: list[ContainerState] = []
+            self.while_listing = True
+
+        def containers(self):
+            seen = list(self.existing)                 # podman reads its state as the call starts
+            if self.while_listing:                     # meanwhile b is created and its wait begins
+                self.while_listing = False
+                self.existing.append(b)
+                waits_began.append(time.monotonic())
+            return seen
+
+    watch = ContainerWatch(SlowPs(), interval=60)
+    assert watch.get("a") is None
+    assert watch.get("b", not_before=waits_began[0]) == b
