@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +47,13 @@ def entry(measure: str, unit: str, airpods: dict, baseline: dict | None, target:
             "target": target, "pass": None if passed is None else bool(passed), "note": note}
 
 
+@cache   # the store cannot change under a running benchmark; one `podman info` is enough
 def require_rig_store() -> None:
     """The benchmarks remove airpods pods and volumes: only in the test rig's own Podman store."""
-    root = subprocess.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True,
-                          text=True).stdout.strip()
-    rig = os.environ.get("AIRPODS_RIG")
-    if not rig or not root or not Path(root).is_relative_to(rig):
-        raise SystemExit(f"bench: Podman's store here is {root or '?'}, not the test rig's; run bench/run")
+    from tests.integration.conftest import foreign_store
+
+    if why := foreign_store():
+        raise SystemExit(f"bench: {why}; run bench/run")
 
 
 def remove_pods() -> None:

@@ -46,20 +46,26 @@ def remove_everything_airpods_made() -> None:
         podman("secret", "rm", *stale, check=False)
 
 
+def foreign_store() -> str | None:
+    """Why Podman's store here is not one the tests may empty, or None. The tests and the bench
+    remove every airpods pod, volume and secret they see: only ever in a store that belongs to
+    them (the rig's, or the dedicated rootless test user's)."""
+    info = podman("info", "--format", "{{.Store.GraphRoot}}", check=False)
+    if info.returncode != 0:
+        return "podman does not work here"
+    root, rig = info.stdout.strip(), os.environ.get("AIRPODS_RIG")
+    if (rig and Path(root).is_relative_to(rig)) or os.environ.get("AIRPODS_E2E_DEDICATED_USER") == "1":
+        return None
+    return f"Podman's store here is {root}, not the rig's: this machine's own airpods pods, volumes and secrets are in it"
+
+
 @pytest.fixture(scope="session")
 def rig() -> Path:
     if not os.environ.get("AIRPODS_RIG") or not shutil.which("podman"):
         pytest.skip("needs real Podman and the offline rig: run ./scripts/test")
-    info = podman("info", "--format", "{{.Store.GraphRoot}}", check=False)
-    if info.returncode != 0:
-        pytest.skip("podman does not work here")
-    rig = Path(os.environ["AIRPODS_RIG"])
-    # Every test removes all airpods pods, volumes and secrets it can see: only ever in a store
-    # that belongs to the tests (the rig's, or the dedicated rootless test user's).
-    if not Path(info.stdout.strip()).is_relative_to(rig) and os.environ.get("AIRPODS_E2E_DEDICATED_USER") != "1":
-        pytest.skip(f"Podman's store here is {info.stdout.strip()}, not the rig's: the suite would remove this "
-                    "machine's own airpods pods, volumes and secrets; run it through ./scripts/test")
-    return rig
+    if why := foreign_store():
+        pytest.skip(f"{why}; run the suite through ./scripts/test")
+    return Path(os.environ["AIRPODS_RIG"])
 
 
 @dataclass
