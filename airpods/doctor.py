@@ -126,6 +126,8 @@ def run_checks(config_path: object = None) -> list[Check]:
         checks.append(Check("config", "FAIL", exc.message, exc.hint or "`airpods config validate` explains it"))
         return checks
     checks.append(Check("config", "OK", str(loaded.path or "built-in defaults")))
+    if engine is not None:
+        checks.append(autostart_check(engine, loaded.config.runtime.project))
 
     owners = engine.published_ports() if engine is not None else {}
     config = loaded.config
@@ -148,6 +150,23 @@ def run_checks(config_path: object = None) -> list[Check]:
             else:
                 checks.append(Check("port", "OK", f"{where}: free"))
     return checks
+
+
+def autostart_check(engine: object, project: str) -> Check:
+    """Would the stack come back after a reboot (airpods/autostart.py)?"""
+    from airpods.autostart import state
+
+    try:
+        current = state(engine, project)
+    except AirpodsError as exc:
+        return Check("reboot", "WARN", f"cannot tell: {exc.message}", exc.hint or "")
+    if current.survives_reboot:
+        return Check("reboot", "OK", f"the stack comes back after a reboot ({current.unit} enabled)")
+    if current.installed and current.enabled:
+        return Check("reboot", "WARN", f"{current.unit} is enabled, but linger is off: it runs only after you log in",
+                     "sudo loginctl enable-linger $USER")
+    return Check("reboot", "WARN", "after a reboot the stack stays down until `airpods start`",
+                 "`airpods autostart on` brings it back at boot")
 
 
 def rootless_mode(checks: list[Check]) -> bool:

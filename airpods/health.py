@@ -35,19 +35,17 @@ class Probe:
 
 def probe_url(spec: ServiceSpec) -> tuple[str, int] | None:
     """(host, port) the host reaches the service's health path on, None when not published."""
-    if not spec.publish:
-        return None
-    first = spec.publish[0]
-    host = "127.0.0.1" if first.host_ip in ("0.0.0.0", "") else ("::1" if first.host_ip == "::" else first.host_ip)
-    return host, first.host
+    return spec.publish[0].reach() if spec.publish else None
 
 
 def http_status(host: str, port: int, path: str, timeout: float) -> int:
     """GET `path` and return the status code. A raw socket on purpose: http.client pulls in the
-    email package (~25 ms), which every `airpods status` would pay."""
+    email package (~25 ms), which every `airpods status` would pay. An IPv6 `host` goes in
+    brackets in the Host header (RFC 9110 §7.2 / RFC 3986 §3.2.2)."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     with socket.create_connection((host, port), timeout=timeout) as sock:
         # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: airpods\r\n"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airpods\r\n"
                      "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n".encode())
         head = b""
         while b"\r\n" not in head and len(head) < 4096:
@@ -90,8 +88,8 @@ class Readiness:
 class ContainerWatch:
     """One `podman ps` per interval, shared by every waiting service."""
 
-    def __init__(self, engine: Podman, interval: float = WATCH_INTERVAL_S) -> None:
-        self.engine, self.interval = engine, interval
+    def __init__(self, engine: Podman, project: str | None = None, interval: float = WATCH_INTERVAL_S) -> None:
+        self.engine, self.project, self.interval = engine, project, interval
         self.lock = threading.Lock()
         self.when = 0.0
         self.states: dict[str, ContainerState] = {}
@@ -104,7 +102,7 @@ class ContainerWatch:
                 # A snapshot is as old as the moment `podman ps` began, not when it returned: a
                 # container created while it ran may be missing from it.
                 began = time.monotonic()
-                self.states = {c.name: c for c in self.engine.containers()}
+                self.states = {c.name: c for c in self.engine.containers(self.project)}
                 self.when = began
             return self.states.get(container)
 

@@ -1,28 +1,66 @@
-"""The use cases behind start / stop / status: config → stack → observe → plan → engine → health."""
+"""The use cases behind start / stop / restart / status / pull: config → stack → observe → plan →
+engine → health.
+
+Which services a command acts on: the ones named, else every enabled service plus every service
+of this project whose pod exists (a disabled service started by name is seen, stopped and
+restarted like the others). Pods of this project whose service the config no longer defines are
+orphans: listed by status, removed only with --remove-orphans. Objects of other projects are
+never touched.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
 
 from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import ContainerWatch, Probe, Readiness, probe_all, wait_one
-from airpods.plan import Observed, Plan, Step, build_start_plan, build_stop_plan
+from airpods.plan import (Observed, ObservedPod, Plan, PullPolicy, Step, build_start_plan, build_stop_plan, orphans,
+                          pending_changes, pull_plan, pull_steps)
 from airpods.ports import port_holder, port_is_free
 from airpods.secrets import api_key
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
+
+# The stack for a set of services found running (`present`): the CLI resolves the config with
+# them; a caller with a fixed stack ignores them.
+StackFor = Callable[[Sequence[str]], Stack]
 
 
 class Reporter(Protocol):
     def step(self, step: Step) -> None: ...
     def pulled(self, image: str, seconds: float, size: int | None) -> None: ...
     def waiting(self, service: str, elapsed: float, last: str) -> None: ...
+
+
+def present_services(stack: Stack, pods: Mapping[str, ObservedPod]) -> list[str]:
+    """Configured services of this project whose pods exist, in config order."""
+    found = {pod.service for pod in pods.values() if pod.project == stack.project}
+    return [name for name in stack.configured if name in found]
+
+
+def stack_in_use(stack_for: StackFor, pods: Mapping[str, ObservedPod]) -> Stack:
+    """The stack a command acts on, given the pods that exist (see the module docstring)."""
+    stack = stack_for(())
+    present = present_services(stack, pods)
+    known = {*stack.enabled, *(s.name for s in stack.services)}
+    return stack_for(present) if set(present) - known else stack
+
+
+def observe_stack(stack_for: StackFor, engine: Podman) -> tuple[Stack, Observed]:
+    """The stack in use and one snapshot of what exists for it (a second snapshot only when
+    pods of services outside the first guess exist)."""
+    stack = stack_for(())
+    observed = engine.observe(stack.network, stack.volumes, stack.images)
+    chosen = stack_in_use(lambda present: stack if not present else stack_for(present), observed.pods)
+    if chosen is not stack:
+        observed = engine.observe(chosen.network, chosen.volumes, chosen.images)
+    return chosen, observed
 
 
 @dataclass
@@ -37,15 +75,24 @@ class StartResult:
         return all(r.ready for r in self.readiness)
 
 
-def plan_start(stack: Stack, engine: Podman | None, *, pull_only: bool = False) -> Plan:
-    """The plan `start` would run (observing podman when there is one)."""
-    observed = engine.observe(stack.network, stack.volumes, stack.images) if engine else Observed()
-    return build_start_plan(stack, observed, pull_only=pull_only)
+def plan_start(stack_for: StackFor, engine: Podman | None, *, pull: PullPolicy = "missing",
+               pull_only: bool = False, remove_orphans: bool = False) -> tuple[Stack, Plan]:
+    """The plan `start` would run (observing podman when there is one): `--dry-run`."""
+    if engine is None:
+        stack, observed = stack_for(()), Observed()
+    elif pull_only:
+        stack = stack_for(())
+        observed = engine.observe_images(stack.images)
+    else:
+        stack, observed = observe_stack(stack_for, engine)
+    if pull_only:
+        return stack, pull_plan(stack, observed, pull)
+    return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
 
 
-def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> None:
+def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> dict[str, float]:
     """Pull concurrently; after the first failure nothing new starts, and the error is raised.
-    Sizes come from one `podman images` call at the end (not one inspect per image)."""
+    Returns seconds per image. Sizes come from one `podman images` call at the end."""
     failed = threading.Event()
     seconds: dict[str, float] = {}
 
@@ -67,9 +114,10 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
     sizes = engine.image_sizes(seconds) if seconds else {}
     for image, took in seconds.items():
         reporter.pulled(image, took, sizes.get(image))
+    return seconds
 
 
-def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: set[str]) -> None:
+def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping[str, ObservedPod]) -> None:
     """Every host port a new pod publishes must be free; say who holds it otherwise."""
     creating = {s.target for s in plan.steps if s.kind == "pod"}
     for spec in stack.services:
@@ -80,7 +128,7 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: set[str
                 continue
             holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
             raise RuntimeFailure(
-                f"{spec.name} cannot publish {publish.host_ip}:{publish.host}: the port is in use by {holder}; "
+                f"{spec.name} cannot publish {publish.flag().rsplit(':', 1)[0]}: the port is in use by {holder}; "
                 "nothing was created",
                 hint=f"stop that program, or give services.{spec.name}.ports another host port")
 
@@ -100,6 +148,19 @@ def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
                  "rootful, or remove services.NAME.resources; `airpods doctor` explains")
 
 
+def check_host_folders(stack: Stack, plan: Plan) -> None:
+    """A host folder mounted into a new container must exist (podman would fail mid-start)."""
+    import os
+
+    creating = {s.service for s in plan.steps if s.kind == "container"}
+    for spec in stack.services:
+        for mount in spec.mounts:
+            if spec.name in creating and not mount.named and not os.path.isdir(mount.source):
+                raise RuntimeFailure(
+                    f"{spec.name} mounts the host folder {mount.source} at {mount.target}, but it does not exist; "
+                    "nothing was created", hint=f"create it (mkdir -p {mount.source}) or fix services.{spec.name}.volumes")
+
+
 def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
     """Free now, or within a short grace: a pod removed a moment ago may still be releasing its
     ports (rootless Podman's port forwarder exits after the pod)."""
@@ -111,95 +172,195 @@ def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
     return True
 
 
-def start(stack: Stack, engine: Podman, reporter: Reporter, *, keep_failed: bool = False) -> StartResult:
-    """Shared steps (network, volumes, pulls) first; then every service at once: its pod and
-    container, then its readiness wait. A failure or Ctrl-C removes the pods this run created,
-    after every worker has stopped, so no half-created pod survives."""
-    with state_lock(stack.settings.lock_timeout_s):
-        observed = engine.observe(stack.network, stack.volumes, stack.images)
-        plan = build_start_plan(stack, observed, api_key=api_key() if stack.secrets else "")
-        check_ports(stack, plan, engine, set(observed.pods))
-        check_limits(stack, plan, engine)
-        result = StartResult(stack, plan)
-        created: list[str] = []
-        cancel = threading.Event()
-        watch = ContainerWatch(engine)
+def start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_failed: bool = False,
+          pull: PullPolicy = "missing", remove_orphans: bool = False) -> StartResult:
+    """Start the stack in use; see `_start` for the order of work."""
+    with state_lock(stack_for(()).settings.lock_timeout_s):
+        return _start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
 
-        def bring_up(spec: ServiceSpec) -> Readiness:
-            for step in (s for s in plan.steps if s.service == spec.name):
-                if cancel.is_set():
-                    return Readiness(spec.name, False, 0.0, "interrupted")
-                reporter.step(step)
-                if step.kind == "pod":
-                    created.append(step.target)   # before: a half-made pod is removed too
+
+def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_failed: bool, pull: PullPolicy,
+           remove_orphans: bool) -> StartResult:
+    """Shared steps (network, volumes, secrets, pulls) first; then, after a fresh look at the
+    image IDs, every service at once: its pod and container, then its readiness wait.
+
+    A service that fails (podman refuses it, its container exits, it is not healthy in time)
+    has the pods this run created for it removed (`keep_failed` keeps them); services that
+    became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
+    stopped, so no half-created pod survives."""
+    stack, observed = observe_stack(stack_for, engine)
+    plan = build_start_plan(stack, observed, api_key=api_key() if stack.secrets else "", pull=pull,
+                            remove_orphans=remove_orphans)
+    check_ports(stack, plan, engine, observed.pods)
+    check_limits(stack, plan, engine)
+    check_host_folders(stack, plan)
+    result = StartResult(stack, plan)
+    created: dict[str, list[str]] = {}
+    cancel = threading.Event()
+    watch = ContainerWatch(engine, stack.project)
+
+    def bring_up(spec: ServiceSpec) -> Readiness:
+        for step in (s for s in plan.steps if s.service == spec.name):
+            if cancel.is_set():
+                return Readiness(spec.name, False, 0.0, "interrupted")
+            reporter.step(step)
+            if step.kind == "pod":
+                created.setdefault(spec.name, []).append(step.target)   # before: a half-made pod is removed too
+            try:
                 engine.execute(step)
-            return wait_one(engine, watch, spec, reporter.waiting, cancel)
+            except AirpodsError as exc:
+                return Readiness(spec.name, False, 0.0, exc.message)
+        return wait_one(engine, watch, spec, reporter.waiting, cancel)
 
-        pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
-        try:
-            for step in plan.steps:
-                if step.kind in ("network", "volume", "secret"):
-                    reporter.step(step)
-                    engine.execute(step)
-            run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
-                      stack.settings.max_concurrent_pulls)
-            futures = [pool.submit(bring_up, spec) for spec in stack.services]
-            result.readiness = [f.result() for f in futures]
-        except BaseException as exc:
-            cancel.set()
-            pool.shutdown(wait=True)
-            if isinstance(exc, KeyboardInterrupt):
-                removed = rollback(engine, created)
-                raise Interrupted("interrupted" + (f"; removed the pods this start created: {', '.join(removed)}"
-                                                   if removed else "; nothing had been created")) from None
-            if isinstance(exc, AirpodsError) and not keep_failed:
-                removed = rollback(engine, created)
-                if removed:
-                    exc.message += f" (removed the pods this start created: {', '.join(removed)})"
-            raise
-        finally:
-            pool.shutdown(wait=True)
-        if not result.ok and not keep_failed:
-            result.rolled_back = rollback(engine, created)
-        return result
+    pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
+    try:
+        for step in plan.steps:
+            if step.kind in ("network", "volume", "secret") or (step.kind == "remove" and step.service is None):
+                reporter.step(step)
+                engine.execute(step)
+        pulled = run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
+                           stack.settings.max_concurrent_pulls)
+        if pulled:   # a pull may have brought a new image for a running service: plan its services again
+            observed = replace(observed, images=engine.image_ids(stack.images))
+            plan = build_start_plan(stack, observed, pull="never")
+            result.plan = replace(plan, steps=tuple(s for s in result.plan.steps if s.service is None) + tuple(
+                s for s in plan.steps if s.service is not None))
+        futures = [pool.submit(bring_up, spec) for spec in stack.services]
+        result.readiness = [f.result() for f in futures]
+    except BaseException as exc:
+        cancel.set()
+        pool.shutdown(wait=True)
+        every = [pod for pods in created.values() for pod in pods]
+        if isinstance(exc, KeyboardInterrupt):
+            removed = rollback(engine, every)
+            raise Interrupted("interrupted" + (f"; removed the pods this start created: {', '.join(removed)}"
+                                               if removed else "; nothing had been created")) from None
+        if not keep_failed:
+            removed = rollback(engine, every)
+            if removed and isinstance(exc, AirpodsError):
+                exc.message += f" (removed the pods this start created: {', '.join(removed)})"
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    if not keep_failed:
+        failed = [r.service for r in result.readiness if not r.ready]
+        result.rolled_back = rollback(engine, [pod for name in failed for pod in created.get(name, [])])
+    return result
+
+
+def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
+    """Remove pods (and their containers) a run created; volumes are never touched. Returns the
+    pods podman really removed."""
+    return [pod for pod in reversed(pods) if engine.remove_pod(pod)]
 
 
 def stack_subset(stack: Stack, names: Sequence[str]) -> Stack:
     """The same stack restricted to some services (e.g. the ones a backup pauses)."""
-    from dataclasses import replace
-
     return replace(stack, services=tuple(s for s in stack.services if s.name in names))
 
 
-def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
-    """Remove pods (and their containers) this run created; volumes are never touched."""
-    for pod in reversed(pods):
-        engine.remove_pod(pod)
-    return list(pods)
-
-
-def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter) -> Plan:
-    plan = build_start_plan(stack, engine.observe_images(stack.images), pull_only=True)
+def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter, pull: PullPolicy = "missing") -> Plan:
+    plan = pull_plan(stack, engine.observe_images(stack.images), pull)
     run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
     return plan
 
 
-def stop(stack: Stack, engine: Podman, reporter: Reporter, timeout_s: int | None = None) -> Plan:
-    with state_lock(stack.settings.lock_timeout_s):
-        plan = build_stop_plan(stack, Observed(pods=engine.pods()),
-                               stack.settings.stop_timeout_s if timeout_s is None else timeout_s)
-        for step in plan.steps:
-            reporter.step(step)
-            engine.execute(step)
-    return plan
+ImageOutcome = Literal["new", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    image: str
+    outcome: ImageOutcome
+    seconds: float
+    size: int | None
+    image_id: str
+    services: tuple[str, ...]          # the stack's services that use it
+    to_recreate: tuple[str, ...]       # of those, the ones running an older image: `start` recreates them
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
+
+
+class _Timing:
+    """A Reporter that forwards to another and keeps each pull's seconds and size."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.done: dict[str, tuple[float, int | None]] = {}
+
+    def step(self, step: Step) -> None:
+        self.inner.step(step)
+
+    def pulled(self, image: str, seconds: float, size: int | None) -> None:
+        self.done[image] = (seconds, size)
+        self.inner.pulled(image, seconds, size)
+
+    def waiting(self, service: str, elapsed: float, last: str) -> None:
+        self.inner.waiting(service, elapsed, last)
+
+
+def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
+    """Pull every image of the stack again (concurrently) and say which changed: a new image
+    under the same tag is what `start` then applies, recreating exactly the services that run
+    an older one."""
+    before = engine.image_ids(stack.images)
+    timing = _Timing(reporter)
+    run_pulls(engine, pull_steps(stack.images), timing, stack.settings.max_concurrent_pulls)
+    after = engine.image_ids(stack.images)
+    running = {c.service: c for c in engine.containers(stack.project)}
+    results = []
+    for image in stack.images:
+        users = [s for s in stack.services if s.image == image]
+        outcome: ImageOutcome = ("new" if image not in before else
+                                 "updated" if before[image] != after.get(image) else "unchanged")
+        stale = [s.name for s in users if s.name in running and running[s.name].image_id
+                 and running[s.name].image_id != after.get(image)]
+        seconds, size = timing.done.get(image, (0.0, None))
+        results.append(PulledImage(image, outcome, seconds, size, after.get(image, ""),
+                                   tuple(s.name for s in users), tuple(stale)))
+    return results
+
+
+def stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None, *,
+         remove_orphans: bool = False) -> Plan:
+    with state_lock(stack_for(()).settings.lock_timeout_s):
+        return _stop(stack_for, engine, reporter, timeout_s, remove_orphans=remove_orphans)[1]
+
+
+def _stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None, *,
+          remove_orphans: bool) -> tuple[Stack, Plan]:
+    pods = engine.pods()
+    stack = stack_in_use(stack_for, pods)
+    plan = build_stop_plan(stack, Observed(pods=pods),
+                           stack.settings.stop_timeout_s if timeout_s is None else timeout_s,
+                           remove_orphans=remove_orphans)
+    for step in plan.steps:
+        reporter.step(step)
+        engine.execute(step)
+    return stack, plan
+
+
+def restart(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None,
+            *, keep_failed: bool = False) -> tuple[Plan, StartResult]:
+    """Stop and remove the pods of the stack in use, then start those same services (with the
+    current config and images), waiting for each to be healthy; under one lock."""
+    with state_lock(stack_for(()).settings.lock_timeout_s):
+        stack, stopped = _stop(stack_for, engine, reporter, timeout_s, remove_orphans=False)
+        again = _start(lambda present: stack, engine, reporter, keep_failed=keep_failed, pull="missing",
+                       remove_orphans=False)
+        return stopped, again
+
+
+HealthState = Literal["healthy", "starting", "unhealthy", "unknown", "down"]
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
-    kind: str             # the built-in service it is: llamacpp for every llama.cpp instance
+    kind: str             # the built-in service it is (llamacpp for every llama.cpp instance); "orphan"
     state: str            # running | exited | created | absent
-    health: str           # healthy | unhealthy | unknown | down
+    health: HealthState
     http_status: int | None
     detail: str
     url: str | None
@@ -208,57 +369,96 @@ class ServiceStatus:
     container: str
     uptime_s: int | None
     up_to_date: bool | None
+    changes: tuple[str, ...] = ()     # what `start` would apply: "config", "image"
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "changes": list(self.changes)}
 
 
-def status(stack: Stack, engine: Podman) -> list[ServiceStatus]:
-    """One `podman ps` and, at the same time, one health probe per service (a probe of a
-    service that turns out not to run is simply not shown)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
+def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
+    """One `podman ps`, one `podman images` of the stack's images and, at the same time, one
+    health probe per service (a probe of a service that turns out not to run is not shown).
+    Rows for the stack in use, then one per orphan container."""
+    stack = stack_for(())
+    with ThreadPoolExecutor(max_workers=2) as pool:
         pending = pool.submit(probe_all, [s for s in stack.services if s.publish])
-        containers: dict[str, ContainerState] = {c.name: c for c in engine.containers()}
-        probes = pending.result()
+        pending_ids = pool.submit(engine.image_ids, stack.images)
+        listed = engine.containers(stack.project)
+        probes, image_ids = pending.result(), pending_ids.result()
+    pods = {c.pod: ObservedPod(c.pod, c.service, c.config_hash, c.running, stack.project, c.image_id)
+            for c in listed if c.pod}
+    chosen = stack_in_use(lambda present: stack if not present else stack_for(present), pods)
+    if chosen is not stack:
+        extra = [s for s in chosen.services if s.name not in probes]
+        probes = {**probes, **probe_all([s for s in extra if s.publish])}
+        image_ids = {**image_ids, **engine.image_ids([i for i in chosen.images if i not in image_ids])}
+    containers = {c.name: c for c in listed}
     now = int(time.time())
-    return [_service_status(spec, containers.get(spec.container), probes.get(spec.name), now)
-            for spec in stack.services]
+    rows = [_service_status(spec, containers.get(spec.container), probes.get(spec.name), image_ids, now)
+            for spec in chosen.services]
+    orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
+    rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
+    return rows
 
 
-def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None, now: int) -> ServiceStatus:
+def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None,
+                    image_ids: Mapping[str, str], now: int) -> ServiceStatus:
+    def row(state_name: str, health: HealthState, code: int | None, detail: str, image: str, uptime: int | None,
+            changes: Sequence[str] | None) -> ServiceStatus:
+        return ServiceStatus(spec.name, spec.kind, state_name, health, code, detail, spec.url, image, spec.pod,
+                             spec.container, uptime, None if changes is None else not changes, tuple(changes or ()))
+
     if state is None:
-        return ServiceStatus(spec.name, spec.kind, "absent", "down", None, "not started", spec.url, spec.image,
-                             spec.pod, spec.container, None, None)
+        return row("absent", "down", None, "not started", spec.image, None, None)
+    changes = pending_changes(spec, ObservedPod(state.pod, state.service, state.config_hash, state.running,
+                                                state.project, state.image_id), image_ids)
     if not state.running:
-        return ServiceStatus(spec.name, spec.kind, state.state, "down", None, f"exit code {state.exit_code}", spec.url,
-                             state.image, spec.pod, spec.container, None, state.config_hash == spec.config_hash)
+        return row(state.state, "down", None, f"exit code {state.exit_code}", state.image, None, changes)
+    uptime = max(0, now - state.started_at) if state.started_at else None
     if probe is None:
-        health, code, detail = "unknown", None, "no health check"
-    else:
-        health = "healthy" if probe.ok else "unhealthy"
-        code, detail = probe.status, probe.describe()
-    return ServiceStatus(spec.name, spec.kind, "running", health, code, detail, spec.url, state.image, spec.pod,
-                         spec.container, max(0, now - state.started_at) if state.started_at else None,
-                         state.config_hash == spec.config_hash)
+        return row("running", "unknown", None, "no health check", state.image, uptime, changes)
+    return row("running", health_of(probe, uptime, spec.health.timeout_s), probe.status, probe.describe(),
+               state.image, uptime, changes)
+
+
+def health_of(probe: Probe, uptime_s: int | None, timeout_s: float) -> HealthState:
+    """healthy when the probe passed; starting when the answer means "not yet" (connection
+    refused, or 503 while llama-server loads a model) within the service's health timeout since
+    its container started; else unhealthy."""
+    if probe.ok:
+        return "healthy"
+    not_yet = probe.status == 503 or probe.error == "connection refused"
+    return "starting" if not_yet and uptime_s is not None and uptime_s < timeout_s else "unhealthy"
+
+
+def _orphan_status(state: ContainerState, now: int) -> ServiceStatus:
+    return ServiceStatus(
+        state.service or state.pod, "orphan", state.state, "unknown", None,
+        "its service is no longer in the config: `airpods stop --remove-orphans` removes it", None, state.image,
+        state.pod, state.name, max(0, now - state.started_at) if state.running and state.started_at else None,
+        None)
 
 
 def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bool) -> list[str]:
-    """Remove exactly what was asked for, for the services of `stack`. Volumes only with `volumes`."""
+    """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
+    (and never one labelled as another project's)."""
     done: list[str] = []
     with state_lock(stack.settings.lock_timeout_s):
         if pods or volumes:   # a volume in use cannot be removed: its pod goes first
-            for pod in engine.pods():
-                engine.remove_pod(pod)
-                done.append(f"removed pod {pod}")
+            for pod in Observed(pods=engine.pods()).project_pods(stack.project):
+                if engine.remove_pod(pod):
+                    done.append(f"removed pod {pod}")
             # The key's podman secrets go with the pods: start makes them again from the key file.
-            secrets = [n for n in engine.run(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
-                       if n.startswith("airpods-")]
+            secrets = [name for name, project in engine.secret_projects().items() if project == stack.project]
             if secrets:
                 engine.run(["secret", "rm", *secrets], check=False)
                 done.append(f"removed {len(secrets)} podman secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
+            owners = engine.volume_projects()
             for volume in stack.volumes:
-                if engine.run(["volume", "rm", "--force", volume], check=False).returncode == 0:
+                if owners.get(volume) not in (None, stack.project):
+                    done.append(f"kept volume {volume}: it belongs to airpods project '{owners[volume]}'")
+                elif volume in owners and engine.run(["volume", "rm", "--force", volume], check=False).returncode == 0:
                     done.append(f"deleted volume {volume}")
         if images:
             for image in stack.images:

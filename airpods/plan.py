@@ -9,20 +9,29 @@ import json
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
+from airpods.errors import RuntimeFailure
+from airpods.labels import label_args
 from airpods.stack.model import ServiceSpec, Stack
 
-MANAGED_LABEL = "io.airpods.managed=true"
+StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
+PullPolicy = Literal["missing", "always", "never"]
+DEFAULT_TIMEOUT_S = 120.0
+PULL_TIMEOUT_S = 3600.0
+# Beyond what a step asks podman to wait (a stop's --time), the time podman itself may take.
+ENGINE_MARGIN_S = 60.0
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                  # network | volume | secret | pull | pod | container | stop | remove
+    kind: StepKind
     target: str
     argv: tuple[str, ...]
     why: str
     service: str | None = None
     stdin: str | None = field(default=None, repr=False)   # a secret's value: never displayed
+    timeout_s: float = DEFAULT_TIMEOUT_S                  # how long the engine lets the command run
 
     def display(self) -> str:
         return shlex.join(self.argv) + (" <<< '********'" if self.stdin is not None else "")
@@ -34,16 +43,40 @@ class ObservedPod:
     service: str | None
     config_hash: str | None
     running: bool
+    project: str | None = None       # None: not made by airpods
+    image_id: str | None = None      # the image its service container runs
 
 
 @dataclass(frozen=True)
 class Observed:
-    """What exists before the plan runs (one snapshot taken by the engine)."""
+    """What exists before the plan runs (one snapshot taken by the engine). `pods` holds every
+    pod on the engine, airpods' or not (a name clash must be seen); `images` maps each present
+    image of the stack to its local image ID."""
     networks: frozenset[str] = frozenset()
     volumes: frozenset[str] = frozenset()
-    images: frozenset[str] = frozenset()
+    images: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, ObservedPod] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()
+
+    def project_pods(self, project: str) -> dict[str, ObservedPod]:
+        return {name: pod for name, pod in self.pods.items() if pod.project == project}
+
+
+def orphans(stack: Stack, observed: Observed) -> list[ObservedPod]:
+    """Pods of this project whose service the config no longer defines (renamed or removed)."""
+    return [pod for pod in observed.project_pods(stack.project).values() if pod.service not in stack.configured]
+
+
+def pending_changes(spec: ServiceSpec, pod: ObservedPod, images: Mapping[str, str]) -> list[str]:
+    """Why a service's existing pod differs from what `start` would create now: "config" when its
+    config hash differs, "image" when a newer local image of its image name was pulled since."""
+    changes = []
+    if pod.config_hash != spec.config_hash:
+        changes.append("config")
+    current = images.get(spec.image)
+    if current and pod.image_id and current != pod.image_id:
+        changes.append("image")
+    return changes
 
 
 @dataclass(frozen=True)
@@ -66,19 +99,27 @@ class Plan:
             for s in self.steps]}
 
 
-def _labels(labels: Mapping[str, str]) -> list[str]:
-    return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+def pull_steps(images: Iterable[str]) -> list[Step]:
+    return [Step("pull", image, ("podman", "pull", image), f"pull {image}", timeout_s=PULL_TIMEOUT_S)
+            for image in images]
 
 
-def pull_steps(images: Iterable[str], observed: Observed) -> list[Step]:
-    return [Step("pull", image, ("podman", "pull", image), f"pull {image}")
-            for image in images if image not in observed.images]
+def images_to_pull(stack: Stack, observed: Observed, policy: PullPolicy) -> list[str]:
+    """The images `start --pull POLICY` pulls, like podman's own --pull: missing (only absent
+    ones), always (every one, to pick up a new image under the same tag), never (none: an absent
+    image is an error)."""
+    missing = [image for image in stack.images if image not in observed.images]
+    if policy == "never" and missing:
+        raise RuntimeFailure(f"image{'s' if len(missing) > 1 else ''} not present and --pull never was given: "
+                             f"{', '.join(missing)}; nothing was created",
+                             hint="`airpods pull` fetches them, or use --pull missing")
+    return list(stack.images) if policy == "always" else ([] if policy == "never" else missing)
 
 
 def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv = ["podman", "pod", "create", "--name", spec.pod, "--network", spec.network]
     argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
-    argv += _labels({**spec.labels, "io.airpods.managed": "true"})
+    argv += label_args(spec.labels)
     argv += [arg for p in spec.publish for arg in ("--publish", p.flag())]
     return tuple(argv)
 
@@ -86,7 +127,7 @@ def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
 def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv = ["podman", "run", "--detach", "--name", spec.container, "--pod", spec.pod,
             "--restart", spec.restart_policy, "--pull", "never"]
-    argv += _labels({**spec.labels, "io.airpods.managed": "true"})
+    argv += label_args(spec.labels)
     argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
     argv += [arg for mount in spec.mounts for arg in ("--volume", mount.flag())]
     argv += [arg for secret in spec.secrets for arg in ("--secret", secret.flag())]
@@ -101,39 +142,71 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = False, api_key: str = "") -> Plan:
-    """`api_key` is the value behind stack.secrets (only read for secrets that do not exist yet)."""
-    if pull_only:
-        steps = pull_steps(stack.images, observed)
-        notes = [f"{image}: already present" for image in stack.images if image in observed.images]
-        return Plan("start --pre-fetch", tuple(steps), tuple(notes))
+def check_name_clashes(stack: Stack, observed: Observed) -> None:
+    """A pod name the stack needs that another project (or something not airpods') holds is an
+    error: airpods never replaces what is not its own."""
+    for spec in stack.services:
+        pod = observed.pods.get(spec.pod)
+        if pod is None or pod.project == stack.project:
+            continue
+        owner = f"airpods project '{pod.project}'" if pod.project else "something other than airpods"
+        raise RuntimeFailure(
+            f"{spec.name}: a pod named {spec.pod} already exists and belongs to {owner}; nothing was created",
+            hint=f"give services.{spec.name}.pod another name, or run this stack as another project "
+                 "([runtime] project = \"NAME\")")
 
+
+def remove_step(pod: str, why: str, service: str | None) -> Step:
+    return Step("remove", pod, ("podman", "pod", "rm", "--force", pod), why, service)
+
+
+def pull_plan(stack: Stack, observed: Observed, policy: PullPolicy = "missing") -> Plan:
+    """`start --pre-fetch`: only the pulls."""
+    pulls = images_to_pull(stack, observed, policy)
+    notes = [f"{image}: already present" for image in stack.images if image not in pulls]
+    return Plan("start --pre-fetch", tuple(pull_steps(pulls)), tuple(notes))
+
+
+def build_start_plan(stack: Stack, observed: Observed, *, api_key: str = "", pull: PullPolicy = "missing",
+                     remove_orphans: bool = False) -> Plan:
+    """`api_key` is the value behind stack.secrets (only read for secrets that do not exist yet).
+    A service's pod is left alone when it runs with the same config hash and image ID; it is
+    recreated when either changed or it stopped. Raises RuntimeFailure on a pod name clash or
+    (`pull="never"`) a missing image."""
+    check_name_clashes(stack, observed)
     steps: list[Step] = []
     notes: list[str] = list(stack.warnings)
+    labels = label_args(stack.labels)
     if stack.network not in observed.networks:
-        steps.append(Step("network", stack.network,
-                          ("podman", "network", "create", "--label", MANAGED_LABEL, stack.network),
+        steps.append(Step("network", stack.network, ("podman", "network", "create", *labels, stack.network),
                           f"network {stack.network}: pods reach each other by name and alias"))
     for volume in stack.volumes:
         if volume not in observed.volumes:
-            steps.append(Step("volume", volume, ("podman", "volume", "create", "--label", MANAGED_LABEL, volume),
+            steps.append(Step("volume", volume, ("podman", "volume", "create", *labels, volume),
                               f"volume {volume}: kept by stop"))
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
-            steps.append(Step("secret", secret.name,
-                              ("podman", "secret", "create", "--label", MANAGED_LABEL, secret.name, "-"),
+            steps.append(Step("secret", secret.name, ("podman", "secret", "create", *labels, secret.name, "-"),
                               f"secret {secret.name}: the stack's API key, kept out of argv and env",
                               stdin=secret.value(api_key)))
-    steps += pull_steps(stack.images, observed)
+    steps += pull_steps(images_to_pull(stack, observed, pull))
+    left = orphans(stack, observed)
+    if left and remove_orphans:
+        steps += [remove_step(pod.name, f"orphan pod {pod.name}: service {pod.service} is no longer in the config",
+                              None) for pod in left]
+    elif left:
+        notes.append(f"orphan pod{'s' if len(left) > 1 else ''} of services no longer in the config: "
+                     f"{', '.join(p.name for p in left)} (`airpods start --remove-orphans` removes them)")
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)
-        if pod and pod.running and pod.config_hash == spec.config_hash:
+        changes = pending_changes(spec, pod, observed.images) if pod else []
+        if pod and pod.running and not changes:
             notes.append(f"{spec.name}: running and unchanged, left alone")
             continue
         if pod:
-            reason = "config changed" if pod.config_hash != spec.config_hash else "not running"
-            steps.append(Step("remove", spec.pod, ("podman", "pod", "rm", "--force", spec.pod),
-                              f"{spec.name}: {reason}, recreate its pod", spec.name))
+            reason = {"config": "config changed", "image": "new image pulled"}
+            why = " and ".join(reason[c] for c in changes) or "not running"
+            steps.append(remove_step(spec.pod, f"{spec.name}: {why}, recreate its pod", spec.name))
         steps.append(Step("pod", spec.pod, pod_create_argv(spec),
                           f"{spec.name}: pod {spec.pod}" + (f", published on {', '.join(p.flag() for p in spec.publish)}"
                                                             if spec.publish else ", not published"), spec.name))
@@ -142,16 +215,27 @@ def build_start_plan(stack: Stack, observed: Observed, *, pull_only: bool = Fals
     return Plan("start", tuple(steps), tuple(notes))
 
 
-def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int) -> Plan:
-    """Stop and remove the pods; volumes are never touched. `observed=None` plans for all."""
+def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int, *, remove_orphans: bool = False) -> Plan:
+    """Stop and remove the pods of this project's services; volumes are never touched.
+    `observed=None` plans for all. A stop step may take `timeout_s` before podman kills the
+    containers, so the engine gives it that long and a margin."""
     steps: list[Step] = []
     notes: list[str] = []
+    own = observed.project_pods(stack.project) if observed is not None else None
+    targets: list[tuple[str, str | None, str]] = []
     for spec in stack.services:
-        if observed is not None and spec.pod not in observed.pods:
+        if own is not None and spec.pod not in own:
             notes.append(f"{spec.name}: not running")
             continue
-        steps.append(Step("stop", spec.pod, ("podman", "pod", "stop", "--time", str(timeout_s), spec.pod),
-                          f"{spec.name}: stop pod {spec.pod}", spec.name))
-        steps.append(Step("remove", spec.pod, ("podman", "pod", "rm", "--force", spec.pod),
-                          f"{spec.name}: remove pod {spec.pod} (volumes are kept)", spec.name))
+        targets.append((spec.pod, spec.name, spec.name))
+    left = orphans(stack, observed) if observed is not None else []
+    if remove_orphans:
+        targets += [(pod.name, None, f"orphan {pod.name}") for pod in left]
+    elif left:
+        notes.append(f"left running: orphan pod{'s' if len(left) > 1 else ''} {', '.join(p.name for p in left)} "
+                     "(`airpods stop --remove-orphans` removes them)")
+    for pod, service, label in targets:
+        steps.append(Step("stop", pod, ("podman", "pod", "stop", "--time", str(timeout_s), pod),
+                          f"{label}: stop pod {pod}", service, timeout_s=timeout_s + ENGINE_MARGIN_S))
+        steps.append(remove_step(pod, f"{label}: remove pod {pod} (volumes are kept)", service))
     return Plan("stop", tuple(steps), tuple(notes))

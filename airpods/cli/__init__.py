@@ -45,7 +45,8 @@ def root(
 # command being run is imported and turned into click commands (typer builds them eagerly:
 # ~15 ms for all of them); --help and unknown commands get every module.
 COMMAND_MODULES = {
-    "lifecycle_cmd": ("start", "stop", "status", "logs"),
+    "lifecycle_cmd": ("start", "stop", "restart", "status", "logs", "pull"),
+    "autostart_cmd": ("autostart",),
     "env_cmd": ("env",),
     "models_cmd": ("models", "chat"),
     "export_cmd": ("export",),

@@ -40,7 +40,7 @@ def backup(
     engine = Podman()
     present = {row.get("Name") for row in engine.json(["volume", "ls", "--format", "json"])}
     volumes = [(v, users) for v, users in backup_volumes(chosen, with_models) if v in present]  # never created: nothing to keep
-    running = {c.name for c in engine.containers() if c.running}
+    running = {c.name for c in engine.containers(chosen.project) if c.running}
     included = {v for v, _ in volumes}
     hot = [s for s in chosen.services if s.name in CONSISTENT_COPY and s.container in running
            and any(m.source in included for m in s.mounts)]
@@ -55,7 +55,7 @@ def backup(
     if hot and stop:
         paused = lifecycle.stack_subset(chosen, [s.name for s in hot])
         with ConsoleReporter() as reporter:
-            lifecycle.stop(paused, engine, reporter)
+            lifecycle.stop(lambda present: paused, engine, reporter)
     try:
         with ByteProgress() as progress:
             members = write_backup(engine, out, chosen, [v for v, _ in volumes], locate_config(options.config),
@@ -63,7 +63,7 @@ def backup(
     finally:
         if paused is not None:
             with ConsoleReporter() as reporter:
-                lifecycle.start(paused, engine, reporter)
+                lifecycle.start(lambda present: paused, engine, reporter)
     for member in members:
         print(f"  {member.name}  {human_size(member.size)}  sha256 {member.sha256[:16]}…")
     print(f"wrote {out} (mode 0600{', includes the API key' if include_secrets else ', no secrets'})")

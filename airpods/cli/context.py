@@ -27,3 +27,19 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
     from airpods.stack.resolve import resolve_stack
 
     return resolve_stack(options.config, names or (), every_service=every_service)
+
+
+def stack_source(options: Options, names: list[str] | None):  # -> lifecycle.StackFor
+    """The stack of the named services (or the default selection), as a function of the
+    services found running (lifecycle.stack_in_use decides which)."""
+    from airpods.stack.resolve import resolve_stack
+
+    resolved: dict[tuple[str, ...], object] = {}
+
+    def stack_for(present):
+        key = tuple(present)
+        if key not in resolved:
+            resolved[key] = resolve_stack(options.config, names or (), present=key)
+        return resolved[key]
+
+    return stack_for

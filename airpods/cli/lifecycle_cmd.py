@@ -1,15 +1,28 @@
-"""`airpods start | stop | status | logs`: parse options, call one use case, render the result."""
+"""`airpods start | stop | restart | status | logs | pull`: parse options, call one use case,
+render the result."""
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-from airpods.cli.context import options_of, stack
+from airpods.cli.context import options_of, stack_source
 
-Services = Annotated[Optional[list[str]], typer.Argument(help="Services (default: every enabled one).", show_default=False)]
+Services = Annotated[Optional[list[str]], typer.Argument(
+    help="Services (default: every enabled one, plus any of this stack whose pod exists).", show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+RemoveOrphans = Annotated[bool, typer.Option(
+    "--remove-orphans", help="Also remove pods of this project whose service is no longer in the config.")]
+Timeout = Annotated[Optional[int], typer.Option(
+    "--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s).")]
+
+
+class PullPolicy(str, Enum):
+    missing = "missing"
+    always = "always"
+    never = "never"
 
 
 def start(
@@ -17,7 +30,11 @@ def start(
     services: Services = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the podman commands; run nothing.")] = False,
     pre_fetch: Annotated[bool, typer.Option("--pre-fetch", help="Only pull the images.")] = False,
-    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of a failed start for debugging.")] = False,
+    pull: Annotated[PullPolicy, typer.Option(
+        "--pull", help="missing: pull absent images; always: pull every image first (a new one recreates its "
+                       "services); never: fail if one is absent.")] = PullPolicy.missing,
+    remove_orphans: RemoveOrphans = False,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services for debugging.")] = False,
     as_json: Json = False,
 ) -> None:
     """Create the network, volumes and pods, pull images, and wait until every service is healthy."""
@@ -27,9 +44,10 @@ def start(
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
 
-    wanted = stack(options_of(ctx), services)
+    stack_for = stack_source(options_of(ctx), services)
     if dry_run:
-        plan = lifecycle.plan_start(wanted, _engine_if_present(), pull_only=pre_fetch)
+        wanted, plan = lifecycle.plan_start(stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch,
+                                            remove_orphans=remove_orphans)
         if as_json:
             print_json(plan.to_json())
         else:
@@ -39,36 +57,55 @@ def start(
     engine = Podman()
     with ConsoleReporter(quiet=as_json) as reporter:
         if pre_fetch:
-            plan = lifecycle.pre_fetch(wanted, engine, reporter)
+            plan = lifecycle.pre_fetch(stack_for(()), engine, reporter, pull.value)
             for note in plan.notes:
                 reporter.line(note)
             if as_json:
                 print_json({"pulled": [s.target for s in plan.steps], "present": list(plan.notes)})
             return
-        for message in wanted.warnings:
+        for message in stack_for(()).warnings:
             warn(message)
-        result = lifecycle.start(wanted, engine, reporter, keep_failed=keep_failed)
+        result = lifecycle.start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value,
+                                 remove_orphans=remove_orphans)
+        for note in result.plan.notes:
+            if note.startswith("orphan"):
+                reporter.line(f"note: {note}")
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
 
 
-def stop(
-    ctx: typer.Context,
-    services: Services = None,
-    timeout: Annotated[Optional[int], typer.Option("--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s).")] = None,
-) -> None:
+def stop(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
+         remove_orphans: RemoveOrphans = False) -> None:
     """Stop and remove the pods. Volumes and their data are always kept."""
     from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
     from airpods.engine.podman import Podman
 
     with ConsoleReporter() as reporter:
-        plan = lifecycle.stop(stack(options_of(ctx), services), Podman(), reporter, timeout)
+        plan = lifecycle.stop(stack_source(options_of(ctx), services), Podman(), reporter, timeout,
+                              remove_orphans=remove_orphans)
     for note in plan.notes:
         print(note)
-    stopped = sorted({s.service for s in plan.steps if s.service})
+    stopped = sorted({s.target for s in plan.steps if s.kind == "remove"})
     print(f"stopped: {', '.join(stopped)} (volumes kept)" if stopped else "nothing to stop")
+
+
+def restart(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
+            keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services.")] = False,
+            as_json: Json = False) -> None:
+    """Stop the services, then start them again with the current config and images, waiting until healthy."""
+    from airpods import lifecycle
+    from airpods.cli.progress import ConsoleReporter
+    from airpods.cli.render import render_start
+    from airpods.engine.podman import Podman
+
+    with ConsoleReporter(quiet=as_json) as reporter:
+        _, result = lifecycle.restart(stack_source(options_of(ctx), services), Podman(), reporter, timeout,
+                                      keep_failed=keep_failed)
+        for r in result.readiness:
+            reporter.finished(r.service, r.ready, r.detail)
+    render_start(result, as_json)
 
 
 def status(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:
@@ -77,7 +114,7 @@ def status(ctx: typer.Context, services: Services = None, as_json: Json = False)
     from airpods.cli.render import render_status
     from airpods.engine.podman import Podman
 
-    render_status(lifecycle.status(stack(options_of(ctx), services), Podman()), as_json)
+    render_status(lifecycle.status(stack_source(options_of(ctx), services), Podman()), as_json)
 
 
 def logs(
@@ -90,10 +127,36 @@ def logs(
     """Print container logs: one service as is, several interleaved with a service prefix."""
     from airpods.engine.logs import stream_logs
     from airpods.engine.podman import Podman
+    from airpods.lifecycle import stack_in_use
 
-    wanted = stack(options_of(ctx), services)
-    raise typer.Exit(stream_logs(Podman(), {s.name: s.container for s in wanted.services},
+    engine = Podman()
+    wanted = stack_in_use(stack_source(options_of(ctx), services), engine.pods())
+    raise typer.Exit(stream_logs(engine, {s.name: s.container for s in wanted.services},
                                  follow=follow, lines=lines, since=since))
+
+
+def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:
+    """Pull the stack's images again and say which changed; `airpods start` then recreates the
+    services whose image changed (and only those)."""
+    from airpods import lifecycle
+    from airpods.cli.output import print_json
+    from airpods.cli.progress import ConsoleReporter, human_size
+    from airpods.cli.table import format_table
+    from airpods.engine.podman import Podman
+
+    engine = Podman()
+    wanted = lifecycle.stack_in_use(stack_source(options_of(ctx), services), engine.pods())
+    with ConsoleReporter(quiet=as_json) as reporter:
+        results = lifecycle.pull(wanted, engine, reporter)
+    if as_json:
+        print_json({"images": [r.to_json() for r in results]})
+        return
+    print(format_table(("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"), [
+        (r.image, r.outcome, human_size(r.size), f"{r.seconds:.1f} s", ", ".join(r.services)) for r in results]))
+    stale = sorted({name for r in results for name in r.to_recreate})
+    if stale:
+        print(f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
+              f"{'it' if len(stale) == 1 else 'them'} (the others keep running)")
 
 
 def _engine_if_present():
@@ -107,5 +170,5 @@ def _engine_if_present():
 
 
 def register(app: typer.Typer) -> None:
-    for command in (start, stop, status, logs):
+    for command in (start, stop, restart, status, logs, pull):
         app.command()(command)

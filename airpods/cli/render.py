@@ -29,15 +29,18 @@ def render_start(result: StartResult, as_json: bool) -> None:
         return
     if not as_json:
         for r in failed:
-            print(f"\n--- {r.service}: last {len(r.logs)} log lines ---", file=sys.stderr)
+            if r.logs:
+                print(f"\n--- {r.service}: last {len(r.logs)} log lines ---", file=sys.stderr)
             for line in r.logs:
                 print(f"  {line}", file=sys.stderr)
     names = ", ".join(r.service for r in failed)
-    cleanup = (f"removed the pods this start created ({', '.join(result.rolled_back)}); "
+    healthy = [r.service for r in result.readiness if r.ready]
+    cleanup = (f"removed the failed services' pods ({', '.join(result.rolled_back)}); "
                if result.rolled_back else "")
+    kept = f"{', '.join(healthy)} {'is' if len(healthy) == 1 else 'are'} up and kept running; " if healthy else ""
     raise RuntimeFailure(
         f"{names} did not become ready: " + "; ".join(f"{r.service}: {r.detail}" for r in failed),
-        hint=cleanup + "the log lines above show why; `airpods start --keep-failed` keeps failed pods "
+        hint=kept + cleanup + "the log lines above show why; `airpods start --keep-failed` keeps failed pods "
         "for `airpods logs`")
 
 
@@ -55,15 +58,23 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
         print_json({"services": [row.to_json() for row in rows]})
         return
     lines = []
+    why = {"config": "config changed", "image": "new image pulled"}
     for row in rows:
         health = row.health if row.health in ("healthy", "down") else f"{row.health} ({row.detail})"
-        state = row.state if row.up_to_date in (True, None) else f"{row.state} (config changed: run start)"
+        state = row.state
+        if row.changes:
+            state += f" ({' and '.join(why[c] for c in row.changes)}: `airpods start` applies it)"
+        elif row.kind == "orphan":
+            state += " (orphan: not in the config)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
     print(format_table(("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME"), lines))
+    orphaned = [row.pod for row in rows if row.kind == "orphan"]
+    if orphaned:
+        print(f"\norphans: {', '.join(orphaned)} (`airpods stop --remove-orphans` removes them)")
     if any(row.kind == "llamacpp" for row in rows):
         from airpods.secrets import api_key_path
 
         print(f"\nllama.cpp API key: `airpods env` prints it with the base URL (kept in {api_key_path()})")
-    down = [row.name for row in rows if row.health != "healthy"]
+    down = [row.name for row in rows if row.health not in ("healthy", "starting") and row.kind != "orphan"]
     if down:
         print(f"\nnot healthy: {', '.join(down)} (`airpods start` starts them, `airpods logs NAME` shows why)")

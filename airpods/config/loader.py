@@ -1,4 +1,5 @@
-"""Load the configuration in named phases: locate → read → merge → extends → templates → validate.
+"""Load the configuration in named phases: locate → read → merge → extends → templates → host
+folders → validate.
 
 Every failure is one ConfigError naming the file, the key path and what was expected.
 """
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from airpods.config.files import DEFAULTS_LABEL, default_toml_text, locate_config
 from airpods.config.merge import apply_extends, deep_merge
+from airpods.config.paths import resolve_host_folders
 from airpods.config.schema import Config
 from airpods.config.templates import resolve_templates
 from airpods.config.validation import check_stack_rules, config_error_from_validation
@@ -79,7 +81,7 @@ def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig
         services = merged.get("services", {})
         if isinstance(services, dict) and all(isinstance(v, dict) for v in services.values()):
             resolved["services"] = apply_extends(services)
-        resolved = resolve_templates(resolved)
+        resolved = resolve_host_folders(resolve_templates(resolved), path.absolute().parent if path else None)
         try:
             config = Config.model_validate(resolved)
         except ValidationError as exc:

@@ -11,6 +11,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]$")
+# An image reference, after the grammar of github.com/distribution/reference (reference.go):
+# [domain[:port]/]path-component[/path-component…][:tag][@algorithm:hex], path components
+# lowercase alphanumerics joined by '.', '_', '__' or dashes, tags at most 128 word characters.
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+_HOST = rf"(?:{_DOMAIN}|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+                      r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+# A named volume both engines accept: Podman allows [a-zA-Z0-9][a-zA-Z0-9_.-]*, Docker wants
+# two characters or more (measured: docker rejects a one-character name).
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 VARIANTS = ("cpu", "cuda", "rocm", "vulkan")
 
 Scalar = str | int | float | bool
@@ -38,10 +49,33 @@ class Port(_Model):
         return bool(self.host)
 
 
+def _check_image(value: str) -> str:
+    if not IMAGE_RE.match(value):
+        shown = f"'{value}'" if value else "an empty string"
+        raise ValueError("expected an image reference such as \"ghcr.io/ggml-org/llama.cpp:server\" "
+                         f"(lowercase repository path, optional :tag or @sha256:digest), got {shown}")
+    return value
+
+
+Image = Annotated[str, AfterValidator(_check_image)]
+
+
 class Volume(_Model):
-    source: str = Field(min_length=1)
+    source: str
     target: str
     mode: Literal["rw", "ro"] = "rw"
+
+    @field_validator("source")
+    @classmethod
+    def _volume_or_folder(cls, value: str) -> str:
+        """A host folder is absolute by now (config/paths.py resolved ./ and ~); anything else
+        must be a volume name."""
+        if value.startswith("/") or VOLUME_NAME_RE.match(value):
+            return value
+        shown = f"'{value}'" if value else "an empty string"
+        raise ValueError("expected a named volume (letters, digits, '_', '.', '-', two or more, starting with a "
+                         "letter or digit) or a host folder (an absolute path, or ./relative to this config "
+                         f"file's folder), got {shown}")
 
     @field_validator("target")
     @classmethod
@@ -137,7 +171,7 @@ def _check_env_key(key: str) -> str:
 class Service(_Model):
     enabled: bool = True
     extends: str | None = None
-    image: str | dict[Literal["cpu", "cuda", "rocm", "vulkan"], str]
+    image: Image | dict[Literal["cpu", "cuda", "rocm", "vulkan"], Image]
     pod: Name | None = None
     container: Name | None = None
     network_aliases: list[Name] | None = None
@@ -167,6 +201,7 @@ class Service(_Model):
 
 class Runtime(_Model):
     engine: Literal["podman"] = "podman"
+    project: Name = "airpods"
     bind_address: str = "127.0.0.1"
     network: Name = "airpods"
     restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"

@@ -11,13 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
-from airpods.plan import Observed, ObservedPod, Step
-
-MANAGED = "io.airpods.managed=true"
-SERVICE_LABEL = "io.airpods.service"
-HASH_LABEL = "io.airpods.config-hash"
-DEFAULT_TIMEOUT_S = 120.0
-PULL_TIMEOUT_S = 3600.0
+from airpods.labels import CONFIG_HASH, MANAGED_FILTER, SERVICE, project_of
+from airpods.plan import DEFAULT_TIMEOUT_S, PULL_TIMEOUT_S, Observed, ObservedPod, Step
 
 
 @dataclass(frozen=True)
@@ -32,6 +27,9 @@ class ContainerState:
     started_at: int                 # unix seconds; changes when the container restarts
     image: str
     ports: tuple[tuple[str, int, int], ...] = field(default=())   # (host_ip, host, container)
+    project: str | None = None      # the airpods project it belongs to
+    image_id: str = ""              # the local image it runs (a new pull of its name changes the name's ID)
+    pod: str = ""
 
     @property
     def running(self) -> bool:
@@ -69,36 +67,50 @@ class Podman:
         return json.loads(out) if out else []
 
     def execute(self, step: Step) -> None:
-        self.run(step.argv, PULL_TIMEOUT_S if step.kind == "pull" else DEFAULT_TIMEOUT_S, input_text=step.stdin)
+        self.run(step.argv, step.timeout_s, input_text=step.stdin)
 
     # -- observing ----------------------------------------------------------------------------
 
-    def containers(self) -> list[ContainerState]:
-        """Every airpods container (not pod infra), in one call."""
-        rows = self.json(["ps", "--all", "--format", "json", "--filter", f"label={MANAGED}"])
+    def containers(self, project: str | None = None) -> list[ContainerState]:
+        """Every airpods container (not pod infra) of `project` (of any project when None), in
+        one call."""
+        rows = self.json(["ps", "--all", "--format", "json", "--filter", MANAGED_FILTER])
         states = []
         for row in rows:
-            if row.get("IsInfra"):
-                continue
             labels = row.get("Labels") or {}
+            owner = project_of(labels)
+            if row.get("IsInfra") or (project is not None and owner != project):
+                continue
             ports = tuple((p.get("host_ip") or "", int(p.get("host_port") or 0), int(p.get("container_port") or 0))
                           for p in row.get("Ports") or [])
             states.append(ContainerState(
-                name=(row.get("Names") or ["?"])[0], id=str(row.get("Id", "")), service=labels.get(SERVICE_LABEL),
-                config_hash=labels.get(HASH_LABEL), state=str(row.get("State", "")).lower(),
+                name=(row.get("Names") or ["?"])[0], id=str(row.get("Id", "")), service=labels.get(SERVICE),
+                config_hash=labels.get(CONFIG_HASH), state=str(row.get("State", "")).lower(),
                 exit_code=int(row.get("ExitCode") or 0), started_at=int(row.get("StartedAt") or 0),
-                image=str(row.get("Image", "")), ports=ports))
+                image=str(row.get("Image", "")), ports=ports, project=owner,
+                image_id=str(row.get("ImageID") or ""), pod=str(row.get("PodName") or "")))
         return states
 
     def pods(self) -> dict[str, ObservedPod]:
-        rows = self.json(["pod", "ps", "--format", "json", "--filter", f"label={MANAGED}"])
+        """Every pod on this engine, airpods' or not (a name clash must be seen), by name."""
         pods = {}
-        for row in rows:
+        for row in self.json(["pod", "ps", "--format", "json"]):
             labels = row.get("Labels") or {}
             # A pod counts as running only when every container in it runs ("Degraded" does not).
-            pods[row["Name"]] = ObservedPod(row["Name"], labels.get(SERVICE_LABEL), labels.get(HASH_LABEL),
-                                            row.get("Status") == "Running")
+            pods[row["Name"]] = ObservedPod(row["Name"], labels.get(SERVICE), labels.get(CONFIG_HASH),
+                                            row.get("Status") == "Running", project_of(labels))
         return pods
+
+    def pods_with_images(self) -> dict[str, ObservedPod]:
+        """`pods()`, each airpods pod with the image ID its service container runs (two calls at once)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from dataclasses import replace
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            containers = pool.submit(self.containers)
+            pods = self.pods()
+        image_of = {(c.pod, c.service): c.image_id for c in containers.result()}
+        return {name: replace(pod, image_id=image_of.get((name, pod.service))) for name, pod in pods.items()}
 
     def published_ports(self) -> dict[int, str]:
         """host port → who publishes it, over every running container (airpods' or not)."""
@@ -106,14 +118,14 @@ class Podman:
         for row in self.json(["ps", "--format", "json"]):
             labels = row.get("Labels") or {}
             name = (row.get("Names") or ["?"])[0]
-            who = f"airpods service {labels[SERVICE_LABEL]}" if SERVICE_LABEL in labels else f"container {name}"
+            who = f"airpods service {labels[SERVICE]}" if SERVICE in labels else f"container {name}"
             for port in row.get("Ports") or []:
                 owners[int(port.get("host_port") or 0)] = who
         return owners
 
     def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
-        """One snapshot of what exists: network, volumes, images, secrets and airpods pods (five
-        podman calls, run at once)."""
+        """One snapshot of what exists: network, volumes, images (with their IDs), secrets and
+        pods (six podman calls, run at once)."""
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=5) as pool:
@@ -121,7 +133,7 @@ class Podman:
             secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])   # 4.3: no json
             volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
             image_rows = pool.submit(self.image_rows, images)
-            pods = pool.submit(self.pods)
+            pods = pool.submit(self.pods_with_images)
         existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
         existing_volumes = {row.get("Name") for row in volume_rows.result()}
         return Observed(
@@ -144,6 +156,11 @@ class Podman:
 
     def image_exists(self, image: str) -> bool:
         return self.run(["image", "exists", image], check=False).returncode == 0
+
+    def image_ids(self, images: Iterable[str]) -> dict[str, str]:
+        """Local image ID of each present image, from one `podman images` call."""
+        wanted = list(images)
+        return _present(wanted, self.image_rows(wanted))
 
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
         """Local size of each image, from one `podman images` call."""
@@ -173,14 +190,34 @@ class Podman:
         done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
         return (done.stdout + done.stderr).splitlines()[-lines:]
 
-    def remove_pod(self, pod: str) -> None:
-        self.run(["pod", "rm", "--force", "--ignore", pod], check=False)
+    def remove_pod(self, pod: str) -> bool:
+        """Remove a pod and its containers; True only when podman says it removed it (it prints
+        the pod's ID; --ignore makes an absent pod print nothing)."""
+        done = self.run(["pod", "rm", "--force", "--ignore", pod], check=False)
+        return done.returncode == 0 and bool(done.stdout.strip())
+
+    def volume_projects(self) -> dict[str, str | None]:
+        """Every volume's name → the airpods project it belongs to (None: not airpods')."""
+        return {str(row.get("Name")): project_of(row.get("Labels"))
+                for row in self.json(["volume", "ls", "--format", "json"])}
+
+    def secret_projects(self) -> dict[str, str | None]:
+        """Every podman secret's name → the airpods project it belongs to (None: not airpods')."""
+        names = self.run(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+        if not names:
+            return {}
+        rows = self.json(["secret", "inspect", *names])
+        return {str(row.get("Spec", {}).get("Name")): project_of(row.get("Spec", {}).get("Labels"))
+                for row in rows}
 
     def version(self) -> str:
         return str(self.json(["version", "--format", "json"]).get("Client", {}).get("Version", "?"))
 
     def info(self) -> dict[str, Any]:
         return self.json(["info", "--format", "json"])
+
+    def rootless(self) -> bool:
+        return bool(self.info().get("host", {}).get("security", {}).get("rootless"))
 
     def limits_problem(self) -> str | None:
         """Why this podman cannot apply --memory/--cpus, or None when it can. Rootless podman
@@ -207,7 +244,8 @@ class Podman:
         return self.argv([*argv, container])
 
 
-def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> frozenset[str]:
-    local = {name for row in rows for name in row.get("Names") or []}
-    return frozenset(i for i in images if i in local or f"{i}:latest" in local)
+def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """image name → local image ID, for the names present (a name without tag means :latest)."""
+    local = {name: str(row.get("Id", "")) for row in rows for name in row.get("Names") or []}
+    return {i: local.get(i) or local[f"{i}:latest"] for i in images if i in local or f"{i}:latest" in local}
 

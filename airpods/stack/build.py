@@ -54,9 +54,9 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
     if kind == LLAMACPP:
         if not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
-        extra, secrets = llama_extra_args(service, key_id)
+        extra, secrets = llama_extra_args(service, key_id, config.runtime.project)
         args += extra
-        defs += [api_key_secret(key_id)] if secrets else []
+        defs += [api_key_secret(key_id, config.runtime.project)] if secrets else []
     elif kind == OPEN_WEBUI:
         wired_env, secrets, defs = open_webui_wiring(
             config, [(b, kind_of(config, b)) for b in backends], service.env, key_id)
@@ -64,6 +64,7 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
     bind = config.runtime.bind_address
     return ServiceSpec(
         name=name,
+        project=config.runtime.project,
         kind=kind,
         image=image,
         variant=variant,
@@ -86,11 +87,16 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
     ), defs
 
 
-def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None) -> Stack:
-    """`key_id` names the stack's API key (None: no key, or `runtime.api_key = false`)."""
-    names = select_services(config, only)
+def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None,
+                present: Sequence[str] = ()) -> Stack:
+    """The named services (`only`), else every enabled one plus every configured one in
+    `present` (services whose pods exist: a disabled service started by name stays part of the
+    stack until it is stopped). Open WebUI is wired to every enabled, named or present backend.
+    `key_id` names the stack's API key (None: no key, or `runtime.api_key = false`)."""
+    present = [name for name in present if name in config.services]
+    names = select_services(config, only) if only else list(dict.fromkeys([*config.enabled_services(), *present]))
     key_id = key_id if config.runtime.api_key else None
-    backends = list(dict.fromkeys([*config.enabled_services(), *names]))
+    backends = list(dict.fromkeys([*config.enabled_services(), *present, *names]))
     built = [build_service(config, name, gpu, key_id, backends) for name in names]
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
@@ -98,7 +104,8 @@ def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: 
     return Stack(network=config.runtime.network, gpu=gpu, services=services,
                  warnings=tuple(stack_warnings(services)),
                  settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
-                 secrets=secrets)
+                 secrets=secrets, project=config.runtime.project, configured=tuple(config.services),
+                 enabled=tuple(config.enabled_services()))
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:

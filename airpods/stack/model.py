@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from airpods.gpu import HostGpu
+from airpods.labels import CONFIG_HASH, DEFAULT_PROJECT, SERVICE, object_labels
 
 
 @dataclass(frozen=True)
@@ -14,12 +15,23 @@ class Publish:
     container: int
 
     def flag(self) -> str:
-        return f"{self.host_ip}:{self.host}:{self.container}"
+        """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
+        parses the host IP up to the last colons."""
+        return f"{_bracketed(self.host_ip)}:{self.host}:{self.container}"
+
+    def reach(self) -> tuple[str, int]:
+        """(address, port) a client on this host connects to: a wildcard bind is reached on loopback."""
+        if self.host_ip in ("", "0.0.0.0"):
+            return "127.0.0.1", self.host
+        return ("::1" if self.host_ip == "::" else self.host_ip), self.host
 
     def url(self) -> str:
-        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
-        host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
-        return f"http://{host}:{self.host}"
+        address, port = self.reach()
+        return f"http://{_bracketed(address)}:{port}"
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class Settings:
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
+    project: str
     kind: str                          # the built-in service it is (root of its extends chain)
     image: str
     variant: str                       # cpu | cuda | rocm | vulkan
@@ -113,7 +126,8 @@ class ServiceSpec:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"io.airpods.service": self.name, "io.airpods.config-hash": self.config_hash}
+        """Labels of its pod and container: the project's, the service, the config hash."""
+        return {**object_labels(self.project), SERVICE: self.name, CONFIG_HASH: self.config_hash}
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,14 @@ class Stack:
     warnings: tuple[str, ...] = ()
     settings: Settings = Settings()
     secrets: tuple[SecretDef, ...] = ()
+    project: str = DEFAULT_PROJECT
+    configured: tuple[str, ...] = ()   # every service the config defines (enabled or not)
+    enabled: tuple[str, ...] = ()      # the services `start` runs when none are named
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels of the stack's shared objects (network, volumes, secrets)."""
+        return object_labels(self.project)
 
     @property
     def volumes(self) -> tuple[str, ...]:

@@ -10,9 +10,10 @@ from airpods.stack.model import Stack
 
 
 def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_service: bool = False,
-                  gpu: HostGpu | None = None) -> Stack:
-    """The services named (or every enabled one; or all configured with `every_service`), for
-    this host's GPU unless `gpu` says otherwise (an export for another machine)."""
+                  gpu: HostGpu | None = None, present: Sequence[str] = ()) -> Stack:
+    """The services named (or every enabled one plus the `present` ones, whose pods exist; or
+    all configured with `every_service`), for this host's GPU unless `gpu` says otherwise (an
+    export for another machine)."""
     from airpods.config.files import locate_config
     from airpods.gpu import detect_host_gpu
     from airpods.secrets import api_key, key_id
@@ -28,7 +29,7 @@ def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_ser
         from airpods.stack.build import build_stack
 
         config = load_config(path).config
-        return build_stack(config, gpu, list(config.services) if every_service else names, key)
+        return build_stack(config, gpu, list(config.services) if every_service else names, key, present)
 
-    cache = cache_key(path, gpu, ["*"] if every_service else names, key)
+    cache = cache_key(path, gpu, ["*"] if every_service else names, key, present)
     return cached_stack(state_dir() / "stack-cache.json", cache, build)

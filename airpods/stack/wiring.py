@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
+from airpods.labels import DEFAULT_PROJECT
 from airpods.stack.args import has_flag
 from airpods.stack.model import SecretDef, SecretUse
 
@@ -15,8 +16,14 @@ KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
 DEFAULT_LLAMA_PORT = 8080
 
 
-def api_key_secret(key_id: str) -> SecretDef:
-    return SecretDef(f"airpods-api-key-{key_id}")
+def project_suffix(project: str) -> str:
+    """Appended to secret names of a project other than the default, so two projects never share
+    (or remove) each other's podman secrets."""
+    return "" if project == DEFAULT_PROJECT else f"-{project}"
+
+
+def api_key_secret(key_id: str, project: str = DEFAULT_PROJECT) -> SecretDef:
+    return SecretDef(f"airpods-api-key-{key_id}{project_suffix(project)}")
 
 
 def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]:
@@ -29,13 +36,14 @@ def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]
     return alias, int(port) if str(port).isdigit() else default_port
 
 
-def llama_extra_args(service: Service, key_id: str | None) -> tuple[list[str], list[SecretUse]]:
+def llama_extra_args(service: Service, key_id: str | None,
+                     project: str = DEFAULT_PROJECT) -> tuple[list[str], list[SecretUse]]:
     """--api-key-file from a mounted secret, and an --alias for the single-model shape (else the
     model's API id would be its path)."""
     args: list[str] = []
     secrets: list[SecretUse] = []
     if key_id and not has_flag(service.command_args, "api_key", "api_key_file"):
-        secrets.append(SecretUse(api_key_secret(key_id).name, "mount", KEY_FILE_IN_CONTAINER))
+        secrets.append(SecretUse(api_key_secret(key_id, project).name, "mount", KEY_FILE_IN_CONTAINER))
         args += ["--api-key-file", KEY_FILE_IN_CONTAINER]
     model = service.command_args.get("model")
     if isinstance(model, str) and model and not has_flag(service.command_args, "alias", "-a"):
@@ -47,6 +55,7 @@ def open_webui_wiring(config: Config, backends: Iterable[tuple[str, str]], user_
                       key_id: str | None) -> tuple[list[tuple[str, str]], list[SecretUse], list[SecretDef]]:
     """Env (and the key list as an env secret) pointing Open WebUI at every backend.
     `backends` are (name, kind) of the stack's instances; what the user set in env wins."""
+    project = config.runtime.project
     backends = list(backends)
     ollamas = [_in_network(config, n, 11434) for n, kind in backends if kind == OLLAMA]
     llamas = [_in_network(config, n, DEFAULT_LLAMA_PORT) for n, kind in backends if kind == LLAMACPP]
@@ -65,7 +74,8 @@ def open_webui_wiring(config: Config, backends: Iterable[tuple[str, str]], user_
         add("OPENAI_API_BASE_URLS", ";".join(f"http://{alias}:{port}/v1" for alias, port in llamas))
         if not {"OPENAI_API_KEY", "OPENAI_API_KEYS"} & set(user_env):
             if key_id:
-                keys = SecretDef(f"airpods-openai-keys-{key_id}-x{len(llamas)}", repeat=len(llamas))
+                keys = SecretDef(f"airpods-openai-keys-{key_id}-x{len(llamas)}{project_suffix(project)}",
+                                 repeat=len(llamas))
                 defs.append(keys)
                 secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS"))
             else:

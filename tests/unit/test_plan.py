@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airpods.gpu import HostGpu
-from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan
+from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, pull_plan
 from tests.unit.helpers import KEY, run_cli, stack_of
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -83,11 +83,11 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
     observed = Observed(
         networks=frozenset({"airpods"}),
         volumes=frozenset(stack.volumes),
-        images=frozenset(stack.images),
+        images={image: "sha-1" for image in stack.images},
         secrets=frozenset(s.name for s in stack.secrets),
-        pods={"ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True),
-              "open-webui": ObservedPod("open-webui", "open-webui", "stale", True),
-              "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True)},
+        pods={"ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True, "airpods", "sha-1"),
+              "open-webui": ObservedPod("open-webui", "open-webui", "stale", True, "airpods", "sha-1"),
+              "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True, "airpods", "sha-1")},
     )
     plan = build_start_plan(stack, observed)
     assert [(s.kind, s.target) for s in plan.steps] == [
@@ -104,14 +104,14 @@ def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
 
 def test_pre_fetch_pulls_only_missing_images(tmp_path):
     stack = stack_of(tmp_path)
-    plan = build_start_plan(stack, Observed(images=frozenset({"ghcr.io/open-webui/open-webui:main"})), pull_only=True)
+    plan = pull_plan(stack, Observed(images={"ghcr.io/open-webui/open-webui:main": "sha-1"}))
     assert [s.argv for s in plan.steps] == [("podman", "pull", "docker.io/ollama/ollama:latest"),
                                             ("podman", "pull", "ghcr.io/ggml-org/llama.cpp:server")]
 
 
 def test_stop_plan_never_touches_volumes(tmp_path):
     stack = stack_of(tmp_path)
-    plan = build_stop_plan(stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True)}), 10)
+    plan = build_stop_plan(stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True, "airpods")}), 10)
     assert [s.display() for s in plan.steps] == ["podman pod stop --time 10 llamacpp", "podman pod rm --force llamacpp"]
     assert plan.notes == ("ollama: not running", "open-webui: not running")
     everything = build_stop_plan(stack, None, 3)

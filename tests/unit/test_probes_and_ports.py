@@ -15,7 +15,7 @@ from airpods.stack.model import Publish, ServiceSpec
 
 
 def spec_on(port: int, path: str = "/health", expected="200") -> ServiceSpec:
-    return ServiceSpec(name="svc", kind="svc", image="i", variant="cpu", pod="p", container="c", aliases=(),
+    return ServiceSpec(name="svc", project="airpods", kind="svc", image="i", variant="cpu", pod="p", container="c", aliases=(),
                        publish=(Publish("127.0.0.1", port, 80),), container_ports=(80,), mounts=(), env=(),
                        devices=(), entrypoint=None, args=(), memory=None, cpus=None, restart_policy="no",
                        network="n", secrets=(), health=Health(path=path, expected_status=expected))
@@ -86,7 +86,7 @@ def test_container_watch_never_answers_from_a_snapshot_older_than_the_container(
             self.calls = 0
             self.existing: list[ContainerState] = []
 
-        def containers(self):
+        def containers(self, project=None):
             self.calls += 1
             return list(self.existing)
 
@@ -116,7 +116,7 @@ def test_container_watch_dates_a_snapshot_from_when_podman_ps_began():
             self.existing: list[ContainerState] = []
             self.while_listing = True
 
-        def containers(self):
+        def containers(self, project=None):
             seen = list(self.existing)                 # podman reads its state as the call starts
             if self.while_listing:                     # meanwhile b is created and its wait begins
                 self.while_listing = False

@@ -1,0 +1,33 @@
+"""Publishing a small file whole or not at all: a temporary file beside it, written, flushed to
+disk (fsync), renamed over the target, and the folder synced, so a crash or a full disk never
+leaves a half-written file under the real name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from airpods.errors import RuntimeFailure
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` with permissions `mode`. Raises RuntimeFailure (with the OS's
+    reason) when the folder cannot take it; the target is then unchanged."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}",
+                             hint="check the folder's permissions and free space") from None
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -1,0 +1,35 @@
+"""The labels airpods puts on every object it creates (network, volumes, secrets, pods,
+containers), in one place. A project label scopes every listing and removal: airpods acts on
+objects of its own project only.
+
+Objects made before projects existed carry only `io.airpods.managed=true`; they count as the
+default project, so an upgrade keeps seeing (and can replace) them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+MANAGED = "io.airpods.managed"
+PROJECT = "io.airpods.project"
+SERVICE = "io.airpods.service"
+CONFIG_HASH = "io.airpods.config-hash"
+DEFAULT_PROJECT = "airpods"
+MANAGED_FILTER = f"label={MANAGED}=true"     # podman's --filter syntax
+
+
+def object_labels(project: str) -> dict[str, str]:
+    """Labels of every object a project creates."""
+    return {MANAGED: "true", PROJECT: project}
+
+
+def project_of(labels: Mapping[str, str] | None) -> str | None:
+    """The airpods project an object belongs to, None when airpods did not make it."""
+    labels = labels or {}
+    if labels.get(MANAGED) != "true":
+        return None
+    return labels.get(PROJECT) or DEFAULT_PROJECT
+
+
+def label_args(labels: Mapping[str, str]) -> list[str]:
+    """`--label K=V` pairs, as podman's create commands take them."""
+    return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]

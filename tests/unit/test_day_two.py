@@ -1,0 +1,230 @@
+"""Day-two logic without podman: projects and orphans, image updates in the plan, partial
+failure bookkeeping, host folders, IPv6 publishing, step timeouts, the stack cache key, status
+health states and the autostart unit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from airpods.errors import RuntimeFailure
+from airpods.health import Probe, http_status
+from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, orphans
+from tests.unit.helpers import load_text, stack_of, write_toml
+
+
+def running(stack, image_id: str = "sha-1", **overrides) -> Observed:
+    """Every service of `stack` up and unchanged, on images with ID `image_id`."""
+    pods = {s.pod: ObservedPod(s.pod, s.name, s.config_hash, True, stack.project, image_id) for s in stack.services}
+    pods.update(overrides)
+    return Observed(networks=frozenset({stack.network}), volumes=frozenset(stack.volumes),
+                    images={image: image_id for image in stack.images},
+                    secrets=frozenset(s.name for s in stack.secrets), pods=pods)
+
+
+def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path):
+    stack = stack_of(tmp_path)
+    observed = running(stack)
+    llama = stack.service("llamacpp")
+    newer = Observed(**{**observed.__dict__, "images": {**observed.images, llama.image: "sha-2"}})
+    plan = build_start_plan(stack, newer)
+    assert [(s.kind, s.target) for s in plan.steps] == [("remove", "llamacpp"), ("pod", "llamacpp"),
+                                                        ("container", "llamacpp-0")]
+    assert "new image pulled" in plan.steps[0].why
+    assert not build_start_plan(stack, observed).steps
+
+
+def test_pull_policies(tmp_path):
+    stack = stack_of(tmp_path)
+    observed = running(stack)
+    always = build_start_plan(stack, observed, pull="always")
+    assert [s.target for s in always.steps if s.kind == "pull"] == list(stack.images)
+    assert all(s.timeout_s == 3600 for s in always.steps if s.kind == "pull")
+    absent = Observed(**{**observed.__dict__, "images": {}})
+    with pytest.raises(RuntimeFailure, match="not present and --pull never"):
+        build_start_plan(stack, absent, pull="never")
+    assert [s.kind for s in build_start_plan(stack, observed, pull="never").steps] == []
+
+
+def test_orphans_are_noted_and_removed_only_when_asked(tmp_path):
+    stack = stack_of(tmp_path)
+    gone = ObservedPod("llama-old", "llama-old", "h", True, "airpods")
+    other = ObservedPod("theirs", "theirs", "h", True, "other-project")
+    observed = running(stack, **{"llama-old": gone, "theirs": other})
+    assert [p.name for p in orphans(stack, observed)] == ["llama-old"]
+    plan = build_start_plan(stack, observed)
+    assert any("llama-old" in n and "--remove-orphans" in n for n in plan.notes)
+    assert not plan.steps
+    removing = build_start_plan(stack, observed, remove_orphans=True)
+    assert [(s.kind, s.target) for s in removing.steps] == [("remove", "llama-old")]
+    stop = build_stop_plan(stack, observed, 10, remove_orphans=True)
+    assert "theirs" not in {s.target for s in stop.steps}                       # another project's: never
+    assert {s.target for s in stop.steps} == {"ollama", "open-webui", "llamacpp", "llama-old"}
+    kept = build_stop_plan(stack, observed, 10)
+    assert "llama-old" not in {s.target for s in kept.steps}
+    assert any("orphan" in n for n in kept.notes)
+
+
+@pytest.mark.parametrize("owner, words", [("other", "belongs to airpods project 'other'"),
+                                          (None, "belongs to something other than airpods")])
+def test_a_pod_name_held_by_another_project_is_an_error(tmp_path, owner, words):
+    stack = stack_of(tmp_path)
+    clash = ObservedPod("ollama", "ollama", "h", True, owner)
+    with pytest.raises(RuntimeFailure, match=words) as caught:
+        build_start_plan(stack, Observed(pods={"ollama": clash}))
+    assert "[runtime] project" in (caught.value.hint or "")
+
+
+def test_project_labels_and_per_project_secret_names(tmp_path):
+    default = stack_of(tmp_path)
+    other = stack_of(tmp_path, '[runtime]\nproject = "lab"')
+    assert default.service("ollama").labels["io.airpods.project"] == "airpods"
+    assert other.service("ollama").labels["io.airpods.project"] == "lab"
+    assert other.service("ollama").config_hash != default.service("ollama").config_hash
+    assert not {s.name for s in default.secrets} & {s.name for s in other.secrets}
+    argv = [a for s in build_start_plan(other, Observed()).steps for a in s.argv]
+    assert "io.airpods.project=lab" in argv and "io.airpods.project=airpods" not in argv
+
+
+def test_stop_timeout_gives_the_engine_step_that_long_plus_a_margin(tmp_path):
+    stack = stack_of(tmp_path)
+    plan = build_stop_plan(stack, None, 300)
+    stops = [s for s in plan.steps if s.kind == "stop"]
+    assert stops and all(s.timeout_s == 360 and "--time" in s.argv and "300" in s.argv for s in stops)
+
+
+def test_relative_host_folders_resolve_against_the_config_file(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config_dir = tmp_path / "conf"
+    config_dir.mkdir()
+    path = write_toml(config_dir, """
+        [variables]
+        data = "./data"
+        [services.ollama]
+        volumes = [{ source = "{{data}}/ollama", target = "/a" }, { source = "../shared", target = "/b" },
+                   { source = "~/models", target = "/c" }, { source = "named_vol", target = "/d" }]
+    """)
+    from airpods.config.loader import load_config
+
+    volumes = load_config(path).config.services["ollama"].volumes
+    assert [v.source for v in volumes] == [str(config_dir / "data" / "ollama"), str(tmp_path / "shared"),
+                                           str(Path.home() / "models"), "named_vol"]
+    assert [v.named for v in volumes] == [False, False, False, True]
+
+
+def test_ipv6_bind_address_is_bracketed_for_podman_and_urls(tmp_path):
+    stack = stack_of(tmp_path, '[runtime]\nbind_address = "::1"')
+    llama = stack.service("llamacpp")
+    assert llama.publish[0].flag() == "[::1]:8081:8080"
+    assert llama.url == "http://[::1]:8081"
+    argv = [a for s in build_start_plan(stack, Observed()).steps for a in s.argv]
+    assert "[::1]:8081:8080" in argv
+
+
+def test_probe_on_ipv6_loopback_sends_a_bracketed_host_header():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    seen: list[bytes] = []
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as server:
+        server.bind(("::1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                seen.append(conn.recv(4096))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert http_status("::1", port, "/health", 5) == 200
+        thread.join(5)
+    assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
+
+
+def test_stack_cache_key_follows_the_installed_code(tmp_path, monkeypatch):
+    from airpods.gpu import HostGpu
+    from airpods.stack import cache
+
+    first = cache.cache_key(None, HostGpu("none"), [], "k")
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "an upgraded checkout")
+    assert cache.cache_key(None, HostGpu("none"), [], "k") != first
+
+
+def test_code_fingerprint_changes_when_a_module_changes(tmp_path):
+    from airpods.stack import cache
+
+    module = Path(cache.__file__)
+    before = cache.code_fingerprint()
+    stat = module.stat()
+    try:
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        assert cache.code_fingerprint() != before
+    finally:
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.code_fingerprint() == before
+
+
+def test_cache_keeps_several_stacks_and_never_serves_a_stale_one(tmp_path):
+    from airpods.stack.cache import cached_stack
+
+    a, b = stack_of(tmp_path), stack_of(tmp_path, only=["llamacpp-ui"])
+    path = tmp_path / "stack-cache.json"
+    built: list[str] = []
+
+    def build(stack, name):
+        return lambda: built.append(name) or stack
+
+    assert cached_stack(path, "ka", build(a, "a")) == a
+    assert cached_stack(path, "kb", build(b, "b")) == b
+    assert cached_stack(path, "ka", build(a, "a")) == a and cached_stack(path, "kb", build(b, "b")) == b
+    assert built == ["a", "b"]
+    assert (path.stat().st_mode & 0o077) == 0
+
+
+@pytest.mark.parametrize("probe, uptime, expected", [
+    (Probe(True, status=200), 5, "healthy"),
+    (Probe(False, error="connection refused"), 5, "starting"),
+    (Probe(False, status=503), 100, "starting"),
+    (Probe(False, status=503), 700, "unhealthy"),          # past the 600 s health timeout
+    (Probe(False, status=500), 5, "unhealthy"),
+    (Probe(False, error="timed out"), 5, "unhealthy"),
+    (Probe(False, error="connection refused"), None, "unhealthy"),
+])
+def test_status_health_states(probe, uptime, expected):
+    from airpods.lifecycle import health_of
+
+    assert health_of(probe, uptime, 600) == expected
+
+
+def test_autostart_unit_starts_this_project_only_and_escapes_values():
+    from airpods.autostart import render_unit, start_command, unit_name
+
+    text = render_unit("lab", "/usr/bin/podman", rootless=False, env={"CONTAINERS_CONF": "/etc/100%/$x.conf"})
+    assert unit_name("lab") == "airpods-lab.service" and unit_name("airpods") == "airpods.service"
+    assert "ExecStart=/usr/bin/podman start --all --filter label=io.airpods.project=lab" in text
+    assert 'Environment="CONTAINERS_CONF=/etc/100%%/$$x.conf"' in text
+    assert "WantedBy=multi-user.target" in text and "Type=oneshot" in text
+    assert "WantedBy=default.target" in render_unit("lab", "/usr/bin/podman", rootless=True, env={})
+    assert start_command("lab", "podman")[-1] == "label=io.airpods.project=lab"
+
+
+def test_present_disabled_services_join_the_stack_and_open_webui_is_wired_to_them(tmp_path):
+    from airpods.secrets import key_id
+    from airpods.stack.build import build_stack
+    from tests.unit.helpers import KEY
+
+    config = load_text(tmp_path, "").config
+    plain = build_stack(config, stack_of(tmp_path).gpu, (), key_id(KEY))
+    with_ui = build_stack(config, plain.gpu, (), key_id(KEY), present=["llamacpp-ui", "not-configured"])
+    assert [s.name for s in with_ui.services] == ["ollama", "open-webui", "llamacpp", "llamacpp-ui"]
+    env = dict(with_ui.service("open-webui").env)
+    assert env["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1;http://llamacpp-ui:8080/v1"
+    assert dict(plain.service("open-webui").env)["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1"
