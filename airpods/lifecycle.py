@@ -118,8 +118,20 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
 
 
 def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping[str, ObservedPod]) -> None:
-    """Every host port a new pod publishes must be free; say who holds it otherwise."""
+    """Every host port a new pod publishes must be free; say who holds it otherwise. An IPv6
+    host address needs rootless Podman (see below)."""
     creating = {s.target for s in plan.steps if s.kind == "pod"}
+    ipv6 = sorted({p.host_ip for s in stack.services if s.pod in creating for p in s.publish if ":" in p.host_ip})
+    if ipv6 and not engine.rootless():
+        # Measured (Podman 4.3, netavark): rootful publishing is a kernel DNAT, and Linux does not
+        # route packets addressed to ::1 to another address (IPv6 has no route_localnet), nor
+        # translate IPv6 to the pods' IPv4 addresses: the port accepts no connection. Rootless
+        # Podman forwards ports from a host process and serves IPv6 addresses.
+        raise RuntimeFailure(
+            f"rootful Podman cannot publish on the IPv6 address {', '.join(ipv6)}: its port forwarding does not "
+            "reach containers from IPv6 loopback; nothing was created",
+            hint="use runtime.bind_address = \"127.0.0.1\" (or run airpods as a normal user: rootless Podman "
+                 "publishes on IPv6)")
     for spec in stack.services:
         if spec.pod not in creating or spec.pod in observed_pods:
             continue
@@ -342,11 +354,14 @@ def _stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: in
 
 
 def restart(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None,
-            *, keep_failed: bool = False) -> tuple[Plan, StartResult]:
-    """Stop and remove the pods of the stack in use, then start those same services (with the
-    current config and images), waiting for each to be healthy; under one lock."""
+            *, keep_failed: bool = False, only_existing: bool = True) -> tuple[Plan, StartResult]:
+    """Stop and remove the pods of the stack in use, then start those services again (with the
+    current config and images), waiting for each to be healthy; under one lock. With
+    `only_existing` (no service named) only services whose pods exist are restarted."""
     with state_lock(stack_for(()).settings.lock_timeout_s):
         stack, stopped = _stop(stack_for, engine, reporter, timeout_s, remove_orphans=False)
+        if only_existing:
+            stack = stack_subset(stack, [s.service for s in stopped.steps if s.service])
         again = _start(lambda present: stack, engine, reporter, keep_failed=keep_failed, pull="missing",
                        remove_orphans=False)
         return stopped, again

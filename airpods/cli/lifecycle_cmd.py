@@ -94,7 +94,8 @@ def stop(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
 def restart(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
             keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services.")] = False,
             as_json: Json = False) -> None:
-    """Stop the services, then start them again with the current config and images, waiting until healthy."""
+    """Stop the services, then start them again with the current config and images, waiting until
+    healthy. Without names: every service of this stack whose pod exists."""
     from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
@@ -102,7 +103,10 @@ def restart(ctx: typer.Context, services: Services = None, timeout: Timeout = No
 
     with ConsoleReporter(quiet=as_json) as reporter:
         _, result = lifecycle.restart(stack_source(options_of(ctx), services), Podman(), reporter, timeout,
-                                      keep_failed=keep_failed)
+                                      keep_failed=keep_failed, only_existing=not services)
+    if not result.readiness:
+        print("nothing to restart: no service of this stack has a pod (`airpods start` starts them)")
+        return
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
@@ -127,12 +131,20 @@ def logs(
     """Print container logs: one service as is, several interleaved with a service prefix."""
     from airpods.engine.logs import stream_logs
     from airpods.engine.podman import Podman
+    from airpods.errors import RuntimeFailure
     from airpods.lifecycle import stack_in_use
 
     engine = Podman()
     wanted = stack_in_use(stack_source(options_of(ctx), services), engine.pods())
-    raise typer.Exit(stream_logs(engine, {s.name: s.container for s in wanted.services},
-                                 follow=follow, lines=lines, since=since))
+    existing = {c.name for c in engine.containers(wanted.project)}
+    chosen = {s.name: s.container for s in wanted.services if s.container in existing}
+    absent = [s.name for s in wanted.services if s.container not in existing]
+    if services and absent:
+        raise RuntimeFailure(f"no container for {', '.join(absent)}: not started, or stopped (stop removes them)",
+                             hint=f"`airpods start {' '.join(absent)}` starts {'it' if len(absent) == 1 else 'them'}")
+    if not chosen:
+        raise RuntimeFailure("no service of this stack has a container", hint="`airpods start` starts the stack")
+    raise typer.Exit(stream_logs(engine, chosen, follow=follow, lines=lines, since=since))
 
 
 def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, SERVICE, project_of
-from airpods.plan import DEFAULT_TIMEOUT_S, PULL_TIMEOUT_S, Observed, ObservedPod, Step
+from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Podman:
     def containers(self, project: str | None = None) -> list[ContainerState]:
         """Every airpods container (not pod infra) of `project` (of any project when None), in
         one call."""
-        rows = self.json(["ps", "--all", "--format", "json", "--filter", MANAGED_FILTER])
+        rows = self.json(["ps", "--all", "--pod", "--format", "json", "--filter", MANAGED_FILTER])   # --pod: PodName
         states = []
         for row in rows:
             labels = row.get("Labels") or {}

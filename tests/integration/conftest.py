@@ -68,6 +68,14 @@ def rig() -> Path:
     return Path(os.environ["AIRPODS_RIG"])
 
 
+def default_signals() -> None:
+    """In a child before exec: SIGINT and SIGQUIT back to their defaults, whatever the suite inherited."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 @dataclass
 class Run:
     code: int
@@ -81,9 +89,10 @@ class Run:
 class Airpods:
     """Runs the real `airpods` command in a subprocess, with this test's config file."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.config = tmp_path / "airpods.toml"
-        self.config.write_text("")
+    def __init__(self, tmp_path: Path, name: str = "airpods.toml") -> None:
+        self.config = tmp_path / name
+        if not self.config.exists():
+            self.config.write_text("")
 
     def write_config(self, text: str) -> None:
         self.config.write_text(textwrap.dedent(text))
@@ -93,12 +102,15 @@ class Airpods:
 
     def __call__(self, *args: str, timeout: float = 300) -> Run:
         done = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, preexec_fn=default_signals)
         return Run(done.returncode, done.stdout, done.stderr)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
+        """The command in the background. Its SIGINT disposition is reset to the default: a suite
+        started as a background job of a non-interactive shell inherits SIGINT *ignored*, and
+        a Ctrl-C test would then never interrupt anything."""
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=default_signals)
 
 
 @pytest.fixture

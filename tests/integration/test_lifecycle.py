@@ -113,7 +113,9 @@ def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airp
     assert "ollama" in failed.err and "exit code 3" in failed.err
     assert "model-store-corrupt" in failed.err                 # its last log lines are shown
     assert took < 20                                          # not the 120 s health timeout
-    assert pods() == set()                                     # this start's pods were removed
+    assert pods() == {"open-webui", "llamacpp"}                # only the failed service's pod was removed
+    assert "removed the failed services' pods (ollama)" in failed.err
+    assert "open-webui, llamacpp are up and kept running" in failed.err
     assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
 
 

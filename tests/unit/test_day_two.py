@@ -228,3 +228,18 @@ def test_present_disabled_services_join_the_stack_and_open_webui_is_wired_to_the
     env = dict(with_ui.service("open-webui").env)
     assert env["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1;http://llamacpp-ui:8080/v1"
     assert dict(plain.service("open-webui").env)["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1"
+
+
+def test_the_engine_gives_each_step_the_time_the_plan_allows(tmp_path):
+    """`stop -t 300` used to be cut off by a fixed 120 s limit on every podman call."""
+    from airpods.engine.errors import EngineTimeout
+    from airpods.engine.podman import Podman
+    from airpods.plan import Step
+
+    fake = tmp_path / "podman"
+    fake.write_text("#!/bin/sh\nsleep 1\n")
+    fake.chmod(0o755)
+    engine = Podman(str(fake))
+    engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=10))
+    with pytest.raises(EngineTimeout, match="timed out after 0.3 s"):
+        engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=0.3))
