@@ -28,8 +28,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from airpods.errors import RuntimeFailure
-from airpods.labels import DEFAULT_PROJECT, PROJECT
+from airpods.labels import DEFAULT_PROJECT, MANAGED_FILTER, PROJECT, project_of
+
+if TYPE_CHECKING:
+    from airpods.engine.podman import Podman
 
 # Podman's own configuration variables: a unit must see the same store as the airpods that
 # wrote it (a custom CONTAINERS_CONF or storage.conf), so they are carried into it.
@@ -142,14 +147,12 @@ def _enabled(path: Path, rootless: bool) -> bool:
     return link.is_symlink() or link.exists()
 
 
-def state(engine, project: str) -> AutostartState:
-    """What autostart looks like now for `project` (engine: a Podman)."""
+def state(engine: Podman, project: str) -> AutostartState:
+    """What autostart looks like now for `project`."""
     rootless = engine.rootless()
     path = unit_dir(rootless) / unit_name(project)
     installed = path.is_file()
-    from airpods.labels import project_of
-
-    rows = engine.json(["ps", "--all", "--format", "json", "--filter", "label=io.airpods.managed=true"])
+    rows = engine.json(["ps", "--all", "--format", "json", "--filter", MANAGED_FILTER])
     mine = [r for r in rows if project_of(r.get("Labels")) == project and not r.get("IsInfra")]
     unlabelled = sum(1 for r in mine if PROJECT not in (r.get("Labels") or {}))
     import getpass
@@ -159,7 +162,7 @@ def state(engine, project: str) -> AutostartState:
                           unlabelled, start_command(project, engine.binary))
 
 
-def turn_on(engine, project: str) -> tuple[AutostartState, list[str]]:
+def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
     """Write the unit (atomically, 0644), enable it, and for a rootless user ask logind for
     linger. Returns the new state and notes for the user."""
     rootless = engine.rootless()
@@ -194,7 +197,7 @@ def turn_on(engine, project: str) -> tuple[AutostartState, list[str]]:
     return state(engine, project), notes
 
 
-def turn_off(engine, project: str) -> tuple[AutostartState, list[str]]:
+def turn_off(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
     """Disable and remove the unit; containers are left as they are."""
     rootless = engine.rootless()
     path = unit_dir(rootless) / unit_name(project)

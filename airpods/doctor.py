@@ -163,8 +163,9 @@ def autostart_check(engine: object, project: str) -> Check:
     if current.survives_reboot:
         return Check("reboot", "OK", f"the stack comes back after a reboot ({current.unit} enabled)")
     if current.installed and current.enabled:
-        return Check("reboot", "WARN", f"{current.unit} is enabled, but linger is off: it runs only after you log in",
-                     "sudo loginctl enable-linger $USER")
+        linger = "off" if current.linger is False else "unknown (logind cannot be asked)"
+        return Check("reboot", "WARN", f"{current.unit} is enabled, but linger is {linger}: a user unit runs only "
+                     "after you log in unless linger is on", "sudo loginctl enable-linger $USER")
     return Check("reboot", "WARN", "after a reboot the stack stays down until `airpods start`",
                  "`airpods autostart on` brings it back at boot")
 

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -176,7 +175,7 @@ def test_autostart_brings_the_stack_back_after_a_reboot(airpods):
         state = on.json()
         assert state["installed"] and state["enabled"] and state["containers"] == 2
         unit = Path(state["path"])
-        assert unit.is_file() and f"label=io.airpods.project=airpods" in unit.read_text()
+        assert unit.is_file() and "label=io.airpods.project=airpods" in unit.read_text()
         assert airpods("autostart", "status", "--json").json()["enabled"] is True
         doctor = {c["name"]: c for c in airpods("doctor", "--json").json()["checks"]}
         assert doctor["reboot"]["level"] == ("OK" if state["survives_reboot"] else "WARN")
