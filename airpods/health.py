@@ -19,6 +19,9 @@ from airpods.engine.podman import ContainerState, Podman
 from airpods.stack.model import ServiceSpec
 
 PROBE_INTERVAL_S = 0.2
+# Answers that mean "nothing listens yet": refused, or (rootless Podman's port forwarder accepts
+# first, then finds nothing behind it) reset or closed before any HTTP answer.
+NOT_LISTENING = ("connection refused", "connection reset", "connection closed without an answer")
 WATCH_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 
@@ -53,6 +56,8 @@ def http_status(host: str, port: int, path: str, timeout: float) -> int:
             if not chunk:
                 break
             head += chunk
+    if not head:
+        raise ConnectionError(NOT_LISTENING[2])
     parts = head.split(b"\r\n", 1)[0].split()
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise ConnectionError("not an HTTP answer")
@@ -67,7 +72,9 @@ def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
     try:
         status = http_status(target[0], target[1], spec.health.path, timeout)
     except ConnectionRefusedError:
-        return Probe(False, error="connection refused")
+        return Probe(False, error=NOT_LISTENING[0])
+    except ConnectionResetError:
+        return Probe(False, error=NOT_LISTENING[1])
     except (socket.timeout, TimeoutError):
         return Probe(False, error="timed out")
     except OSError as exc:

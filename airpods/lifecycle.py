@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 
 from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
-from airpods.health import ContainerWatch, Probe, Readiness, probe_all, wait_one
+from airpods.health import NOT_LISTENING, ContainerWatch, Probe, Readiness, probe_all, wait_one
 from airpods.plan import (Observed, ObservedPod, Plan, PullPolicy, Step, build_start_plan, build_stop_plan, orphans,
                           pending_changes, pull_plan, pull_steps)
 from airpods.ports import port_holder, port_is_free
@@ -437,12 +437,12 @@ def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Prob
 
 
 def health_of(probe: Probe, uptime_s: int | None, timeout_s: float) -> HealthState:
-    """healthy when the probe passed; starting when the answer means "not yet" (connection
-    refused, or 503 while llama-server loads a model) within the service's health timeout since
-    its container started; else unhealthy."""
+    """healthy when the probe passed; starting when the answer means "not yet" (nothing listens
+    yet, or 503 while llama-server loads a model) within the service's health timeout since its
+    container started; else unhealthy."""
     if probe.ok:
         return "healthy"
-    not_yet = probe.status == 503 or probe.error == "connection refused"
+    not_yet = probe.status == 503 or probe.error in NOT_LISTENING
     return "starting" if not_yet and uptime_s is not None and uptime_s < timeout_s else "unhealthy"
 
 

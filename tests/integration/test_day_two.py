@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from airpods.health import NOT_LISTENING
 from tests.integration.conftest import Airpods, container_ids, eventually, podman, podman_json
 
 
@@ -222,8 +223,9 @@ def test_status_says_starting_while_a_service_is_not_yet_listening(airpods):
     try:
         assert eventually(lambda: status_rows(airpods)["ollama"]["state"] == "running", timeout=60)
         row = status_rows(airpods)["ollama"]
-        assert row["health"] == "starting" and row["detail"] == "connection refused"
-        assert "starting (connection refused)" in airpods("status").out
+        # Refused (rootful); rootless Podman's port forwarder accepts, then closes or resets.
+        assert row["health"] == "starting" and row["detail"] in NOT_LISTENING, row
+        assert f"starting ({row['detail']})" in airpods("status").out
     finally:
         import signal
 

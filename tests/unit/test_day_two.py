@@ -192,6 +192,7 @@ def test_cache_keeps_several_stacks_and_never_serves_a_stale_one(tmp_path):
 @pytest.mark.parametrize("probe, uptime, expected", [
     (Probe(True, status=200), 5, "healthy"),
     (Probe(False, error="connection refused"), 5, "starting"),
+    (Probe(False, error="connection closed without an answer"), 5, "starting"),   # rootless port forwarder
     (Probe(False, status=503), 100, "starting"),
     (Probe(False, status=503), 700, "unhealthy"),          # past the 600 s health timeout
     (Probe(False, status=500), 5, "unhealthy"),
