@@ -90,9 +90,11 @@ def plan_start(stack_for: StackFor, engine: Podman | None, *, pull: PullPolicy =
     return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
 
 
-def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> dict[str, float]:
+def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter,
+              workers: int) -> dict[str, tuple[float, int | None]]:
     """Pull concurrently; after the first failure nothing new starts, and the error is raised.
-    Returns seconds per image. Sizes come from one `podman images` call at the end."""
+    Returns (seconds, bytes or None) per image pulled; sizes come from one `podman images` call
+    at the end."""
     failed = threading.Event()
     seconds: dict[str, float] = {}
 
@@ -114,7 +116,7 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
     sizes = engine.image_sizes(seconds) if seconds else {}
     for image, took in seconds.items():
         reporter.pulled(image, took, sizes.get(image))
-    return seconds
+    return {image: (took, sizes.get(image)) for image, took in seconds.items()}
 
 
 def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping[str, ObservedPod]) -> None:
@@ -294,31 +296,12 @@ class PulledImage:
         return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
 
 
-class _Timing:
-    """A Reporter that forwards to another and keeps each pull's seconds and size."""
-
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
-        self.done: dict[str, tuple[float, int | None]] = {}
-
-    def step(self, step: Step) -> None:
-        self.inner.step(step)
-
-    def pulled(self, image: str, seconds: float, size: int | None) -> None:
-        self.done[image] = (seconds, size)
-        self.inner.pulled(image, seconds, size)
-
-    def waiting(self, service: str, elapsed: float, last: str) -> None:
-        self.inner.waiting(service, elapsed, last)
-
-
 def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
     """Pull every image of the stack again (concurrently) and say which changed: a new image
     under the same tag is what `start` then applies, recreating exactly the services that run
     an older one."""
     before = engine.image_ids(stack.images)
-    timing = _Timing(reporter)
-    run_pulls(engine, pull_steps(stack.images), timing, stack.settings.max_concurrent_pulls)
+    pulled = run_pulls(engine, pull_steps(stack.images), reporter, stack.settings.max_concurrent_pulls)
     after = engine.image_ids(stack.images)
     running = {c.service: c for c in engine.containers(stack.project)}
     results = []
@@ -328,7 +311,7 @@ def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
                                  "updated" if before[image] != after.get(image) else "unchanged")
         stale = [s.name for s in users if s.name in running and running[s.name].image_id
                  and running[s.name].image_id != after.get(image)]
-        seconds, size = timing.done.get(image, (0.0, None))
+        seconds, size = pulled.get(image, (0.0, None))
         results.append(PulledImage(image, outcome, seconds, size, after.get(image, ""),
                                    tuple(s.name for s in users), tuple(stale)))
     return results
