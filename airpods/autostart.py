@@ -105,6 +105,7 @@ class AutostartState:
     containers: int                # containers of this project the unit would start
     unlabelled: int                # airpods containers from before projects: recreated by the next `start`
     exec_start: list[str]
+    systemd_running: bool          # False in a container or chroot: the unit takes effect at the next real boot
 
     @property
     def survives_reboot(self) -> bool:
@@ -159,7 +160,7 @@ def state(engine: Podman, project: str) -> AutostartState:
 
     return AutostartState(unit_name(project), str(path), installed, installed and _enabled(path, rootless),
                           rootless, _linger(getpass.getuser()) if rootless else None, len(mine) - unlabelled,
-                          unlabelled, start_command(project, engine.binary))
+                          unlabelled, start_command(project, engine.binary), _manager_running(rootless))
 
 
 def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:

@@ -169,7 +169,7 @@ def restore_archive(engine: Podman, archive: Path, stack: Stack, only: Sequence[
             source = Path(tmp) / "volume.tar"
             _extract_to(tar, member.name, source)
             engine.run(["volume", "rm", "--force", member.target], check=False)
-            engine.run(["volume", "create", "--label", "io.airpods.managed=true", member.target])
+            engine.create_volume(member.target, stack.labels)
             engine.run(["volume", "import", member.target, str(source)], timeout=24 * 3600)
             source.unlink()
             done.append(f"volume {member.target}")

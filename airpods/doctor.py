@@ -161,7 +161,9 @@ def autostart_check(engine: object, project: str) -> Check:
     except AirpodsError as exc:
         return Check("reboot", "WARN", f"cannot tell: {exc.message}", exc.hint or "")
     if current.survives_reboot:
-        return Check("reboot", "OK", f"the stack comes back after a reboot ({current.unit} enabled)")
+        return Check("reboot", "OK", f"the stack comes back after a reboot ({current.unit} enabled, "
+                     f"{current.containers} container{'s' if current.containers != 1 else ''} to start"
+                     + ("" if current.systemd_running else "; systemd is not running here: from the next boot") + ")")
     if current.installed and current.enabled:
         linger = "off" if current.linger is False else "unknown (logind cannot be asked)"
         return Check("reboot", "WARN", f"{current.unit} is enabled, but linger is {linger}: a user unit runs only "

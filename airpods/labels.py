@@ -1,5 +1,5 @@
 """The labels airpods puts on every object it creates (network, volumes, secrets, pods,
-containers), in one place. A project label scopes every listing and removal: airpods acts on
+containers), and the default names of pods and containers, in one place. A project label scopes every listing and removal: airpods acts on
 objects of its own project only.
 
 Objects made before projects existed carry only `io.airpods.managed=true`; they count as the
@@ -33,3 +33,14 @@ def project_of(labels: Mapping[str, str] | None) -> str | None:
 def label_args(labels: Mapping[str, str]) -> list[str]:
     """`--label K=V` pairs, as podman's create commands take them."""
     return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+
+
+def default_pod(project: str, service: str) -> str:
+    """A service's pod when the config names none: the service's name in the default project,
+    PROJECT-SERVICE in any other (two projects never want the same pod)."""
+    return service if project == DEFAULT_PROJECT else f"{project}-{service}"
+
+
+def default_container(project: str, service: str) -> str:
+    """POD-0: podman lets a container not share its pod's name (one namespace for both)."""
+    return f"{default_pod(project, service)}-0"

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from airpods.engine.errors import EngineError
 from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import NOT_LISTENING, ContainerWatch, Probe, Readiness, probe_all, wait_one
@@ -69,6 +70,7 @@ class StartResult:
     plan: Plan
     readiness: list[Readiness] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
+    kept_failed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -90,24 +92,31 @@ def plan_start(stack_for: StackFor, engine: Podman | None, *, pull: PullPolicy =
     return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
 
 
-def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter,
-              workers: int) -> dict[str, tuple[float, int | None]]:
-    """Pull concurrently; after the first failure nothing new starts, and the error is raised.
-    Returns (seconds, bytes or None) per image pulled; sizes come from one `podman images` call
-    at the end."""
-    failed = threading.Event()
+@dataclass
+class Pulls:
+    """What a batch of pulls did: (seconds, bytes or None) per image pulled, and podman's words
+    per image that failed."""
+    done: dict[str, tuple[float, int | None]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def failure_text(self) -> str:
+        return "; ".join(f"{image}: {why}" for image, why in self.failed.items())
+
+
+def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> Pulls:
+    """Pull concurrently, every image whatever happens to the others (one bad image must not
+    hide the rest); sizes come from one `podman images` call at the end."""
     seconds: dict[str, float] = {}
+    failed: dict[str, str] = {}
 
     def pull(step: Step) -> None:
-        if failed.is_set():
-            return
         reporter.step(step)
         began = time.monotonic()
         try:
             engine.execute(step)
-        except BaseException:
-            failed.set()
-            raise
+        except EngineError as exc:
+            failed[step.target] = exc.stderr_tail or exc.message
+            return
         seconds[step.target] = time.monotonic() - began
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
@@ -116,7 +125,7 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter,
     sizes = engine.image_sizes(seconds) if seconds else {}
     for image, took in seconds.items():
         reporter.pulled(image, took, sizes.get(image))
-    return {image: (took, sizes.get(image)) for image, took in seconds.items()}
+    return Pulls({image: (took, sizes.get(image)) for image, took in seconds.items()}, failed)
 
 
 def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping[str, ObservedPod]) -> None:
@@ -141,10 +150,13 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping
             if _port_frees_up(publish.host_ip, publish.host):
                 continue
             holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
+            orphan = next((p.service for p in orphans(stack, Observed(pods=observed_pods))
+                           if holder == f"airpods service {p.service}"), None)
             raise RuntimeFailure(
-                f"{spec.name} cannot publish {publish.flag().rsplit(':', 1)[0]}: the port is in use by {holder}; "
-                "nothing was created",
-                hint=f"stop that program, or give services.{spec.name}.ports another host port")
+                f"{spec.name} cannot publish {publish.flag().rsplit(':', 1)[0]}: the port is in use by {holder}"
+                + (" (an orphan of this stack)" if orphan else "") + "; nothing was created",
+                hint="`airpods start --remove-orphans` removes it first" if orphan else
+                f"stop that program, or give services.{spec.name}.ports another host port")
 
 
 def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
@@ -189,7 +201,7 @@ def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
 def start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_failed: bool = False,
           pull: PullPolicy = "missing", remove_orphans: bool = False) -> StartResult:
     """Start the stack in use; see `_start` for the order of work."""
-    with state_lock(stack_for(()).settings.lock_timeout_s):
+    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
         return _start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
 
 
@@ -208,7 +220,7 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
     check_host_folders(stack, plan)
-    result = StartResult(stack, plan)
+    result = StartResult(stack, plan, kept_failed=keep_failed)
     created: dict[str, list[str]] = {}
     cancel = threading.Event()
     watch = ContainerWatch(engine, stack.project)
@@ -222,8 +234,9 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
                 created.setdefault(spec.name, []).append(step.target)   # before: a half-made pod is removed too
             try:
                 engine.execute(step)
-            except AirpodsError as exc:
-                return Readiness(spec.name, False, 0.0, exc.message)
+            except EngineError as exc:   # podman's own words, without the whole command line
+                return Readiness(spec.name, False, 0.0, f"podman could not create its {step.kind}: "
+                                 f"{exc.stderr_tail or f'exit {exc.returncode}'}")
         return wait_one(engine, watch, spec, reporter.waiting, cancel)
 
     pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
@@ -232,15 +245,23 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
             if step.kind in ("network", "volume", "secret") or (step.kind == "remove" and step.service is None):
                 reporter.step(step)
                 engine.execute(step)
-        pulled = run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
-                           stack.settings.max_concurrent_pulls)
-        if pulled:   # a pull may have brought a new image for a running service: plan its services again
+        pulls = run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
+                          stack.settings.max_concurrent_pulls)
+        unpulled: list[Readiness] = []
+        if pulls.done or pulls.failed:   # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
-            plan = build_start_plan(stack, observed, pull="never")
+            absent = [s for s in stack.services if s.image not in observed.images]
+            unpulled = [Readiness(s.name, False, 0.0, f"its image {s.image} could not be pulled: "
+                                  f"{pulls.failed.get(s.image, 'absent')}") for s in absent]
+            ready = stack_subset(stack, [s.name for s in stack.services if s not in absent])
+            plan = build_start_plan(ready, observed, pull="never")
             result.plan = replace(plan, steps=tuple(s for s in result.plan.steps if s.service is None) + tuple(
-                s for s in plan.steps if s.service is not None))
+                s for s in plan.steps if s.service is not None), notes=result.plan.notes + tuple(
+                f"pull of {image} failed, kept the local image: {why}" for image, why in pulls.failed.items()
+                if image in observed.images))
+            stack = ready
         futures = [pool.submit(bring_up, spec) for spec in stack.services]
-        result.readiness = [f.result() for f in futures]
+        result.readiness = unpulled + [f.result() for f in futures]
     except BaseException as exc:
         cancel.set()
         pool.shutdown(wait=True)
@@ -269,17 +290,24 @@ def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
 
 
 def stack_subset(stack: Stack, names: Sequence[str]) -> Stack:
-    """The same stack restricted to some services (e.g. the ones a backup pauses)."""
-    return replace(stack, services=tuple(s for s in stack.services if s.name in names))
+    """The same stack restricted to some services (e.g. the ones a backup pauses), with only
+    the secrets those services use."""
+    services = tuple(s for s in stack.services if s.name in names)
+    used = {use.name for s in services for use in s.secrets}
+    return replace(stack, services=services, secrets=tuple(d for d in stack.secrets if d.name in used))
 
 
 def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter, pull: PullPolicy = "missing") -> Plan:
+    """Only the pulls; every image is tried, then a RuntimeFailure names the ones that failed."""
     plan = pull_plan(stack, engine.observe_images(stack.images), pull)
-    run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
+    pulls = run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
+    if pulls.failed:
+        raise RuntimeFailure(f"could not pull {pulls.failure_text()}",
+                             hint="check the image names and the registry (`podman pull IMAGE` shows the same)")
     return plan
 
 
-ImageOutcome = Literal["new", "updated", "unchanged"]
+ImageOutcome = Literal["new", "updated", "unchanged", "failed"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +319,7 @@ class PulledImage:
     image_id: str
     services: tuple[str, ...]          # the stack's services that use it
     to_recreate: tuple[str, ...]       # of those, the ones running an older image: `start` recreates them
+    error: str | None = None           # podman's words when the pull failed
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
@@ -301,25 +330,25 @@ def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
     under the same tag is what `start` then applies, recreating exactly the services that run
     an older one."""
     before = engine.image_ids(stack.images)
-    pulled = run_pulls(engine, pull_steps(stack.images), reporter, stack.settings.max_concurrent_pulls)
+    pulls = run_pulls(engine, pull_steps(stack.images), reporter, stack.settings.max_concurrent_pulls)
     after = engine.image_ids(stack.images)
     running = {c.service: c for c in engine.containers(stack.project)}
     results = []
     for image in stack.images:
         users = [s for s in stack.services if s.image == image]
-        outcome: ImageOutcome = ("new" if image not in before else
+        outcome: ImageOutcome = ("failed" if image in pulls.failed else "new" if image not in before else
                                  "updated" if before[image] != after.get(image) else "unchanged")
         stale = [s.name for s in users if s.name in running and running[s.name].image_id
-                 and running[s.name].image_id != after.get(image)]
-        seconds, size = pulled.get(image, (0.0, None))
+                 and after.get(image) and running[s.name].image_id != after.get(image)]
+        seconds, size = pulls.done.get(image, (0.0, None))
         results.append(PulledImage(image, outcome, seconds, size, after.get(image, ""),
-                                   tuple(s.name for s in users), tuple(stale)))
+                                   tuple(s.name for s in users), tuple(stale), pulls.failed.get(image)))
     return results
 
 
 def stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None, *,
          remove_orphans: bool = False) -> Plan:
-    with state_lock(stack_for(()).settings.lock_timeout_s):
+    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
         return _stop(stack_for, engine, reporter, timeout_s, remove_orphans=remove_orphans)[1]
 
 
@@ -330,9 +359,21 @@ def _stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: in
     plan = build_stop_plan(stack, Observed(pods=pods),
                            stack.settings.stop_timeout_s if timeout_s is None else timeout_s,
                            remove_orphans=remove_orphans)
-    for step in plan.steps:
+    failed: dict[str, str] = {}
+    for step in plan.steps:          # one pod podman cannot stop does not keep the others running
         reporter.step(step)
-        engine.execute(step)
+        try:
+            engine.execute(step)
+        except EngineError as exc:
+            failed[step.target] = exc.stderr_tail or exc.message
+        else:
+            if step.kind == "remove":
+                failed.pop(step.target, None)   # a failed stop, then a successful removal: gone
+    if failed:
+        done = sorted({s.target for s in plan.steps if s.kind == "remove"} - set(failed))
+        raise RuntimeFailure("could not stop " + "; ".join(f"pod {pod}: {why}" for pod, why in failed.items())
+                             + (f" (stopped: {', '.join(done)})" if done else ""),
+                             hint="run the same command again; `podman pod ps` shows what is left")
     return stack, plan
 
 
@@ -341,7 +382,7 @@ def restart(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: 
     """Stop and remove the pods of the stack in use, then start those services again (with the
     current config and images), waiting for each to be healthy; under one lock. With
     `only_existing` (no service named) only services whose pods exist are restarted."""
-    with state_lock(stack_for(()).settings.lock_timeout_s):
+    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
         stack, stopped = _stop(stack_for, engine, reporter, timeout_s, remove_orphans=False)
         if only_existing:
             stack = stack_subset(stack, [s.service for s in stopped.steps if s.service])
@@ -391,8 +432,14 @@ def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
         probes = {**probes, **probe_all([s for s in extra if s.publish])}
         image_ids = {**image_ids, **engine.image_ids([i for i in chosen.images if i not in image_ids])}
     containers = {c.name: c for c in listed}
+    # A container that crash-loops looks "running" between restarts: ask podman how often it
+    # restarted, for the running ones whose probe failed (usually none, so no extra call).
+    suspects = [containers[s.container] for s in chosen.services if s.container in containers
+                and containers[s.container].running and (p := probes.get(s.name)) is not None and not p.ok]
+    restarts = {c.name: engine.last_exit(c.id) for c in suspects}
     now = int(time.time())
-    rows = [_service_status(spec, containers.get(spec.container), probes.get(spec.name), image_ids, now)
+    rows = [_service_status(spec, containers.get(spec.container), probes.get(spec.name), image_ids, now,
+                            restarts.get(spec.container))
             for spec in chosen.services]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
@@ -400,7 +447,10 @@ def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
 
 
 def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None,
-                    image_ids: Mapping[str, str], now: int) -> ServiceStatus:
+                    image_ids: Mapping[str, str], now: int,
+                    last_exit: tuple[int | None, int] | None = None) -> ServiceStatus:
+    """One row; `last_exit` is (last exit code, restart count) for a running container whose
+    probe failed."""
     def row(state_name: str, health: HealthState, code: int | None, detail: str, image: str, uptime: int | None,
             changes: Sequence[str] | None) -> ServiceStatus:
         return ServiceStatus(spec.name, spec.kind, state_name, health, code, detail, spec.url, image, spec.pod,
@@ -415,6 +465,11 @@ def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Prob
     uptime = max(0, now - state.started_at) if state.started_at else None
     if probe is None:
         return row("running", "unknown", None, "no health check", state.image, uptime, changes)
+    code, restarts = last_exit or (None, 0)
+    if restarts:
+        return row("running", "unhealthy", probe.status,
+                   f"restarted {restarts} time{'s' if restarts > 1 else ''} by its restart policy"
+                   + (f" (last exit code {code})" if code is not None else ""), state.image, uptime, changes)
     return row("running", health_of(probe, uptime, spec.health.timeout_s), probe.status, probe.describe(),
                state.image, uptime, changes)
 
@@ -441,7 +496,7 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
     """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
     (and never one labelled as another project's)."""
     done: list[str] = []
-    with state_lock(stack.settings.lock_timeout_s):
+    with state_lock(stack.settings.lock_timeout_s, stack.project):
         if pods or volumes:   # a volume in use cannot be removed: its pod goes first
             for pod in Observed(pods=engine.pods()).project_pods(stack.project):
                 if engine.remove_pod(pod):
@@ -453,11 +508,16 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
                 done.append(f"removed {len(secrets)} podman secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             owners = engine.volume_projects()
-            for volume in stack.volumes:
-                if owners.get(volume) not in (None, stack.project):
-                    done.append(f"kept volume {volume}: it belongs to airpods project '{owners[volume]}'")
-                elif volume in owners and engine.run(["volume", "rm", "--force", volume], check=False).returncode == 0:
-                    done.append(f"deleted volume {volume}")
+            for volume in (v for v in stack.volumes if v in owners):
+                owner = owners[volume]
+                if owner is None:
+                    done.append(f"kept volume {volume}: airpods did not create it (it has no io.airpods labels)")
+                elif owner != stack.project:
+                    done.append(f"kept volume {volume}: it belongs to airpods project '{owner}'")
+                else:   # no --force: a volume another container still uses stays, with podman's reason
+                    removed = engine.run(["volume", "rm", volume], check=False)
+                    done.append(f"deleted volume {volume}" if removed.returncode == 0 else
+                                f"kept volume {volume}: {removed.stderr.strip().splitlines()[-1] if removed.stderr.strip() else 'podman refused'}")
         if images:
             for image in stack.images:
                 if engine.run(["rmi", image], check=False).returncode == 0:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from airpods.errors import RuntimeFailure
-from airpods.labels import label_args
+from airpods.labels import DEFAULT_PROJECT, label_args
 from airpods.stack.model import ServiceSpec, Stack
 
 StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
@@ -57,6 +57,7 @@ class Observed:
     images: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, ObservedPod] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()
+    containers: Mapping[str, str | None] = field(default_factory=dict)   # every container → its project
 
     def project_pods(self, project: str) -> dict[str, ObservedPod]:
         return {name: pod for name, pod in self.pods.items() if pod.project == project}
@@ -143,17 +144,22 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
 
 
 def check_name_clashes(stack: Stack, observed: Observed) -> None:
-    """A pod name the stack needs that another project (or something not airpods') holds is an
-    error: airpods never replaces what is not its own."""
+    """A pod or container name the stack needs that another project (or something not airpods')
+    holds is an error: airpods never replaces what is not its own. Pods and containers share
+    one namespace in podman."""
     for spec in stack.services:
-        pod = observed.pods.get(spec.pod)
-        if pod is None or pod.project == stack.project:
-            continue
-        owner = f"airpods project '{pod.project}'" if pod.project else "something other than airpods"
-        raise RuntimeFailure(
-            f"{spec.name}: a pod named {spec.pod} already exists and belongs to {owner}; nothing was created",
-            hint=f"give services.{spec.name}.pod another name, or run this stack as another project "
-                 "([runtime] project = \"NAME\")")
+        for what, name, key in (("pod", spec.pod, "pod"), ("container", spec.container, "container")):
+            holders = [p.project for p in (observed.pods.get(name),) if p] + (
+                [observed.containers[name]] if name in observed.containers else [])
+            foreign = [h for h in holders if h != stack.project]
+            if not foreign:
+                continue
+            owner = f"airpods project '{foreign[0]}'" if foreign[0] else "something other than airpods"
+            other = (", or run this stack as another project ([runtime] project = \"NAME\": its pods and "
+                     "containers are then named after it)" if stack.project == DEFAULT_PROJECT else "")
+            raise RuntimeFailure(
+                f"{spec.name}: the name {name} (its {what}) is already taken by {owner}; nothing was created",
+                hint=f"give services.{spec.name}.{key} another name" + other)
 
 
 def remove_step(pod: str, why: str, service: str | None) -> Step:

@@ -13,17 +13,23 @@ from airpods.errors import RuntimeFailure
 def state_dir() -> Path:
     """$XDG_STATE_HOME/airpods (default ~/.local/state/airpods), as the XDG spec says."""
     path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "airpods"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot use the state folder {path}: {exc.strerror or exc}",
+                             hint="airpods keeps its key and lock there: fix its permissions, or point "
+                                  "XDG_STATE_HOME at a folder you own") from None
     return path
 
 
 @contextmanager
-def state_lock(timeout_s: float) -> Iterator[None]:
-    """Only one start/stop at a time: a second one waits up to `timeout_s`, then fails clearly."""
+def state_lock(timeout_s: float, project: str = "airpods") -> Iterator[None]:
+    """Only one start/stop of a project at a time: a second one waits up to `timeout_s`, then
+    fails clearly. Projects do not wait for each other."""
     from filelock import FileLock, Timeout
 
-    path = state_dir() / "lifecycle.lock"
+    path = state_dir() / ("lifecycle.lock" if project == "airpods" else f"lifecycle-{project}.lock")
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=timeout_s)

@@ -49,8 +49,12 @@ def autostart(
         print(f"linger: {'on' if current.linger else 'off' if current.linger is False else 'unknown'}")
     if current.unlabelled:
         print(f"{current.unlabelled} container(s) predate project labels: `airpods start` recreates them with the label")
-    print("the stack survives a reboot" if current.survives_reboot else "after a reboot, run `airpods start`"
-          + ("" if current.installed else " (or `airpods autostart on`)"))
+    if current.survives_reboot and not current.containers:
+        print("on, but no container of this stack exists yet: `airpods start` first (only what exists at "
+              "shutdown comes back)")
+    else:
+        print("the stack survives a reboot" if current.survives_reboot else "after a reboot, run `airpods start`"
+              + ("" if current.installed else " (or `airpods autostart on`)"))
     for note in notes:
         print(f"note: {note}")
 

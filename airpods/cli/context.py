@@ -31,7 +31,8 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
 
 def stack_source(options: Options, names: list[str] | None):  # -> lifecycle.StackFor
     """The stack of the named services (or the default selection), as a function of the
-    services found running (lifecycle.stack_in_use decides which)."""
+    services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
+    a config or usage error is reported before podman is looked for."""
     from airpods.stack.resolve import resolve_stack
 
     resolved: dict[tuple[str, ...], object] = {}
@@ -42,4 +43,5 @@ def stack_source(options: Options, names: list[str] | None):  # -> lifecycle.Sta
             resolved[key] = resolve_stack(options.config, names or (), present=key)
         return resolved[key]
 
+    stack_for(())
     return stack_for

@@ -47,7 +47,7 @@ def kube(
                   "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n")
         name = secret_name(stack)
         if name:
-            _ensure_kube_secret(name, export_secret_json(stack, api_key()))
+            _ensure_kube_secret(name, export_secret_json(stack, api_key()), stack.labels)
             header += f"# The API key comes from the podman secret {name} (created on this host by the export).\n"
         text = to_yaml(podman_documents(stack), header)
     else:
@@ -58,13 +58,15 @@ def kube(
     _write(text, output)
 
 
-def _ensure_kube_secret(name: str, content: str) -> None:
+def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None:
     """The podman secret kube play's secretKeyRef reads (Podman 4.3: JSON of base64 values)."""
     from airpods.engine.podman import Podman
 
     engine = Podman()
     engine.run(["secret", "rm", name], check=False)
-    engine.run(["secret", "create", "--label", "io.airpods.managed=true", name, "-"], input_text=content)
+    from airpods.labels import label_args
+
+    engine.run(["secret", "create", *label_args(labels), name, "-"], input_text=content)
 
 
 @app.command()

@@ -91,7 +91,10 @@ def stop(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
     print(f"stopped: {', '.join(stopped)} (volumes kept)" if stopped else "nothing to stop")
 
 
-def restart(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
+def restart(ctx: typer.Context,
+            services: Annotated[Optional[list[str]], typer.Argument(
+                help="Services (default: every service of this stack whose pod exists).", show_default=False)] = None,
+            timeout: Timeout = None,
             keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services.")] = False,
             as_json: Json = False) -> None:
     """Stop the services, then start them again with the current config and images, waiting until
@@ -134,8 +137,11 @@ def logs(
     from airpods.errors import RuntimeFailure
     from airpods.lifecycle import stack_in_use
 
+    if since is not None:
+        _check_since(since)
+    stack_for = stack_source(options_of(ctx), services)
     engine = Podman()
-    wanted = stack_in_use(stack_source(options_of(ctx), services), engine.pods())
+    wanted = stack_in_use(stack_for, engine.pods())
     existing = {c.name for c in engine.containers(wanted.project)}
     chosen = {s.name: s.container for s in wanted.services if s.container in existing}
     absent = [s.name for s in wanted.services if s.container not in existing]
@@ -156,19 +162,45 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
     from airpods.cli.table import format_table
     from airpods.engine.podman import Podman
 
+    stack_for = stack_source(options_of(ctx), services)
     engine = Podman()
-    wanted = lifecycle.stack_in_use(stack_source(options_of(ctx), services), engine.pods())
+    wanted = lifecycle.stack_in_use(stack_for, engine.pods())
     with ConsoleReporter(quiet=as_json) as reporter:
         results = lifecycle.pull(wanted, engine, reporter)
     if as_json:
         print_json({"images": [r.to_json() for r in results]})
+    else:
+        print(format_table(("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"), [
+            (r.image, r.outcome, "-" if r.error else human_size(r.size), f"{r.seconds:.1f} s", ", ".join(r.services))
+            for r in results]))
+        stale = sorted({name for r in results for name in r.to_recreate})
+        if stale:
+            print(f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
+                  f"{'it' if len(stale) == 1 else 'them'} (the others keep running)")
+    failed = [r for r in results if r.error]
+    if failed:
+        from airpods.errors import RuntimeFailure
+
+        raise RuntimeFailure("could not pull " + "; ".join(f"{r.image}: {r.error}" for r in failed),
+                             hint="the other images were pulled; check the name and the registry "
+                                  "(`podman pull IMAGE` shows the same)")
+
+
+def _check_since(value: str) -> None:
+    """What podman logs --since takes (podman-logs(1)): a Go duration (10m, 1h30m), Unix seconds,
+    or an RFC 3339 date/time. Anything else is a usage error here, not podman's exit 125."""
+    import re
+    from datetime import datetime
+
+    from airpods.errors import UsageError
+
+    if re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|\d+(\.\d+)?", value):
         return
-    print(format_table(("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"), [
-        (r.image, r.outcome, human_size(r.size), f"{r.seconds:.1f} s", ", ".join(r.services)) for r in results]))
-    stale = sorted({name for r in results for name in r.to_recreate})
-    if stale:
-        print(f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
-              f"{'it' if len(stale) == 1 else 'them'} (the others keep running)")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {value!r}: expected a duration (10m, 1h30m), Unix seconds, or a date/time "
+                         "(2026-11-30T18:00:00)") from None
 
 
 def _engine_if_present():

@@ -29,11 +29,11 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 def clean(
     ctx: typer.Context,
     pods: Annotated[bool, typer.Option("--pods", help="Remove every airpods pod (stops them).")] = False,
-    volumes: Annotated[bool, typer.Option("--volumes", help="Delete the configured services' volumes and ALL their data (removes airpods pods first).")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Delete this project's volumes (only those airpods created) and ALL their data (removes the project's pods first).")] = False,
     images: Annotated[bool, typer.Option("--images", help="Remove the configured services' images.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting volumes.")] = False,
 ) -> None:
-    """Remove what airpods created: only what the flags name."""
+    """Remove what airpods created for this project: only what the flags name."""
     from airpods import lifecycle
     from airpods.engine.podman import Podman
     from airpods.errors import UsageError

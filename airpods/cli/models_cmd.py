@@ -21,11 +21,11 @@ def _context(ctx: typer.Context):
 
     everything = stack(options_of(ctx), None, every_service=True)
     engine = Podman()
-    return everything, engine, ModelStore(engine, model_volume(everything))
+    return everything, engine, ModelStore(engine, model_volume(everything), everything.labels)
 
 
 def _running(engine) -> set[str]:
-    return {c.name for c in engine.containers() if c.running}
+    return {c.name for c in engine.containers() if c.running}   # any project: a model file may be in use
 
 
 def _after_change(everything, engine) -> None:

@@ -52,7 +52,9 @@ class ConsoleReporter:
         if self.progress is not None:
             self.progress.console.print(text, highlight=False, markup=False)
         else:
-            print(text, file=sys.stderr, flush=True)
+            with self.lock:   # one write per line: parallel steps never glue their lines together
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
 
     def _task(self, key: str, text: str, done: bool = False) -> None:
         assert self.progress is not None

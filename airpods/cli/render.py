@@ -38,10 +38,11 @@ def render_start(result: StartResult, as_json: bool) -> None:
     cleanup = (f"removed the failed services' pods ({', '.join(result.rolled_back)}); "
                if result.rolled_back else "")
     kept = f"{', '.join(healthy)} {'is' if len(healthy) == 1 else 'are'} up and kept running; " if healthy else ""
+    why = "the log lines above show why" if any(r.logs for r in failed) else "podman's words above say why"
+    keep = "" if result.kept_failed else "; `--keep-failed` keeps failed pods for `airpods logs`"
     raise RuntimeFailure(
         f"{names} did not become ready: " + "; ".join(f"{r.service}: {r.detail}" for r in failed),
-        hint=kept + cleanup + "the log lines above show why; `airpods start --keep-failed` keeps failed pods "
-        "for `airpods logs`")
+        hint=kept + cleanup + why + keep)
 
 
 def _uptime(seconds: int | None) -> str:
@@ -60,7 +61,7 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
     lines = []
     why = {"config": "config changed", "image": "new image pulled"}
     for row in rows:
-        health = row.health if row.health in ("healthy", "down") else f"{row.health} ({row.detail})"
+        health = row.health if row.health in ("healthy", "down") or row.kind == "orphan" else f"{row.health} ({row.detail})"
         state = row.state
         if row.changes:
             state += f" ({' and '.join(why[c] for c in row.changes)}: `airpods start` applies it)"
@@ -68,13 +69,16 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
             state += " (orphan: not in the config)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
     print(format_table(("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME"), lines))
-    orphaned = [row.pod for row in rows if row.kind == "orphan"]
+    orphaned = [row.name for row in rows if row.kind == "orphan"]
     if orphaned:
         print(f"\norphans: {', '.join(orphaned)} (`airpods stop --remove-orphans` removes them)")
     if any(row.kind == "llamacpp" for row in rows):
         from airpods.secrets import api_key_path
 
         print(f"\nllama.cpp API key: `airpods env` prints it with the base URL (kept in {api_key_path()})")
-    down = [row.name for row in rows if row.health not in ("healthy", "starting") and row.kind != "orphan"]
+    down = [row.name for row in rows if row.health == "down" and row.kind != "orphan"]
+    sick = [row.name for row in rows if row.health == "unhealthy" and row.kind != "orphan"]
     if down:
-        print(f"\nnot healthy: {', '.join(down)} (`airpods start` starts them, `airpods logs NAME` shows why)")
+        print(f"\nnot running: {', '.join(down)} (`airpods start` starts {'it' if len(down) == 1 else 'them'})")
+    if sick:
+        print(f"\nunhealthy: {', '.join(sick)} (`airpods logs NAME` shows why; `airpods restart NAME` restarts it)")

@@ -62,6 +62,17 @@ def load_config(
     return build_config(user, path)
 
 
+def check_project(merged: dict[str, Any]) -> None:
+    """runtime.project names objects through templates (network, volumes): a bad one is reported
+    at its own key, before it shows up inside other names."""
+    from airpods.config.schema import NAME_RE
+
+    project = (merged.get("runtime") or {}).get("project") if isinstance(merged.get("runtime"), dict) else None
+    if project is not None and not (isinstance(project, str) and NAME_RE.match(project)):
+        raise ConfigError("expected lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, "
+                          f"got {project!r}", key="runtime.project")
+
+
 def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig:
     """The pure part of loading: defaults ⊕ user → extends → templates → validate → rules."""
     defaults = parse_toml(default_toml_text(), DEFAULTS_LABEL)
@@ -77,6 +88,7 @@ def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig
         return str(path)
 
     try:
+        check_project(merged)
         resolved = dict(merged)
         services = merged.get("services", {})
         if isinstance(services, dict) and all(isinstance(v, dict) for v in services.values()):

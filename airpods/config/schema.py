@@ -69,19 +69,21 @@ class Volume(_Model):
     @classmethod
     def _volume_or_folder(cls, value: str) -> str:
         """A host folder is absolute by now (config/paths.py resolved ./ and ~); anything else
-        must be a volume name."""
+        must be a volume name. ':' cannot be carried by podman's SOURCE:TARGET:MODE syntax."""
+        if value.startswith("/") and ":" in value:
+            raise ValueError(f"a host folder with ':' in its path cannot be mounted (podman's --volume syntax), got '{value}'")
         if value.startswith("/") or VOLUME_NAME_RE.match(value):
             return value
         shown = f"'{value}'" if value else "an empty string"
         raise ValueError("expected a named volume (letters, digits, '_', '.', '-', two or more, starting with a "
-                         "letter or digit) or a host folder (an absolute path, or ./relative to this config "
-                         f"file's folder), got {shown}")
+                         "letter or digit) or a host folder (an absolute path, ./ or ../ relative to this config "
+                         f"file's folder, or ~/ under your home), got {shown}")
 
     @field_validator("target")
     @classmethod
     def _absolute_target(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"expected an absolute path inside the container, got '{value}'")
+        if not value.startswith("/") or ":" in value:
+            raise ValueError(f"expected an absolute path inside the container (without ':'), got '{value}'")
         return value
 
     @property
@@ -189,6 +191,15 @@ class Service(_Model):
     def _image_has_cpu_fallback(cls, value: str | dict[str, str]) -> str | dict[str, str]:
         if isinstance(value, dict) and "cpu" not in value:
             raise ValueError("a table of image variants needs a 'cpu' entry (the fallback)")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _one_mount_per_target(cls, value: list[Volume]) -> list[Volume]:
+        targets = [v.target.rstrip("/") or "/" for v in value]
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise ValueError(f"two volumes mount at {', '.join(twice)}: a container path takes one mount")
         return value
 
     @field_validator("entrypoint_override")

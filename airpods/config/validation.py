@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from airpods.config.schema import Config
 from airpods.errors import ConfigError
+from airpods.labels import default_container, default_pod
 
 EXPECTED = {
     "string_type": "a string",
@@ -118,11 +119,15 @@ def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda k
         service = config.services[name]
         # Pods and containers share one namespace in podman.
         claims: list[tuple[str, Any, str]] = [
-            ("pod/container name", service.pod or name, f"services.{name}.pod"),
-            ("pod/container name", service.container or f"{name}-0", f"services.{name}.container"),
+            ("pod/container name", service.pod or default_pod(config.runtime.project, name), f"services.{name}.pod"),
+            ("pod/container name", service.container or default_container(config.runtime.project, name),
+             f"services.{name}.container"),
         ]
         claims += [("host port", port.host, f"services.{name}.ports.{i}.host")
                    for i, port in enumerate(service.ports) if port.published]
+        # Two pods answering one alias would split other services' traffic between them.
+        aliases = service.network_aliases if service.network_aliases is not None else [name]
+        claims += [("network alias", alias, f"services.{name}.network_aliases.{i}") for i, alias in enumerate(aliases)]
         for what, value, key in claims:
             if (what, value) in owners:
                 other = owners[(what, value)]

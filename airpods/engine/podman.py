@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
-from airpods.labels import CONFIG_HASH, MANAGED_FILTER, SERVICE, project_of
+from airpods.labels import CONFIG_HASH, MANAGED_FILTER, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
 
@@ -71,10 +71,11 @@ class Podman:
 
     # -- observing ----------------------------------------------------------------------------
 
-    def containers(self, project: str | None = None) -> list[ContainerState]:
-        """Every airpods container (not pod infra) of `project` (of any project when None), in
-        one call."""
-        rows = self.json(["ps", "--all", "--pod", "--format", "json", "--filter", MANAGED_FILTER])   # --pod: PodName
+    def containers(self, project: str | None = None, *, everyone: bool = False) -> list[ContainerState]:
+        """Every airpods container (not pod infra) of `project` (of any project when None; every
+        container, airpods' or not, with `everyone`), in one call."""
+        where = [] if everyone else ["--filter", MANAGED_FILTER]
+        rows = self.json(["ps", "--all", "--pod", "--format", "json", *where])   # --pod: PodName
         states = []
         for row in rows:
             labels = row.get("Labels") or {}
@@ -101,16 +102,19 @@ class Podman:
                                             row.get("Status") == "Running", project_of(labels))
         return pods
 
-    def pods_with_images(self) -> dict[str, ObservedPod]:
-        """`pods()`, each airpods pod with the image ID its service container runs (two calls at once)."""
+    def pods_and_containers(self) -> tuple[dict[str, ObservedPod], dict[str, str | None]]:
+        """`pods()`, each airpods pod with the image ID its service container runs, and every
+        container's name → its airpods project (None: not airpods'). Two calls at once."""
         from concurrent.futures import ThreadPoolExecutor
         from dataclasses import replace
 
         with ThreadPoolExecutor(max_workers=2) as pool:
-            containers = pool.submit(self.containers)
+            listed = pool.submit(self.containers, everyone=True)
             pods = self.pods()
-        image_of = {(c.pod, c.service): c.image_id for c in containers.result()}
-        return {name: replace(pod, image_id=image_of.get((name, pod.service))) for name, pod in pods.items()}
+        containers = listed.result()
+        image_of = {(c.pod, c.service): c.image_id for c in containers if c.project}
+        pods = {name: replace(pod, image_id=image_of.get((name, pod.service))) for name, pod in pods.items()}
+        return pods, {c.name: c.project for c in containers}
 
     def published_ports(self) -> dict[int, str]:
         """host port → who publishes it, over every running container (airpods' or not)."""
@@ -133,14 +137,15 @@ class Podman:
             secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])   # 4.3: no json
             volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
             image_rows = pool.submit(self.image_rows, images)
-            pods = pool.submit(self.pods_with_images)
+            pods = pool.submit(self.pods_and_containers)
         existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
         existing_volumes = {row.get("Name") for row in volume_rows.result()}
         return Observed(
             networks=frozenset(n for n in existing_networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing_volumes),
             images=_present(images, image_rows.result()),
-            pods=pods.result(),
+            pods=pods.result()[0],
+            containers=pods.result()[1],
             secrets=frozenset(secrets.result().stdout.split()),
         )
 
@@ -195,6 +200,9 @@ class Podman:
         the pod's ID; --ignore makes an absent pod print nothing)."""
         done = self.run(["pod", "rm", "--force", "--ignore", pod], check=False)
         return done.returncode == 0 and bool(done.stdout.strip())
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.run(["volume", "create", *label_args(labels), name])
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""

@@ -14,15 +14,16 @@ from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 
 class ModelStore:
-    def __init__(self, engine: Podman, volume: str) -> None:
-        self.engine, self.volume = engine, volume
+    def __init__(self, engine: Podman, volume: str, labels: dict[str, str]) -> None:
+        """`labels`: what the volume gets if this store creates it (the project's labels)."""
+        self.engine, self.volume, self.labels = engine, volume, labels
         self._root: Path | None = None
 
     @property
     def root(self) -> Path:
         if self._root is None:
             if self.engine.run(["volume", "exists", self.volume], check=False).returncode != 0:
-                self.engine.run(["volume", "create", "--label", "io.airpods.managed=true", self.volume])
+                self.engine.create_volume(self.volume, self.labels)
             mountpoint = self.engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", self.volume]).stdout.strip()
             path = Path(mountpoint)
             if not mountpoint or not path.is_dir() or not os.access(path, os.W_OK):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from airpods.config.schema import Config, Service
 from airpods.errors import UsageError
 from airpods.gpu import HostGpu, device_args
+from airpods.labels import default_container, default_pod
 from airpods.stack.args import has_flag, render_command_args
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 from airpods.stack.wiring import LLAMACPP, OPEN_WEBUI, api_key_secret, llama_extra_args, open_webui_wiring
@@ -35,7 +36,7 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     unknown = [name for name in only if name not in config.services]
     if unknown:
         raise UsageError(
-            f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(n or repr(n) for n in unknown)}",
             hint="services are: " + ", ".join(config.services))
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 
@@ -68,8 +69,8 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
         kind=kind,
         image=image,
         variant=variant,
-        pod=service.pod or name,
-        container=service.container or f"{name}-0",   # podman: a container may not share its pod's name
+        pod=service.pod or default_pod(config.runtime.project, name),
+        container=service.container or default_container(config.runtime.project, name),
         aliases=tuple(service.network_aliases if service.network_aliases is not None else [name]),
         publish=tuple(Publish(bind, p.host, p.container) for p in service.ports if p.host),
         container_ports=tuple(p.container for p in service.ports),

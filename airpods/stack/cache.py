@@ -39,8 +39,10 @@ def code_fingerprint() -> str:
 def cache_key(user_file: Path | None, gpu: HostGpu, names: Sequence[str], key_id: str,
               present: Sequence[str] = ()) -> str:
     digest = hashlib.sha256()
-    for part in (__version__, code_fingerprint(), default_toml_text(), str(user_file), repr(gpu), "\0".join(names),
-                 key_id, "\0".join(sorted(present))):
+    # Lists as JSON: joined strings would make [""] (a typo, an empty shell variable) the same
+    # key as [] (every service).
+    for part in (__version__, code_fingerprint(), default_toml_text(), str(user_file), repr(gpu),
+                 json.dumps(list(names)), key_id, json.dumps(sorted(present))):
         digest.update(part.encode() + b"\0")
     if user_file is not None:
         digest.update(user_file.read_bytes())

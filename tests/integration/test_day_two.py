@@ -72,15 +72,10 @@ def test_projects_never_touch_each_other(airpods, tmp_path):
     lab = tmp_path / "lab.toml"
     lab.write_text("""
 [runtime]
-project = "lab"
+project = "lab"      # its network, volumes, pods and containers are named after it
 [services.ollama]
-pod = "lab-ollama"
-container = "lab-ollama-0"
 ports = [{ host = 11435, container = 11434 }]
-volumes = [{ source = "lab_ollama_data", target = "/root/.ollama" }]
 [services.llamacpp]
-pod = "lab-llamacpp"
-container = "lab-llamacpp-0"
 ports = [{ host = 8091, container = 8080 }]
 """)
 
@@ -91,6 +86,9 @@ ports = [{ host = 8091, container = 8080 }]
     assert pods() == mine | {"lab-ollama", "lab-llamacpp"}
     labels = podman("pod", "inspect", "lab-ollama", "--format", "{{json .Labels}}").stdout
     assert '"io.airpods.project":"lab"' in labels.replace(" ", "")
+    # Its own network (no alias of the other stack resolves there) and its own volumes.
+    assert podman("inspect", "lab-ollama-0", "--format", "{{json .NetworkSettings.Networks}}").stdout.startswith('{"lab"')
+    assert "lab_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
     assert {row["name"] for row in status_rows(airpods).values() if row["state"] == "running"} == mine
     assert in_lab("stop").code == 0 and pods() == mine                  # only the lab's pods went
     assert in_lab("start", "ollama", "llamacpp").code == 0
@@ -101,10 +99,11 @@ ports = [{ host = 8091, container = 8080 }]
     assert left == {name for name in secrets if not name.endswith("-lab")} and left
     assert status_rows(airpods)["llamacpp"]["health"] == "healthy"
     # The lab asking for a pod name the default project holds: refused, nothing touched.
-    lab.write_text(lab.read_text().replace('pod = "lab-ollama"', 'pod = "ollama"'))
+    lab.write_text(lab.read_text().replace("[services.ollama]", '[services.ollama]\npod = "ollama"'))
     before = pod_ids()
     clash = in_lab("start", "ollama")
-    assert clash.code == 1 and "belongs to airpods project 'airpods'" in clash.err and "[runtime] project" in clash.err
+    assert clash.code == 1 and "the name ollama (its pod) is already taken by airpods project 'airpods'" in clash.err
+    assert "give services.ollama.pod another name" in clash.err
     assert pod_ids() == before
 
 
@@ -268,3 +267,67 @@ def test_ipv6_loopback_bind_address(airpods):
     assert row["url"] == "http://[::1]:8081" and row["health"] == "healthy" and row["http_status"] == 200
     published = {(p["host_ip"], p["host_port"]) for c in podman_json("ps") for p in c.get("Ports") or []}
     assert ("::1", 8081) in published
+
+
+def test_clean_volumes_keeps_what_airpods_did_not_create_and_its_users(airpods):
+    podman("volume", "create", "userdata")
+    podman("run", "-d", "--name", "usercontainer", "-v", "userdata:/d", "docker.io/ollama/ollama:latest")
+    try:
+        airpods.write_config('[services.ollama]\nvolumes = [{ source = "userdata", target = "/root/.ollama" }]\n')
+        cleaned = airpods("clean", "--volumes", "--yes")
+        assert cleaned.code == 0, cleaned.err
+        assert "kept volume userdata: airpods did not create it" in cleaned.out
+        assert "userdata" in {v["Name"] for v in podman_json("volume", "ls")}
+        assert podman("container", "exists", "usercontainer", check=False).returncode == 0
+    finally:
+        podman("rm", "--force", "--time", "0", "usercontainer", check=False)
+        podman("volume", "rm", "--force", "userdata", check=False)
+
+
+def test_an_empty_service_name_is_refused_not_taken_as_everything(airpods):
+    assert airpods("start", "ollama").code == 0
+    for command in ("stop", "restart", "logs", "status"):
+        done = airpods(command, "")
+        assert done.code == 2 and "unknown service: ''" in done.err, (command, done)
+    assert pods() == {"ollama"}
+
+
+def test_a_container_name_held_by_something_else_is_refused_before_anything_is_created(airpods):
+    podman("run", "-d", "--name", "llamacpp-0", "docker.io/ollama/ollama:latest")
+    try:
+        failed = airpods("start")
+        assert failed.code == 1 and "llamacpp-0 (its container) is already taken by something other than airpods" in failed.err
+        assert pods() == set()
+    finally:
+        podman("rm", "--force", "--time", "0", "llamacpp-0", check=False)
+
+
+def test_a_crash_looping_service_is_unhealthy_with_its_restarts(airpods):
+    airpods.write_config("""
+        [runtime]
+        restart_policy = "always"
+        [services.ollama]
+        entrypoint_override = ["/bin/sh", "-c", "sleep 2; exit 3"]
+    """)
+    started = airpods("start", "ollama", "--keep-failed")
+    assert started.code == 1 and "exit code 3" in started.err
+
+    def looped():
+        row = status_rows(airpods)["ollama"]
+        return row if row["health"] == "unhealthy" and "restarted" in row["detail"] else None
+
+    row = eventually(looped, timeout=60, interval=0.5)
+    assert row, status_rows(airpods)["ollama"]
+    assert "by its restart policy" in row["detail"]
+
+
+def test_one_image_that_cannot_be_pulled_does_not_hide_or_stop_the_others(airpods):
+    airpods.write_config('[services.ollama]\nimage = "docker.io/airpods-test/does-not-exist:1"\n')
+    pulled = airpods("pull", "--json")
+    assert pulled.code == 1 and "could not pull docker.io/airpods-test/does-not-exist:1" in pulled.err
+    rows = {i["image"]: i for i in pulled.json()["images"]}
+    assert rows["docker.io/airpods-test/does-not-exist:1"]["outcome"] == "failed"
+    assert rows["ghcr.io/ggml-org/llama.cpp:server"]["outcome"] in ("new", "updated", "unchanged")
+    started = airpods("start", "ollama", "llamacpp")
+    assert started.code == 1 and "ollama: its image docker.io/airpods-test/does-not-exist:1 could not be pulled" in started.err
+    assert pods() == {"llamacpp"} and status_rows(airpods)["llamacpp"]["health"] == "healthy"

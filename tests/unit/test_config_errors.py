@@ -32,10 +32,14 @@ CASES = [
     pytest.param('[services.ollama]\nimage = "ollama/ollama latest"', "services.ollama.image", "image reference", id="image-with-space"),
     pytest.param('[services.ollama.image]\ncpu = "ok/ok"\ncuda = ""', "services.ollama.image.cuda", "image reference", id="empty-variant-image"),
     pytest.param('[services.ollama]\nvolumes = [{ source = "", target = "/d" }]', "services.ollama.volumes.0.source", "named volume", id="empty-volume-source"),
-    pytest.param('[services.ollama]\nvolumes = [{ source = "data/models", target = "/d" }]', "services.ollama.volumes.0.source", "./relative", id="relative-folder-without-dot"),
+    pytest.param('[services.ollama]\nvolumes = [{ source = "data/models", target = "/d" }]', "services.ollama.volumes.0.source", "./ or ../ relative", id="relative-folder-without-dot"),
     pytest.param('[services.ollama]\nvolumes = [{ source = "x", target = "/d" }]', "services.ollama.volumes.0.source", "two or more", id="one-letter-volume"),
     pytest.param('[services.ollama]\nvolumes = [{ source = "my volume", target = "/d" }]', "services.ollama.volumes.0.source", "named volume", id="volume-with-space"),
     pytest.param('[runtime]\nproject = "My Stack"', "runtime.project", "lowercase", id="bad-project"),
+    pytest.param('[services.ollama]\nvolumes = [{ source = "aa", target = "/x" }, { source = "bb", target = "/x/" }]', "services.ollama.volumes", "two volumes mount at /x", id="duplicate-mount-target"),
+    pytest.param('[services.ollama]\nvolumes = [{ source = "/tmp/q:/root", target = "/x" }]', "services.ollama.volumes.0.source", "':'", id="colon-in-host-path"),
+    pytest.param('[services.ollama]\nvolumes = [{ source = "aa", target = "/x:ro" }]', "services.ollama.volumes.0.target", "without ':'", id="colon-in-target"),
+    pytest.param('[services.ollama]\nnetwork_aliases = ["llamacpp"]', "services.", "network alias llamacpp is already used", id="duplicate-alias"),
     pytest.param('[services.ollama]\ncontainer = "open-webui-0"', "services.", "pod/container name open-webui-0 is already used", id="duplicate-container"),
 ]
 

@@ -69,14 +69,21 @@ def test_orphans_are_noted_and_removed_only_when_asked(tmp_path):
     assert any("orphan" in n for n in kept.notes)
 
 
-@pytest.mark.parametrize("owner, words", [("other", "belongs to airpods project 'other'"),
-                                          (None, "belongs to something other than airpods")])
+@pytest.mark.parametrize("owner, words", [("other", "is already taken by airpods project 'other'"),
+                                          (None, "is already taken by something other than airpods")])
 def test_a_pod_name_held_by_another_project_is_an_error(tmp_path, owner, words):
     stack = stack_of(tmp_path)
     clash = ObservedPod("ollama", "ollama", "h", True, owner)
     with pytest.raises(RuntimeFailure, match=words) as caught:
         build_start_plan(stack, Observed(pods={"ollama": clash}))
     assert "[runtime] project" in (caught.value.hint or "")
+    # A container name is checked the same way (pods and containers share podman's namespace).
+    with pytest.raises(RuntimeFailure, match="ollama-0 \\(its container\\) is already taken"):
+        build_start_plan(stack, Observed(containers={"ollama-0": owner}))
+    lab = stack_of(tmp_path, '[runtime]\nproject = "lab"')
+    assert lab.service("ollama").pod == "lab-ollama" and lab.service("ollama").container == "lab-ollama-0"
+    assert lab.network == "lab" and "lab_ollama_data" in lab.volumes
+    build_start_plan(lab, Observed(pods={"ollama": clash}, containers={"ollama-0": owner}))   # no clash
 
 
 def test_project_labels_and_per_project_secret_names(tmp_path):
@@ -244,3 +251,36 @@ def test_the_engine_gives_each_step_the_time_the_plan_allows(tmp_path):
     engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=10))
     with pytest.raises(EngineTimeout, match="timed out after 0.3 s"):
         engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=0.3))
+
+
+def test_an_empty_service_name_is_not_the_same_cache_key_as_no_name():
+    from airpods.gpu import HostGpu
+    from airpods.stack.cache import cache_key
+
+    assert cache_key(None, HostGpu("none"), [""], "k") != cache_key(None, HostGpu("none"), [], "k")
+
+
+def test_usage_and_runtime_errors_found_by_a_new_user(tmp_path, capsys, monkeypatch):
+    from tests.unit.helpers import run_cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))            # no podman: these fail before it is needed
+    empty = run_cli(capsys, "start", "--dry-run", "")
+    assert empty.code == 2 and "unknown service: ''" in empty.err
+    since = run_cli(capsys, "logs", "--since", "bogus")
+    assert since.code == 2 and "--since 'bogus'" in since.err
+    folder = run_cli(capsys, "-c", str(tmp_path), "status")
+    assert folder.code == 2 and "is a folder, not a config file" in folder.err
+    missing = run_cli(capsys, "-c", str(tmp_path / "nope.toml"), "status")
+    assert missing.code == 2 and f"airpods -c {tmp_path / 'nope.toml'} config init" in missing.err
+    monkeypatch.setenv("XDG_STATE_HOME", "/proc/airpods-nope")
+    state = run_cli(capsys, "start", "--dry-run")
+    assert state.code == 1 and "cannot use the state folder /proc/airpods-nope/airpods" in state.err
+    assert "internal error" not in state.err
+
+
+def test_a_restart_of_one_service_creates_only_the_secrets_it_uses(tmp_path):
+    from airpods.lifecycle import stack_subset
+
+    stack = stack_of(tmp_path)
+    only = stack_subset(stack, ["llamacpp"])
+    assert [d.name for d in only.secrets] == [u.name for u in only.service("llamacpp").secrets]
