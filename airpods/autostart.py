@@ -27,7 +27,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from airpods.errors import RuntimeFailure
@@ -101,11 +100,11 @@ class AutostartState:
     installed: bool
     enabled: bool
     rootless: bool
-    linger: bool | None            # rootless only: the user's units run without a login
-    containers: int                # containers of this project the unit would start
-    unlabelled: int                # airpods containers from before projects: recreated by the next `start`
+    linger: bool | None  # rootless only: the user's units run without a login
+    containers: int  # containers of this project the unit would start
+    unlabelled: int  # airpods containers from before projects: recreated by the next `start`
     exec_start: list[str]
-    systemd_running: bool          # False in a container or chroot: the unit takes effect at the next real boot
+    systemd_running: bool  # False in a container or chroot: the unit takes effect at the next real boot
 
     @property
     def survives_reboot(self) -> bool:
@@ -118,8 +117,10 @@ class AutostartState:
 def _systemctl(rootless: bool, *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("systemctl")
     if not binary:
-        raise RuntimeFailure("systemctl is not installed: autostart needs systemd",
-                             hint="on a machine without systemd, run `airpods start` from its boot scripts")
+        raise RuntimeFailure(
+            "systemctl is not installed: autostart needs systemd",
+            hint="on a machine without systemd, run `airpods start` from its boot scripts",
+        )
     argv = [binary, *(["--user"] if rootless else []), *args]
     return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
 
@@ -134,8 +135,17 @@ def _manager_running(rootless: bool) -> bool:
 def _linger(user: str) -> bool | None:
     """True/False from logind; None when logind cannot be asked. /var/lib/systemd/linger holds
     a file per lingering user (logind's own record) as a fallback."""
-    done = subprocess.run(["loginctl", "show-user", user, "--property=Linger", "--value"], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=30) if shutil.which("loginctl") else None
+    done = (
+        subprocess.run(
+            ["loginctl", "show-user", user, "--property=Linger", "--value"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+        if shutil.which("loginctl")
+        else None
+    )
     if done is not None and done.returncode == 0 and done.stdout.strip() in ("yes", "no"):
         return done.stdout.strip() == "yes"
     return True if Path("/var/lib/systemd/linger", user).exists() else None
@@ -158,9 +168,18 @@ def state(engine: Podman, project: str) -> AutostartState:
     unlabelled = sum(1 for r in mine if PROJECT not in (r.get("Labels") or {}))
     import getpass
 
-    return AutostartState(unit_name(project), str(path), installed, installed and _enabled(path, rootless),
-                          rootless, _linger(getpass.getuser()) if rootless else None, len(mine) - unlabelled,
-                          unlabelled, start_command(project, engine.binary), _manager_running(rootless))
+    return AutostartState(
+        unit_name(project),
+        str(path),
+        installed,
+        installed and _enabled(path, rootless),
+        rootless,
+        _linger(getpass.getuser()) if rootless else None,
+        len(mine) - unlabelled,
+        unlabelled,
+        start_command(project, engine.binary),
+        _manager_running(rootless),
+    )
 
 
 def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
@@ -181,8 +200,11 @@ def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
         _systemctl(rootless, "daemon-reload")
     done = _systemctl(rootless, "enable", path.name)
     if done.returncode != 0 and not _enabled(path, rootless):
-        raise RuntimeFailure(f"`systemctl{' --user' if rootless else ''} enable {path.name}` failed: "
-                             f"{(done.stderr or done.stdout).strip()}", hint=f"the unit is written at {path}")
+        raise RuntimeFailure(
+            f"`systemctl{' --user' if rootless else ''} enable {path.name}` failed: "
+            f"{(done.stderr or done.stdout).strip()}",
+            hint=f"the unit is written at {path}",
+        )
     if not running:
         notes.append("systemd is not running here: the unit is enabled and takes effect at the next boot")
     if rootless:
@@ -190,11 +212,22 @@ def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
 
         user = getpass.getuser()
         if not _linger(user):
-            linger = subprocess.run(["loginctl", "enable-linger", user], capture_output=True, text=True,
-                                    stdin=subprocess.DEVNULL, timeout=30) if shutil.which("loginctl") else None
+            linger = (
+                subprocess.run(
+                    ["loginctl", "enable-linger", user],
+                    capture_output=True,
+                    text=True,
+                    stdin=subprocess.DEVNULL,
+                    timeout=30,
+                )
+                if shutil.which("loginctl")
+                else None
+            )
             if linger is None or linger.returncode != 0:
-                notes.append(f"linger is off for {user}: your user's units start only when you log in; "
-                             f"`sudo loginctl enable-linger {user}` makes them start at boot")
+                notes.append(
+                    f"linger is off for {user}: your user's units start only when you log in; "
+                    f"`sudo loginctl enable-linger {user}` makes them start at boot"
+                )
     return state(engine, project), notes
 
 
@@ -207,7 +240,7 @@ def turn_off(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
         done = _systemctl(rootless, "disable", path.name)
         link = path.parent / f"{'default' if rootless else 'multi-user'}.target.wants" / path.name
         if done.returncode != 0 and link.is_symlink():
-            link.unlink()     # what `disable` removes, when no manager can be asked
+            link.unlink()  # what `disable` removes, when no manager can be asked
         path.unlink()
         if _manager_running(rootless):
             _systemctl(rootless, "daemon-reload")

@@ -32,9 +32,9 @@ class DamagedArchive(RuntimeFailure):
 
 @dataclass(frozen=True)
 class Member:
-    name: str            # path inside the archive
-    kind: str            # config | volume | secret
-    target: str          # volume name, or the file it came from
+    name: str  # path inside the archive
+    kind: str  # config | volume | secret
+    target: str  # volume name, or the file it came from
     size: int
     sha256: str
 
@@ -66,8 +66,15 @@ def estimate(engine: Podman, volumes: Sequence[str]) -> int | None:
     return total
 
 
-def write_backup(engine: Podman, out: Path, stack: Stack, volumes: Sequence[str], config_file: Path | None,
-                 secret_file: Path | None, progress: Progress) -> list[Member]:
+def write_backup(
+    engine: Podman,
+    out: Path,
+    stack: Stack,
+    volumes: Sequence[str],
+    config_file: Path | None,
+    secret_file: Path | None,
+    progress: Progress,
+) -> list[Member]:
     members: list[Member] = []
     with tempfile.TemporaryDirectory(prefix="airpods-backup-") as tmp:
         staged: list[tuple[Path, Member]] = []
@@ -80,10 +87,14 @@ def write_backup(engine: Podman, out: Path, stack: Stack, volumes: Sequence[str]
         if secret_file:
             staged.append(_stage(secret_file, "secrets/api-key", "secret", "api-key"))
         members = [m for _, m in staged]
-        manifest = {"airpods": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "services": [s.name for s in stack.services], "members": [m.__dict__ for m in members]}
+        manifest = {
+            "airpods": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "services": [s.name for s in stack.services],
+            "members": [m.__dict__ for m in members],
+        }
         partial = out.with_name(f".{out.name}.partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # volumes hold private data
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # volumes hold private data
         try:
             with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
                 data = json.dumps(manifest, indent=2).encode()
@@ -131,38 +142,59 @@ def verify_archive(archive: Path) -> tuple[dict, list[Member]]:
                     raise DamagedArchive(f"{archive}: {member.name} is missing")
                 digest, size = sha256_stream(handle)
                 if size != member.size or digest != member.sha256:
-                    raise DamagedArchive(f"{archive}: {member.name} does not match its manifest (size or sha256); "
-                                         "nothing was restored")
+                    raise DamagedArchive(
+                        f"{archive}: {member.name} does not match its manifest (size or sha256); nothing was restored"
+                    )
     except (tarfile.TarError, EOFError, OSError, KeyError, ValueError, TypeError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise UsageError(f"no such file: {archive}") from None
-        raise DamagedArchive(f"{archive} is damaged or truncated ({exc}); nothing was restored",
-                             hint="use another copy of the backup") from None
+        raise DamagedArchive(
+            f"{archive} is damaged or truncated ({exc}); nothing was restored", hint="use another copy of the backup"
+        ) from None
     return manifest, members
 
 
-def restore_archive(engine: Podman, archive: Path, stack: Stack, only: Sequence[str], force: bool,
-                    config_target: Path, secret_target: Path) -> list[str]:
+def restore_archive(
+    engine: Podman,
+    archive: Path,
+    stack: Stack,
+    only: Sequence[str],
+    force: bool,
+    config_target: Path,
+    secret_target: Path,
+) -> list[str]:
     """Verify first, check every target second, change things last."""
     manifest, members = verify_archive(archive)
     volume_users = {v: users for v, users in backup_volumes(stack, with_models=True)}
-    volumes = [m for m in members if m.kind == "volume"
-               and (not only or set(volume_users.get(m.target, [])) & set(only))]
+    volumes = [
+        m for m in members if m.kind == "volume" and (not only or set(volume_users.get(m.target, [])) & set(only))
+    ]
     running = {c.name for c in engine.containers() if c.running}
-    busy = sorted({s.name for s in stack.services if s.container in running
-                   and any(mount.source in {m.target for m in volumes} for mount in s.mounts)})
+    busy = sorted(
+        {
+            s.name
+            for s in stack.services
+            if s.container in running and any(mount.source in {m.target for m in volumes} for mount in s.mounts)
+        }
+    )
     if busy:
-        raise RuntimeFailure(f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} running and use the volumes to restore",
-                             hint=f"`airpods stop {' '.join(busy)}` first, then restore, then `airpods start`")
+        raise RuntimeFailure(
+            f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} running and use the volumes to restore",
+            hint=f"`airpods stop {' '.join(busy)}` first, then restore, then `airpods start`",
+        )
     for member in volumes:
         if not force and _volume_has_data(engine, member.target):
-            raise RuntimeFailure(f"volume {member.target} already holds data; nothing was restored",
-                                 hint="pass --force to replace its contents with the backup's")
+            raise RuntimeFailure(
+                f"volume {member.target} already holds data; nothing was restored",
+                hint="pass --force to replace its contents with the backup's",
+            )
     config = next((m for m in members if m.kind == "config"), None)
     secret = next((m for m in members if m.kind == "secret"), None)
     if secret and secret_target.exists() and not force and secret_target.read_text().strip() != "":
-        raise RuntimeFailure("this machine already has an API key; nothing was restored",
-                             hint="pass --force to replace it with the backup's")
+        raise RuntimeFailure(
+            "this machine already has an API key; nothing was restored",
+            hint="pass --force to replace it with the backup's",
+        )
     done: list[str] = []
     with tarfile.open(archive, mode="r:") as tar, tempfile.TemporaryDirectory(prefix="airpods-restore-") as tmp:
         for member in volumes:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 CHUNK = 1 << 22
 
 
-def sha256_stream(handle: BinaryIO) -> tuple[str, int]:
+def sha256_stream(handle: IO[bytes]) -> tuple[str, int]:
     """(hex digest, bytes read) of everything left in `handle`."""
     digest, size = hashlib.sha256(), 0
     while chunk := handle.read(CHUNK):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airpods.errors import AirpodsError
+
+if TYPE_CHECKING:
+    from airpods.engine.podman import Podman
 
 MIN_PODMAN = (4, 3)
 
@@ -13,7 +17,7 @@ MIN_PODMAN = (4, 3)
 @dataclass(frozen=True)
 class Check:
     name: str
-    level: str        # OK | WARN | FAIL
+    level: str  # OK | WARN | FAIL
     detail: str
     fix: str = ""
 
@@ -43,22 +47,45 @@ def rootless_checks(host: dict, root: str = "/") -> list[Check]:
     user, uid, checks = getpass.getuser(), os.getuid(), []
     for kind in ("subuid", "subgid"):
         ok = _has_range(os.path.join(root, f"etc/{kind}"), user, uid)
-        checks.append(Check(kind, "OK" if ok else "FAIL", f"/etc/{kind} {'has' if ok else 'lacks'} a range for {user}",
-                            "" if ok else f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"))
+        checks.append(
+            Check(
+                kind,
+                "OK" if ok else "FAIL",
+                f"/etc/{kind} {'has' if ok else 'lacks'} a range for {user}",
+                "" if ok else f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}",
+            )
+        )
     mapper = shutil.which("newuidmap")
-    checks.append(Check("newuidmap", "OK" if mapper else "FAIL", mapper or "not found",
-                        "" if mapper else "sudo apt-get install uidmap"))
+    checks.append(
+        Check(
+            "newuidmap",
+            "OK" if mapper else "FAIL",
+            mapper or "not found",
+            "" if mapper else "sudo apt-get install uidmap",
+        )
+    )
     controllers = set(host.get("cgroupControllers") or [])
     if host.get("cgroupVersion") != "v2" or not {"memory", "cpu"} <= controllers:
-        checks.append(Check("resource limits", "WARN", f"cgroup {host.get('cgroupVersion', '?')}, delegated: "
-                            f"{', '.join(sorted(controllers)) or 'none'}: services with `resources` will be refused",
-                            "cgroup v2 with memory and cpu delegated to your user (systemd: Delegate= in user@.service)"))
+        checks.append(
+            Check(
+                "resource limits",
+                "WARN",
+                f"cgroup {host.get('cgroupVersion', '?')}, delegated: "
+                f"{', '.join(sorted(controllers)) or 'none'}: services with `resources` will be refused",
+                "cgroup v2 with memory and cpu delegated to your user (systemd: Delegate= in user@.service)",
+            )
+        )
     else:
         checks.append(Check("resource limits", "OK", "cgroup v2 with memory and cpu delegated"))
     linger = os.path.exists(os.path.join(root, "var/lib/systemd/linger", user))
-    checks.append(Check("linger", "OK" if linger else "WARN",
-                        "services outlive your login" if linger else "services (Quadlet units) stop when you log out",
-                        "" if linger else f"loginctl enable-linger {user}"))
+    checks.append(
+        Check(
+            "linger",
+            "OK" if linger else "WARN",
+            "services outlive your login" if linger else "services (Quadlet units) stop when you log out",
+            "" if linger else f"loginctl enable-linger {user}",
+        )
+    )
     return checks
 
 
@@ -71,8 +98,12 @@ def unprivileged_port_check(ports: list[int], root: str = "/") -> Check | None:
     low = sorted(p for p in ports if p < start)
     if not low:
         return None
-    return Check("low ports", "FAIL", f"ports {', '.join(map(str, low))} are below {start}: rootless cannot publish them",
-                 f"use ports >= {start}, or sudo sysctl net.ipv4.ip_unprivileged_port_start={min(low)}")
+    return Check(
+        "low ports",
+        "FAIL",
+        f"ports {', '.join(map(str, low))} are below {start}: rootless cannot publish them",
+        f"use ports >= {start}, or sudo sysctl net.ipv4.ip_unprivileged_port_start={min(low)}",
+    )
 
 
 def run_checks(config_path: object = None) -> list[Check]:
@@ -88,8 +119,14 @@ def run_checks(config_path: object = None) -> list[Check]:
         engine = Podman()
         version = engine.version()
         ok = _version_tuple(version) >= MIN_PODMAN
-        checks.append(Check("podman", "OK" if ok else "WARN", f"{engine.binary} {version}",
-                            "" if ok else "airpods needs Podman 4.3 or newer: upgrade podman"))
+        checks.append(
+            Check(
+                "podman",
+                "OK" if ok else "WARN",
+                f"{engine.binary} {version}",
+                "" if ok else "airpods needs Podman 4.3 or newer: upgrade podman",
+            )
+        )
     except EngineMissing as exc:
         checks.append(Check("podman", "FAIL", exc.message, exc.hint or ""))
     except AirpodsError as exc:
@@ -105,18 +142,38 @@ def run_checks(config_path: object = None) -> list[Check]:
             if rootless:
                 checks += rootless_checks(host)
             runtime = host.get("ociRuntime", {})
-            checks.append(Check("runtime", "OK", f"{runtime.get('name', '?')} {runtime.get('version', '').splitlines()[0] if runtime.get('version') else ''}".strip()))
+            checks.append(
+                Check(
+                    "runtime",
+                    "OK",
+                    f"{runtime.get('name', '?')} {(runtime.get('version') or '').partition(chr(10))[0]}".strip(),
+                )
+            )
             backend = host.get("networkBackend", "?")
-            checks.append(Check("network backend", "OK" if backend == "netavark" else "WARN", backend,
-                                "" if backend == "netavark" else "pods find each other by name with netavark + aardvark-dns; "
-                                "CNI may lack DNS for network aliases"))
+            checks.append(
+                Check(
+                    "network backend",
+                    "OK" if backend == "netavark" else "WARN",
+                    backend,
+                    ""
+                    if backend == "netavark"
+                    else "pods find each other by name with netavark + aardvark-dns; "
+                    "CNI may lack DNS for network aliases",
+                )
+            )
         except AirpodsError as exc:
             checks.append(Check("podman info", "FAIL", exc.message, "`podman info` shows what is wrong"))
 
     gpu = detect_host_gpu()
     if gpu.vendor == "nvidia" and not gpu.cdi:
-        checks.append(Check("gpu", "WARN", gpu.describe(),
-                            "generate a CDI spec: sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"))
+        checks.append(
+            Check(
+                "gpu",
+                "WARN",
+                gpu.describe(),
+                "generate a CDI spec: sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml",
+            )
+        )
     else:
         checks.append(Check("gpu", "OK", gpu.describe()))
 
@@ -132,7 +189,9 @@ def run_checks(config_path: object = None) -> list[Check]:
     owners = engine.published_ports() if engine is not None else {}
     config = loaded.config
     if engine is not None and rootless_mode(checks):
-        low = unprivileged_port_check([p.host for n in config.enabled_services() for p in config.services[n].ports if p.host])
+        low = unprivileged_port_check(
+            [p.host for n in config.enabled_services() for p in config.services[n].ports if p.host]
+        )
         if low:
             checks.append(low)
     for name in config.enabled_services():
@@ -145,14 +204,15 @@ def run_checks(config_path: object = None) -> list[Check]:
                 checks.append(Check("port", "OK", f"{where}: in use by {name} itself"))
             elif owner or not port_is_free(config.runtime.bind_address, port.host):
                 holder = owner or port_holder(port.host) or "another program"
-                checks.append(Check("port", "FAIL", f"{where}: in use by {holder}",
-                                    f"stop it, or change services.{name}.ports"))
+                checks.append(
+                    Check("port", "FAIL", f"{where}: in use by {holder}", f"stop it, or change services.{name}.ports")
+                )
             else:
                 checks.append(Check("port", "OK", f"{where}: free"))
     return checks
 
 
-def autostart_check(engine: object, project: str) -> Check:
+def autostart_check(engine: Podman, project: str) -> Check:
     """Would the stack come back after a reboot (airpods/autostart.py)?"""
     from airpods.autostart import state
 
@@ -161,15 +221,29 @@ def autostart_check(engine: object, project: str) -> Check:
     except AirpodsError as exc:
         return Check("reboot", "WARN", f"cannot tell: {exc.message}", exc.hint or "")
     if current.survives_reboot:
-        return Check("reboot", "OK", f"the stack comes back after a reboot ({current.unit} enabled, "
-                     f"{current.containers} container{'s' if current.containers != 1 else ''} to start"
-                     + ("" if current.systemd_running else "; systemd is not running here: from the next boot") + ")")
+        return Check(
+            "reboot",
+            "OK",
+            f"the stack comes back after a reboot ({current.unit} enabled, "
+            f"{current.containers} container{'s' if current.containers != 1 else ''} to start"
+            + ("" if current.systemd_running else "; systemd is not running here: from the next boot")
+            + ")",
+        )
     if current.installed and current.enabled:
         linger = "off" if current.linger is False else "unknown (logind cannot be asked)"
-        return Check("reboot", "WARN", f"{current.unit} is enabled, but linger is {linger}: a user unit runs only "
-                     "after you log in unless linger is on", "sudo loginctl enable-linger $USER")
-    return Check("reboot", "WARN", "after a reboot the stack stays down until `airpods start`",
-                 "`airpods autostart on` brings it back at boot")
+        return Check(
+            "reboot",
+            "WARN",
+            f"{current.unit} is enabled, but linger is {linger}: a user unit runs only "
+            "after you log in unless linger is on",
+            "sudo loginctl enable-linger $USER",
+        )
+    return Check(
+        "reboot",
+        "WARN",
+        "after a reboot the stack stays down until `airpods start`",
+        "`airpods autostart on` brings it back at boot",
+    )
 
 
 def rootless_mode(checks: list[Check]) -> bool:

@@ -24,8 +24,9 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}",
-                             hint="check the folder's permissions and free space") from None
+        raise RuntimeFailure(
+            f"cannot write {path}: {exc.strerror or exc}", hint="check the folder's permissions and free space"
+        ) from None
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)

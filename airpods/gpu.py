@@ -19,8 +19,8 @@ VENDOR_VARIANT: dict[str, Variant] = {"nvidia": "cuda", "amd": "rocm", "other": 
 @dataclass(frozen=True)
 class HostGpu:
     vendor: Vendor
-    cdi: bool = False                  # NVIDIA: a CDI spec names nvidia.com/gpu
-    nodes: tuple[str, ...] = ()        # device nodes present, as container paths (/dev/...)
+    cdi: bool = False  # NVIDIA: a CDI spec names nvidia.com/gpu
+    nodes: tuple[str, ...] = ()  # device nodes present, as container paths (/dev/...)
 
     @property
     def variant(self) -> Variant:
@@ -29,8 +29,11 @@ class HostGpu:
     def describe(self) -> str:
         if self.vendor == "none":
             return "no GPU found: CPU images"
-        how = {"nvidia": "CDI nvidia.com/gpu=all" if self.cdi else "legacy /dev/nvidia* devices (no CDI spec)",
-               "amd": "/dev/kfd + /dev/dri", "other": "/dev/dri"}[self.vendor]
+        how = {
+            "nvidia": "CDI nvidia.com/gpu=all" if self.cdi else "legacy /dev/nvidia* devices (no CDI spec)",
+            "amd": "/dev/kfd + /dev/dri",
+            "other": "/dev/dri",
+        }[self.vendor]
         return f"{self.vendor} GPU: {self.variant} images, {how}"
 
 

@@ -2,8 +2,8 @@
 
 A probe answers "is this service healthy now". `wait_one` polls one service until it is
 healthy, its `health.timeout_s` passes, or its container exits or restarts (which fails it at
-once, with the container's last log lines); start runs one wait per service, all at once. Connection refused and 503 (llama-server
-loading a model) are progress, not failure.
+once, with the container's last log lines); start runs one wait per service, all at once.
+Connection refused and 503 (llama-server loading a model) are progress, not failure.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def http_status(host: str, port: int, path: str, timeout: float) -> int:
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     with socket.create_connection((host, port), timeout=timeout) as sock:
         # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airpods\r\n"
-                     "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airpods\r\n"
+            "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n".encode()
+        )
         head = b""
         while b"\r\n" not in head and len(head) < 4096:
             chunk = sock.recv(4096)
@@ -75,7 +77,7 @@ def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
         return Probe(False, error=NOT_LISTENING[0])
     except ConnectionResetError:
         return Probe(False, error=NOT_LISTENING[1])
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return Probe(False, error="timed out")
     except OSError as exc:
         return Probe(False, error=str(exc) or type(exc).__name__)
@@ -127,8 +129,9 @@ def _crashed(engine: Podman, spec: ServiceSpec, state: ContainerState | None, el
     return Readiness(spec.name, False, elapsed, detail, code, engine.logs_tail(spec.container, 20))
 
 
-def wait_one(engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress: Progress,
-             cancel: threading.Event) -> Readiness:
+def wait_one(
+    engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress: Progress, cancel: threading.Event
+) -> Readiness:
     """Probe first (a healthy answer needs no podman call); between failed probes, the shared
     watch says whether the container exited or restarted since the wait began."""
     start = time.monotonic()
@@ -146,9 +149,14 @@ def wait_one(engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress:
         if result is None:
             return Readiness(spec.name, True, elapsed, "running (no health check)")
         if time.monotonic() >= deadline:
-            return Readiness(spec.name, False, elapsed,
-                             f"not ready after {spec.health.timeout_s:g} s (last answer: {result.describe()})",
-                             None, engine.logs_tail(spec.container, 20))
+            return Readiness(
+                spec.name,
+                False,
+                elapsed,
+                f"not ready after {spec.health.timeout_s:g} s (last answer: {result.describe()})",
+                None,
+                engine.logs_tail(spec.container, 20),
+            )
         progress(spec.name, elapsed, result.describe())
         cancel.wait(PROBE_INTERVAL_S)
     return Readiness(spec.name, False, time.monotonic() - start, "interrupted")
@@ -159,4 +167,4 @@ def probe_all(specs: Sequence[ServiceSpec]) -> dict[str, Probe | None]:
     if not specs:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
-        return dict(zip((s.name for s in specs), pool.map(probe, specs)))
+        return dict(zip((s.name for s in specs), pool.map(probe, specs), strict=True))

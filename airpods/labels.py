@@ -1,6 +1,6 @@
 """The labels airpods puts on every object it creates (network, volumes, secrets, pods,
-containers), and the default names of pods and containers, in one place. A project label scopes every listing and removal: airpods acts on
-objects of its own project only.
+containers), and the default names of pods and containers, in one place. A project label
+scopes every listing and removal: airpods acts on objects of its own project only.
 
 Objects made before projects existed carry only `io.airpods.managed=true`; they count as the
 default project, so an upgrade keeps seeing (and can replace) them."""
@@ -14,7 +14,7 @@ PROJECT = "io.airpods.project"
 SERVICE = "io.airpods.service"
 CONFIG_HASH = "io.airpods.config-hash"
 DEFAULT_PROJECT = "airpods"
-MANAGED_FILTER = f"label={MANAGED}=true"     # podman's --filter syntax
+MANAGED_FILTER = f"label={MANAGED}=true"  # podman's --filter syntax
 
 
 def object_labels(project: str) -> dict[str, str]:

@@ -21,8 +21,19 @@ from airpods.engine.errors import EngineError
 from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import NOT_LISTENING, ContainerWatch, Probe, Readiness, probe_all, wait_one
-from airpods.plan import (Observed, ObservedPod, Plan, PullPolicy, Step, build_start_plan, build_stop_plan, orphans,
-                          pending_changes, pull_plan, pull_steps)
+from airpods.plan import (
+    Observed,
+    ObservedPod,
+    Plan,
+    PullPolicy,
+    Step,
+    build_start_plan,
+    build_stop_plan,
+    orphans,
+    pending_changes,
+    pull_plan,
+    pull_steps,
+)
 from airpods.ports import port_holder, port_is_free
 from airpods.secrets import api_key
 from airpods.stack.model import ServiceSpec, Stack
@@ -77,8 +88,14 @@ class StartResult:
         return all(r.ready for r in self.readiness)
 
 
-def plan_start(stack_for: StackFor, engine: Podman | None, *, pull: PullPolicy = "missing",
-               pull_only: bool = False, remove_orphans: bool = False) -> tuple[Stack, Plan]:
+def plan_start(
+    stack_for: StackFor,
+    engine: Podman | None,
+    *,
+    pull: PullPolicy = "missing",
+    pull_only: bool = False,
+    remove_orphans: bool = False,
+) -> tuple[Stack, Plan]:
     """The plan `start` would run (observing podman when there is one): `--dry-run`."""
     if engine is None:
         stack, observed = stack_for(()), Observed()
@@ -96,6 +113,7 @@ def plan_start(stack_for: StackFor, engine: Podman | None, *, pull: PullPolicy =
 class Pulls:
     """What a batch of pulls did: (seconds, bytes or None) per image pulled, and podman's words
     per image that failed."""
+
     done: dict[str, tuple[float, int | None]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -141,8 +159,9 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping
         raise RuntimeFailure(
             f"rootful Podman cannot publish on the IPv6 address {', '.join(ipv6)}: its port forwarding does not "
             "reach containers from IPv6 loopback; nothing was created",
-            hint="use runtime.bind_address = \"127.0.0.1\" (or run airpods as a normal user: rootless Podman "
-                 "publishes on IPv6)")
+            hint='use runtime.bind_address = "127.0.0.1" (or run airpods as a normal user: rootless Podman '
+            "publishes on IPv6)",
+        )
     for spec in stack.services:
         if spec.pod not in creating or spec.pod in observed_pods:
             continue
@@ -150,13 +169,22 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping
             if _port_frees_up(publish.host_ip, publish.host):
                 continue
             holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
-            orphan = next((p.service for p in orphans(stack, Observed(pods=observed_pods))
-                           if holder == f"airpods service {p.service}"), None)
+            orphan = next(
+                (
+                    p.service
+                    for p in orphans(stack, Observed(pods=observed_pods))
+                    if holder == f"airpods service {p.service}"
+                ),
+                None,
+            )
             raise RuntimeFailure(
                 f"{spec.name} cannot publish {publish.flag().rsplit(':', 1)[0]}: the port is in use by {holder}"
-                + (" (an orphan of this stack)" if orphan else "") + "; nothing was created",
-                hint="`airpods start --remove-orphans` removes it first" if orphan else
-                f"stop that program, or give services.{spec.name}.ports another host port")
+                + (" (an orphan of this stack)" if orphan else "")
+                + "; nothing was created",
+                hint="`airpods start --remove-orphans` removes it first"
+                if orphan
+                else f"stop that program, or give services.{spec.name}.ports another host port",
+            )
 
 
 def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
@@ -171,7 +199,8 @@ def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
             f"{', '.join(limited)} {'has' if len(limited) == 1 else 'have'} resources set, but {problem}; "
             "nothing was created",
             hint="use cgroup v2 with delegation (systemd: Delegate=memory cpu for user@.service), run podman "
-                 "rootful, or remove services.NAME.resources; `airpods doctor` explains")
+            "rootful, or remove services.NAME.resources; `airpods doctor` explains",
+        )
 
 
 def check_host_folders(stack: Stack, plan: Plan) -> None:
@@ -184,7 +213,9 @@ def check_host_folders(stack: Stack, plan: Plan) -> None:
             if spec.name in creating and not mount.named and not os.path.isdir(mount.source):
                 raise RuntimeFailure(
                     f"{spec.name} mounts the host folder {mount.source} at {mount.target}, but it does not exist; "
-                    "nothing was created", hint=f"create it (mkdir -p {mount.source}) or fix services.{spec.name}.volumes")
+                    "nothing was created",
+                    hint=f"create it (mkdir -p {mount.source}) or fix services.{spec.name}.volumes",
+                )
 
 
 def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
@@ -198,15 +229,29 @@ def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
     return True
 
 
-def start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_failed: bool = False,
-          pull: PullPolicy = "missing", remove_orphans: bool = False) -> StartResult:
+def start(
+    stack_for: StackFor,
+    engine: Podman,
+    reporter: Reporter,
+    *,
+    keep_failed: bool = False,
+    pull: PullPolicy = "missing",
+    remove_orphans: bool = False,
+) -> StartResult:
     """Start the stack in use; see `_start` for the order of work."""
     with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
         return _start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
 
 
-def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_failed: bool, pull: PullPolicy,
-           remove_orphans: bool) -> StartResult:
+def _start(
+    stack_for: StackFor,
+    engine: Podman,
+    reporter: Reporter,
+    *,
+    keep_failed: bool,
+    pull: PullPolicy,
+    remove_orphans: bool,
+) -> StartResult:
     """Shared steps (network, volumes, secrets, pulls) first; then, after a fresh look at the
     image IDs, every service at once: its pod and container, then its readiness wait.
 
@@ -215,8 +260,9 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
     became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
     stopped, so no half-created pod survives."""
     stack, observed = observe_stack(stack_for, engine)
-    plan = build_start_plan(stack, observed, api_key=api_key() if stack.secrets else "", pull=pull,
-                            remove_orphans=remove_orphans)
+    plan = build_start_plan(
+        stack, observed, api_key=api_key() if stack.secrets else "", pull=pull, remove_orphans=remove_orphans
+    )
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
     check_host_folders(stack, plan)
@@ -231,12 +277,16 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
                 return Readiness(spec.name, False, 0.0, "interrupted")
             reporter.step(step)
             if step.kind == "pod":
-                created.setdefault(spec.name, []).append(step.target)   # before: a half-made pod is removed too
+                created.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
             try:
                 engine.execute(step)
-            except EngineError as exc:   # podman's own words, without the whole command line
-                return Readiness(spec.name, False, 0.0, f"podman could not create its {step.kind}: "
-                                 f"{exc.stderr_tail or f'exit {exc.returncode}'}")
+            except EngineError as exc:  # podman's own words, without the whole command line
+                return Readiness(
+                    spec.name,
+                    False,
+                    0.0,
+                    f"podman could not create its {step.kind}: {exc.stderr_tail or f'exit {exc.returncode}'}",
+                )
         return wait_one(engine, watch, spec, reporter.waiting, cancel)
 
     pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
@@ -245,20 +295,35 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
             if step.kind in ("network", "volume", "secret") or (step.kind == "remove" and step.service is None):
                 reporter.step(step)
                 engine.execute(step)
-        pulls = run_pulls(engine, [s for s in plan.steps if s.kind == "pull"], reporter,
-                          stack.settings.max_concurrent_pulls)
+        pulls = run_pulls(
+            engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
+        )
         unpulled: list[Readiness] = []
-        if pulls.done or pulls.failed:   # new images may change which services are recreated: plan them again
+        if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
             absent = [s for s in stack.services if s.image not in observed.images]
-            unpulled = [Readiness(s.name, False, 0.0, f"its image {s.image} could not be pulled: "
-                                  f"{pulls.failed.get(s.image, 'absent')}") for s in absent]
+            unpulled = [
+                Readiness(
+                    s.name,
+                    False,
+                    0.0,
+                    f"its image {s.image} could not be pulled: {pulls.failed.get(s.image, 'absent')}",
+                )
+                for s in absent
+            ]
             ready = stack_subset(stack, [s.name for s in stack.services if s not in absent])
             plan = build_start_plan(ready, observed, pull="never")
-            result.plan = replace(plan, steps=tuple(s for s in result.plan.steps if s.service is None) + tuple(
-                s for s in plan.steps if s.service is not None), notes=result.plan.notes + tuple(
-                f"pull of {image} failed, kept the local image: {why}" for image, why in pulls.failed.items()
-                if image in observed.images))
+            result.plan = replace(
+                plan,
+                steps=tuple(s for s in result.plan.steps if s.service is None)
+                + tuple(s for s in plan.steps if s.service is not None),
+                notes=result.plan.notes
+                + tuple(
+                    f"pull of {image} failed, kept the local image: {why}"
+                    for image, why in pulls.failed.items()
+                    if image in observed.images
+                ),
+            )
             stack = ready
         futures = [pool.submit(bring_up, spec) for spec in stack.services]
         result.readiness = unpulled + [f.result() for f in futures]
@@ -268,8 +333,14 @@ def _start(stack_for: StackFor, engine: Podman, reporter: Reporter, *, keep_fail
         every = [pod for pods in created.values() for pod in pods]
         if isinstance(exc, KeyboardInterrupt):
             removed = rollback(engine, every)
-            raise Interrupted("interrupted" + (f"; removed the pods this start created: {', '.join(removed)}"
-                                               if removed else "; nothing had been created")) from None
+            raise Interrupted(
+                "interrupted"
+                + (
+                    f"; removed the pods this start created: {', '.join(removed)}"
+                    if removed
+                    else "; nothing had been created"
+                )
+            ) from None
         if not keep_failed:
             removed = rollback(engine, every)
             if removed and isinstance(exc, AirpodsError):
@@ -302,8 +373,10 @@ def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter, pull: PullPolicy
     plan = pull_plan(stack, engine.observe_images(stack.images), pull)
     pulls = run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
     if pulls.failed:
-        raise RuntimeFailure(f"could not pull {pulls.failure_text()}",
-                             hint="check the image names and the registry (`podman pull IMAGE` shows the same)")
+        raise RuntimeFailure(
+            f"could not pull {pulls.failure_text()}",
+            hint="check the image names and the registry (`podman pull IMAGE` shows the same)",
+        )
     return plan
 
 
@@ -317,9 +390,9 @@ class PulledImage:
     seconds: float
     size: int | None
     image_id: str
-    services: tuple[str, ...]          # the stack's services that use it
-    to_recreate: tuple[str, ...]       # of those, the ones running an older image: `start` recreates them
-    error: str | None = None           # podman's words when the pull failed
+    services: tuple[str, ...]  # the stack's services that use it
+    to_recreate: tuple[str, ...]  # of those, the ones running an older image: `start` recreates them
+    error: str | None = None  # podman's words when the pull failed
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
@@ -336,31 +409,64 @@ def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
     results = []
     for image in stack.images:
         users = [s for s in stack.services if s.image == image]
-        outcome: ImageOutcome = ("failed" if image in pulls.failed else "new" if image not in before else
-                                 "updated" if before[image] != after.get(image) else "unchanged")
-        stale = [s.name for s in users if s.name in running and running[s.name].image_id
-                 and after.get(image) and running[s.name].image_id != after.get(image)]
+        outcome: ImageOutcome = (
+            "failed"
+            if image in pulls.failed
+            else "new"
+            if image not in before
+            else "updated"
+            if before[image] != after.get(image)
+            else "unchanged"
+        )
+        stale = [
+            s.name
+            for s in users
+            if s.name in running
+            and running[s.name].image_id
+            and after.get(image)
+            and running[s.name].image_id != after.get(image)
+        ]
         seconds, size = pulls.done.get(image, (0.0, None))
-        results.append(PulledImage(image, outcome, seconds, size, after.get(image, ""),
-                                   tuple(s.name for s in users), tuple(stale), pulls.failed.get(image)))
+        results.append(
+            PulledImage(
+                image,
+                outcome,
+                seconds,
+                size,
+                after.get(image, ""),
+                tuple(s.name for s in users),
+                tuple(stale),
+                pulls.failed.get(image),
+            )
+        )
     return results
 
 
-def stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None, *,
-         remove_orphans: bool = False) -> Plan:
+def stop(
+    stack_for: StackFor,
+    engine: Podman,
+    reporter: Reporter,
+    timeout_s: int | None = None,
+    *,
+    remove_orphans: bool = False,
+) -> Plan:
     with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
         return _stop(stack_for, engine, reporter, timeout_s, remove_orphans=remove_orphans)[1]
 
 
-def _stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None, *,
-          remove_orphans: bool) -> tuple[Stack, Plan]:
+def _stop(
+    stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None, *, remove_orphans: bool
+) -> tuple[Stack, Plan]:
     pods = engine.pods()
     stack = stack_in_use(stack_for, pods)
-    plan = build_stop_plan(stack, Observed(pods=pods),
-                           stack.settings.stop_timeout_s if timeout_s is None else timeout_s,
-                           remove_orphans=remove_orphans)
+    plan = build_stop_plan(
+        stack,
+        Observed(pods=pods),
+        stack.settings.stop_timeout_s if timeout_s is None else timeout_s,
+        remove_orphans=remove_orphans,
+    )
     failed: dict[str, str] = {}
-    for step in plan.steps:          # one pod podman cannot stop does not keep the others running
+    for step in plan.steps:  # one pod podman cannot stop does not keep the others running
         reporter.step(step)
         try:
             engine.execute(step)
@@ -368,17 +474,27 @@ def _stop(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: in
             failed[step.target] = exc.stderr_tail or exc.message
         else:
             if step.kind == "remove":
-                failed.pop(step.target, None)   # a failed stop, then a successful removal: gone
+                failed.pop(step.target, None)  # a failed stop, then a successful removal: gone
     if failed:
         done = sorted({s.target for s in plan.steps if s.kind == "remove"} - set(failed))
-        raise RuntimeFailure("could not stop " + "; ".join(f"pod {pod}: {why}" for pod, why in failed.items())
-                             + (f" (stopped: {', '.join(done)})" if done else ""),
-                             hint="run the same command again; `podman pod ps` shows what is left")
+        raise RuntimeFailure(
+            "could not stop "
+            + "; ".join(f"pod {pod}: {why}" for pod, why in failed.items())
+            + (f" (stopped: {', '.join(done)})" if done else ""),
+            hint="run the same command again; `podman pod ps` shows what is left",
+        )
     return stack, plan
 
 
-def restart(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None = None,
-            *, keep_failed: bool = False, only_existing: bool = True) -> tuple[Plan, StartResult]:
+def restart(
+    stack_for: StackFor,
+    engine: Podman,
+    reporter: Reporter,
+    timeout_s: int | None = None,
+    *,
+    keep_failed: bool = False,
+    only_existing: bool = True,
+) -> tuple[Plan, StartResult]:
     """Stop and remove the pods of the stack in use, then start those services again (with the
     current config and images), waiting for each to be healthy; under one lock. With
     `only_existing` (no service named) only services whose pods exist are restarted."""
@@ -386,8 +502,9 @@ def restart(stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: 
         stack, stopped = _stop(stack_for, engine, reporter, timeout_s, remove_orphans=False)
         if only_existing:
             stack = stack_subset(stack, [s.service for s in stopped.steps if s.service])
-        again = _start(lambda present: stack, engine, reporter, keep_failed=keep_failed, pull="missing",
-                       remove_orphans=False)
+        again = _start(
+            lambda present: stack, engine, reporter, keep_failed=keep_failed, pull="missing", remove_orphans=False
+        )
         return stopped, again
 
 
@@ -397,8 +514,8 @@ HealthState = Literal["healthy", "starting", "unhealthy", "unknown", "down"]
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
-    kind: str             # the built-in service it is (llamacpp for every llama.cpp instance); "orphan"
-    state: str            # running | exited | created | absent
+    kind: str  # the built-in service it is (llamacpp for every llama.cpp instance); "orphan"
+    state: str  # running | exited | created | absent
     health: HealthState
     http_status: int | None
     detail: str
@@ -408,7 +525,7 @@ class ServiceStatus:
     container: str
     uptime_s: int | None
     up_to_date: bool | None
-    changes: tuple[str, ...] = ()     # what `start` would apply: "config", "image"
+    changes: tuple[str, ...] = ()  # what `start` would apply: "config", "image"
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "changes": list(self.changes)}
@@ -424,8 +541,11 @@ def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
         pending_ids = pool.submit(engine.image_ids, stack.images)
         listed = engine.containers(stack.project)
         probes, image_ids = pending.result(), pending_ids.result()
-    pods = {c.pod: ObservedPod(c.pod, c.service, c.config_hash, c.running, stack.project, c.image_id)
-            for c in listed if c.pod}
+    pods = {
+        c.pod: ObservedPod(c.pod, c.service, c.config_hash, c.running, stack.project, c.image_id)
+        for c in listed
+        if c.pod
+    }
     chosen = stack_in_use(lambda present: stack if not present else stack_for(present), pods)
     if chosen is not stack:
         extra = [s for s in chosen.services if s.name not in probes]
@@ -434,32 +554,70 @@ def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
     containers = {c.name: c for c in listed}
     # A container that crash-loops looks "running" between restarts: ask podman how often it
     # restarted, for the running ones whose probe failed (usually none, so no extra call).
-    suspects = [containers[s.container] for s in chosen.services if s.container in containers
-                and containers[s.container].running and (p := probes.get(s.name)) is not None and not p.ok]
+    suspects = [
+        containers[s.container]
+        for s in chosen.services
+        if s.container in containers
+        and containers[s.container].running
+        and (p := probes.get(s.name)) is not None
+        and not p.ok
+    ]
     restarts = {c.name: engine.last_exit(c.id) for c in suspects}
     now = int(time.time())
-    rows = [_service_status(spec, containers.get(spec.container), probes.get(spec.name), image_ids, now,
-                            restarts.get(spec.container))
-            for spec in chosen.services]
+    rows = [
+        _service_status(
+            spec, containers.get(spec.container), probes.get(spec.name), image_ids, now, restarts.get(spec.container)
+        )
+        for spec in chosen.services
+    ]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows
 
 
-def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Probe | None,
-                    image_ids: Mapping[str, str], now: int,
-                    last_exit: tuple[int | None, int] | None = None) -> ServiceStatus:
+def _service_status(
+    spec: ServiceSpec,
+    state: ContainerState | None,
+    probe: Probe | None,
+    image_ids: Mapping[str, str],
+    now: int,
+    last_exit: tuple[int | None, int] | None = None,
+) -> ServiceStatus:
     """One row; `last_exit` is (last exit code, restart count) for a running container whose
     probe failed."""
-    def row(state_name: str, health: HealthState, code: int | None, detail: str, image: str, uptime: int | None,
-            changes: Sequence[str] | None) -> ServiceStatus:
-        return ServiceStatus(spec.name, spec.kind, state_name, health, code, detail, spec.url, image, spec.pod,
-                             spec.container, uptime, None if changes is None else not changes, tuple(changes or ()))
+
+    def row(
+        state_name: str,
+        health: HealthState,
+        code: int | None,
+        detail: str,
+        image: str,
+        uptime: int | None,
+        changes: Sequence[str] | None,
+    ) -> ServiceStatus:
+        return ServiceStatus(
+            spec.name,
+            spec.kind,
+            state_name,
+            health,
+            code,
+            detail,
+            spec.url,
+            image,
+            spec.pod,
+            spec.container,
+            uptime,
+            None if changes is None else not changes,
+            tuple(changes or ()),
+        )
 
     if state is None:
         return row("absent", "down", None, "not started", spec.image, None, None)
-    changes = pending_changes(spec, ObservedPod(state.pod, state.service, state.config_hash, state.running,
-                                                state.project, state.image_id), image_ids)
+    changes = pending_changes(
+        spec,
+        ObservedPod(state.pod, state.service, state.config_hash, state.running, state.project, state.image_id),
+        image_ids,
+    )
     if not state.running:
         return row(state.state, "down", None, f"exit code {state.exit_code}", state.image, None, changes)
     uptime = max(0, now - state.started_at) if state.started_at else None
@@ -467,11 +625,25 @@ def _service_status(spec: ServiceSpec, state: ContainerState | None, probe: Prob
         return row("running", "unknown", None, "no health check", state.image, uptime, changes)
     code, restarts = last_exit or (None, 0)
     if restarts:
-        return row("running", "unhealthy", probe.status,
-                   f"restarted {restarts} time{'s' if restarts > 1 else ''} by its restart policy"
-                   + (f" (last exit code {code})" if code is not None else ""), state.image, uptime, changes)
-    return row("running", health_of(probe, uptime, spec.health.timeout_s), probe.status, probe.describe(),
-               state.image, uptime, changes)
+        return row(
+            "running",
+            "unhealthy",
+            probe.status,
+            f"restarted {restarts} time{'s' if restarts > 1 else ''} by its restart policy"
+            + (f" (last exit code {code})" if code is not None else ""),
+            state.image,
+            uptime,
+            changes,
+        )
+    return row(
+        "running",
+        health_of(probe, uptime, spec.health.timeout_s),
+        probe.status,
+        probe.describe(),
+        state.image,
+        uptime,
+        changes,
+    )
 
 
 def health_of(probe: Probe, uptime_s: int | None, timeout_s: float) -> HealthState:
@@ -486,10 +658,19 @@ def health_of(probe: Probe, uptime_s: int | None, timeout_s: float) -> HealthSta
 
 def _orphan_status(state: ContainerState, now: int) -> ServiceStatus:
     return ServiceStatus(
-        state.service or state.pod, "orphan", state.state, "unknown", None,
-        "its service is no longer in the config: `airpods stop --remove-orphans` removes it", None, state.image,
-        state.pod, state.name, max(0, now - state.started_at) if state.running and state.started_at else None,
-        None)
+        state.service or state.pod,
+        "orphan",
+        state.state,
+        "unknown",
+        None,
+        "its service is no longer in the config: `airpods stop --remove-orphans` removes it",
+        None,
+        state.image,
+        state.pod,
+        state.name,
+        max(0, now - state.started_at) if state.running and state.started_at else None,
+        None,
+    )
 
 
 def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bool) -> list[str]:
@@ -497,7 +678,7 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
     (and never one labelled as another project's)."""
     done: list[str] = []
     with state_lock(stack.settings.lock_timeout_s, stack.project):
-        if pods or volumes:   # a volume in use cannot be removed: its pod goes first
+        if pods or volumes:  # a volume in use cannot be removed: its pod goes first
             for pod in Observed(pods=engine.pods()).project_pods(stack.project):
                 if engine.remove_pod(pod):
                     done.append(f"removed pod {pod}")
@@ -514,10 +695,12 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
                     done.append(f"kept volume {volume}: airpods did not create it (it has no io.airpods labels)")
                 elif owner != stack.project:
                     done.append(f"kept volume {volume}: it belongs to airpods project '{owner}'")
-                else:   # no --force: a volume another container still uses stays, with podman's reason
+                else:  # no --force: a volume another container still uses stays, with podman's reason
                     removed = engine.run(["volume", "rm", volume], check=False)
-                    done.append(f"deleted volume {volume}" if removed.returncode == 0 else
-                                f"kept volume {volume}: {removed.stderr.strip().splitlines()[-1] if removed.stderr.strip() else 'podman refused'}")
+                    why = (removed.stderr.strip().splitlines() or ["podman refused"])[-1]
+                    done.append(
+                        f"deleted volume {volume}" if removed.returncode == 0 else f"kept volume {volume}: {why}"
+                    )
         if images:
             for image in stack.images:
                 if engine.run(["rmi", image], check=False).returncode == 0:

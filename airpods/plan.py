@@ -30,8 +30,8 @@ class Step:
     argv: tuple[str, ...]
     why: str
     service: str | None = None
-    stdin: str | None = field(default=None, repr=False)   # a secret's value: never displayed
-    timeout_s: float = DEFAULT_TIMEOUT_S                  # how long the engine lets the command run
+    stdin: str | None = field(default=None, repr=False)  # a secret's value: never displayed
+    timeout_s: float = DEFAULT_TIMEOUT_S  # how long the engine lets the command run
 
     def display(self) -> str:
         return shlex.join(self.argv) + (" <<< '********'" if self.stdin is not None else "")
@@ -43,8 +43,8 @@ class ObservedPod:
     service: str | None
     config_hash: str | None
     running: bool
-    project: str | None = None       # None: not made by airpods
-    image_id: str | None = None      # the image its service container runs
+    project: str | None = None  # None: not made by airpods
+    image_id: str | None = None  # the image its service container runs
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,13 @@ class Observed:
     """What exists before the plan runs (one snapshot taken by the engine). `pods` holds every
     pod on the engine, airpods' or not (a name clash must be seen); `images` maps each present
     image of the stack to its local image ID."""
+
     networks: frozenset[str] = frozenset()
     volumes: frozenset[str] = frozenset()
     images: Mapping[str, str] = field(default_factory=dict)
     pods: Mapping[str, ObservedPod] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()
-    containers: Mapping[str, str | None] = field(default_factory=dict)   # every container → its project
+    containers: Mapping[str, str | None] = field(default_factory=dict)  # every container → its project
 
     def project_pods(self, project: str) -> dict[str, ObservedPod]:
         return {name: pod for name, pod in self.pods.items() if pod.project == project}
@@ -95,14 +96,20 @@ class Plan:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"action": self.action, "notes": list(self.notes), "steps": [
-            {"kind": s.kind, "target": s.target, "service": s.service, "why": s.why, "argv": list(s.argv)}
-            for s in self.steps]}
+        return {
+            "action": self.action,
+            "notes": list(self.notes),
+            "steps": [
+                {"kind": s.kind, "target": s.target, "service": s.service, "why": s.why, "argv": list(s.argv)}
+                for s in self.steps
+            ],
+        }
 
 
 def pull_steps(images: Iterable[str]) -> list[Step]:
-    return [Step("pull", image, ("podman", "pull", image), f"pull {image}", timeout_s=PULL_TIMEOUT_S)
-            for image in images]
+    return [
+        Step("pull", image, ("podman", "pull", image), f"pull {image}", timeout_s=PULL_TIMEOUT_S) for image in images
+    ]
 
 
 def images_to_pull(stack: Stack, observed: Observed, policy: PullPolicy) -> list[str]:
@@ -111,9 +118,11 @@ def images_to_pull(stack: Stack, observed: Observed, policy: PullPolicy) -> list
     image is an error)."""
     missing = [image for image in stack.images if image not in observed.images]
     if policy == "never" and missing:
-        raise RuntimeFailure(f"image{'s' if len(missing) > 1 else ''} not present and --pull never was given: "
-                             f"{', '.join(missing)}; nothing was created",
-                             hint="`airpods pull` fetches them, or use --pull missing")
+        raise RuntimeFailure(
+            f"image{'s' if len(missing) > 1 else ''} not present and --pull never was given: "
+            f"{', '.join(missing)}; nothing was created",
+            hint="`airpods pull` fetches them, or use --pull missing",
+        )
     return list(stack.images) if policy == "always" else ([] if policy == "never" else missing)
 
 
@@ -126,8 +135,19 @@ def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
 
 
 def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
-    argv = ["podman", "run", "--detach", "--name", spec.container, "--pod", spec.pod,
-            "--restart", spec.restart_policy, "--pull", "never"]
+    argv = [
+        "podman",
+        "run",
+        "--detach",
+        "--name",
+        spec.container,
+        "--pod",
+        spec.pod,
+        "--restart",
+        spec.restart_policy,
+        "--pull",
+        "never",
+    ]
     argv += label_args(spec.labels)
     argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
     argv += [arg for mount in spec.mounts for arg in ("--volume", mount.flag())]
@@ -150,16 +170,22 @@ def check_name_clashes(stack: Stack, observed: Observed) -> None:
     for spec in stack.services:
         for what, name, key in (("pod", spec.pod, "pod"), ("container", spec.container, "container")):
             holders = [p.project for p in (observed.pods.get(name),) if p] + (
-                [observed.containers[name]] if name in observed.containers else [])
+                [observed.containers[name]] if name in observed.containers else []
+            )
             foreign = [h for h in holders if h != stack.project]
             if not foreign:
                 continue
             owner = f"airpods project '{foreign[0]}'" if foreign[0] else "something other than airpods"
-            other = (", or run this stack as another project ([runtime] project = \"NAME\": its pods and "
-                     "containers are then named after it)" if stack.project == DEFAULT_PROJECT else "")
+            other = (
+                ', or run this stack as another project ([runtime] project = "NAME": its pods and '
+                "containers are then named after it)"
+                if stack.project == DEFAULT_PROJECT
+                else ""
+            )
             raise RuntimeFailure(
                 f"{spec.name}: the name {name} (its {what}) is already taken by {owner}; nothing was created",
-                hint=f"give services.{spec.name}.{key} another name" + other)
+                hint=f"give services.{spec.name}.{key} another name" + other,
+            )
 
 
 def remove_step(pod: str, why: str, service: str | None) -> Step:
@@ -173,8 +199,9 @@ def pull_plan(stack: Stack, observed: Observed, policy: PullPolicy = "missing") 
     return Plan("start --pre-fetch", tuple(pull_steps(pulls)), tuple(notes))
 
 
-def build_start_plan(stack: Stack, observed: Observed, *, api_key: str = "", pull: PullPolicy = "missing",
-                     remove_orphans: bool = False) -> Plan:
+def build_start_plan(
+    stack: Stack, observed: Observed, *, api_key: str = "", pull: PullPolicy = "missing", remove_orphans: bool = False
+) -> Plan:
     """`api_key` is the value behind stack.secrets (only read for secrets that do not exist yet).
     A service's pod is left alone when it runs with the same config hash and image ID; it is
     recreated when either changed or it stopped. Raises RuntimeFailure on a pod name clash or
@@ -184,25 +211,44 @@ def build_start_plan(stack: Stack, observed: Observed, *, api_key: str = "", pul
     notes: list[str] = list(stack.warnings)
     labels = label_args(stack.labels)
     if stack.network not in observed.networks:
-        steps.append(Step("network", stack.network, ("podman", "network", "create", *labels, stack.network),
-                          f"network {stack.network}: pods reach each other by name and alias"))
+        steps.append(
+            Step(
+                "network",
+                stack.network,
+                ("podman", "network", "create", *labels, stack.network),
+                f"network {stack.network}: pods reach each other by name and alias",
+            )
+        )
     for volume in stack.volumes:
         if volume not in observed.volumes:
-            steps.append(Step("volume", volume, ("podman", "volume", "create", *labels, volume),
-                              f"volume {volume}: kept by stop"))
+            steps.append(
+                Step(
+                    "volume", volume, ("podman", "volume", "create", *labels, volume), f"volume {volume}: kept by stop"
+                )
+            )
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
-            steps.append(Step("secret", secret.name, ("podman", "secret", "create", *labels, secret.name, "-"),
-                              f"secret {secret.name}: the stack's API key, kept out of argv and env",
-                              stdin=secret.value(api_key)))
+            steps.append(
+                Step(
+                    "secret",
+                    secret.name,
+                    ("podman", "secret", "create", *labels, secret.name, "-"),
+                    f"secret {secret.name}: the stack's API key, kept out of argv and env",
+                    stdin=secret.value(api_key),
+                )
+            )
     steps += pull_steps(images_to_pull(stack, observed, pull))
     left = orphans(stack, observed)
     if left and remove_orphans:
-        steps += [remove_step(pod.name, f"orphan pod {pod.name}: service {pod.service} is no longer in the config",
-                              None) for pod in left]
+        steps += [
+            remove_step(pod.name, f"orphan pod {pod.name}: service {pod.service} is no longer in the config", None)
+            for pod in left
+        ]
     elif left:
-        notes.append(f"orphan pod{'s' if len(left) > 1 else ''} of services no longer in the config: "
-                     f"{', '.join(p.name for p in left)} (`airpods start --remove-orphans` removes them)")
+        notes.append(
+            f"orphan pod{'s' if len(left) > 1 else ''} of services no longer in the config: "
+            f"{', '.join(p.name for p in left)} (`airpods start --remove-orphans` removes them)"
+        )
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)
         changes = pending_changes(spec, pod, observed.images) if pod else []
@@ -213,11 +259,27 @@ def build_start_plan(stack: Stack, observed: Observed, *, api_key: str = "", pul
             reason = {"config": "config changed", "image": "new image pulled"}
             why = " and ".join(reason[c] for c in changes) or "not running"
             steps.append(remove_step(spec.pod, f"{spec.name}: {why}, recreate its pod", spec.name))
-        steps.append(Step("pod", spec.pod, pod_create_argv(spec),
-                          f"{spec.name}: pod {spec.pod}" + (f", published on {', '.join(p.flag() for p in spec.publish)}"
-                                                            if spec.publish else ", not published"), spec.name))
-        steps.append(Step("container", spec.container, container_run_argv(spec),
-                          f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})", spec.name))
+        steps.append(
+            Step(
+                "pod",
+                spec.pod,
+                pod_create_argv(spec),
+                f"{spec.name}: pod {spec.pod}"
+                + (
+                    f", published on {', '.join(p.flag() for p in spec.publish)}" if spec.publish else ", not published"
+                ),
+                spec.name,
+            )
+        )
+        steps.append(
+            Step(
+                "container",
+                spec.container,
+                container_run_argv(spec),
+                f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})",
+                spec.name,
+            )
+        )
     return Plan("start", tuple(steps), tuple(notes))
 
 
@@ -238,10 +300,20 @@ def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int, *, 
     if remove_orphans:
         targets += [(pod.name, None, f"orphan {pod.name}") for pod in left]
     elif left:
-        notes.append(f"left running: orphan pod{'s' if len(left) > 1 else ''} {', '.join(p.name for p in left)} "
-                     "(`airpods stop --remove-orphans` removes them)")
+        notes.append(
+            f"left running: orphan pod{'s' if len(left) > 1 else ''} {', '.join(p.name for p in left)} "
+            "(`airpods stop --remove-orphans` removes them)"
+        )
     for pod, service, label in targets:
-        steps.append(Step("stop", pod, ("podman", "pod", "stop", "--time", str(timeout_s), pod),
-                          f"{label}: stop pod {pod}", service, timeout_s=timeout_s + ENGINE_MARGIN_S))
+        steps.append(
+            Step(
+                "stop",
+                pod,
+                ("podman", "pod", "stop", "--time", str(timeout_s), pod),
+                f"{label}: stop pod {pod}",
+                service,
+                timeout_s=timeout_s + ENGINE_MARGIN_S,
+            )
+        )
         steps.append(remove_step(pod, f"{label}: remove pod {pod} (volumes are kept)", service))
     return Plan("stop", tuple(steps), tuple(notes))

@@ -33,7 +33,7 @@ def _listening_inodes(port: int, proc: Path) -> set[str]:
         for line in lines:
             fields = line.split()
             local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:   # 0A = LISTEN
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
                 inodes.add(inode)
     return inodes
 

@@ -26,14 +26,14 @@ def api_key() -> str:
             return key
     except FileNotFoundError:
         pass
-    import secrets    # only when a key is made: its import costs every command ~5 ms
+    import secrets  # only when a key is made: its import costs every command ~5 ms
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".api-key.")     # mode 0600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".api-key.")  # mode 0600
     with os.fdopen(fd, "w") as handle:
         handle.write("sk-airpods-" + secrets.token_urlsafe(32) + "\n")
     try:
-        os.link(tmp, path)          # fails if another command made the key first
+        os.link(tmp, path)  # fails if another command made the key first
     except FileExistsError:
         pass
     finally:

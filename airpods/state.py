@@ -17,9 +17,11 @@ def state_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.chmod(0o700)
     except OSError as exc:
-        raise RuntimeFailure(f"cannot use the state folder {path}: {exc.strerror or exc}",
-                             hint="airpods keeps its key and lock there: fix its permissions, or point "
-                                  "XDG_STATE_HOME at a folder you own") from None
+        raise RuntimeFailure(
+            f"cannot use the state folder {path}: {exc.strerror or exc}",
+            hint="airpods keeps its key and lock there: fix its permissions, or point "
+            "XDG_STATE_HOME at a folder you own",
+        ) from None
     return path
 
 
@@ -36,7 +38,8 @@ def state_lock(timeout_s: float, project: str = "airpods") -> Iterator[None]:
     except Timeout:
         raise RuntimeFailure(
             f"another airpods start or stop is running (waited {timeout_s:g} s for {path})",
-            hint="wait for it to finish, or raise cli.lock_timeout_s") from None
+            hint="wait for it to finish, or raise cli.lock_timeout_s",
+        ) from None
     try:
         yield
     finally:

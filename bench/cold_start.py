@@ -32,8 +32,17 @@ def run() -> list[dict]:
         timing, rss = measure([AIRPODS, *args])
         passed = rss <= 40 and (target_ms is None or timing["median"] <= target_ms)
         target = (f"median <= {target_ms} ms, " if target_ms else "") + "peak RSS <= 40 MiB"
-        results.append(entry(f"cold start: {name}", "ms", timing, floor, target, passed,
-                             note=f"peak RSS {rss} MiB; baseline is python -c pass ({floor_rss} MiB)"))
+        results.append(
+            entry(
+                f"cold start: {name}",
+                "ms",
+                timing,
+                floor,
+                target,
+                passed,
+                note=f"peak RSS {rss} MiB; baseline is python -c pass ({floor_rss} MiB)",
+            )
+        )
     return results
 
 

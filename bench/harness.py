@@ -29,16 +29,23 @@ def main(out: Path) -> int:
         entries += module.run()
     remove_pods()
     podman = subprocess.run(["podman", "--version"], capture_output=True, text=True).stdout.strip()
-    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)), "host": platform.node(),
-              "python": platform.python_version(), "podman": podman, "seconds": round(time.time() - began),
-              "entries": entries}
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "podman": podman,
+        "seconds": round(time.time() - began),
+        "entries": entries,
+    }
     out.write_text(json.dumps(report, indent=2) + "\n")
     for e in entries:
         base = e["baseline"]["median"] if e["baseline"] else "-"
         ratio = e["ratio"] if e["ratio"] is not None else "-"
         verdict = "info" if e["pass"] is None else "PASS" if e["pass"] else "MISS"
-        print(f"{verdict}  {e['measure']:<86} {e['airpods']['median']:>9} {e['unit']:<8}"
-              f" base {base!s:>9}  ratio {ratio!s:>6}  target {e['target']}")
+        print(
+            f"{verdict}  {e['measure']:<86} {e['airpods']['median']:>9} {e['unit']:<8}"
+            f" base {base!s:>9}  ratio {ratio!s:>6}  target {e['target']}"
+        )
     print(f"wrote {out}")
     return 0 if all(e["pass"] is not False for e in entries) else 1
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from common import AIRPODS, RUNS, entry, remove_pods, stats, timed_ms
 
-
-HEALTH_POLL = r'''
+HEALTH_POLL = r"""
 poll() {  # poll HOST PORT PATH: GET until HTTP 2xx/3xx, every 0.2 s (what airpods does)
   while :; do
     if exec 3<>"/dev/tcp/$1/$2" 2>/dev/null; then
@@ -32,13 +31,14 @@ poll() {  # poll HOST PORT PATH: GET until HTTP 2xx/3xx, every 0.2 s (what airpo
     sleep 0.2
   done
 }
-'''
+"""
 
 
 def shell_script() -> str:
     """The same podman commands as `start --dry-run`, then the same health polling."""
-    plan = json.loads(subprocess.run([AIRPODS, "start", "--dry-run", "--json"], check=True,
-                                     capture_output=True, text=True).stdout)
+    plan = json.loads(
+        subprocess.run([AIRPODS, "start", "--dry-run", "--json"], check=True, capture_output=True, text=True).stdout
+    )
     lines = ["#!/bin/bash", "set -e", HEALTH_POLL]
     lines += [shlex.join(step["argv"]) + " >/dev/null" for step in plan["steps"] if step["kind"] != "secret"]
     status = json.loads(subprocess.run([AIRPODS, "status", "--json"], capture_output=True, text=True).stdout)
@@ -54,7 +54,7 @@ def shell_script() -> str:
 
 
 def run() -> list[dict]:
-    subprocess.run([AIRPODS, "start"], check=True, capture_output=True)      # images, volumes, secrets made
+    subprocess.run([AIRPODS, "start"], check=True, capture_output=True)  # images, volumes, secrets made
     status_a, status_b = [], []
     for _ in range(RUNS):
         status_b.append(timed_ms(["podman", "ps", "--format", "json"]))
@@ -72,10 +72,23 @@ def run() -> list[dict]:
     remove_pods()
     sa, sb, ta, tb = stats(status_a), stats(status_b), stats(start_a), stats(start_b)
     return [
-        entry("status (default stack up) vs bare podman ps", "ms", sa, sb, "<= baseline + 150 ms",
-              sa["median"] <= sb["median"] + 150, note=f"{sa['median'] - sb['median']:.1f} ms over podman ps"),
-        entry("start (images present) vs a shell script of the same podman commands", "ms", ta, tb, "<= 1.15x",
-              ta["median"] <= 1.15 * tb["median"]),
+        entry(
+            "status (default stack up) vs bare podman ps",
+            "ms",
+            sa,
+            sb,
+            "<= baseline + 150 ms",
+            sa["median"] <= sb["median"] + 150,
+            note=f"{sa['median'] - sb['median']:.1f} ms over podman ps",
+        ),
+        entry(
+            "start (images present) vs a shell script of the same podman commands",
+            "ms",
+            ta,
+            tb,
+            "<= 1.15x",
+            ta["median"] <= 1.15 * tb["median"],
+        ),
     ]
 
 

@@ -28,12 +28,19 @@ import urllib.request
 from pathlib import Path
 
 from common import AIRPODS, ROOT, entry, require_rig_store, stats
+
 from tests.integration.conftest import remove_everything_airpods_made
 from tests.rig.tiny_gguf import write_tiny_model
 
 RUNS = int(os.environ.get("BENCH_INFERENCE_RUNS", "11"))
-BODY = {"prompt": "the tiny model is", "n_predict": 512, "ignore_eos": True, "seed": 42,
-        "temperature": 0, "cache_prompt": False}
+BODY = {
+    "prompt": "the tiny model is",
+    "n_predict": 512,
+    "ignore_eos": True,
+    "seed": 42,
+    "temperature": 0,
+    "cache_prompt": False,
+}
 FLAGS = ["--ctx-size", "1024", "--threads", "2", "--n-gpu-layers", "0"]
 
 
@@ -65,32 +72,55 @@ def inference(config: Path) -> dict[str, object]:
     airpods(config, "start", "llamacpp")
     env = dict(line.removeprefix("export ").split("=", 1) for line in airpods(config, "env").stdout.splitlines())
     key = env["OPENAI_API_KEY"].strip("'")
-    binary = Path(subprocess.run([str(ROOT / "scripts/build-llamacpp")], capture_output=True, text=True,
-                                 check=True).stdout.strip()) / "bin" / "llama-server"
-    volume = subprocess.run(["podman", "volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    model = Path(volume) / "bench.gguf"                          # the file the container maps
-    bare = subprocess.Popen([str(binary), "--host", "127.0.0.1", "--port", "18181", "--model", str(model),
-                             "--alias", "bench", *FLAGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    binary = (
+        Path(
+            subprocess.run(
+                [str(ROOT / "scripts/build-llamacpp")], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        / "bin"
+        / "llama-server"
+    )
+    volume = subprocess.run(
+        ["podman", "volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    model = Path(volume) / "bench.gguf"  # the file the container maps
+    bare = subprocess.Popen(
+        [str(binary), "--host", "127.0.0.1", "--port", "18181", "--model", str(model), "--alias", "bench", *FLAGS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_health("http://127.0.0.1:18181/health")
-        sides = {"airpods": ("http://127.0.0.1:8081/completion", key), "bare": ("http://127.0.0.1:18181/completion", None)}
+        sides = {
+            "airpods": ("http://127.0.0.1:8081/completion", key),
+            "bare": ("http://127.0.0.1:18181/completion", None),
+        }
         rates: dict[str, list[float]] = {"airpods": [], "bare": []}
         for url, k in sides.values():
-            post(url, BODY, k)                                   # warm-up
+            post(url, BODY, k)  # warm-up
         for i in range(RUNS):
             # Swap which side goes first each round: the first request after the other side's
             # turn runs measurably slower (seen here), which would bias a fixed order.
-            for side, (url, k) in (list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]):
+            for side, (url, k) in list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]:
                 rates[side].append(post(url, BODY, k)["timings"]["predicted_per_second"])
     finally:
         bare.terminate()
         bare.wait()
     a, b = stats(rates["airpods"]), stats(rates["bare"])
-    return entry("inference: tokens/s of an airpods instance vs the same llama-server run bare", "tokens/s",
-                 a, b, ">= 0.97x", a["median"] >= 0.97 * b["median"],
-                 note="one ~40 MB random llama model file for both, 512 tokens, ignore_eos, 2 threads, "
-                      "alternated, order swapped each round")
+    return entry(
+        "inference: tokens/s of an airpods instance vs the same llama-server run bare",
+        "tokens/s",
+        a,
+        b,
+        ">= 0.97x",
+        a["median"] >= 0.97 * b["median"],
+        note="one ~40 MB random llama model file for both, 512 tokens, ignore_eos, 2 threads, "
+        "alternated, order swapped each round",
+    )
 
 
 def side_probe(stop: threading.Event, first_200: list[float]) -> None:
@@ -119,8 +149,15 @@ def readiness(config: Path) -> dict[str, object]:
         prober.join()
         delays.append(reported - first_200[0])
     s = stats(delays, 3)
-    return entry("readiness latency: llama-server's first /health 200 -> airpods reports ready", "s", s, None,
-                 "<= 0.5 s", s["median"] <= 0.5, note="side probe every 10 ms; single-model load of the ~40 MB model")
+    return entry(
+        "readiness latency: llama-server's first /health 200 -> airpods reports ready",
+        "s",
+        s,
+        None,
+        "<= 0.5 s",
+        s["median"] <= 0.5,
+        note="side probe every 10 ms; single-model load of the ~40 MB model",
+    )
 
 
 def run() -> list[dict]:
@@ -128,8 +165,10 @@ def run() -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="airpods-bench-"))
     model = write_tiny_model(work / "tiny.gguf", n_embd=384, n_layers=6, n_ff=1024, seed=1)
     config = work / "bench.toml"
-    config.write_text('[variables]\ndefault_model = "bench.gguf"\n[services.llamacpp.command_args]\n'
-                      'model = "/models/{{default_model}}"\nctx_size = 1024\nthreads = 2\n')
+    config.write_text(
+        '[variables]\ndefault_model = "bench.gguf"\n[services.llamacpp.command_args]\n'
+        'model = "/models/{{default_model}}"\nctx_size = 1024\nthreads = 2\n'
+    )
     remove_everything_airpods_made()
     airpods(config, "models", "import", str(model), "--name", "bench.gguf")
     try:

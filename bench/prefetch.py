@@ -23,15 +23,19 @@ from pathlib import Path
 from common import AIRPODS, RUNS, entry, remove_pods, stats, timed_ms
 from throttle import Throttle
 
-RATE = int(os.environ.get("BENCH_PULL_RATE", str(4 * 1024 * 1024)))   # bytes/s per connection
+RATE = int(os.environ.get("BENCH_PULL_RATE", str(4 * 1024 * 1024)))  # bytes/s per connection
 
 
 def images() -> list[str]:
     """The images of the enabled services, as `config show --resolved` renders them."""
-    shown = json.loads(subprocess.run([AIRPODS, "config", "show", "--resolved", "--json"], check=True,
-                                      capture_output=True, text=True).stdout)
-    return sorted({shown["rendered"][name]["image"] for name, svc in shown["services"].items()
-                   if svc.get("enabled", True)})
+    shown = json.loads(
+        subprocess.run(
+            [AIRPODS, "config", "show", "--resolved", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    return sorted(
+        {shown["rendered"][name]["image"] for name, svc in shown["services"].items() if svc.get("enabled", True)}
+    )
 
 
 def drop(names: list[str]) -> None:
@@ -74,18 +78,36 @@ def run() -> list[dict]:
     loop = measure(names, None)
     what = f"{len(names)} images"
     return [
-        entry("start --pre-fetch vs the slowest single pull (network-bound mirror)", "ms", net["airpods"],
-              net["slowest"], "<= 1.2x", net["airpods"]["median"] <= 1.2 * net["slowest"]["median"],
-              note=f"{what} through a relay limiting each connection to {RATE / 2**20:.0f} MiB/s, as a real "
-                   f"registry is network-bound; one after the other: {net['serial']['median']} ms"),
-        entry("start --pre-fetch vs the slowest single pull (bare loopback registry)", "ms", loop["airpods"],
-              loop["slowest"], "none: context", None,
-              note=f"{what}; storage applies layers one at a time, so the floor is their sum: pulled one after "
-                   f"the other {loop['serial']['median']} ms, a shell starting them at once "
-                   f"{loop['shell']['median']} ms"),
-        entry("start --pre-fetch vs a shell starting the same pulls at once (bare loopback registry)", "ms",
-              loop["airpods"], loop["shell"], "none: context", None,
-              note="the difference is airpods' own work: CLI start, one `podman images` before and one after"),
+        entry(
+            "start --pre-fetch vs the slowest single pull (network-bound mirror)",
+            "ms",
+            net["airpods"],
+            net["slowest"],
+            "<= 1.2x",
+            net["airpods"]["median"] <= 1.2 * net["slowest"]["median"],
+            note=f"{what} through a relay limiting each connection to {RATE / 2**20:.0f} MiB/s, as a real "
+            f"registry is network-bound; one after the other: {net['serial']['median']} ms",
+        ),
+        entry(
+            "start --pre-fetch vs the slowest single pull (bare loopback registry)",
+            "ms",
+            loop["airpods"],
+            loop["slowest"],
+            "none: context",
+            None,
+            note=f"{what}; storage applies layers one at a time, so the floor is their sum: pulled one after "
+            f"the other {loop['serial']['median']} ms, a shell starting them at once "
+            f"{loop['shell']['median']} ms",
+        ),
+        entry(
+            "start --pre-fetch vs a shell starting the same pulls at once (bare loopback registry)",
+            "ms",
+            loop["airpods"],
+            loop["shell"],
+            "none: context",
+            None,
+            note="the difference is airpods' own work: CLI start, one `podman images` before and one after",
+        ),
     ]
 
 

@@ -18,7 +18,9 @@ COUNTS = (1, 4, 8)
 def config_for(count: int, folder: Path) -> Path:
     lines = ["[services.ollama]\nenabled = false\n[services.open-webui]\nenabled = false\n"]
     for i in range(1, count):
-        lines.append(f'[services.llama-{i}]\nextends = "llamacpp"\nports = [{{ host = {8100 + i}, container = 8080 }}]\n')
+        lines.append(
+            f'[services.llama-{i}]\nextends = "llamacpp"\nports = [{{ host = {8100 + i}, container = 8080 }}]\n'
+        )
     path = folder / f"scale-{count}.toml"
     path.write_text("\n".join(lines))
     return path
@@ -39,10 +41,24 @@ def run() -> list[dict]:
     remove_pods()
     detail = lambda table: ", ".join(f"{n}: {table[n]['median']:.0f} ms" for n in COUNTS)  # noqa: E731
     return [
-        entry("scaling: status with 8 llama.cpp instances vs 1", "ms", statuses[8], statuses[1], "<= 1.5x",
-              statuses[8]["median"] <= 1.5 * statuses[1]["median"], note=detail(statuses)),
-        entry("scaling: start with 8 llama.cpp instances vs 1", "ms", starts[8], starts[1], "<= 4x (one by one ~8x)",
-              starts[8]["median"] <= 4 * starts[1]["median"], note=detail(starts)),
+        entry(
+            "scaling: status with 8 llama.cpp instances vs 1",
+            "ms",
+            statuses[8],
+            statuses[1],
+            "<= 1.5x",
+            statuses[8]["median"] <= 1.5 * statuses[1]["median"],
+            note=detail(statuses),
+        ),
+        entry(
+            "scaling: start with 8 llama.cpp instances vs 1",
+            "ms",
+            starts[8],
+            starts[1],
+            "<= 4x (one by one ~8x)",
+            starts[8]["median"] <= 4 * starts[1]["median"],
+            note=detail(starts),
+        ),
     ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,9 +34,16 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file (else $AIRPODS_CONFIG, else $XDG_CONFIG_HOME/airpods/config.toml).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Config file (else $AIRPODS_CONFIG, else $XDG_CONFIG_HOME/airpods/config.toml)."
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     ctx.obj = Options(config=config, debug=debug)
 
@@ -99,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001  (a bug: one clear line, the traceback with --debug)
         if debug:
             raise
-        print(f"airpods: internal error: {type(exc).__name__}: {exc}\n"
-              "  hint: run again with --debug for the traceback, and report it", file=sys.stderr)
+        print(
+            f"airpods: internal error: {type(exc).__name__}: {exc}\n"
+            "  hint: run again with --debug for the traceback, and report it",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,7 +10,7 @@ import typer
 from airpods.cli.context import options_of, stack
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     on = "on"
     off = "off"
     status = "status"
@@ -18,7 +18,9 @@ class Action(str, Enum):
 
 def autostart(
     ctx: typer.Context,
-    action: Annotated[Action, typer.Argument(help="on: install and enable the unit; off: remove it; status: show it.")] = Action.status,
+    action: Annotated[
+        Action, typer.Argument(help="on: install and enable the unit; off: remove it; status: show it.")
+    ] = Action.status,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
     """Start this stack's containers at boot through a systemd unit of its own (system unit when
@@ -40,21 +42,30 @@ def autostart(
     if as_json:
         print_json({**current.to_json(), "notes": notes})
         return
-    print(f"autostart: {'on' if current.installed and current.enabled else 'off'} "
-          f"({current.unit}, {'user' if current.rootless else 'system'} unit at {current.path})")
+    print(
+        f"autostart: {'on' if current.installed and current.enabled else 'off'} "
+        f"({current.unit}, {'user' if current.rootless else 'system'} unit at {current.path})"
+    )
     if current.installed:
         print(f"at boot it runs: {' '.join(current.exec_start)}")
         print(f"containers it would start now: {current.containers}")
     if current.rootless:
         print(f"linger: {'on' if current.linger else 'off' if current.linger is False else 'unknown'}")
     if current.unlabelled:
-        print(f"{current.unlabelled} container(s) predate project labels: `airpods start` recreates them with the label")
+        print(
+            f"{current.unlabelled} container(s) predate project labels: `airpods start` recreates them with the label"
+        )
     if current.survives_reboot and not current.containers:
-        print("on, but no container of this stack exists yet: `airpods start` first (only what exists at "
-              "shutdown comes back)")
+        print(
+            "on, but no container of this stack exists yet: `airpods start` first (only what exists at "
+            "shutdown comes back)"
+        )
     else:
-        print("the stack survives a reboot" if current.survives_reboot else "after a reboot, run `airpods start`"
-              + ("" if current.installed else " (or `airpods autostart on`)"))
+        print(
+            "the stack survives a reboot"
+            if current.survives_reboot
+            else "after a reboot, run `airpods start`" + ("" if current.installed else " (or `airpods autostart on`)")
+        )
     for note in notes:
         print(f"note: {note}")
 

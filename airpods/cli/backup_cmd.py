@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from airpods.cli.context import options_of, stack
 
-ServicesOption = Annotated[Optional[str], typer.Option("--services", help="Comma-separated services (default: all configured).")]
+ServicesOption = Annotated[
+    str | None, typer.Option("--services", help="Comma-separated services (default: all configured).")
+]
 
 
 def _names(services: str | None) -> list[str] | None:
@@ -19,11 +21,15 @@ def _names(services: str | None) -> list[str] | None:
 
 def backup(
     ctx: typer.Context,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Archive to write (default: ./airpods-backup-DATE.tar).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Archive to write (default: ./airpods-backup-DATE.tar).")
+    ] = None,
     services: ServicesOption = None,
     with_models: Annotated[bool, typer.Option("--with-models", help="Include the GGUF model volume (large).")] = False,
     include_secrets: Annotated[bool, typer.Option("--include-secrets", help="Include the API key.")] = False,
-    stop: Annotated[bool, typer.Option("--stop", help="Stop services that need a consistent copy, restart them after.")] = False,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop services that need a consistent copy, restart them after.")
+    ] = False,
 ) -> None:
     """Config, volumes (through podman) and, if asked, secrets, in one verified archive."""
     from airpods import lifecycle
@@ -39,18 +45,26 @@ def backup(
     chosen = stack(options, names, every_service=not names)
     engine = Podman()
     present = {row.get("Name") for row in engine.json(["volume", "ls", "--format", "json"])}
-    volumes = [(v, users) for v, users in backup_volumes(chosen, with_models) if v in present]  # never created: nothing to keep
+    volumes = [
+        (v, users) for v, users in backup_volumes(chosen, with_models) if v in present
+    ]  # never created: nothing to keep
     running = {c.name for c in engine.containers(chosen.project) if c.running}
     included = {v for v, _ in volumes}
-    hot = [s for s in chosen.services if s.name in CONSISTENT_COPY and s.container in running
-           and any(m.source in included for m in s.mounts)]
+    hot = [
+        s
+        for s in chosen.services
+        if s.name in CONSISTENT_COPY and s.container in running and any(m.source in included for m in s.mounts)
+    ]
     if hot and not stop:
         for spec in hot:
             warn(f"{spec.name} keeps running: {CONSISTENT_COPY[spec.name]}; `--stop` makes a consistent copy")
     out = output or Path(time.strftime("airpods-backup-%Y%m%d-%H%M%S.tar"))
     size = estimate(engine, [v for v, _ in volumes])
-    print(f"backing up {len(volumes)} volume{'s' if len(volumes) != 1 else ''} "
-          f"({human_size(size) if size is not None else 'size unknown'}) to {out}", flush=True)
+    print(
+        f"backing up {len(volumes)} volume{'s' if len(volumes) != 1 else ''} "
+        f"({human_size(size) if size is not None else 'size unknown'}) to {out}",
+        flush=True,
+    )
     paused = None
     if hot and stop:
         paused = lifecycle.stack_subset(chosen, [s.name for s in hot])
@@ -58,8 +72,15 @@ def backup(
             lifecycle.stop(lambda present: paused, engine, reporter)
     try:
         with ByteProgress() as progress:
-            members = write_backup(engine, out, chosen, [v for v, _ in volumes], locate_config(options.config),
-                                   api_key_path() if include_secrets and api_key_path().exists() else None, progress)
+            members = write_backup(
+                engine,
+                out,
+                chosen,
+                [v for v, _ in volumes],
+                locate_config(options.config),
+                api_key_path() if include_secrets and api_key_path().exists() else None,
+                progress,
+            )
     finally:
         if paused is not None:
             with ConsoleReporter() as reporter:
@@ -73,7 +94,9 @@ def restore(
     ctx: typer.Context,
     archive: Annotated[Path, typer.Argument(help="A file written by `airpods backup`.")],
     services: ServicesOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace volumes (and config, key) that already hold data.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace volumes (and config, key) that already hold data.")
+    ] = False,
 ) -> None:
     """Verify the whole archive, then restore into stopped services. Never overwrites without --force."""
     from airpods.backup import restore_archive
@@ -83,8 +106,15 @@ def restore(
 
     options = options_of(ctx)
     everything = stack(options, None, every_service=True)
-    done = restore_archive(Podman(), archive, everything, _names(services) or [], force,
-                           locate_config(options.config) or user_config_path(), api_key_path())
+    done = restore_archive(
+        Podman(),
+        archive,
+        everything,
+        _names(services) or [],
+        force,
+        locate_config(options.config) or user_config_path(),
+        api_key_path(),
+    )
     for item in done:
         print(f"restored {item}")
     print("start the services with `airpods start`")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,12 +15,14 @@ app = typer.Typer(help="Show, check and create the configuration file.", no_args
 @app.command()
 def show(
     ctx: typer.Context,
-    resolved: Annotated[bool, typer.Option("--resolved", help="After extends and templates, with each service's rendered command.")] = False,
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="After extends and templates, with each service's rendered command.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of TOML.")] = False,
 ) -> None:
     """Print the configuration in effect (defaults merged with your file)."""
-    from airpods.cli.output import print_json
     from airpods.cli.config_view import show_config
+    from airpods.cli.output import print_json
 
     loaded = load(options_of(ctx))
     data = show_config(loaded, resolved=resolved)
@@ -38,7 +40,7 @@ def show(
 @app.command()
 def validate(
     ctx: typer.Context,
-    path: Annotated[Optional[Path], typer.Argument(help="File to check (default: the one in effect).")] = None,
+    path: Annotated[Path | None, typer.Argument(help="File to check (default: the one in effect).")] = None,
 ) -> None:
     """Check a configuration file; exit 2 with the key path of the first problem."""
     loaded = load(options_of(ctx), path)
@@ -58,8 +60,9 @@ def init(
 
     target = options_of(ctx).config or user_config_path()
     if target.exists() and not force:
-        raise RuntimeFailure(f"{target} already exists; it was left as it is",
-                             hint="`airpods config init --force` overwrites it")
+        raise RuntimeFailure(
+            f"{target} already exists; it was left as it is", hint="`airpods config init --force` overwrites it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(default_toml_text(), encoding="utf-8")
     print(f"wrote {target}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ from airpods.cli.context import options_of, stack
 
 def env(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="A llama.cpp instance (default: the first enabled one).")] = None,
+    name: Annotated[str | None, typer.Argument(help="A llama.cpp instance (default: the first enabled one).")] = None,
 ) -> None:
     """Print `export OPENAI_BASE_URL=… OPENAI_API_KEY=…` for an instance: eval "$(airpods env)"."""
     from airpods.errors import UsageError
@@ -22,8 +22,10 @@ def env(
     wanted = stack(options_of(ctx), [name] if name else None)
     instances = [s for s in wanted.services if s.kind == LLAMACPP]
     if not instances:
-        raise UsageError(f"{name} is not a llama.cpp instance" if name else "no llama.cpp instance is enabled",
-                         hint="instances are llamacpp and every service that extends it")
+        raise UsageError(
+            f"{name} is not a llama.cpp instance" if name else "no llama.cpp instance is enabled",
+            hint="instances are llamacpp and every service that extends it",
+        )
     spec = instances[0]
     if spec.url is None:
         raise UsageError(f"{spec.name} publishes no host port", hint=f"set services.{spec.name}.ports")

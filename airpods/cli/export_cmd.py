@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from airpods.cli.context import options_of
 
-app = typer.Typer(help="The stack as Kubernetes YAML or Quadlet units (compose is not offered).",
-                  no_args_is_help=True)
-Services = Annotated[Optional[list[str]], typer.Argument(help="Services (default: every enabled one).", show_default=False)]
+app = typer.Typer(help="The stack as Kubernetes YAML or Quadlet units (compose is not offered).", no_args_is_help=True)
+Services = Annotated[
+    list[str] | None, typer.Argument(help="Services (default: every enabled one).", show_default=False)
+]
 
 
 def _stack(ctx: typer.Context, services: list[str] | None, gpu: str | None):
     from airpods.gpu import HostGpu
     from airpods.stack.resolve import resolve_stack
 
-    override = None if gpu is None else {"nvidia": HostGpu("nvidia", cdi=True), "amd": HostGpu("amd", nodes=("/dev/kfd", "/dev/dri")),
-                                         "none": HostGpu("none")}[gpu]
+    override = (
+        None
+        if gpu is None
+        else {
+            "nvidia": HostGpu("nvidia", cdi=True),
+            "amd": HostGpu("amd", nodes=("/dev/kfd", "/dev/dri")),
+            "none": HostGpu("none"),
+        }[gpu]
+    )
     return resolve_stack(options_of(ctx).config, services or (), gpu=override)
 
 
@@ -28,9 +36,11 @@ def _stack(ctx: typer.Context, services: list[str] | None, gpu: str | None):
 def kube(
     ctx: typer.Context,
     services: Services = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     target: Annotated[str, typer.Option("--target", help="podman (kube play) or kubernetes.")] = "podman",
-    gpu: Annotated[Optional[str], typer.Option("--gpu", help="The target's GPU: nvidia, amd or none (default: this host's).")] = None,
+    gpu: Annotated[
+        str | None, typer.Option("--gpu", help="The target's GPU: nvidia, amd or none (default: this host's).")
+    ] = None,
 ) -> None:
     """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
     from airpods.errors import UsageError
@@ -43,17 +53,21 @@ def kube(
         raise UsageError(f"unknown GPU {gpu!r}", hint="nvidia, amd or none")
     stack = _stack(ctx, services, gpu)
     if target == "podman":
-        header = ("# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
-                  "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n")
+        header = (
+            "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
+            "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n"
+        )
         name = secret_name(stack)
         if name:
             _ensure_kube_secret(name, export_secret_json(stack, api_key()), stack.labels)
             header += f"# The API key comes from the podman secret {name} (created on this host by the export).\n"
         text = to_yaml(podman_documents(stack), header)
     else:
-        header = ("# airpods stack for Kubernetes: `kubectl apply -f FILE`. The model PVC is ReadOnlyMany-capable\n"
-                  "# for the llama.cpp servers: fill it first (e.g. a Job that runs `airpods models pull`, or\n"
-                  "# copy GGUF files in with a pod that mounts it read-write). The Secret holds the API key.\n")
+        header = (
+            "# airpods stack for Kubernetes: `kubectl apply -f FILE`. The model PVC is ReadOnlyMany-capable\n"
+            "# for the llama.cpp servers: fill it first (e.g. a Job that runs `airpods models pull`, or\n"
+            "# copy GGUF files in with a pod that mounts it read-write). The Secret holds the API key.\n"
+        )
         text = to_yaml(kubernetes_documents(stack, api_key()), header)
     _write(text, output)
 
@@ -73,8 +87,12 @@ def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None
 def quadlet(
     ctx: typer.Context,
     services: Services = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for the units (default: ./airpods-quadlet).")] = None,
-    pods: Annotated[bool, typer.Option("--pods/--no-pods", help="Pod units (Podman 5.0+), or lone containers (4.4+).")] = True,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the units (default: ./airpods-quadlet).")
+    ] = None,
+    pods: Annotated[
+        bool, typer.Option("--pods/--no-pods", help="Pod units (Podman 5.0+), or lone containers (4.4+).")
+    ] = True,
 ) -> None:
     """.network, .volume, .pod and .container units for systemd."""
     from airpods.export.quadlet import HOW_TO, quadlet_units

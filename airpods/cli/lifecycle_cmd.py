@@ -3,23 +3,31 @@ render the result."""
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Annotated, Optional
+from enum import StrEnum
+from typing import Annotated
 
 import typer
 
 from airpods.cli.context import options_of, stack_source
 
-Services = Annotated[Optional[list[str]], typer.Argument(
-    help="Services (default: every enabled one, plus any of this stack whose pod exists).", show_default=False)]
+Services = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Services (default: every enabled one, plus any of this stack whose pod exists).", show_default=False
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-RemoveOrphans = Annotated[bool, typer.Option(
-    "--remove-orphans", help="Also remove pods of this project whose service is no longer in the config.")]
-Timeout = Annotated[Optional[int], typer.Option(
-    "--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s).")]
+RemoveOrphans = Annotated[
+    bool,
+    typer.Option("--remove-orphans", help="Also remove pods of this project whose service is no longer in the config."),
+]
+Timeout = Annotated[
+    int | None,
+    typer.Option("--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s)."),
+]
 
 
-class PullPolicy(str, Enum):
+class PullPolicy(StrEnum):
     missing = "missing"
     always = "always"
     never = "never"
@@ -30,11 +38,18 @@ def start(
     services: Services = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the podman commands; run nothing.")] = False,
     pre_fetch: Annotated[bool, typer.Option("--pre-fetch", help="Only pull the images.")] = False,
-    pull: Annotated[PullPolicy, typer.Option(
-        "--pull", help="missing: pull absent images; always: pull every image first (a new one recreates its "
-                       "services); never: fail if one is absent.")] = PullPolicy.missing,
+    pull: Annotated[
+        PullPolicy,
+        typer.Option(
+            "--pull",
+            help="missing: pull absent images; always: pull every image first (a new one recreates its "
+            "services); never: fail if one is absent.",
+        ),
+    ] = PullPolicy.missing,
     remove_orphans: RemoveOrphans = False,
-    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services for debugging.")] = False,
+    keep_failed: Annotated[
+        bool, typer.Option("--keep-failed", help="Keep the pods of failed services for debugging.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Create the network, volumes and pods, pull images, and wait until every service is healthy."""
@@ -46,8 +61,9 @@ def start(
 
     stack_for = stack_source(options_of(ctx), services)
     if dry_run:
-        wanted, plan = lifecycle.plan_start(stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch,
-                                            remove_orphans=remove_orphans)
+        wanted, plan = lifecycle.plan_start(
+            stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
+        )
         if as_json:
             print_json(plan.to_json())
         else:
@@ -65,8 +81,9 @@ def start(
             return
         for message in stack_for(()).warnings:
             warn(message)
-        result = lifecycle.start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value,
-                                 remove_orphans=remove_orphans)
+        result = lifecycle.start(
+            stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value, remove_orphans=remove_orphans
+        )
         for note in result.plan.notes:
             if note.startswith("orphan"):
                 reporter.line(f"note: {note}")
@@ -75,28 +92,34 @@ def start(
     render_start(result, as_json)
 
 
-def stop(ctx: typer.Context, services: Services = None, timeout: Timeout = None,
-         remove_orphans: RemoveOrphans = False) -> None:
+def stop(
+    ctx: typer.Context, services: Services = None, timeout: Timeout = None, remove_orphans: RemoveOrphans = False
+) -> None:
     """Stop and remove the pods. Volumes and their data are always kept."""
     from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
     from airpods.engine.podman import Podman
 
     with ConsoleReporter() as reporter:
-        plan = lifecycle.stop(stack_source(options_of(ctx), services), Podman(), reporter, timeout,
-                              remove_orphans=remove_orphans)
+        plan = lifecycle.stop(
+            stack_source(options_of(ctx), services), Podman(), reporter, timeout, remove_orphans=remove_orphans
+        )
     for note in plan.notes:
         print(note)
     stopped = sorted({s.target for s in plan.steps if s.kind == "remove"})
     print(f"stopped: {', '.join(stopped)} (volumes kept)" if stopped else "nothing to stop")
 
 
-def restart(ctx: typer.Context,
-            services: Annotated[Optional[list[str]], typer.Argument(
-                help="Services (default: every service of this stack whose pod exists).", show_default=False)] = None,
-            timeout: Timeout = None,
-            keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services.")] = False,
-            as_json: Json = False) -> None:
+def restart(
+    ctx: typer.Context,
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(help="Services (default: every service of this stack whose pod exists).", show_default=False),
+    ] = None,
+    timeout: Timeout = None,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="Keep the pods of failed services.")] = False,
+    as_json: Json = False,
+) -> None:
     """Stop the services, then start them again with the current config and images, waiting until
     healthy. Without names: every service of this stack whose pod exists."""
     from airpods import lifecycle
@@ -105,8 +128,14 @@ def restart(ctx: typer.Context,
     from airpods.engine.podman import Podman
 
     with ConsoleReporter(quiet=as_json) as reporter:
-        _, result = lifecycle.restart(stack_source(options_of(ctx), services), Podman(), reporter, timeout,
-                                      keep_failed=keep_failed, only_existing=not services)
+        _, result = lifecycle.restart(
+            stack_source(options_of(ctx), services),
+            Podman(),
+            reporter,
+            timeout,
+            keep_failed=keep_failed,
+            only_existing=not services,
+        )
     if not result.readiness:
         print("nothing to restart: no service of this stack has a pod (`airpods start` starts them)")
         return
@@ -128,8 +157,8 @@ def logs(
     ctx: typer.Context,
     services: Services = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-    lines: Annotated[Optional[int], typer.Option("--lines", "-n", min=0, help="Only the last N lines of each.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only lines since T (e.g. 10m, or a timestamp).")] = None,
+    lines: Annotated[int | None, typer.Option("--lines", "-n", min=0, help="Only the last N lines of each.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only lines since T (e.g. 10m, or a timestamp).")] = None,
 ) -> None:
     """Print container logs: one service as is, several interleaved with a service prefix."""
     from airpods.engine.logs import stream_logs
@@ -146,8 +175,10 @@ def logs(
     chosen = {s.name: s.container for s in wanted.services if s.container in existing}
     absent = [s.name for s in wanted.services if s.container not in existing]
     if services and absent:
-        raise RuntimeFailure(f"no container for {', '.join(absent)}: not started, or stopped (stop removes them)",
-                             hint=f"`airpods start {' '.join(absent)}` starts {'it' if len(absent) == 1 else 'them'}")
+        raise RuntimeFailure(
+            f"no container for {', '.join(absent)}: not started, or stopped (stop removes them)",
+            hint=f"`airpods start {' '.join(absent)}` starts {'it' if len(absent) == 1 else 'them'}",
+        )
     if not chosen:
         raise RuntimeFailure("no service of this stack has a container", hint="`airpods start` starts the stack")
     raise typer.Exit(stream_logs(engine, chosen, follow=follow, lines=lines, since=since))
@@ -170,20 +201,35 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
     if as_json:
         print_json({"images": [r.to_json() for r in results]})
     else:
-        print(format_table(("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"), [
-            (r.image, r.outcome, "-" if r.error else human_size(r.size), f"{r.seconds:.1f} s", ", ".join(r.services))
-            for r in results]))
+        print(
+            format_table(
+                ("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"),
+                [
+                    (
+                        r.image,
+                        r.outcome,
+                        "-" if r.error else human_size(r.size),
+                        f"{r.seconds:.1f} s",
+                        ", ".join(r.services),
+                    )
+                    for r in results
+                ],
+            )
+        )
         stale = sorted({name for r in results for name in r.to_recreate})
         if stale:
-            print(f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
-                  f"{'it' if len(stale) == 1 else 'them'} (the others keep running)")
+            print(
+                f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
+                f"{'it' if len(stale) == 1 else 'them'} (the others keep running)"
+            )
     failed = [r for r in results if r.error]
     if failed:
         from airpods.errors import RuntimeFailure
 
-        raise RuntimeFailure("could not pull " + "; ".join(f"{r.image}: {r.error}" for r in failed),
-                             hint="the other images were pulled; check the name and the registry "
-                                  "(`podman pull IMAGE` shows the same)")
+        raise RuntimeFailure(
+            "could not pull " + "; ".join(f"{r.image}: {r.error}" for r in failed),
+            hint="the other images were pulled; check the name and the registry (`podman pull IMAGE` shows the same)",
+        )
 
 
 def _check_since(value: str) -> None:
@@ -199,8 +245,9 @@ def _check_since(value: str) -> None:
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {value!r}: expected a duration (10m, 1h30m), Unix seconds, or a date/time "
-                         "(2026-11-30T18:00:00)") from None
+        raise UsageError(
+            f"--since {value!r}: expected a duration (10m, 1h30m), Unix seconds, or a date/time (2026-11-30T18:00:00)"
+        ) from None
 
 
 def _engine_if_present():

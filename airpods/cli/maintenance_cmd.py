@@ -9,7 +9,9 @@ import typer
 from airpods.cli.context import options_of, stack
 
 
-def doctor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def doctor(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+) -> None:
     """Check podman, its mode, runtime and network, the GPU, the config and the ports."""
     from airpods.cli.output import print_json
     from airpods.doctor import run_checks
@@ -29,7 +31,14 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
 def clean(
     ctx: typer.Context,
     pods: Annotated[bool, typer.Option("--pods", help="Remove every airpods pod (stops them).")] = False,
-    volumes: Annotated[bool, typer.Option("--volumes", help="Delete this project's volumes (only those airpods created) and ALL their data (removes the project's pods first).")] = False,
+    volumes: Annotated[
+        bool,
+        typer.Option(
+            "--volumes",
+            help="Delete this project's volumes (only those airpods created) and ALL their data "
+            "(removes the project's pods first).",
+        ),
+    ] = False,
     images: Annotated[bool, typer.Option("--images", help="Remove the configured services' images.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting volumes.")] = False,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, cast
 
 import typer
 
@@ -25,7 +25,7 @@ def _context(ctx: typer.Context):
 
 
 def _running(engine) -> set[str]:
-    return {c.name for c in engine.containers() if c.running}   # any project: a model file may be in use
+    return {c.name for c in engine.containers() if c.running}  # any project: a model file may be in use
 
 
 def _after_change(everything, engine) -> None:
@@ -40,10 +40,16 @@ def _after_change(everything, engine) -> None:
 @app.command()
 def pull(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="user/repo:Q4_K_M, user/repo/FILE.gguf, user/repo --file F, an https:// URL, or (with --backend ollama) an Ollama model name.")],
-    file: Annotated[Optional[str], typer.Option("--file", help="The file in the repo.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="File name in the volume.")] = None,
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected sha256 of a URL download.")] = None,
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="user/repo:Q4_K_M, user/repo/FILE.gguf, user/repo --file F, an https:// URL, "
+            "or (with --backend ollama) an Ollama model name."
+        ),
+    ],
+    file: Annotated[str | None, typer.Option("--file", help="The file in the repo.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="File name in the volume.")] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", help="Expected sha256 of a URL download.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="llamacpp (the GGUF volume) or ollama.")] = "llamacpp",
     force: Force = False,
 ) -> None:
@@ -113,10 +119,24 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
     if as_json:
         print_json({"volume": store.volume, "models": rows})
         return
-    print(format_table(("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SERVED BY"), [
-        (str(r["file"]), str(r["backend"]), human_size(r["size"]) if isinstance(r["size"], int) else "-",
-         str(r["architecture"] or "-"), _params(r["parameters"]), str(r["quantization"] or "-"),
-         str(r["context_length"] or "-"), ", ".join(r["served_by"]) or "-") for r in rows]))
+    print(
+        format_table(
+            ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SERVED BY"),
+            [
+                (
+                    str(r["file"]),
+                    str(r["backend"]),
+                    human_size(r["size"]) if isinstance(r["size"], int) else "-",
+                    str(r["architecture"] or "-"),
+                    _params(r["parameters"]),
+                    str(r["quantization"] or "-"),
+                    str(r["context_length"] or "-"),
+                    ", ".join(cast("list[str]", r["served_by"])) or "-",
+                )
+                for r in rows
+            ],
+        )
+    )
 
 
 def _params(value: object) -> str:
@@ -129,8 +149,11 @@ def _params(value: object) -> str:
 
 
 @app.command()
-def inspect(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
-            as_json: Json = False) -> None:
+def inspect(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
+    as_json: Json = False,
+) -> None:
     """The GGUF metadata worth seeing (never the tensor data)."""
     from airpods.cli.output import print_json
     from airpods.models.manage import inspect_model
@@ -149,7 +172,9 @@ def rm(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Remove it even if an instance is configured to serve it.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even if an instance is configured to serve it.")
+    ] = False,
 ) -> None:
     """Delete a model file from the volume (asks first)."""
     from airpods.errors import UsageError
@@ -168,7 +193,7 @@ def rm(
 def import_(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A local .gguf file.")],
-    name: Annotated[Optional[str], typer.Option("--name", help="File name in the volume.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="File name in the volume.")] = None,
     force: Force = False,
 ) -> None:
     """Copy a local GGUF into the volume (header checked first, written atomically)."""
@@ -187,7 +212,7 @@ def quantize(
     ctx: typer.Context,
     src: Annotated[str, typer.Argument(help="A model in the volume.")],
     qtype: Annotated[str, typer.Argument(metavar="TYPE", help="Q4_K_M, Q8_0, IQ4_XS, …")],
-    name: Annotated[Optional[str], typer.Option("--name", help="Output file name.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Output file name.")] = None,
     force: Force = False,
 ) -> None:
     """Run llama-quantize (the llama.cpp :full image) on a model in the volume."""
@@ -217,17 +242,19 @@ def convert(
 
 def chat(
     ctx: typer.Context,
-    instance: Annotated[Optional[str], typer.Argument(help="A llama.cpp instance (default: the first).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model id (API) or file in the volume (llama-cli).")] = None,
+    instance: Annotated[str | None, typer.Argument(help="A llama.cpp instance (default: the first).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id (API) or file in the volume (llama-cli).")
+    ] = None,
 ) -> None:
     """Chat in the terminal: through a running instance's API, else llama-cli in a one-off container."""
     import subprocess
 
+    from airpods.engine.podman import Podman
     from airpods.errors import UsageError
     from airpods.models.chat import api_chat, first_model
     from airpods.models.manage import llama_instances, model_volume, tool_image
     from airpods.secrets import api_key
-    from airpods.engine.podman import Podman
 
     wanted = stack(options_of(ctx), [instance] if instance else None)
     instances = llama_instances(wanted)
@@ -239,13 +266,28 @@ def chat(
     if spec.url and spec.container in _running(engine):
         chosen = model or first_model(spec.url, key)
         if not chosen:
-            raise UsageError("the instance has no model yet", hint="`airpods models pull …` or `airpods models import F`")
+            raise UsageError(
+                "the instance has no model yet", hint="`airpods models pull …` or `airpods models import F`"
+            )
         raise typer.Exit(api_chat(spec.url, key, chosen))
     if not model:
         raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
     volume = model_volume(wanted)
-    argv = engine.argv(["run", "--rm", "-it", "--pull", "missing", "--volume", f"{volume}:/models:ro", *spec.devices,
-                        tool_image(spec.image, "light"), "--model", f"/models/{model.removesuffix('.gguf')}.gguf"])
+    argv = engine.argv(
+        [
+            "run",
+            "--rm",
+            "-it",
+            "--pull",
+            "missing",
+            "--volume",
+            f"{volume}:/models:ro",
+            *spec.devices,
+            tool_image(spec.image, "light"),
+            "--model",
+            f"/models/{model.removesuffix('.gguf')}.gguf",
+        ]
+    )
     raise typer.Exit(subprocess.call(argv))
 
 

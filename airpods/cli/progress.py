@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 from airpods.plan import Step
 
@@ -26,19 +27,24 @@ class ConsoleReporter:
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
-        self.live = sys.stderr.isatty() and not quiet   # Rich only on a terminal (its import: ~20 ms)
+        self.live = sys.stderr.isatty() and not quiet  # Rich only on a terminal (its import: ~20 ms)
         self.lock = threading.Lock()
         self.tasks: dict[str, int] = {}
         self.last: dict[str, tuple[str, float]] = {}
-        self.progress = None
+        self.progress: Any = None  # rich.progress.Progress, imported only on a terminal
 
     def __enter__(self) -> ConsoleReporter:
         if self.live:
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                     console=Console(stderr=True, soft_wrap=True), transient=False)
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True, soft_wrap=True),
+                transient=False,
+            )
             self.progress.start()
         return self
 
@@ -52,7 +58,7 @@ class ConsoleReporter:
         if self.progress is not None:
             self.progress.console.print(text, highlight=False, markup=False)
         else:
-            with self.lock:   # one write per line: parallel steps never glue their lines together
+            with self.lock:  # one write per line: parallel steps never glue their lines together
                 sys.stderr.write(text + "\n")
                 sys.stderr.flush()
 
@@ -103,15 +109,27 @@ class ByteProgress:
         from rich.console import Console
 
         self.console = Console(stderr=True)
-        self.progress = None
+        self.progress: Any = None  # rich.progress.Progress, imported only on a terminal
 
     def __enter__(self) -> ByteProgress:
         if self.console.is_terminal:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.progress.start()
         return self
 

@@ -16,14 +16,41 @@ if TYPE_CHECKING:
 def render_start(result: StartResult, as_json: bool) -> None:
     urls = {s.name: s.url for s in result.stack.services}
     if as_json:
-        print_json({"ok": result.ok, "rolled_back": result.rolled_back, "notes": list(result.plan.notes),
-                    "services": [{"name": r.service, "ready": r.ready, "seconds": round(r.seconds, 2),
-                                  "detail": r.detail, "url": urls.get(r.service), "exit_code": r.exit_code,
-                                  "logs": r.logs} for r in result.readiness]})
+        print_json(
+            {
+                "ok": result.ok,
+                "rolled_back": result.rolled_back,
+                "notes": list(result.plan.notes),
+                "services": [
+                    {
+                        "name": r.service,
+                        "ready": r.ready,
+                        "seconds": round(r.seconds, 2),
+                        "detail": r.detail,
+                        "url": urls.get(r.service),
+                        "exit_code": r.exit_code,
+                        "logs": r.logs,
+                    }
+                    for r in result.readiness
+                ],
+            }
+        )
     else:
-        print(format_table(("SERVICE", "STATE", "URL", "READY IN", "DETAIL"), [
-            (r.service, "ready" if r.ready else "FAILED", urls.get(r.service) or "-",
-             f"{r.seconds:.1f} s" if r.ready else "-", r.detail) for r in result.readiness]))
+        print(
+            format_table(
+                ("SERVICE", "STATE", "URL", "READY IN", "DETAIL"),
+                [
+                    (
+                        r.service,
+                        "ready" if r.ready else "FAILED",
+                        urls.get(r.service) or "-",
+                        f"{r.seconds:.1f} s" if r.ready else "-",
+                        r.detail,
+                    )
+                    for r in result.readiness
+                ],
+            )
+        )
     failed = [r for r in result.readiness if not r.ready]
     if not failed:
         return
@@ -35,14 +62,14 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 print(f"  {line}", file=sys.stderr)
     names = ", ".join(r.service for r in failed)
     healthy = [r.service for r in result.readiness if r.ready]
-    cleanup = (f"removed the failed services' pods ({', '.join(result.rolled_back)}); "
-               if result.rolled_back else "")
+    cleanup = f"removed the failed services' pods ({', '.join(result.rolled_back)}); " if result.rolled_back else ""
     kept = f"{', '.join(healthy)} {'is' if len(healthy) == 1 else 'are'} up and kept running; " if healthy else ""
     why = "the log lines above show why" if any(r.logs for r in failed) else "podman's words above say why"
     keep = "" if result.kept_failed else "; `--keep-failed` keeps failed pods for `airpods logs`"
     raise RuntimeFailure(
         f"{names} did not become ready: " + "; ".join(f"{r.service}: {r.detail}" for r in failed),
-        hint=kept + cleanup + why + keep)
+        hint=kept + cleanup + why + keep,
+    )
 
 
 def _uptime(seconds: int | None) -> str:
@@ -61,7 +88,9 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
     lines = []
     why = {"config": "config changed", "image": "new image pulled"}
     for row in rows:
-        health = row.health if row.health in ("healthy", "down") or row.kind == "orphan" else f"{row.health} ({row.detail})"
+        health = (
+            row.health if row.health in ("healthy", "down") or row.kind == "orphan" else f"{row.health} ({row.detail})"
+        )
         state = row.state
         if row.changes:
             state += f" ({' and '.join(why[c] for c in row.changes)}: `airpods start` applies it)"

@@ -30,11 +30,17 @@ def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str
         if value:
             path = Path(value).expanduser()
             if path.is_dir():
-                raise ConfigError(f"is a folder, not a config file (named by {origin})", file=str(path),
-                                  hint=f"name a TOML file, e.g. {path / 'config.toml'}")
+                raise ConfigError(
+                    f"is a folder, not a config file (named by {origin})",
+                    file=str(path),
+                    hint=f"name a TOML file, e.g. {path / 'config.toml'}",
+                )
             if not path.is_file():
-                raise ConfigError(f"file not found (named by {origin})", file=str(path),
-                                  hint=f"create it with `airpods -c {path} config init`")
+                raise ConfigError(
+                    f"file not found (named by {origin})",
+                    file=str(path),
+                    hint=f"create it with `airpods -c {path} config init`",
+                )
             return path
     path = user_config_path(env)
     return path if path.is_file() else None

@@ -24,12 +24,13 @@ from airpods.config.templates import resolve_templates
 from airpods.config.validation import check_stack_rules, config_error_from_validation
 from airpods.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class LoadedConfig:
     config: Config
-    path: Path | None          # the user file, None when running on the defaults alone
-    merged: dict[str, Any]     # defaults ⊕ user file, templates not yet resolved
-    resolved: dict[str, Any]   # after extends and templates: what was validated
+    path: Path | None  # the user file, None when running on the defaults alone
+    merged: dict[str, Any]  # defaults ⊕ user file, templates not yet resolved
+    resolved: dict[str, Any]  # after extends and templates: what was validated
 
 
 def parse_toml(text: str, label: str) -> dict[str, Any]:
@@ -69,8 +70,10 @@ def check_project(merged: dict[str, Any]) -> None:
 
     project = (merged.get("runtime") or {}).get("project") if isinstance(merged.get("runtime"), dict) else None
     if project is not None and not (isinstance(project, str) and NAME_RE.match(project)):
-        raise ConfigError("expected lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, "
-                          f"got {project!r}", key="runtime.project")
+        raise ConfigError(
+            f"expected lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, got {project!r}",
+            key="runtime.project",
+        )
 
 
 def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig:

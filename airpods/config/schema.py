@@ -14,11 +14,15 @@ MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]$")
 # An image reference, after the grammar of github.com/distribution/reference (reference.go):
 # [domain[:port]/]path-component[/path-component…][:tag][@algorithm:hex], path components
 # lowercase alphanumerics joined by '.', '_', '__' or dashes, tags at most 128 word characters.
-_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+_DOMAIN = (
+    r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+)
 _HOST = rf"(?:{_DOMAIN}|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-IMAGE_RE = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
-                      r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+IMAGE_RE = re.compile(
+    rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 # A named volume both engines accept: Podman allows [a-zA-Z0-9][a-zA-Z0-9_.-]*, Docker wants
 # two characters or more (measured: docker rejects a one-character name).
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -52,8 +56,10 @@ class Port(_Model):
 def _check_image(value: str) -> str:
     if not IMAGE_RE.match(value):
         shown = f"'{value}'" if value else "an empty string"
-        raise ValueError("expected an image reference such as \"ghcr.io/ggml-org/llama.cpp:server\" "
-                         f"(lowercase repository path, optional :tag or @sha256:digest), got {shown}")
+        raise ValueError(
+            'expected an image reference such as "ghcr.io/ggml-org/llama.cpp:server" '
+            f"(lowercase repository path, optional :tag or @sha256:digest), got {shown}"
+        )
     return value
 
 
@@ -71,13 +77,17 @@ class Volume(_Model):
         """A host folder is absolute by now (config/paths.py resolved ./ and ~); anything else
         must be a volume name. ':' cannot be carried by podman's SOURCE:TARGET:MODE syntax."""
         if value.startswith("/") and ":" in value:
-            raise ValueError(f"a host folder with ':' in its path cannot be mounted (podman's --volume syntax), got '{value}'")
+            raise ValueError(
+                f"a host folder with ':' in its path cannot be mounted (podman's --volume syntax), got '{value}'"
+            )
         if value.startswith("/") or VOLUME_NAME_RE.match(value):
             return value
         shown = f"'{value}'" if value else "an empty string"
-        raise ValueError("expected a named volume (letters, digits, '_', '.', '-', two or more, starting with a "
-                         "letter or digit) or a host folder (an absolute path, ./ or ../ relative to this config "
-                         f"file's folder, or ~/ under your home), got {shown}")
+        raise ValueError(
+            "expected a named volume (letters, digits, '_', '.', '-', two or more, starting with a "
+            "letter or digit) or a host folder (an absolute path, ./ or ../ relative to this config "
+            f"file's folder, or ~/ under your home), got {shown}"
+        )
 
     @field_validator("target")
     @classmethod
@@ -103,14 +113,14 @@ def _parse_statuses(value: Any) -> tuple[tuple[int, int], ...]:
     ranges: list[tuple[int, int]] = []
     for item in items:
         if isinstance(item, bool):
-            raise ValueError("expected an HTTP status: 200, [200, 204] or \"200-299\"")
+            raise ValueError('expected an HTTP status: 200, [200, 204] or "200-299"')
         if isinstance(item, int):
             lo = hi = item
         elif isinstance(item, str) and re.fullmatch(r"\s*\d{3}\s*(-\s*\d{3}\s*)?", item):
             lo_s, _, hi_s = item.partition("-")
             lo, hi = int(lo_s), int(hi_s or lo_s)
         else:
-            raise ValueError(f"expected an HTTP status: 200, [200, 204] or \"200-299\", got {item!r}")
+            raise ValueError(f'expected an HTTP status: 200, [200, 204] or "200-299", got {item!r}')
         if not (100 <= lo <= hi <= 599):
             raise ValueError(f"expected statuses within 100-599 with low <= high, got {item!r}")
         ranges.append((lo, hi))
@@ -146,7 +156,7 @@ class Resources(_Model):
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
         if value is not None and not MEMORY_RE.match(value):
-            raise ValueError(f"expected a size such as \"512m\" or \"8g\", got '{value}'")
+            raise ValueError(f'expected a size such as "512m" or "8g", got \'{value}\'')
         return value
 
 
@@ -206,7 +216,7 @@ class Service(_Model):
     @classmethod
     def _non_empty_entrypoint(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
-            raise ValueError("expected a non-empty argv list, e.g. [\"/app/llama-server\"]")
+            raise ValueError('expected a non-empty argv list, e.g. ["/app/llama-server"]')
         return value
 
 

@@ -63,7 +63,7 @@ class _Resolver:
         if target in self.done:
             return self.done[target]
         if target in self.active:
-            cycle = self.active[self.active.index(target):] + [target]
+            cycle = self.active[self.active.index(target) :] + [target]
             raise self.error(used_at, "template cycle: " + " -> ".join(dotted(p) for p in cycle))
         self.active.append(target)
         try:

@@ -29,7 +29,14 @@ EXPECTED = {
 
 
 def _describe(value: Any) -> str:
-    kinds = {dict: "a table", list: "an array", bool: "a boolean", str: "a string", int: "an integer", float: "a number"}
+    kinds = {
+        dict: "a table",
+        list: "an array",
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+    }
     kind = kinds.get(type(value), type(value).__name__)
     return kind if isinstance(value, (dict, list)) else f"{kind} ({value!r})"
 
@@ -50,8 +57,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         # Unwrap Optional / unions down to a single model if there is one.
         while typing.get_origin(current) in (typing.Union, types.UnionType):
             models = [a for a in typing.get_args(current) if a is not type(None)]
-            current = models[0] if len(models) == 1 else next(
-                (a for a in models if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            current = (
+                models[0]
+                if len(models) == 1
+                else next((a for a in models if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            )
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
@@ -80,7 +90,11 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
         names = list(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         known = ", ".join(names)
-        return "unknown key" + (f"; did you mean '{close[0]}'?" if close else "") + (f" (known keys: {known})" if known else "")
+        return (
+            "unknown key"
+            + (f"; did you mean '{close[0]}'?" if close else "")
+            + (f" (known keys: {known})" if known else "")
+        )
     if kind in EXPECTED:
         return f"expected {EXPECTED[kind]}, got {_describe(error['input'])}"
     if kind == "literal_error":
@@ -88,13 +102,13 @@ def _message(error: dict[str, Any], loc: tuple[Any, ...]) -> str:
     message = str(error["msg"])
     for prefix in ("Value error, ", "Input should be "):
         if message.startswith(prefix):
-            message = ("expected " if prefix.startswith("Input") else "") + message[len(prefix):]
+            message = ("expected " if prefix.startswith("Input") else "") + message[len(prefix) :]
     return message
 
 
 def config_error_from_validation(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     """One ConfigError for the first problem (union alternatives folded into one 'expected')."""
-    by_path: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    by_path: dict[tuple[Any, ...], list[Any]] = {}  # pydantic's ErrorDetails (TypedDicts)
     for error in exc.errors(include_url=False):
         by_path.setdefault(_clean_loc(tuple(error["loc"]), data, error["type"]), []).append(error)
     # The most specific problem first: the deepest key path (union alternatives share one).
@@ -120,11 +134,17 @@ def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda k
         # Pods and containers share one namespace in podman.
         claims: list[tuple[str, Any, str]] = [
             ("pod/container name", service.pod or default_pod(config.runtime.project, name), f"services.{name}.pod"),
-            ("pod/container name", service.container or default_container(config.runtime.project, name),
-             f"services.{name}.container"),
+            (
+                "pod/container name",
+                service.container or default_container(config.runtime.project, name),
+                f"services.{name}.container",
+            ),
         ]
-        claims += [("host port", port.host, f"services.{name}.ports.{i}.host")
-                   for i, port in enumerate(service.ports) if port.published]
+        claims += [
+            ("host port", port.host, f"services.{name}.ports.{i}.host")
+            for i, port in enumerate(service.ports)
+            if port.published
+        ]
         # Two pods answering one alias would split other services' traffic between them.
         aliases = service.network_aliases if service.network_aliases is not None else [name]
         claims += [("network alias", alias, f"services.{name}.network_aliases.{i}") for i, alias in enumerate(aliases)]
@@ -133,7 +153,10 @@ def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda k
                 other = owners[(what, value)]
                 if user_set(other) and not user_set(key):
                     key, other = other, key
-                service = key.split(".")[1]
-                raise ConfigError(f"{what} {value} is already used by {other}",
-                                  key=key, hint=f"give services.{service} its own {what}")
+                owner = key.split(".")[1]
+                raise ConfigError(
+                    f"{what} {value} is already used by {other}",
+                    key=key,
+                    hint=f"give services.{owner} its own {what}",
+                )
             owners[(what, value)] = key

@@ -26,5 +26,9 @@ class EngineError(RuntimeFailure):
 
 class EngineTimeout(EngineError):
     def __init__(self, argv: Sequence[str], timeout: float) -> None:
-        super().__init__(argv, -1, f"timed out after {timeout:g} s",
-                         hint="podman did not answer; `podman info` shows whether it is healthy")
+        super().__init__(
+            argv,
+            -1,
+            f"timed out after {timeout:g} s",
+            hint="podman did not answer; `podman info` shows whether it is healthy",
+        )

@@ -12,8 +12,9 @@ from airpods.engine.podman import Podman
 COLORS = ("36", "35", "33", "32", "34", "31")
 
 
-def stream_logs(engine: Podman, containers: Mapping[str, str], *, follow: bool,
-                lines: int | None, since: str | None) -> int:
+def stream_logs(
+    engine: Podman, containers: Mapping[str, str], *, follow: bool, lines: int | None, since: str | None
+) -> int:
     """Returns podman's exit code (the worst of them). Ctrl-C ends the stream quietly."""
     argvs = {name: engine.logs_argv(ctr, follow=follow, lines=lines, since=since) for name, ctr in containers.items()}
     if len(argvs) == 1:
@@ -25,9 +26,17 @@ def stream_logs(engine: Podman, containers: Mapping[str, str], *, follow: bool,
     width = max(map(len, argvs))
     color = sys.stdout.isatty()
     out_lock = threading.Lock()
-    procs = {name: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, text=True, errors="replace")
-             for name, argv in argvs.items()}
+    procs = {
+        name: subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
+        for name, argv in argvs.items()
+    }
 
     def pump(index: int, name: str, proc: subprocess.Popen[str]) -> None:
         prefix = f"{name:<{width}} | "

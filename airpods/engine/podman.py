@@ -18,17 +18,18 @@ from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 @dataclass(frozen=True)
 class ContainerState:
     """One airpods container as `podman ps -a --format json` shows it."""
+
     name: str
     id: str
     service: str | None
     config_hash: str | None
-    state: str                      # running | exited | created | …
+    state: str  # running | exited | created | …
     exit_code: int
-    started_at: int                 # unix seconds; changes when the container restarts
+    started_at: int  # unix seconds; changes when the container restarts
     image: str
-    ports: tuple[tuple[str, int, int], ...] = field(default=())   # (host_ip, host, container)
-    project: str | None = None      # the airpods project it belongs to
-    image_id: str = ""              # the local image it runs (a new pull of its name changes the name's ID)
+    ports: tuple[tuple[str, int, int], ...] = field(default=())  # (host_ip, host, container)
+    project: str | None = None  # the airpods project it belongs to
+    image_id: str = ""  # the local image it runs (a new pull of its name changes the name's ID)
     pod: str = ""
 
     @property
@@ -40,8 +41,10 @@ class Podman:
     def __init__(self, binary: str | None = None) -> None:
         found = binary or shutil.which("podman")
         if not found:
-            raise EngineMissing("podman is not installed",
-                                hint="install it (Debian/Ubuntu: sudo apt-get install podman), then run `airpods doctor`")
+            raise EngineMissing(
+                "podman is not installed",
+                hint="install it (Debian/Ubuntu: sudo apt-get install podman), then run `airpods doctor`",
+            )
         self.binary = found
 
     # -- running commands ---------------------------------------------------------------------
@@ -50,12 +53,19 @@ class Podman:
         args = list(args)
         return [self.binary, *args[1:]] if args and args[0] == "podman" else [self.binary, *args]
 
-    def run(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True,
-            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = self.argv(args)
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input_text,
-                                  stdin=None if input_text is not None else subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input_text,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise EngineTimeout(argv, timeout) from None
         if check and done.returncode != 0:
@@ -75,21 +85,33 @@ class Podman:
         """Every airpods container (not pod infra) of `project` (of any project when None; every
         container, airpods' or not, with `everyone`), in one call."""
         where = [] if everyone else ["--filter", MANAGED_FILTER]
-        rows = self.json(["ps", "--all", "--pod", "--format", "json", *where])   # --pod: PodName
+        rows = self.json(["ps", "--all", "--pod", "--format", "json", *where])  # --pod: PodName
         states = []
         for row in rows:
             labels = row.get("Labels") or {}
             owner = project_of(labels)
             if row.get("IsInfra") or (project is not None and owner != project):
                 continue
-            ports = tuple((p.get("host_ip") or "", int(p.get("host_port") or 0), int(p.get("container_port") or 0))
-                          for p in row.get("Ports") or [])
-            states.append(ContainerState(
-                name=(row.get("Names") or ["?"])[0], id=str(row.get("Id", "")), service=labels.get(SERVICE),
-                config_hash=labels.get(CONFIG_HASH), state=str(row.get("State", "")).lower(),
-                exit_code=int(row.get("ExitCode") or 0), started_at=int(row.get("StartedAt") or 0),
-                image=str(row.get("Image", "")), ports=ports, project=owner,
-                image_id=str(row.get("ImageID") or ""), pod=str(row.get("PodName") or "")))
+            ports = tuple(
+                (p.get("host_ip") or "", int(p.get("host_port") or 0), int(p.get("container_port") or 0))
+                for p in row.get("Ports") or []
+            )
+            states.append(
+                ContainerState(
+                    name=(row.get("Names") or ["?"])[0],
+                    id=str(row.get("Id", "")),
+                    service=labels.get(SERVICE),
+                    config_hash=labels.get(CONFIG_HASH),
+                    state=str(row.get("State", "")).lower(),
+                    exit_code=int(row.get("ExitCode") or 0),
+                    started_at=int(row.get("StartedAt") or 0),
+                    image=str(row.get("Image", "")),
+                    ports=ports,
+                    project=owner,
+                    image_id=str(row.get("ImageID") or ""),
+                    pod=str(row.get("PodName") or ""),
+                )
+            )
         return states
 
     def pods(self) -> dict[str, ObservedPod]:
@@ -98,8 +120,13 @@ class Podman:
         for row in self.json(["pod", "ps", "--format", "json"]):
             labels = row.get("Labels") or {}
             # A pod counts as running only when every container in it runs ("Degraded" does not).
-            pods[row["Name"]] = ObservedPod(row["Name"], labels.get(SERVICE), labels.get(CONFIG_HASH),
-                                            row.get("Status") == "Running", project_of(labels))
+            pods[row["Name"]] = ObservedPod(
+                row["Name"],
+                labels.get(SERVICE),
+                labels.get(CONFIG_HASH),
+                row.get("Status") == "Running",
+                project_of(labels),
+            )
         return pods
 
     def pods_and_containers(self) -> tuple[dict[str, ObservedPod], dict[str, str | None]]:
@@ -134,7 +161,7 @@ class Podman:
 
         with ThreadPoolExecutor(max_workers=5) as pool:
             networks = pool.submit(self.json, ["network", "ls", "--format", "json"])
-            secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])   # 4.3: no json
+            secrets = pool.submit(self.run, ["secret", "ls", "--format", "{{.Name}}"])  # 4.3: no json
             volume_rows = pool.submit(self.json, ["volume", "ls", "--format", "json"])
             image_rows = pool.submit(self.image_rows, images)
             pods = pool.submit(self.pods_and_containers)
@@ -176,13 +203,30 @@ class Podman:
     def last_exit(self, container_id: str) -> tuple[int | None, int]:
         """(exit code of its last run, restart count). A restarted container's inspect already
         shows the new run, so the code comes from its last `died` event when events are kept."""
-        done = self.run(["container", "inspect", "--format", "{{.State.ExitCode}} {{.RestartCount}}", container_id],
-                        check=False, timeout=30)
+        done = self.run(
+            ["container", "inspect", "--format", "{{.State.ExitCode}} {{.RestartCount}}", container_id],
+            check=False,
+            timeout=30,
+        )
         parts = done.stdout.split()
         code, restarts = (int(parts[0]), int(parts[1])) if done.returncode == 0 and len(parts) == 2 else (None, 0)
         if restarts:
-            events = self.run(["events", "--stream=false", "--since", "1h", "--format", "json", "--filter",
-                               f"container={container_id}", "--filter", "event=died"], check=False, timeout=30)
+            events = self.run(
+                [
+                    "events",
+                    "--stream=false",
+                    "--since",
+                    "1h",
+                    "--format",
+                    "json",
+                    "--filter",
+                    f"container={container_id}",
+                    "--filter",
+                    "event=died",
+                ],
+                check=False,
+                timeout=30,
+            )
             for line in reversed(events.stdout.splitlines()):
                 try:
                     code = int(json.loads(line)["ContainerExitCode"])
@@ -206,8 +250,10 @@ class Podman:
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""
-        return {str(row.get("Name")): project_of(row.get("Labels"))
-                for row in self.json(["volume", "ls", "--format", "json"])}
+        return {
+            str(row.get("Name")): project_of(row.get("Labels"))
+            for row in self.json(["volume", "ls", "--format", "json"])
+        }
 
     def secret_projects(self) -> dict[str, str | None]:
         """Every podman secret's name → the airpods project it belongs to (None: not airpods')."""
@@ -215,8 +261,7 @@ class Podman:
         if not names:
             return {}
         rows = self.json(["secret", "inspect", *names])
-        return {str(row.get("Spec", {}).get("Name")): project_of(row.get("Spec", {}).get("Labels"))
-                for row in rows}
+        return {str(row.get("Spec", {}).get("Name")): project_of(row.get("Spec", {}).get("Labels")) for row in rows}
 
     def version(self) -> str:
         return str(self.json(["version", "--format", "json"]).get("Client", {}).get("Version", "?"))
@@ -238,7 +283,8 @@ class Podman:
             return "rootless Podman on cgroup v1 cannot apply memory or CPU limits"
         missing = {"memory", "cpu"} - set(host.get("cgroupControllers") or [])
         if missing:
-            return f"the {' and '.join(sorted(missing))} cgroup controller{'s are' if len(missing) > 1 else ' is'} not delegated to this user"
+            plural = "s are" if len(missing) > 1 else " is"
+            return f"the {' and '.join(sorted(missing))} cgroup controller{plural} not delegated to this user"
         return None
 
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
@@ -256,4 +302,3 @@ def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> dict[str, str
     """image name → local image ID, for the names present (a name without tag means :latest)."""
     local = {name: str(row.get("Id", "")) for row in rows for name in row.get("Names") or []}
     return {i: local.get(i) or local[f"{i}:latest"] for i in images if i in local or f"{i}:latest" in local}
-

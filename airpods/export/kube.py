@@ -21,7 +21,7 @@ from airpods.stack.wiring import KEY_FILE_IN_CONTAINER, LLAMACPP
 
 PROBE_PERIOD_S = 5
 GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
-KEY_ENV_IN_KUBE = "LLAMA_API_KEY"     # llama-server's env for the key (kube has no podman secret files)
+KEY_ENV_IN_KUBE = "LLAMA_API_KEY"  # llama-server's env for the key (kube has no podman secret files)
 
 
 def secret_name(stack: Stack) -> str | None:
@@ -36,12 +36,14 @@ def secret_values(stack: Stack, api_key: str) -> dict[str, str]:
     """Secret key → value: `api-key`, and one entry per Open WebUI key list."""
     values = {}
     for secret in stack.secrets:
-        values["api-key" if secret.name.startswith("airpods-api-key-") else _key_name(secret.name)] = secret.value(api_key)
+        values["api-key" if secret.name.startswith("airpods-api-key-") else _key_name(secret.name)] = secret.value(
+            api_key
+        )
     return values
 
 
 def _key_name(secret: str) -> str:
-    return "openai-api-keys-" + secret.rsplit("-", 1)[-1]          # ...-x2 → openai-api-keys-x2
+    return "openai-api-keys-" + secret.rsplit("-", 1)[-1]  # ...-x2 → openai-api-keys-x2
 
 
 def export_secret_json(stack: Stack, api_key: str) -> str:
@@ -70,7 +72,7 @@ def _args(spec: ServiceSpec) -> list[str]:
     if "--api-key-file" in args:
         at = args.index("--api-key-file")
         if args[at + 1] == KEY_FILE_IN_CONTAINER:
-            del args[at:at + 2]
+            del args[at : at + 2]
     return args
 
 
@@ -92,8 +94,10 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
         ports.append(entry)
     if ports:
         container["ports"] = ports
-    mounts = [{"name": _volume_name(m.source), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
-              for m in spec.mounts]
+    mounts = [
+        {"name": _volume_name(m.source), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
+        for m in spec.mounts
+    ]
     if mounts:
         container["volumeMounts"] = mounts
     if target == "kubernetes":
@@ -110,9 +114,18 @@ def _volume_name(source: str) -> str:
 
 def _volumes(spec: ServiceSpec, claim_name) -> list[dict[str, Any]]:
     """Named volumes as claims (`claim_name` maps airpods' name), host paths as hostPath."""
-    return [{"name": _volume_name(m.source),
-             "persistentVolumeClaim": {"claimName": claim_name(m.source), **({"readOnly": True} if m.mode == "ro" else {})}}
-            if m.named else {"name": _volume_name(m.source), "hostPath": {"path": m.source}} for m in spec.mounts]
+    return [
+        {
+            "name": _volume_name(m.source),
+            "persistentVolumeClaim": {
+                "claimName": claim_name(m.source),
+                **({"readOnly": True} if m.mode == "ro" else {}),
+            },
+        }
+        if m.named
+        else {"name": _volume_name(m.source), "hostPath": {"path": m.source}}
+        for m in spec.mounts
+    ]
 
 
 def _probes(spec: ServiceSpec) -> dict[str, Any]:
@@ -121,11 +134,16 @@ def _probes(spec: ServiceSpec) -> dict[str, Any]:
     get = {"path": spec.health.path, "port": spec.container_ports[0]}
     if spec.health.path == "/":
         get["httpHeaders"] = [{"name": "Accept-Encoding", "value": "gzip"}]
-    startup = {"httpGet": get, "periodSeconds": PROBE_PERIOD_S,
-               "failureThreshold": max(1, math.ceil(spec.health.timeout_s / PROBE_PERIOD_S))}
-    return {"startupProbe": startup,
-            "readinessProbe": {"httpGet": get, "periodSeconds": 10, "failureThreshold": 3},
-            "livenessProbe": {"httpGet": get, "periodSeconds": 30, "failureThreshold": 3, "timeoutSeconds": 5}}
+    startup = {
+        "httpGet": get,
+        "periodSeconds": PROBE_PERIOD_S,
+        "failureThreshold": max(1, math.ceil(spec.health.timeout_s / PROBE_PERIOD_S)),
+    }
+    return {
+        "startupProbe": startup,
+        "readinessProbe": {"httpGet": get, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": get, "periodSeconds": 30, "failureThreshold": 3, "timeoutSeconds": 5},
+    }
 
 
 def _resources(spec: ServiceSpec) -> dict[str, Any]:
@@ -141,19 +159,30 @@ def _resources(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def _labels(spec: ServiceSpec) -> dict[str, str]:
-    return {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "airpods",
-            "io.airpods.service": spec.name, "io.airpods.managed": "true"}
+    return {
+        "app.kubernetes.io/name": spec.name,
+        "app.kubernetes.io/part-of": "airpods",
+        "io.airpods.service": spec.name,
+        "io.airpods.managed": "true",
+    }
 
 
 def podman_documents(stack: Stack) -> list[dict[str, Any]]:
     secret = secret_name(stack)
-    return [{"apiVersion": "v1", "kind": "Pod",
-             "metadata": {"name": spec.pod, "labels": _labels(spec)},
-             "spec": {"restartPolicy": _restart(spec),
-                      "containers": [_container(spec, secret, "podman")],
-                      # claimName = airpods' own volume name: kube play mounts that very volume.
-                      **({"volumes": _volumes(spec, str)} if spec.mounts else {})}}
-            for spec in stack.services]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": spec.pod, "labels": _labels(spec)},
+            "spec": {
+                "restartPolicy": _restart(spec),
+                "containers": [_container(spec, secret, "podman")],
+                # claimName = airpods' own volume name: kube play mounts that very volume.
+                **({"volumes": _volumes(spec, str)} if spec.mounts else {}),
+            },
+        }
+        for spec in stack.services
+    ]
 
 
 def _restart(spec: ServiceSpec) -> str:
@@ -166,8 +195,15 @@ def kubernetes_documents(stack: Stack, api_key: str) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     secret = secret_name(stack)
     if secret:
-        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret}, "type": "Opaque",
-                     "stringData": secret_values(stack, api_key)})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": secret},
+                "type": "Opaque",
+                "stringData": secret_values(stack, api_key),
+            }
+        )
     claims: dict[str, str] = {}
     for spec in stack.services:
         for mount in spec.mounts:
@@ -176,23 +212,50 @@ def kubernetes_documents(stack: Stack, api_key: str) -> list[dict[str, Any]]:
                 claims.setdefault(_volume_name(mount.source), "ReadOnlyMany" if shared_ro else "ReadWriteOnce")
     for claim, mode in claims.items():
         access = ["ReadWriteOnce"] if mode == "ReadWriteOnce" else ["ReadOnlyMany", "ReadWriteOnce"]
-        docs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
-                     "spec": {"accessModes": access, "resources": {"requests": {"storage": "50Gi" if "model" in claim else "10Gi"}}}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": access,
+                    "resources": {"requests": {"storage": "50Gi" if "model" in claim else "10Gi"}},
+                },
+            }
+        )
     for spec in stack.services:
         labels = _labels(spec)
         pod_spec: dict[str, Any] = {"containers": [_container(spec, secret, "kubernetes")]}
         if spec.mounts:
             pod_spec["volumes"] = _volumes(spec, _volume_name)
-        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": spec.pod, "labels": labels},
-                     "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
-                              "selector": {"matchLabels": {"app.kubernetes.io/name": spec.name}},
-                              "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": spec.pod, "labels": labels},
+                "spec": {
+                    "replicas": 1,
+                    "strategy": {"type": "Recreate"},
+                    "selector": {"matchLabels": {"app.kubernetes.io/name": spec.name}},
+                    "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                },
+            }
+        )
         if spec.container_ports:
             for alias in spec.aliases:
-                docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": alias, "labels": labels},
-                             "spec": {"selector": {"app.kubernetes.io/name": spec.name},
-                                      "ports": [{"name": f"p{port}", "port": port, "targetPort": port}
-                                                for port in spec.container_ports]}})
+                docs.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {"name": alias, "labels": labels},
+                        "spec": {
+                            "selector": {"app.kubernetes.io/name": spec.name},
+                            "ports": [
+                                {"name": f"p{port}", "port": port, "targetPort": port} for port in spec.container_ports
+                            ],
+                        },
+                    }
+                )
     return docs
 
 

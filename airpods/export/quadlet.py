@@ -34,8 +34,10 @@ def _health_cmd(spec: ServiceSpec) -> str | None:
         return None
     url = f"http://127.0.0.1:{spec.container_ports[0]}{spec.health.path}"
     # Images carry curl or busybox wget, not always both.
-    return ("/bin/sh -c " + shlex.quote(f"curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' {url} "
-                                        f"|| wget -q -O /dev/null --header 'Accept-Encoding: gzip' {url}"))
+    return "/bin/sh -c " + shlex.quote(
+        f"curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' {url} "
+        f"|| wget -q -O /dev/null --header 'Accept-Encoding: gzip' {url}"
+    )
 
 
 def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
@@ -49,7 +51,9 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
     entries += [("Environment", shlex.quote(f"{k}={v}")) for k, v in spec.env]
     entries += [("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else m.flag()) for m in spec.mounts]
     entries += [("Secret", s.flag()) for s in spec.secrets]
-    entries += [("AddDevice", spec.devices[i + 1]) for i in range(0, len(spec.devices), 2) if spec.devices[i] == "--device"]
+    entries += [
+        ("AddDevice", spec.devices[i + 1]) for i in range(0, len(spec.devices), 2) if spec.devices[i] == "--device"
+    ]
     if spec.entrypoint:
         entries.append(("Entrypoint", spec.entrypoint[0]))
     exec_args = [*(spec.entrypoint[1:] if spec.entrypoint else ()), *spec.args]
@@ -57,8 +61,12 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         entries.append(("Exec", shlex.join(exec_args)))
     health = _health_cmd(spec)
     if health:
-        entries += [("HealthCmd", health), ("HealthInterval", "30s"),
-                    ("HealthStartPeriod", f"{int(spec.health.timeout_s)}s"), ("HealthRetries", "3")]
+        entries += [
+            ("HealthCmd", health),
+            ("HealthInterval", "30s"),
+            ("HealthStartPeriod", f"{int(spec.health.timeout_s)}s"),
+            ("HealthRetries", "3"),
+        ]
     podman_args = []
     if spec.memory:
         podman_args += ["--memory", spec.memory]
@@ -66,30 +74,44 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         podman_args += ["--cpus", f"{spec.cpus:g}"]
     if podman_args:
         entries.append(("PodmanArgs", shlex.join(podman_args)))
-    service = [("Restart", RESTART[spec.restart_policy]),
-               ("TimeoutStartSec", str(max(900, int(spec.health.timeout_s))))]   # first start pulls the image
-    return _unit([("Unit", [("Description", f"airpods {spec.name}")]), ("Container", entries),
-                  ("Service", service), ("Install", [("WantedBy", "default.target")])],
-                 f"airpods service {spec.name} ({spec.variant} image)")
+    service = [
+        ("Restart", RESTART[spec.restart_policy]),
+        ("TimeoutStartSec", str(max(900, int(spec.health.timeout_s)))),
+    ]  # first start pulls the image
+    return _unit(
+        [
+            ("Unit", [("Description", f"airpods {spec.name}")]),
+            ("Container", entries),
+            ("Service", service),
+            ("Install", [("WantedBy", "default.target")]),
+        ],
+        f"airpods service {spec.name} ({spec.variant} image)",
+    )
 
 
 def pod_unit(spec: ServiceSpec, network: str) -> str:
     entries = [("PodName", spec.pod), ("Network", f"{network}.network")]
     entries += [("PublishPort", p.flag()) for p in spec.publish]
     entries += [("NetworkAlias", alias) for alias in spec.aliases]
-    return _unit([("Unit", [("Description", f"airpods pod {spec.pod}")]), ("Pod", entries)],
-                 f"pod of airpods service {spec.name} (Podman 5.0+)")
+    return _unit(
+        [("Unit", [("Description", f"airpods pod {spec.pod}")]), ("Pod", entries)],
+        f"pod of airpods service {spec.name} (Podman 5.0+)",
+    )
 
 
 def quadlet_units(stack: Stack, pods: bool = True) -> dict[str, str]:
     """File name → unit text."""
-    units = {f"{stack.network}.network": _unit(
-        [("Network", [("NetworkName", stack.network), ("Label", "io.airpods.managed=true")])],
-        "the network airpods' pods share (Podman 4.4+)")}
+    units = {
+        f"{stack.network}.network": _unit(
+            [("Network", [("NetworkName", stack.network), ("Label", "io.airpods.managed=true")])],
+            "the network airpods' pods share (Podman 4.4+)",
+        )
+    }
     for volume in stack.volumes:
         units[f"{volume}.volume"] = _unit(
             [("Volume", [("VolumeName", volume), ("Label", "io.airpods.managed=true")])],
-            f"volume {volume}: the same named volume `airpods start` uses (Podman 4.4+)")
+            f"volume {volume}: the same named volume `airpods start` uses (Podman 4.4+)",
+        )
     for spec in stack.services:
         if pods:
             units[f"{spec.pod}.pod"] = pod_unit(spec, stack.network)

@@ -15,7 +15,7 @@ from airpods.errors import RuntimeFailure
 from airpods.models.sources import HfRef, RepoFile, UrlRef, pick_files
 from airpods.models.store import ModelStore
 
-Progress = Callable[[str, int | None], Callable[[int], None]]   # (name, total) -> advance(bytes)
+Progress = Callable[[str, int | None], Callable[[int], None]]  # (name, total) -> advance(bytes)
 
 
 class ChecksumMismatch(RuntimeFailure):
@@ -33,8 +33,10 @@ def verify(path: Path, expected: str | None, what: str) -> str:
     actual = sha256_of(path)
     if expected and actual != expected.lower():
         path.unlink(missing_ok=True)
-        raise ChecksumMismatch(f"{what}: sha256 mismatch (expected {expected}, got {actual}); the file was removed",
-                               hint="pull it again; if it keeps failing the source is damaged")
+        raise ChecksumMismatch(
+            f"{what}: sha256 mismatch (expected {expected}, got {actual}); the file was removed",
+            hint="pull it again; if it keeps failing the source is damaged",
+        )
     return actual
 
 
@@ -44,18 +46,29 @@ def hf_listing(ref: HfRef) -> list[RepoFile]:
 
     try:
         entries = HfApi().list_repo_tree(ref.repo, recursive=True, revision=ref.revision)
-        return [RepoFile(e.path, getattr(e, "size", None), e.lfs.sha256 if getattr(e, "lfs", None) else None)
-                for e in entries if hasattr(e, "size")]
+        return [
+            RepoFile(e.path, getattr(e, "size", None), lfs.sha256 if (lfs := getattr(e, "lfs", None)) else None)
+            for e in entries
+            if hasattr(e, "size")
+        ]
     except HfHubHTTPError as exc:
-        raise RuntimeFailure(f"cannot list {ref.repo}: {exc}",
-                             hint="check the name; private repos need HF_TOKEN") from None
+        raise RuntimeFailure(
+            f"cannot list {ref.repo}: {exc}", hint="check the name; private repos need HF_TOKEN"
+        ) from None
     except OSError as exc:
-        raise RuntimeFailure(f"cannot reach the Hugging Face hub: {exc}",
-                             hint="check the network, or HF_ENDPOINT if you use a mirror") from None
+        raise RuntimeFailure(
+            f"cannot reach the Hugging Face hub: {exc}", hint="check the network, or HF_ENDPOINT if you use a mirror"
+        ) from None
 
 
-def pull_hf(store: ModelStore, ref: HfRef, name: str | None, progress: Progress,
-            announce: Callable[[str], None], overwrite: bool = False) -> list[Fetched]:
+def pull_hf(
+    store: ModelStore,
+    ref: HfRef,
+    name: str | None,
+    progress: Progress,
+    announce: Callable[[str], None],
+    overwrite: bool = False,
+) -> list[Fetched]:
     from huggingface_hub import hf_hub_download
 
     files = pick_files(ref, hf_listing(ref))
@@ -69,13 +82,22 @@ def pull_hf(store: ModelStore, ref: HfRef, name: str | None, progress: Progress,
         target = name or f.path.rsplit("/", 1)[-1]
         cached = Path(hf_hub_download(ref.repo, f.path, revision=ref.revision))
         digest = verify(cached, f.sha256, f.path)
-        store.copy_in(cached, target, overwrite=overwrite, progress=progress(f"copying {target}", cached.stat().st_size))
+        store.copy_in(
+            cached, target, overwrite=overwrite, progress=progress(f"copying {target}", cached.stat().st_size)
+        )
         fetched.append(Fetched(target, cached.stat().st_size, digest))
     return fetched
 
 
-def pull_url(store: ModelStore, ref: UrlRef, name: str | None, progress: Progress,
-             announce: Callable[[str], None], sha256: str | None = None, overwrite: bool = False) -> list[Fetched]:
+def pull_url(
+    store: ModelStore,
+    ref: UrlRef,
+    name: str | None,
+    progress: Progress,
+    announce: Callable[[str], None],
+    sha256: str | None = None,
+    overwrite: bool = False,
+) -> list[Fetched]:
     """Download straight into the volume's hidden partial file; a rerun resumes it with Range."""
     target = name or ref.url.rsplit("/", 1)[-1].split("?", 1)[0]
     size = _content_length(ref.url)

@@ -11,8 +11,16 @@ from airpods.errors import RuntimeFailure
 
 MAGIC = b"GGUF"
 SHOWN_PREFIXES = ("general.", "tokenizer.ggml.model", "tokenizer.ggml.pre", "split.")
-SHOWN_SUFFIXES = (".context_length", ".embedding_length", ".block_count", ".feed_forward_length",
-                  ".attention.head_count", ".attention.head_count_kv", ".expert_count", ".vocab_size")
+SHOWN_SUFFIXES = (
+    ".context_length",
+    ".embedding_length",
+    ".block_count",
+    ".feed_forward_length",
+    ".attention.head_count",
+    ".attention.head_count_kv",
+    ".expert_count",
+    ".vocab_size",
+)
 
 
 class NotGguf(RuntimeFailure):
@@ -31,9 +39,15 @@ class ModelInfo:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def summary(self) -> dict[str, Any]:
-        return {"file": self.file, "size": self.size, "architecture": self.architecture, "name": self.name,
-                "parameters": self.parameters, "quantization": self.quantization,
-                "context_length": self.context_length}
+        return {
+            "file": self.file,
+            "size": self.size,
+            "architecture": self.architecture,
+            "name": self.name,
+            "parameters": self.parameters,
+            "quantization": self.quantization,
+            "context_length": self.context_length,
+        }
 
 
 def check_magic(path: Path) -> None:
@@ -44,8 +58,10 @@ def check_magic(path: Path) -> None:
     except OSError as exc:
         raise NotGguf(f"cannot read {path}: {exc.strerror}") from None
     if head[:4] != MAGIC:
-        raise NotGguf(f"{path} is not a GGUF model (it does not start with the GGUF magic bytes)",
-                      hint="convert it first: `airpods models convert` takes a Hugging Face model folder")
+        raise NotGguf(
+            f"{path} is not a GGUF model (it does not start with the GGUF magic bytes)",
+            hint="convert it first: `airpods models convert` takes a Hugging Face model folder",
+        )
 
 
 def _value(field_: Any) -> Any:
@@ -85,8 +101,9 @@ def read_model(path: Path, *, full: bool = False) -> ModelInfo:
     metadata: dict[str, Any] = {}
     if full:
         for key, value in fields.items():
-            if key.startswith(SHOWN_PREFIXES) or (key.startswith(f"{arch}.") and (
-                    key.endswith(SHOWN_SUFFIXES) or ".rope." in key)):
+            if key.startswith(SHOWN_PREFIXES) or (
+                key.startswith(f"{arch}.") and (key.endswith(SHOWN_SUFFIXES) or ".rope." in key)
+            ):
                 metadata[key] = _value(value)
         metadata["tokenizer.chat_template"] = "present" if "tokenizer.chat_template" in fields else "absent"
         tokens = fields.get("tokenizer.ggml.tokens")

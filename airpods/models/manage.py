@@ -16,9 +16,41 @@ from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
 
-QUANT_TYPES = ("Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1",
-               "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16", "F32", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS",
-               "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "COPY")
+QUANT_TYPES = (
+    "Q2_K",
+    "Q2_K_S",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q4_0",
+    "Q4_1",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_0",
+    "Q5_1",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+    "Q8_0",
+    "F16",
+    "BF16",
+    "F32",
+    "IQ1_S",
+    "IQ1_M",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ2_S",
+    "IQ2_M",
+    "IQ3_XXS",
+    "IQ3_XS",
+    "IQ3_S",
+    "IQ3_M",
+    "IQ4_NL",
+    "IQ4_XS",
+    "TQ1_0",
+    "TQ2_0",
+    "COPY",
+)
 
 
 def llama_instances(stack: Stack) -> list[ServiceSpec]:
@@ -30,8 +62,10 @@ def model_volume(stack: Stack) -> str:
         for mount in spec.mounts:
             if mount.target == MODELS_DIR and mount.named:
                 return mount.source
-    raise UsageError("no llama.cpp service mounts a named model volume at /models",
-                     hint="services.llamacpp.volumes needs { source = \"airpods_llamacpp_models\", target = \"/models\" }")
+    raise UsageError(
+        "no llama.cpp service mounts a named model volume at /models",
+        hint='services.llamacpp.volumes needs { source = "airpods_llamacpp_models", target = "/models" }',
+    )
 
 
 def configured_model(spec: ServiceSpec) -> str | None:
@@ -47,9 +81,11 @@ def tool_image(image: str, target: str) -> str:
     """The official image of another target for the same backend: :server-cuda → :full-cuda."""
     repo, _, tag = image.rpartition(":")
     if not repo or not re.match(r"^server(-|$)", tag):
-        raise RuntimeFailure(f"cannot tell the llama.cpp :{target} image that goes with {image}",
-                             hint="use an official ghcr.io/ggml-org/llama.cpp:server* image for llamacpp")
-    return f"{repo}:{target}{tag[len('server'):]}"
+        raise RuntimeFailure(
+            f"cannot tell the llama.cpp :{target} image that goes with {image}",
+            hint="use an official ghcr.io/ggml-org/llama.cpp:server* image for llamacpp",
+        )
+    return f"{repo}:{target}{tag[len('server') :]}"
 
 
 def serving(stack: Stack, running: set[str]) -> dict[str, list[str]]:
@@ -66,8 +102,14 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
     rows = []
     for path in store.files():
         info = read_model(path)
-        rows.append({**info.summary(), "file": str(path.relative_to(store.root)), "backend": "llamacpp",
-                     "served_by": sorted(set(served.get(path.name, []) + served.get("*", [])))})
+        rows.append(
+            {
+                **info.summary(),
+                "file": str(path.relative_to(store.root)),
+                "backend": "llamacpp",
+                "served_by": sorted(set(served.get(path.name, []) + served.get("*", []))),
+            }
+        )
     return rows
 
 
@@ -79,8 +121,10 @@ def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> Pat
     path = store.path(name)
     users = [s.name for s in llama_instances(stack) if configured_model(s) == path.name]
     if users and not force:
-        raise UsageError(f"{path.name} is the configured model of {', '.join(users)}; it was kept",
-                         hint="change their command_args.model first, or pass --force")
+        raise UsageError(
+            f"{path.name} is the configured model of {', '.join(users)}; it was kept",
+            hint="change their command_args.model first, or pass --force",
+        )
     path.unlink()
     return path
 
@@ -88,19 +132,35 @@ def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> Pat
 def import_model(store: ModelStore, source: Path, name: str | None, overwrite: bool, progress) -> Path:
     if not source.is_file():
         raise UsageError(f"{source} is not a file")
-    read_model(source)             # not GGUF, or a damaged header: refused before anything is copied
-    return store.copy_in(source, name or source.name, overwrite=overwrite, progress=progress(source.name, source.stat().st_size))
+    read_model(source)  # not GGUF, or a damaged header: refused before anything is copied
+    return store.copy_in(
+        source, name or source.name, overwrite=overwrite, progress=progress(source.name, source.stat().st_size)
+    )
 
 
 def quantize_argv(engine: Podman, stack: Stack, volume: str, src: str, out_partial: str, qtype: str) -> list[str]:
     spec = llama_instances(stack)[0]
-    return engine.argv(["run", "--rm", "--pull", "missing", "--volume", f"{volume}:{MODELS_DIR}:rw",
-                        *spec.devices, tool_image(spec.image, "full"),
-                        "--quantize", f"{MODELS_DIR}/{src}", f"{MODELS_DIR}/{out_partial}", qtype])
+    return engine.argv(
+        [
+            "run",
+            "--rm",
+            "--pull",
+            "missing",
+            "--volume",
+            f"{volume}:{MODELS_DIR}:rw",
+            *spec.devices,
+            tool_image(spec.image, "full"),
+            "--quantize",
+            f"{MODELS_DIR}/{src}",
+            f"{MODELS_DIR}/{out_partial}",
+            qtype,
+        ]
+    )
 
 
-def quantize_model(engine: Podman, store: ModelStore, stack: Stack, src: str, qtype: str,
-                   name: str | None, overwrite: bool) -> Path:
+def quantize_model(
+    engine: Podman, store: ModelStore, stack: Stack, src: str, qtype: str, name: str | None, overwrite: bool
+) -> Path:
     qtype = qtype.upper()
     if qtype not in QUANT_TYPES:
         raise UsageError(f"unknown quantization type {qtype}", hint="types: " + ", ".join(QUANT_TYPES))
@@ -125,15 +185,41 @@ def convert_model(engine: Podman, stack: Stack, volume: str, hf_dir: Path, out: 
     image = tool_image(spec.image, "full")
     if not engine.image_exists(image):
         engine.run(["pull", image], timeout=3600)
-    probe = engine.run(["run", "--rm", "--entrypoint", "/bin/sh", image, "-c",
-                        "test -f /app/convert_hf_to_gguf.py && command -v python3"], check=False)
+    probe = engine.run(
+        [
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            "test -f /app/convert_hf_to_gguf.py && command -v python3",
+        ],
+        check=False,
+    )
     if probe.returncode != 0:
-        raise RuntimeFailure(f"{image} has no convert_hf_to_gguf.py with Python, so it cannot convert models",
-                             hint="the official :full image has it; a custom or trimmed image may not")
+        raise RuntimeFailure(
+            f"{image} has no convert_hf_to_gguf.py with Python, so it cannot convert models",
+            hint="the official :full image has it; a custom or trimmed image may not",
+        )
     if not hf_dir.is_dir():
         raise UsageError(f"{hf_dir} is not a folder (a Hugging Face model folder with config.json)")
-    engine.run(["run", "--rm", "--volume", f"{hf_dir.resolve()}:/input:ro", "--volume", f"{volume}:{MODELS_DIR}:rw",
-                image, "--convert", "/input", "--outfile", f"{MODELS_DIR}/{out}"], timeout=24 * 3600)
+    engine.run(
+        [
+            "run",
+            "--rm",
+            "--volume",
+            f"{hf_dir.resolve()}:/input:ro",
+            "--volume",
+            f"{volume}:{MODELS_DIR}:rw",
+            image,
+            "--convert",
+            "/input",
+            "--outfile",
+            f"{MODELS_DIR}/{out}",
+        ],
+        timeout=24 * 3600,
+    )
 
 
 def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str]:
@@ -142,8 +228,9 @@ def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str
     for spec in llama_instances(stack):
         if spec.container not in running or configured_model(spec) or not spec.publish:
             continue
-        request = urllib.request.Request(spec.publish[0].url() + "/models?reload=1",
-                                         headers={"Authorization": f"Bearer {key}"} if key else {})
+        request = urllib.request.Request(
+            spec.publish[0].url() + "/models?reload=1", headers={"Authorization": f"Bearer {key}"} if key else {}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 json.load(answer)

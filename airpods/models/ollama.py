@@ -16,17 +16,28 @@ def ollama_models(base_url: str) -> list[dict[str, object]]:
             models = json.load(answer).get("models", [])
     except (OSError, ValueError):
         return []
-    return [{"file": m.get("name"), "size": m.get("size"), "backend": "ollama",
-             "architecture": (m.get("details") or {}).get("family"),
-             "parameters": (m.get("details") or {}).get("parameter_size"),
-             "quantization": (m.get("details") or {}).get("quantization_level"),
-             "context_length": None, "served_by": ["ollama"]} for m in models]
+    return [
+        {
+            "file": m.get("name"),
+            "size": m.get("size"),
+            "backend": "ollama",
+            "architecture": (m.get("details") or {}).get("family"),
+            "parameters": (m.get("details") or {}).get("parameter_size"),
+            "quantization": (m.get("details") or {}).get("quantization_level"),
+            "context_length": None,
+            "served_by": ["ollama"],
+        }
+        for m in models
+    ]
 
 
 def ollama_pull(base_url: str, name: str, on_status: Callable[[str, int | None, int | None], None]) -> None:
     """POST /api/pull and follow its stream of {status, total, completed} lines."""
-    request = urllib.request.Request(base_url + "/api/pull", data=json.dumps({"model": name, "stream": True}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base_url + "/api/pull",
+        data=json.dumps({"model": name, "stream": True}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=3600) as answer:
             for line in answer:
@@ -37,5 +48,6 @@ def ollama_pull(base_url: str, name: str, on_status: Callable[[str, int | None, 
                     raise RuntimeFailure(f"ollama could not pull {name}: {event['error']}")
                 on_status(str(event.get("status", "")), event.get("total"), event.get("completed"))
     except urllib.error.URLError as exc:
-        raise RuntimeFailure(f"cannot reach ollama at {base_url}: {exc.reason}",
-                             hint="`airpods start ollama` first") from None
+        raise RuntimeFailure(
+            f"cannot reach ollama at {base_url}: {exc.reason}", hint="`airpods start ollama` first"
+        ) from None

@@ -42,8 +42,10 @@ def parse_source(source: str, file: str | None = None) -> HfRef | UrlRef:
         ref, quant = ref.rsplit(":", 1)
     parts = [p for p in ref.split("/") if p]
     if len(parts) < 2:
-        raise UsageError(f"{source!r} is not a model source",
-                         hint="use user/repo:Q4_K_M, user/repo/file.gguf, user/repo --file F, or an https:// URL")
+        raise UsageError(
+            f"{source!r} is not a model source",
+            hint="use user/repo:Q4_K_M, user/repo/file.gguf, user/repo --file F, or an https:// URL",
+        )
     repo = "/".join(parts[:2])
     in_path = "/".join(parts[2:]) or None
     if in_path and file:
@@ -78,7 +80,9 @@ def pick_files(ref: HfRef, listing: list[RepoFile]) -> list[RepoFile]:
         for key, members in sets.items():
             if ref.file in (key, key.rsplit("/", 1)[-1]) or any(ref.file == m.path for m in members):
                 return members
-        raise UsageError(f"{ref.repo} has no file {ref.file!r}", hint="GGUF files there: " + (", ".join(sets) or "none"))
+        raise UsageError(
+            f"{ref.repo} has no file {ref.file!r}", hint="GGUF files there: " + (", ".join(sets) or "none")
+        )
     if not sets:
         raise UsageError(f"{ref.repo} has no GGUF files")
     if ref.quant:
@@ -87,12 +91,18 @@ def pick_files(ref: HfRef, listing: list[RepoFile]) -> list[RepoFile]:
             return sets[matches[0]]
         available = sorted({q for q in map(quant_of, sets) if q})
         if not matches:
-            raise UsageError(f"{ref.repo} has no {ref.quant.upper()} GGUF",
-                             hint="available quantizations: " + (", ".join(available) or "none recognised"))
-        raise UsageError(f"{ref.repo}:{ref.quant} is ambiguous: " + ", ".join(matches),
-                         hint="name the file: user/repo/FILE.gguf or --file FILE")
+            raise UsageError(
+                f"{ref.repo} has no {ref.quant.upper()} GGUF",
+                hint="available quantizations: " + (", ".join(available) or "none recognised"),
+            )
+        raise UsageError(
+            f"{ref.repo}:{ref.quant} is ambiguous: " + ", ".join(matches),
+            hint="name the file: user/repo/FILE.gguf or --file FILE",
+        )
     if len(sets) == 1:
         return next(iter(sets.values()))
     available = sorted({q for q in map(quant_of, sets) if q})
-    raise UsageError(f"{ref.repo} has {len(sets)} GGUF models; say which",
-                     hint=f"add a quantization ({', '.join(available)}) as {ref.repo}:QUANT, or name the file")
+    raise UsageError(
+        f"{ref.repo} has {len(sets)} GGUF models; say which",
+        hint=f"add a quantization ({', '.join(available)}) as {ref.repo}:QUANT, or name the file",
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 
+
 class ModelStore:
     def __init__(self, engine: Podman, volume: str, labels: dict[str, str]) -> None:
         """`labels`: what the volume gets if this store creates it (the project's labels)."""
@@ -24,16 +25,24 @@ class ModelStore:
         if self._root is None:
             if self.engine.run(["volume", "exists", self.volume], check=False).returncode != 0:
                 self.engine.create_volume(self.volume, self.labels)
-            mountpoint = self.engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", self.volume]).stdout.strip()
+            mountpoint = self.engine.run(
+                ["volume", "inspect", "--format", "{{.Mountpoint}}", self.volume]
+            ).stdout.strip()
             path = Path(mountpoint)
             if not mountpoint or not path.is_dir() or not os.access(path, os.W_OK):
-                raise RuntimeFailure(f"the model volume {self.volume} is not reachable from this host ({mountpoint or 'no mountpoint'})",
-                                     hint="airpods writes models through the volume's mountpoint; run it where podman runs")
+                raise RuntimeFailure(
+                    f"the model volume {self.volume} is not reachable from this host ({mountpoint or 'no mountpoint'})",
+                    hint="airpods writes models through the volume's mountpoint; run it where podman runs",
+                )
             self._root = path
         return self._root
 
     def files(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*.gguf") if not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+        return sorted(
+            p
+            for p in self.root.rglob("*.gguf")
+            if not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+        )
 
     def path(self, name: str) -> Path:
         """The model called `name` (file name, with or without .gguf); UsageError if absent."""
@@ -48,13 +57,14 @@ class ModelStore:
 
     def require_space(self, needed: int, what: str) -> None:
         free = self.free_bytes()
-        limit = os.environ.get("AIRPODS_MODELS_MAX_FREE")    # tests simulate a small disk
+        limit = os.environ.get("AIRPODS_MODELS_MAX_FREE")  # tests simulate a small disk
         if limit:
             free = min(free, int(limit))
         if needed > free:
             raise RuntimeFailure(
                 f"not enough space for {what}: needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB free in {self.volume}",
-                hint="free some space (`airpods models rm NAME`) and try again")
+                hint="free some space (`airpods models rm NAME`) and try again",
+            )
 
     @contextmanager
     def incoming(self, name: str, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
@@ -75,8 +85,9 @@ class ModelStore:
         os.chmod(partial, 0o644)
         os.replace(partial, final)
 
-    def copy_in(self, source: Path, name: str, *, overwrite: bool = False,
-                progress: Callable[[int], None] | None = None) -> Path:
+    def copy_in(
+        self, source: Path, name: str, *, overwrite: bool = False, progress: Callable[[int], None] | None = None
+    ) -> Path:
         size = source.stat().st_size
         self.require_space(size, name)
         with self.incoming(name, overwrite=overwrite) as partial, source.open("rb") as src, partial.open("wb") as dst:

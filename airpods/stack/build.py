@@ -37,12 +37,14 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     if unknown:
         raise UsageError(
             f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(n or repr(n) for n in unknown)}",
-            hint="services are: " + ", ".join(config.services))
+            hint="services are: " + ", ".join(config.services),
+        )
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 
 
-def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = None,
-                  backends: Sequence[str] = ()) -> tuple[ServiceSpec, list[SecretDef]]:
+def build_service(
+    config: Config, name: str, gpu: HostGpu, key_id: str | None = None, backends: Sequence[str] = ()
+) -> tuple[ServiceSpec, list[SecretDef]]:
     """One service's spec, and the secrets it needs created. `backends` are the stack's other
     instances (Open WebUI is wired to them)."""
     service = config.services[name]
@@ -57,10 +59,11 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
         extra, secrets = llama_extra_args(service, key_id, config.runtime.project)
         args += extra
-        defs += [api_key_secret(key_id, config.runtime.project)] if secrets else []
+        defs += [api_key_secret(key_id, config.runtime.project)] if secrets and key_id else []
     elif kind == OPEN_WEBUI:
         wired_env, secrets, defs = open_webui_wiring(
-            config, [(b, kind_of(config, b)) for b in backends], service.env, key_id)
+            config, [(b, kind_of(config, b)) for b in backends], service.env, key_id
+        )
         env += wired_env
     bind = config.runtime.bind_address
     return ServiceSpec(
@@ -88,8 +91,9 @@ def build_service(config: Config, name: str, gpu: HostGpu, key_id: str | None = 
     ), defs
 
 
-def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None,
-                present: Sequence[str] = ()) -> Stack:
+def build_stack(
+    config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None, present: Sequence[str] = ()
+) -> Stack:
     """The named services (`only`), else every enabled one plus every configured one in
     `present` (services whose pods exist: a disabled service started by name stays part of the
     stack until it is stopped). Open WebUI is wired to every enabled, named or present backend.
@@ -102,11 +106,17 @@ def build_stack(config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: 
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli
-    return Stack(network=config.runtime.network, gpu=gpu, services=services,
-                 warnings=tuple(stack_warnings(services)),
-                 settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
-                 secrets=secrets, project=config.runtime.project, configured=tuple(config.services),
-                 enabled=tuple(config.enabled_services()))
+    return Stack(
+        network=config.runtime.network,
+        gpu=gpu,
+        services=services,
+        warnings=tuple(stack_warnings(services)),
+        settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
+        secrets=secrets,
+        project=config.runtime.project,
+        configured=tuple(config.services),
+        enabled=tuple(config.enabled_services()),
+    )
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:
@@ -114,12 +124,16 @@ def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:
     llama = [s for s in services if s.kind == LLAMACPP]
     if len(llama) > 1:
         names = ", ".join(s.name for s in llama)
-        warnings.append(f"{len(llama)} llama.cpp servers ({names}) each load their own copy of a model: "
-                        "mind the memory, or disable the ones you do not need")
+        warnings.append(
+            f"{len(llama)} llama.cpp servers ({names}) each load their own copy of a model: "
+            "mind the memory, or disable the ones you do not need"
+        )
     model_volumes = {m.source for s in llama for m in s.mounts if m.target == MODEL_VOLUME_TARGET}
     for spec in services:
         for mount in spec.mounts:
             if mount.source in model_volumes and mount.mode == "rw":
-                warnings.append(f"{spec.name} mounts the model volume {mount.source} read-write; "
-                                "only `airpods models` should write it (set mode = \"ro\")")
+                warnings.append(
+                    f"{spec.name} mounts the model volume {mount.source} read-write; "
+                    'only `airpods models` should write it (set mode = "ro")'
+                )
     return warnings

@@ -21,7 +21,6 @@ from airpods.config.files import default_toml_text
 from airpods.gpu import HostGpu
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 
-
 KEEP_ENTRIES = 8
 
 
@@ -36,13 +35,22 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def cache_key(user_file: Path | None, gpu: HostGpu, names: Sequence[str], key_id: str,
-              present: Sequence[str] = ()) -> str:
+def cache_key(
+    user_file: Path | None, gpu: HostGpu, names: Sequence[str], key_id: str, present: Sequence[str] = ()
+) -> str:
     digest = hashlib.sha256()
     # Lists as JSON: joined strings would make [""] (a typo, an empty shell variable) the same
     # key as [] (every service).
-    for part in (__version__, code_fingerprint(), default_toml_text(), str(user_file), repr(gpu),
-                 json.dumps(list(names)), key_id, json.dumps(sorted(present))):
+    for part in (
+        __version__,
+        code_fingerprint(),
+        default_toml_text(),
+        str(user_file),
+        repr(gpu),
+        json.dumps(list(names)),
+        key_id,
+        json.dumps(sorted(present)),
+    ):
         digest.update(part.encode() + b"\0")
     if user_file is not None:
         digest.update(user_file.read_bytes())
@@ -64,10 +72,17 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         fields["health"] = HealthCheck(health["path"], _tuples(health["expected"]), health["timeout_s"])
         services.append(ServiceSpec(**fields))
     gpu = data["gpu"]
-    return Stack(network=data["network"], gpu=HostGpu(gpu["vendor"], gpu["cdi"], tuple(gpu["nodes"])),
-                 services=tuple(services), warnings=tuple(data["warnings"]), settings=Settings(**data["settings"]),
-                 secrets=tuple(SecretDef(**d) for d in data["secrets"]), project=data["project"],
-                 configured=tuple(data["configured"]), enabled=tuple(data["enabled"]))
+    return Stack(
+        network=data["network"],
+        gpu=HostGpu(gpu["vendor"], gpu["cdi"], tuple(gpu["nodes"])),
+        services=tuple(services),
+        warnings=tuple(data["warnings"]),
+        settings=Settings(**data["settings"]),
+        secrets=tuple(SecretDef(**d) for d in data["secrets"]),
+        project=data["project"],
+        configured=tuple(data["configured"]),
+        enabled=tuple(data["enabled"]),
+    )
 
 
 def _to_json(stack: Stack) -> dict[str, Any]:
@@ -95,10 +110,10 @@ def cached_stack(path: Path, key: str, build: Callable[[], Stack]) -> Stack:
 
     entries = [{"key": key, "stack": _to_json(stack)}, *entries][:KEEP_ENTRIES]
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stack-cache.")   # unique: commands may race
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stack-cache.")  # unique: commands may race
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps({"entries": entries}))
         os.replace(tmp, path)
     except OSError:
-        pass   # a cache that cannot be written only costs speed
+        pass  # a cache that cannot be written only costs speed
     return stack

@@ -48,8 +48,9 @@ class Mount:
 @dataclass(frozen=True)
 class SecretUse:
     """A podman secret handed to a container: a 0400 file under /run/secrets, or an env var."""
+
     name: str
-    type: str      # mount | env
+    type: str  # mount | env
     target: str
 
     def flag(self) -> str:
@@ -60,6 +61,7 @@ class SecretUse:
 class SecretDef:
     """A podman secret to create: the stack's API key `repeat` times, joined by ';' (Open WebUI
     wants one key per OpenAI URL, aligned by index)."""
+
     name: str
     repeat: int = 1
 
@@ -70,7 +72,7 @@ class SecretDef:
 @dataclass(frozen=True)
 class HealthCheck:
     path: str | None
-    expected: tuple[tuple[int, int], ...]    # accepted status ranges, inclusive
+    expected: tuple[tuple[int, int], ...]  # accepted status ranges, inclusive
     timeout_s: float
 
     def accepts(self, status: int) -> bool:
@@ -80,6 +82,7 @@ class HealthCheck:
 @dataclass(frozen=True)
 class Settings:
     """The [cli] knobs the lifecycle needs."""
+
     stop_timeout_s: int = 10
     max_concurrent_pulls: int = 3
     lock_timeout_s: float = 30
@@ -89,9 +92,9 @@ class Settings:
 class ServiceSpec:
     name: str
     project: str
-    kind: str                          # the built-in service it is (root of its extends chain)
+    kind: str  # the built-in service it is (root of its extends chain)
     image: str
-    variant: str                       # cpu | cuda | rocm | vulkan
+    variant: str  # cpu | cuda | rocm | vulkan
     pod: str
     container: str
     aliases: tuple[str, ...]
@@ -99,9 +102,9 @@ class ServiceSpec:
     container_ports: tuple[int, ...]
     mounts: tuple[Mount, ...]
     env: tuple[tuple[str, str], ...]
-    devices: tuple[str, ...]           # podman flags handing a GPU over
+    devices: tuple[str, ...]  # podman flags handing a GPU over
     entrypoint: tuple[str, ...] | None
-    args: tuple[str, ...]              # rendered command_args, after the image
+    args: tuple[str, ...]  # rendered command_args, after the image
     memory: str | None
     cpus: float | None
     restart_policy: str
@@ -139,8 +142,8 @@ class Stack:
     settings: Settings = Settings()
     secrets: tuple[SecretDef, ...] = ()
     project: str = DEFAULT_PROJECT
-    configured: tuple[str, ...] = ()   # every service the config defines (enabled or not)
-    enabled: tuple[str, ...] = ()      # the services `start` runs when none are named
+    configured: tuple[str, ...] = ()  # every service the config defines (enabled or not)
+    enabled: tuple[str, ...] = ()  # the services `start` runs when none are named
 
     @property
     def labels(self) -> dict[str, str]:

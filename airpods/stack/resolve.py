@@ -9,8 +9,14 @@ from airpods.gpu import HostGpu
 from airpods.stack.model import Stack
 
 
-def resolve_stack(config_option: Path | None, names: Sequence[str], *, every_service: bool = False,
-                  gpu: HostGpu | None = None, present: Sequence[str] = ()) -> Stack:
+def resolve_stack(
+    config_option: Path | None,
+    names: Sequence[str],
+    *,
+    every_service: bool = False,
+    gpu: HostGpu | None = None,
+    present: Sequence[str] = (),
+) -> Stack:
     """The services named (or every enabled one plus the `present` ones, whose pods exist; or
     all configured with `every_service`), for this host's GPU unless `gpu` says otherwise (an
     export for another machine)."""

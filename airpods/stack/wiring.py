@@ -36,8 +36,9 @@ def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]
     return alias, int(port) if str(port).isdigit() else default_port
 
 
-def llama_extra_args(service: Service, key_id: str | None,
-                     project: str = DEFAULT_PROJECT) -> tuple[list[str], list[SecretUse]]:
+def llama_extra_args(
+    service: Service, key_id: str | None, project: str = DEFAULT_PROJECT
+) -> tuple[list[str], list[SecretUse]]:
     """--api-key-file from a mounted secret, and an --alias for the single-model shape (else the
     model's API id would be its path)."""
     args: list[str] = []
@@ -51,8 +52,9 @@ def llama_extra_args(service: Service, key_id: str | None,
     return args, secrets
 
 
-def open_webui_wiring(config: Config, backends: Iterable[tuple[str, str]], user_env: dict[str, str],
-                      key_id: str | None) -> tuple[list[tuple[str, str]], list[SecretUse], list[SecretDef]]:
+def open_webui_wiring(
+    config: Config, backends: Iterable[tuple[str, str]], user_env: dict[str, str], key_id: str | None
+) -> tuple[list[tuple[str, str]], list[SecretUse], list[SecretDef]]:
     """Env (and the key list as an env secret) pointing Open WebUI at every backend.
     `backends` are (name, kind) of the stack's instances; what the user set in env wins."""
     project = config.runtime.project
@@ -74,8 +76,9 @@ def open_webui_wiring(config: Config, backends: Iterable[tuple[str, str]], user_
         add("OPENAI_API_BASE_URLS", ";".join(f"http://{alias}:{port}/v1" for alias, port in llamas))
         if not {"OPENAI_API_KEY", "OPENAI_API_KEYS"} & set(user_env):
             if key_id:
-                keys = SecretDef(f"airpods-openai-keys-{key_id}-x{len(llamas)}{project_suffix(project)}",
-                                 repeat=len(llamas))
+                keys = SecretDef(
+                    f"airpods-openai-keys-{key_id}-x{len(llamas)}{project_suffix(project)}", repeat=len(llamas)
+                )
                 defs.append(keys)
                 secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS"))
             else:

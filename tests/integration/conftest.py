@@ -40,7 +40,7 @@ def remove_everything_airpods_made() -> None:
             podman("volume", "rm", "--force", volume["Name"], check=False)
     for network in podman_json("network", "ls", "--filter", MANAGED):
         podman("network", "rm", "--force", network.get("name") or network.get("Name"), check=False)
-    secrets = podman("secret", "ls", "--format", "{{.Name}}", check=False).stdout.split()   # 4.3: no json
+    secrets = podman("secret", "ls", "--format", "{{.Name}}", check=False).stdout.split()  # 4.3: no json
     stale = [name for name in secrets if name.startswith("airpods-")]
     if stale:
         podman("secret", "rm", *stale, check=False)
@@ -56,7 +56,9 @@ def foreign_store() -> str | None:
     root, rig = info.stdout.strip(), os.environ.get("AIRPODS_RIG")
     if (rig and Path(root).is_relative_to(rig)) or os.environ.get("AIRPODS_E2E_DEDICATED_USER") == "1":
         return None
-    return f"Podman's store here is {root}, not the rig's: this machine's own airpods pods, volumes and secrets are in it"
+    return (
+        f"Podman's store here is {root}, not the rig's: this machine's own airpods pods, volumes and secrets are in it"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -101,16 +103,28 @@ class Airpods:
         return [sys.executable, "-m", "airpods", "--config", str(self.config), *args]
 
     def __call__(self, *args: str, timeout: float = 300) -> Run:
-        done = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, preexec_fn=default_signals)
+        done = subprocess.run(
+            self.argv(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=default_signals,
+        )
         return Run(done.returncode, done.stdout, done.stderr)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """The command in the background. Its SIGINT disposition is reset to the default: a suite
         started as a background job of a non-interactive shell inherits SIGINT *ignored*, and
         a Ctrl-C test would then never interrupt anything."""
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                stdin=subprocess.DEVNULL, preexec_fn=default_signals)
+        return subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=default_signals,
+        )
 
 
 @pytest.fixture

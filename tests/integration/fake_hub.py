@@ -18,12 +18,12 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @dataclass
 class Hub:
-    repos: dict[str, dict[str, bytes]] = field(default_factory=dict)   # repo -> path -> content
-    files: dict[str, bytes] = field(default_factory=dict)              # /files/NAME for URL pulls
-    wrong_sha: set[str] = field(default_factory=set)                    # paths listed with a bad sha256
+    repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo -> path -> content
+    files: dict[str, bytes] = field(default_factory=dict)  # /files/NAME for URL pulls
+    wrong_sha: set[str] = field(default_factory=set)  # paths listed with a bad sha256
     served: int = 0
-    requests: list[dict[str, int]] = field(default_factory=list)        # GETs: {"start", "sent"}
-    throttle_s: float = 0.0                                             # per 64 KiB chunk
+    requests: list[dict[str, int]] = field(default_factory=list)  # GETs: {"start", "sent"}
+    throttle_s: float = 0.0  # per 64 KiB chunk
     url: str = ""
 
     def add_repo_file(self, repo: str, path: str, content: bytes) -> None:
@@ -65,7 +65,7 @@ def _handler(hub: Hub):
             record = {"start": start, "sent": 0}
             hub.requests.append(record)
             for offset in range(start, end + 1, 65536):
-                chunk = content[offset:min(end + 1, offset + 65536)]
+                chunk = content[offset : min(end + 1, offset + 65536)]
                 try:
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
@@ -83,14 +83,29 @@ def _handler(hub: Hub):
                 entries = []
                 for name, content in sorted(hub.repos[tree.group(1)].items()):
                     sha = hashlib.sha256(content).hexdigest() if name not in hub.wrong_sha else "0" * 64
-                    entries.append({"type": "file", "path": name, "size": len(content), "oid": "f" * 40,
-                                    "lfs": {"oid": sha, "size": len(content), "pointerSize": 134}})
+                    entries.append(
+                        {
+                            "type": "file",
+                            "path": name,
+                            "size": len(content),
+                            "oid": "f" * 40,
+                            "lfs": {"oid": sha, "size": len(content), "pointerSize": 134},
+                        }
+                    )
                 return self._send_json(entries)
             if resolve and resolve.group(1) in hub.repos and resolve.group(3) in hub.repos[resolve.group(1)]:
                 content = hub.repos[resolve.group(1)][resolve.group(3)]
                 sha = hashlib.sha256(content).hexdigest()
-                return self._send_bytes(content, head, {"X-Repo-Commit": COMMIT, "ETag": f'"{sha}"',
-                                                        "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(content))})
+                return self._send_bytes(
+                    content,
+                    head,
+                    {
+                        "X-Repo-Commit": COMMIT,
+                        "ETag": f'"{sha}"',
+                        "X-Linked-Etag": f'"{sha}"',
+                        "X-Linked-Size": str(len(content)),
+                    },
+                )
             if path.startswith("/files/") and path[7:] in hub.files:
                 return self._send_bytes(hub.files[path[7:]], head, {})
             self.send_response(404)

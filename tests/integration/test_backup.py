@@ -29,9 +29,14 @@ def digests(volume: str) -> dict[str, str]:
 
 def seed(airpods, tiny_model) -> None:
     assert airpods("start", "open-webui").code == 0
-    podman("exec", "open-webui-0", "sh", "-c",
-           "mkdir -p /app/backend/data/uploads && echo chats > /app/backend/data/webui.db "
-           "&& head -c 300000 /dev/urandom > /app/backend/data/uploads/file.bin")
+    podman(
+        "exec",
+        "open-webui-0",
+        "sh",
+        "-c",
+        "mkdir -p /app/backend/data/uploads && echo chats > /app/backend/data/webui.db "
+        "&& head -c 300000 /dev/urandom > /app/backend/data/uploads/file.bin",
+    )
     assert airpods("stop").code == 0
     put_in_volume("airpods_llamacpp_models", tiny_model)
 
@@ -68,7 +73,7 @@ def test_damaged_archives_are_rejected_and_nothing_changes(airpods, tiny_model, 
     podman("volume", "rm", "--force", "airpods_webui_data")
     data = bytearray(archive.read_bytes())
     flipped, truncated = tmp_path / "flipped.tar", tmp_path / "truncated.tar"
-    data[len(data) // 2] ^= 0xFF                              # one byte inside a volume's data
+    data[len(data) // 2] ^= 0xFF  # one byte inside a volume's data
     flipped.write_bytes(bytes(data))
     truncated.write_bytes(archive.read_bytes()[: len(data) * 2 // 3])
     for bad in (flipped, truncated):

@@ -26,9 +26,18 @@ def browser(tmp_path, request):
     options = Options()
     options.binary_location = CHROMIUM
     # The closed network refuses Chromium's background calls: switch them off.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -59,16 +68,17 @@ def test_llamacpp_ui_chat_in_a_real_browser(airpods, tiny_model, browser):
     browser.find_element(By.XPATH, "//button[contains(., 'Save & Retry')]").click()
 
     box = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "textarea"))[0]
-    wait.until(lambda d: "tiny" in d.find_element(By.TAG_NAME, "body").text)      # the model is offered
+    wait.until(lambda d: "tiny" in d.find_element(By.TAG_NAME, "body").text)  # the model is offered
     box.click()
     box.send_keys("hello tiny model")
     box.send_keys(Keys.ENTER)
+
     # The reply streams in; when it is done, the UI shows its generation speed ("… t/s") under it
     # (the prompt's own line says "tokens/s"): that line exists only for a generated reply.
     def reply_line(driver):
-        text = driver.find_element(By.TAG_NAME, "body").text      # one read: the page keeps changing
+        text = driver.find_element(By.TAG_NAME, "body").text  # one read: the page keeps changing
         found = re.search(r"[\d,.]+ t/s", text)
         return (text, found) if found else False
 
     page, speed = wait.until(reply_line)
-    assert page.index("hello tiny model") < speed.start()                  # the reply follows the message
+    assert page.index("hello tiny model") < speed.start()  # the reply follows the message

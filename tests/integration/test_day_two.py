@@ -33,9 +33,9 @@ def test_a_disabled_service_started_by_name_is_seen_logged_restarted_and_stopped
     assert airpods("start", "llamacpp-ui").code == 0
     rows = status_rows(airpods)
     assert rows["llamacpp-ui"]["state"] == "running" and rows["llamacpp-ui"]["health"] == "healthy"
-    assert rows["llamacpp"]["state"] == "absent"                       # enabled ones are listed too
+    assert rows["llamacpp"]["state"] == "absent"  # enabled ones are listed too
     logs = airpods("logs", "-n", "3")
-    assert logs.code == 0 and "router mode" in logs.out + logs.err        # the one existing container's log
+    assert logs.code == 0 and "router mode" in logs.out + logs.err  # the one existing container's log
     named = airpods("logs", "llamacpp")
     assert named.code == 1 and "no container for llamacpp" in named.err
     before = container_ids()["llamacpp-ui-0"]
@@ -55,7 +55,7 @@ def test_orphans_are_listed_kept_and_removed_only_when_asked(airpods):
         ports = [{ host = 8090, container = 8080 }]
     """)
     assert airpods("start", "llama-old", "ollama").code == 0
-    airpods.write_config("")                                           # renamed away: llama-old is an orphan now
+    airpods.write_config("")  # renamed away: llama-old is an orphan now
     rows = status_rows(airpods)
     assert rows["llama-old"]["kind"] == "orphan" and rows["llama-old"]["state"] == "running"
     assert "orphans: llama-old" in airpods("status").out
@@ -87,13 +87,15 @@ ports = [{ host = 8091, container = 8080 }]
     labels = podman("pod", "inspect", "lab-ollama", "--format", "{{json .Labels}}").stdout
     assert '"io.airpods.project":"lab"' in labels.replace(" ", "")
     # Its own network (no alias of the other stack resolves there) and its own volumes.
-    assert podman("inspect", "lab-ollama-0", "--format", "{{json .NetworkSettings.Networks}}").stdout.startswith('{"lab"')
+    assert podman("inspect", "lab-ollama-0", "--format", "{{json .NetworkSettings.Networks}}").stdout.startswith(
+        '{"lab"'
+    )
     assert "lab_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
     assert {row["name"] for row in status_rows(airpods).values() if row["state"] == "running"} == mine
-    assert in_lab("stop").code == 0 and pods() == mine                  # only the lab's pods went
+    assert in_lab("stop").code == 0 and pods() == mine  # only the lab's pods went
     assert in_lab("start", "ollama", "llamacpp").code == 0
     secrets = set(podman("secret", "ls", "--format", "{{.Name}}").stdout.split())
-    assert {name for name in secrets if name.endswith("-lab")}          # the lab has its own key secret
+    assert {name for name in secrets if name.endswith("-lab")}  # the lab has its own key secret
     assert in_lab("clean", "--pods").code == 0 and pods() == mine
     left = set(podman("secret", "ls", "--format", "{{.Name}}").stdout.split())
     assert left == {name for name in secrets if not name.endswith("-lab")} and left
@@ -186,8 +188,9 @@ def test_autostart_brings_the_stack_back_after_a_reboot(airpods):
         assert not any(row["state"] == "running" for row in status_rows(airpods).values())
         boot = subprocess.run(_unit_exec_start(unit), capture_output=True, text=True, timeout=120)
         assert boot.returncode == 0, boot.stderr
-        healthy = eventually(lambda: all(status_rows(airpods)[n]["health"] == "healthy" for n in ("ollama", "llamacpp")),
-                             timeout=60)
+        healthy = eventually(
+            lambda: all(status_rows(airpods)[n]["health"] == "healthy" for n in ("ollama", "llamacpp")), timeout=60
+        )
         assert healthy, status_rows(airpods)
     finally:
         off = airpods("autostart", "off", "--json")
@@ -241,11 +244,17 @@ def test_relative_host_folder_is_the_one_beside_the_config_file(airpods, tmp_pat
     assert missing.code == 1 and f"{tmp_path}/ollama-data" in missing.err and "does not exist" in missing.err
     assert pods() == set()
     (tmp_path / "ollama-data").mkdir()
-    os.chmod(tmp_path / "ollama-data", 0o777)      # the rootless pass maps root in the container elsewhere
+    os.chmod(tmp_path / "ollama-data", 0o777)  # the rootless pass maps root in the container elsewhere
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run(airpods.argv("start", "ollama"), cwd=elsewhere, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        airpods.argv("start", "ollama"),
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     podman("exec", "ollama-0", "sh", "-c", "echo here > /root/.ollama/marker")
     assert (tmp_path / "ollama-data" / "marker").read_text().strip() == "here"
@@ -258,7 +267,7 @@ def test_ipv6_loopback_bind_address(airpods):
     airpods.write_config('[runtime]\nbind_address = "::1"\n')
     started = airpods("start", "llamacpp")
     rootless = json.loads(podman("info", "--format", "json").stdout)["host"]["security"]["rootless"]
-    if not rootless:                     # netavark's DNAT cannot reach a container from ::1: said, not hung
+    if not rootless:  # netavark's DNAT cannot reach a container from ::1: said, not hung
         assert started.code == 1 and "rootful Podman cannot publish on the IPv6 address ::1" in started.err
         assert "nothing was created" in started.err and pods() == set()
         return
@@ -296,7 +305,10 @@ def test_a_container_name_held_by_something_else_is_refused_before_anything_is_c
     podman("run", "-d", "--name", "llamacpp-0", "docker.io/ollama/ollama:latest")
     try:
         failed = airpods("start")
-        assert failed.code == 1 and "llamacpp-0 (its container) is already taken by something other than airpods" in failed.err
+        assert (
+            failed.code == 1
+            and "llamacpp-0 (its container) is already taken by something other than airpods" in failed.err
+        )
         assert pods() == set()
     finally:
         podman("rm", "--force", "--time", "0", "llamacpp-0", check=False)
@@ -329,5 +341,8 @@ def test_one_image_that_cannot_be_pulled_does_not_hide_or_stop_the_others(airpod
     assert rows["docker.io/airpods-test/does-not-exist:1"]["outcome"] == "failed"
     assert rows["ghcr.io/ggml-org/llama.cpp:server"]["outcome"] in ("new", "updated", "unchanged")
     started = airpods("start", "ollama", "llamacpp")
-    assert started.code == 1 and "ollama: its image docker.io/airpods-test/does-not-exist:1 could not be pulled" in started.err
+    assert (
+        started.code == 1
+        and "ollama: its image docker.io/airpods-test/does-not-exist:1 could not be pulled" in started.err
+    )
     assert pods() == {"llamacpp"} and status_rows(airpods)["llamacpp"]["health"] == "healthy"

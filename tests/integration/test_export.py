@@ -44,7 +44,7 @@ def test_kube_play_of_the_default_stack_is_wired_like_start(airpods, tiny_model,
     assert airpods("export", "kube", "-o", str(out)).code == 0
     podman("network", "create", "--label", "io.airpods.managed=true", "airpods")
     podman("kube", "play", "--network", "airpods", str(out))
-    webui = "open-webui-open-webui-0"               # kube play names containers POD-CONTAINER
+    webui = "open-webui-open-webui-0"  # kube play names containers POD-CONTAINER
     script = 'wget -qO- --header "Authorization: Bearer ${OPENAI_API_KEYS%%;*}" http://llamacpp:8080/v1/models'
     answer = eventually(lambda: podman("exec", webui, "sh", "-c", script, check=False).stdout, timeout=60)
     assert "tiny" in [m["id"] for m in json.loads(answer)["data"]]

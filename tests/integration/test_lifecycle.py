@@ -85,8 +85,11 @@ def test_stop_removes_pods_and_keeps_volume_data(airpods):
 
 
 def test_pre_fetch_pulls_through_the_mirror_without_starting(airpods):
-    images = ["docker.io/ollama/ollama:latest", "ghcr.io/open-webui/open-webui:main",
-              "ghcr.io/ggml-org/llama.cpp:server"]
+    images = [
+        "docker.io/ollama/ollama:latest",
+        "ghcr.io/open-webui/open-webui:main",
+        "ghcr.io/ggml-org/llama.cpp:server",
+    ]
     for image in images:
         podman("rmi", "--force", image, check=False)
     fetched = airpods("start", "--pre-fetch")
@@ -95,7 +98,7 @@ def test_pre_fetch_pulls_through_the_mirror_without_starting(airpods):
         assert podman("image", "exists", image, check=False).returncode == 0, image
     assert re.search(r"pulled ghcr.io/ggml-org/llama.cpp:server \(\d+(\.\d)? MB\)", fetched.err), fetched.err
     assert pods() == set()
-    again = airpods("start", "--pre-fetch")                    # presence comes from one filtered listing
+    again = airpods("start", "--pre-fetch")  # presence comes from one filtered listing
     assert again.code == 0 and "pulled" not in again.err
     assert all(f"{image}: already present" in again.out + again.err for image in images)
 
@@ -111,9 +114,9 @@ def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airp
     took = time.monotonic() - began
     assert failed.code == 1
     assert "ollama" in failed.err and "exit code 3" in failed.err
-    assert "model-store-corrupt" in failed.err                 # its last log lines are shown
-    assert took < 20                                          # not the 120 s health timeout
-    assert pods() == {"open-webui", "llamacpp"}                # only the failed service's pod was removed
+    assert "model-store-corrupt" in failed.err  # its last log lines are shown
+    assert took < 20  # not the 120 s health timeout
+    assert pods() == {"open-webui", "llamacpp"}  # only the failed service's pod was removed
     assert "removed the failed services' pods (ollama)" in failed.err
     assert "open-webui, llamacpp are up and kept running" in failed.err
     assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
@@ -209,10 +212,13 @@ def test_resource_limits_are_applied_or_refused_never_dropped(airpods):
     airpods.write_config('[services.ollama.resources]\nmemory = "256m"\ncpus = 0.5\n')
     info = json.loads(podman("info", "--format", "json").stdout)["host"]
     started = airpods("start", "ollama")
-    cannot = info["security"]["rootless"] and (info.get("cgroupVersion") != "v2"
-                                               or not {"memory", "cpu"} <= set(info.get("cgroupControllers") or []))
+    cannot = info["security"]["rootless"] and (
+        info.get("cgroupVersion") != "v2" or not {"memory", "cpu"} <= set(info.get("cgroupControllers") or [])
+    )
     if cannot:
-        assert started.code == 1 and ("cannot apply memory or CPU limits" in started.err or "not delegated" in started.err)
+        assert started.code == 1 and (
+            "cannot apply memory or CPU limits" in started.err or "not delegated" in started.err
+        )
         assert pods() == set()
     else:
         assert started.code == 0, started.err
@@ -237,9 +243,9 @@ def test_clean_removes_only_what_the_flags_name(airpods):
     cleaned = airpods("clean", "--pods")
     assert cleaned.code == 0 and pods() == set()
     assert not [n for n in podman("secret", "ls", "--format", "{{.Name}}").stdout.split() if n.startswith("airpods-")]
-    assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}     # data stays
-    refused = airpods("clean", "--volumes")                                              # no stdin: not confirmed
+    assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}  # data stays
+    refused = airpods("clean", "--volumes")  # no stdin: not confirmed
     assert refused.code != 0 and "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
     assert airpods("clean", "--volumes", "--yes").code == 0
     assert "airpods_ollama_data" not in {v["Name"] for v in podman_json("volume", "ls")}
-    assert airpods("start", "ollama", "llamacpp").code == 0                              # secrets come back
+    assert airpods("start", "ollama", "llamacpp").code == 0  # secrets come back

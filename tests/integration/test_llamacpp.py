@@ -34,12 +34,16 @@ def test_openai_client_models_chat_stream_completions_embeddings(airpods, model_
 
     # Random weights may pick end-of-text first: ignore_eos makes every reply carry tokens.
     always = {"ignore_eos": True}
-    chat = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8,
-                                       extra_body=always)
+    chat = api.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8, extra_body=always
+    )
     assert chat.usage.completion_tokens > 0 and chat.choices[0].message.content
 
-    chunks = list(api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
-                                              max_tokens=8, stream=True, extra_body=always))
+    chunks = list(
+        api.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=8, stream=True, extra_body=always
+        )
+    )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) > 2 and streamed
 
@@ -114,9 +118,10 @@ def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, model
     env = dict(line.split("=", 1) for line in podman("exec", "open-webui-0", "env").stdout.splitlines() if "=" in line)
     urls, keys = env["OPENAI_API_BASE_URLS"].split(";"), env["OPENAI_API_KEYS"].split(";")
     assert urls == ["http://llamacpp:8080/v1", "http://llama-fast:8080/v1"] and len(keys) == len(urls)
-    for url, key in zip(urls, keys):
-        answer = podman("exec", "open-webui-0", "wget", "-qO-", "--header", f"Authorization: Bearer {key}",
-                        f"{url}/models").stdout
+    for url, key in zip(urls, keys, strict=True):
+        answer = podman(
+            "exec", "open-webui-0", "wget", "-qO-", "--header", f"Authorization: Bearer {key}", f"{url}/models"
+        ).stdout
         assert "tiny" in [m["id"] for m in json.loads(answer)["data"]], url
     for url in env["OLLAMA_BASE_URLS"].split(";"):
         assert "models" in json.loads(podman("exec", "open-webui-0", "wget", "-qO-", f"{url}/api/tags").stdout)

@@ -38,7 +38,7 @@ def test_import_list_quantize_serve_rm(airpods, tiny_model):
     assert quantized.code == 0, quantized.err
     rows = {r["file"]: r for r in airpods("models", "list", "--json").json()["models"]}
     assert rows["tiny-Q8_0.gguf"]["quantization"] == "Q8_0"
-    assert not [f for f in volume_files() if f.startswith(".")]          # no partial left
+    assert not [f for f in volume_files() if f.startswith(".")]  # no partial left
 
     import openai
 
@@ -112,7 +112,9 @@ def test_ambiguous_quant_lists_the_choices(airpods, hub, tmp_path):
     hub.add_repo_file("acme/two", "a-Q8_0.gguf", tiny_bytes(tmp_path, 3))
     hub.add_repo_file("acme/two", "b-Q8_0.gguf", tiny_bytes(tmp_path, 4))
     failed = airpods("models", "pull", "acme/two:Q8_0")
-    assert failed.code == 2 and "ambiguous" in failed.err and "a-Q8_0.gguf" in failed.err and "b-Q8_0.gguf" in failed.err
+    assert (
+        failed.code == 2 and "ambiguous" in failed.err and "a-Q8_0.gguf" in failed.err and "b-Q8_0.gguf" in failed.err
+    )
 
 
 def test_split_gguf_downloads_as_a_set(airpods, hub, tmp_path):
@@ -148,7 +150,7 @@ def test_url_pull_resumes_after_an_interrupted_transfer(airpods, hub, tmp_path):
     assert eventually(lambda: hub.served > len(content) // 4, timeout=60)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    assert "big.gguf" not in volume_files() and ".big.gguf.partial" in volume_files()   # never visible half-done
+    assert "big.gguf" not in volume_files() and ".big.gguf.partial" in volume_files()  # never visible half-done
     mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models").stdout.strip()
     kept = os.path.getsize(os.path.join(mount, ".big.gguf.partial"))
     assert kept > 0
@@ -156,8 +158,8 @@ def test_url_pull_resumes_after_an_interrupted_transfer(airpods, hub, tmp_path):
     resumed = airpods("models", "pull", f"{hub.url}/files/big.gguf", "--sha256", hashlib.sha256(content).hexdigest())
     assert resumed.code == 0, resumed.err
     second = hub.requests[-1]
-    assert second["start"] == kept                                       # resumed with a Range request
-    assert second["sent"] == len(content) - second["start"]              # only the rest was fetched
+    assert second["start"] == kept  # resumed with a Range request
+    assert second["sent"] == len(content) - second["start"]  # only the rest was fetched
     assert "big.gguf" in volume_files() and ".big.gguf.partial" not in volume_files()
 
 
@@ -173,19 +175,23 @@ def test_chat_through_the_api_in_a_terminal(airpods, tiny_model):
 
     assert airpods("models", "import", str(tiny_model)).code == 0
     assert airpods("start", "llamacpp").code == 0
-    child = pexpect.spawn(sys.executable, ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
-                          encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
+        encoding="utf-8",
+        timeout=60,
+    )
     child.expect("chatting with tiny")
     child.expect("you> ")
     child.sendline("hello there")
-    child.expect("you> ")                  # the reply streamed, then the next prompt
+    child.expect("you> ")  # the reply streamed, then the next prompt
     child.sendeof()
     child.expect("bye")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
     # The turn reached llama-server (router mode routes it to the tiny model).
-    logs = airpods("logs", "llamacpp")                      # podman logs: the server's stderr on stderr
+    logs = airpods("logs", "llamacpp")  # podman logs: the server's stderr on stderr
     assert "proxying request to model tiny" in logs.out + logs.err
 
 
@@ -193,15 +199,22 @@ def test_chat_with_llama_cli_when_no_instance_runs(airpods, tiny_model):
     import pexpect
 
     assert airpods("models", "import", str(tiny_model)).code == 0
-    child = pexpect.spawn(sys.executable, ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
-                          encoding="utf-8", timeout=120)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "airpods", "--config", str(airpods.config), "chat", "--model", "tiny"],
+        encoding="utf-8",
+        timeout=120,
+    )
     child.expect("> ")
     child.sendline("hello")
-    child.expect(r"Generation: [\d.]+ t/s")      # llama-cli's stats line after its reply
+    child.expect(r"Generation: [\d.]+ t/s")  # llama-cli's stats line after its reply
     child.expect("> ")
-    child.sendeof()                               # Ctrl-D leaves
+    child.sendeof()  # Ctrl-D leaves
     child.expect(pexpect.EOF, timeout=60)
     child.close()
     assert child.exitstatus == 0
-    assert not [c for c in json.loads(podman("ps", "-a", "--format", "json").stdout or "[]")
-                if "llama.cpp:light" in c.get("Image", "")]                # the one-off container is gone
+    assert not [
+        c
+        for c in json.loads(podman("ps", "-a", "--format", "json").stdout or "[]")
+        if "llama.cpp:light" in c.get("Image", "")
+    ]  # the one-off container is gone

@@ -19,8 +19,9 @@ BASE = "http://127.0.0.1:3000"
 
 def call(method: str, path: str, body: dict | None = None, token: str | None = None):
     headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
-    request = urllib.request.Request(BASE + path, data=None if body is None else json.dumps(body).encode(),
-                                     headers=headers, method=method)
+    request = urllib.request.Request(
+        BASE + path, data=None if body is None else json.dumps(body).encode(), headers=headers, method=method
+    )
     with urllib.request.urlopen(request, timeout=300) as answer:
         return json.loads(answer.read() or b"null")
 
@@ -34,15 +35,22 @@ def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_m
     """)
     started = airpods("start", timeout=1200)
     assert started.code == 0, started.err
-    admin = call("POST", "/api/v1/auths/signup",
-                 {"name": "Admin", "email": "admin@example.org", "password": "airpods-test-password"})
+    admin = call(
+        "POST",
+        "/api/v1/auths/signup",
+        {"name": "Admin", "email": "admin@example.org", "password": "airpods-test-password"},
+    )
     token = admin["token"]
     assert admin["role"] == "admin"
     models = [m["id"] for m in call("GET", "/api/models", token=token)["data"]]
     assert "tiny" in models
-    reply = call("POST", "/api/chat/completions", {"model": "tiny", "stream": False, "max_tokens": 8,
-                                                    "messages": [{"role": "user", "content": "hello"}]}, token)
+    reply = call(
+        "POST",
+        "/api/chat/completions",
+        {"model": "tiny", "stream": False, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]},
+        token,
+    )
     # Tokens from the tiny model (random weights: the text itself may be empty when it stops at once).
     assert reply["usage"]["completion_tokens"] > 0 and reply["model"] == "tiny"
     with pytest.raises(urllib.error.HTTPError):
-        call("GET", "/api/models")                                  # Open WebUI's own auth is on
+        call("GET", "/api/models")  # Open WebUI's own auth is on

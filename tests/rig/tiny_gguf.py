@@ -19,15 +19,26 @@ CHAT_TEMPLATE = (
 WORDS = ["▁the", "▁a", "▁hello", "▁world", "▁model", "▁tiny", "▁is", "▁ok", "▁llama", "▁pod"]
 
 
-def write_tiny_model(path: Path, *, n_embd: int = 64, n_layers: int = 2, n_head: int = 4,
-                     n_ff: int = 128, seed: int = 0, name: str = "airpods-tiny") -> Path:
+def write_tiny_model(
+    path: Path,
+    *,
+    n_embd: int = 64,
+    n_layers: int = 2,
+    n_head: int = 4,
+    n_ff: int = 128,
+    seed: int = 0,
+    name: str = "airpods-tiny",
+) -> Path:
     import gguf
     import numpy as np
 
     rng = np.random.default_rng(seed)
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + WORDS
-    types = ([gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
-             + [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * len(WORDS))
+    types = (
+        [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+        + [gguf.TokenType.BYTE] * 256
+        + [gguf.TokenType.NORMAL] * len(WORDS)
+    )
     scores = [0.0] * 259 + [-float(i) for i in range(len(WORDS))]
     n_vocab = len(tokens)
 

@@ -53,5 +53,7 @@ def stack_of(tmp_path: Path, text: str = "", gpu: HostGpu = NO_GPU, only=()):
 
 def single_model_toml(model: str) -> str:
     """The seed's single-model shape: command_args.model from [variables] default_model."""
-    return (f'[variables]\ndefault_model = "{model}"\n'
-            '[services.llamacpp.command_args]\nmodel = "/models/{{default_model}}"\n')
+    return (
+        f'[variables]\ndefault_model = "{model}"\n'
+        '[services.llamacpp.command_args]\nmodel = "/models/{{default_model}}"\n'
+    )

@@ -7,17 +7,22 @@ import pytest
 from airpods.stack.args import has_flag, render_command_args
 
 
-@pytest.mark.parametrize("args, argv", [
-    pytest.param({"ctx_size": 8192}, ["--ctx-size", "8192"], id="underscores-become-dashes"),
-    pytest.param({"no_webui": True}, ["--no-webui"], id="true-is-a-bare-flag"),
-    pytest.param({"metrics": False}, [], id="false-is-omitted"),
-    pytest.param({"lora": ["a.gguf", "b.gguf"]}, ["--lora", "a.gguf", "--lora", "b.gguf"], id="list-repeats-the-flag"),
-    pytest.param({"lora": []}, [], id="empty-list-is-omitted"),
-    pytest.param({"-ngl": 99, "-c": 512}, ["-ngl", "99", "-c", "512"], id="dash-keys-verbatim"),
-    pytest.param({"temp": 0.5}, ["--temp", "0.5"], id="floats-as-text"),
-    pytest.param({"b": 1, "a": 2, "c": True}, ["--b", "1", "--a", "2", "--c"], id="toml-order-kept"),
-    pytest.param({"model": "/models/x y.gguf"}, ["--model", "/models/x y.gguf"], id="spaces-stay-one-argument"),
-])
+@pytest.mark.parametrize(
+    "args, argv",
+    [
+        pytest.param({"ctx_size": 8192}, ["--ctx-size", "8192"], id="underscores-become-dashes"),
+        pytest.param({"no_webui": True}, ["--no-webui"], id="true-is-a-bare-flag"),
+        pytest.param({"metrics": False}, [], id="false-is-omitted"),
+        pytest.param(
+            {"lora": ["a.gguf", "b.gguf"]}, ["--lora", "a.gguf", "--lora", "b.gguf"], id="list-repeats-the-flag"
+        ),
+        pytest.param({"lora": []}, [], id="empty-list-is-omitted"),
+        pytest.param({"-ngl": 99, "-c": 512}, ["-ngl", "99", "-c", "512"], id="dash-keys-verbatim"),
+        pytest.param({"temp": 0.5}, ["--temp", "0.5"], id="floats-as-text"),
+        pytest.param({"b": 1, "a": 2, "c": True}, ["--b", "1", "--a", "2", "--c"], id="toml-order-kept"),
+        pytest.param({"model": "/models/x y.gguf"}, ["--model", "/models/x y.gguf"], id="spaces-stay-one-argument"),
+    ],
+)
 def test_render(args, argv):
     assert render_command_args(args) == argv
 
@@ -38,7 +43,7 @@ def test_default_model_template_renders_the_model_flag(tmp_path):
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
     assert spec.args[:2] == ("--host", "0.0.0.0")
     i = spec.args.index("--model")
-    assert spec.args[i:i + 2] == ("--model", "/models/x.gguf")
+    assert spec.args[i : i + 2] == ("--model", "/models/x.gguf")
 
 
 def test_entrypoint_override_replaces_the_entrypoint_and_args_follow(tmp_path):
@@ -47,12 +52,15 @@ def test_entrypoint_override_replaces_the_entrypoint_and_args_follow(tmp_path):
     from airpods.stack.build import build_service
     from tests.unit.helpers import load_text
 
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.tool]
         image = "ghcr.io/ggml-org/llama.cpp:full"
         entrypoint_override = ["/app/tools.sh", "--server"]
         command_args = { port = 9000, verbose = true }
-    """).config
+    """,
+    ).config
     argv = container_run_argv(build_service(config, "tool", HostGpu("none"))[0])
     i = argv.index("--entrypoint")
     assert argv[i + 1] == '["/app/tools.sh", "--server"]'

@@ -16,28 +16,40 @@ def test_defaults_alone_give_the_documented_stack():
     assert set(config.services) == {"ollama", "open-webui", "comfyui", "llamacpp", "llamacpp-ui"}
     assert config.runtime.bind_address == "127.0.0.1"
     hosts = {name: [p.host for p in s.ports] for name, s in config.services.items()}
-    assert hosts == {"ollama": [11434], "open-webui": [3000], "comfyui": [8188], "llamacpp": [8081], "llamacpp-ui": [8082]}
+    assert hosts == {
+        "ollama": [11434],
+        "open-webui": [3000],
+        "comfyui": [8188],
+        "llamacpp": [8081],
+        "llamacpp-ui": [8082],
+    }
     assert config.services["llamacpp"].volumes[0].mode == "ro"
 
 
 def test_user_file_sets_one_field_and_keeps_the_rest(tmp_path):
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.llamacpp.command_args]
         ctx_size = 8192
-    """).config
+    """,
+    ).config
     args = config.services["llamacpp"].command_args
     assert args["ctx_size"] == 8192
-    assert args["models_dir"] == "/models"          # untouched default
+    assert args["models_dir"] == "/models"  # untouched default
     assert config.services["llamacpp"].health.path == "/health"
 
 
 def test_user_file_adds_a_service_and_arrays_replace(tmp_path):
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.ollama]
         ports = [{ host = 11500, container = 11434 }]
         [services.whisper]
         image = "docker.io/example/whisper:1"
-    """).config
+    """,
+    ).config
     assert [(p.host, p.container) for p in config.services["ollama"].ports] == [(11500, 11434)]
     assert config.services["whisper"].image == "docker.io/example/whisper:1"
     assert "whisper" in config.enabled_services()

@@ -21,9 +21,13 @@ def running(stack, image_id: str = "sha-1", **overrides) -> Observed:
     """Every service of `stack` up and unchanged, on images with ID `image_id`."""
     pods = {s.pod: ObservedPod(s.pod, s.name, s.config_hash, True, stack.project, image_id) for s in stack.services}
     pods.update(overrides)
-    return Observed(networks=frozenset({stack.network}), volumes=frozenset(stack.volumes),
-                    images={image: image_id for image in stack.images},
-                    secrets=frozenset(s.name for s in stack.secrets), pods=pods)
+    return Observed(
+        networks=frozenset({stack.network}),
+        volumes=frozenset(stack.volumes),
+        images={image: image_id for image in stack.images},
+        secrets=frozenset(s.name for s in stack.secrets),
+        pods=pods,
+    )
 
 
 def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path):
@@ -32,8 +36,11 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
     llama = stack.service("llamacpp")
     newer = Observed(**{**observed.__dict__, "images": {**observed.images, llama.image: "sha-2"}})
     plan = build_start_plan(stack, newer)
-    assert [(s.kind, s.target) for s in plan.steps] == [("remove", "llamacpp"), ("pod", "llamacpp"),
-                                                        ("container", "llamacpp-0")]
+    assert [(s.kind, s.target) for s in plan.steps] == [
+        ("remove", "llamacpp"),
+        ("pod", "llamacpp"),
+        ("container", "llamacpp-0"),
+    ]
     assert "new image pulled" in plan.steps[0].why
     assert not build_start_plan(stack, observed).steps
 
@@ -62,15 +69,20 @@ def test_orphans_are_noted_and_removed_only_when_asked(tmp_path):
     removing = build_start_plan(stack, observed, remove_orphans=True)
     assert [(s.kind, s.target) for s in removing.steps] == [("remove", "llama-old")]
     stop = build_stop_plan(stack, observed, 10, remove_orphans=True)
-    assert "theirs" not in {s.target for s in stop.steps}                       # another project's: never
+    assert "theirs" not in {s.target for s in stop.steps}  # another project's: never
     assert {s.target for s in stop.steps} == {"ollama", "open-webui", "llamacpp", "llama-old"}
     kept = build_stop_plan(stack, observed, 10)
     assert "llama-old" not in {s.target for s in kept.steps}
     assert any("orphan" in n for n in kept.notes)
 
 
-@pytest.mark.parametrize("owner, words", [("other", "is already taken by airpods project 'other'"),
-                                          (None, "is already taken by something other than airpods")])
+@pytest.mark.parametrize(
+    "owner, words",
+    [
+        ("other", "is already taken by airpods project 'other'"),
+        (None, "is already taken by something other than airpods"),
+    ],
+)
 def test_a_pod_name_held_by_another_project_is_an_error(tmp_path, owner, words):
     stack = stack_of(tmp_path)
     clash = ObservedPod("ollama", "ollama", "h", True, owner)
@@ -83,7 +95,7 @@ def test_a_pod_name_held_by_another_project_is_an_error(tmp_path, owner, words):
     lab = stack_of(tmp_path, '[runtime]\nproject = "lab"')
     assert lab.service("ollama").pod == "lab-ollama" and lab.service("ollama").container == "lab-ollama-0"
     assert lab.network == "lab" and "lab_ollama_data" in lab.volumes
-    build_start_plan(lab, Observed(pods={"ollama": clash}, containers={"ollama-0": owner}))   # no clash
+    build_start_plan(lab, Observed(pods={"ollama": clash}, containers={"ollama-0": owner}))  # no clash
 
 
 def test_project_labels_and_per_project_secret_names(tmp_path):
@@ -110,18 +122,25 @@ def test_relative_host_folders_resolve_against_the_config_file(tmp_path, monkeyp
     monkeypatch.chdir(elsewhere)
     config_dir = tmp_path / "conf"
     config_dir.mkdir()
-    path = write_toml(config_dir, """
+    path = write_toml(
+        config_dir,
+        """
         [variables]
         data = "./data"
         [services.ollama]
         volumes = [{ source = "{{data}}/ollama", target = "/a" }, { source = "../shared", target = "/b" },
                    { source = "~/models", target = "/c" }, { source = "named_vol", target = "/d" }]
-    """)
+    """,
+    )
     from airpods.config.loader import load_config
 
     volumes = load_config(path).config.services["ollama"].volumes
-    assert [v.source for v in volumes] == [str(config_dir / "data" / "ollama"), str(tmp_path / "shared"),
-                                           str(Path.home() / "models"), "named_vol"]
+    assert [v.source for v in volumes] == [
+        str(config_dir / "data" / "ollama"),
+        str(tmp_path / "shared"),
+        str(Path.home() / "models"),
+        "named_vol",
+    ]
     assert [v.named for v in volumes] == [False, False, False, True]
 
 
@@ -196,16 +215,19 @@ def test_cache_keeps_several_stacks_and_never_serves_a_stale_one(tmp_path):
     assert (path.stat().st_mode & 0o077) == 0
 
 
-@pytest.mark.parametrize("probe, uptime, expected", [
-    (Probe(True, status=200), 5, "healthy"),
-    (Probe(False, error="connection refused"), 5, "starting"),
-    (Probe(False, error="connection closed without an answer"), 5, "starting"),   # rootless port forwarder
-    (Probe(False, status=503), 100, "starting"),
-    (Probe(False, status=503), 700, "unhealthy"),          # past the 600 s health timeout
-    (Probe(False, status=500), 5, "unhealthy"),
-    (Probe(False, error="timed out"), 5, "unhealthy"),
-    (Probe(False, error="connection refused"), None, "unhealthy"),
-])
+@pytest.mark.parametrize(
+    "probe, uptime, expected",
+    [
+        (Probe(True, status=200), 5, "healthy"),
+        (Probe(False, error="connection refused"), 5, "starting"),
+        (Probe(False, error="connection closed without an answer"), 5, "starting"),  # rootless port forwarder
+        (Probe(False, status=503), 100, "starting"),
+        (Probe(False, status=503), 700, "unhealthy"),  # past the 600 s health timeout
+        (Probe(False, status=500), 5, "unhealthy"),
+        (Probe(False, error="timed out"), 5, "unhealthy"),
+        (Probe(False, error="connection refused"), None, "unhealthy"),
+    ],
+)
 def test_status_health_states(probe, uptime, expected):
     from airpods.lifecycle import health_of
 
@@ -263,7 +285,7 @@ def test_an_empty_service_name_is_not_the_same_cache_key_as_no_name():
 def test_usage_and_runtime_errors_found_by_a_new_user(tmp_path, capsys, monkeypatch):
     from tests.unit.helpers import run_cli
 
-    monkeypatch.setenv("PATH", str(tmp_path))            # no podman: these fail before it is needed
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman: these fail before it is needed
     empty = run_cli(capsys, "start", "--dry-run", "")
     assert empty.code == 2 and "unknown service: ''" in empty.err
     since = run_cli(capsys, "logs", "--since", "bogus")

@@ -29,8 +29,14 @@ def test_missing_ranges_and_undelegated_cgroups_are_explained(tmp_path):
 
 def test_a_complete_rootless_setup_passes(tmp_path):
     user = getpass.getuser()
-    root = tree(tmp_path, {"etc/subuid": f"{user}:100000:65536\n", "etc/subgid": f"{user}:100000:65536\n",
-                           f"var/lib/systemd/linger/{user}": ""})
+    root = tree(
+        tmp_path,
+        {
+            "etc/subuid": f"{user}:100000:65536\n",
+            "etc/subgid": f"{user}:100000:65536\n",
+            f"var/lib/systemd/linger/{user}": "",
+        },
+    )
     checks = by_name(rootless_checks({"cgroupVersion": "v2", "cgroupControllers": ["cpu", "memory", "pids"]}, root))
     assert {c.level for n, c in checks.items() if n != "newuidmap"} == {"OK"}
 

@@ -27,8 +27,6 @@ resources = { memory = "16g", cpus = 4.0 }
 """
 
 
-
-
 def check_golden(path: Path, text: str) -> None:
     if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
         path.write_text(text)
@@ -38,13 +36,13 @@ def check_golden(path: Path, text: str) -> None:
 def _convert(value, typ: str, path: str):
     import kubernetes.client.models as models
 
-    lowered = typ[:5].lower() + typ[5:]          # the client spells list[X]/List[X], dict(a, X)/Dict[a, X]
+    lowered = typ[:5].lower() + typ[5:]  # the client spells list[X]/List[X], dict(a, X)/Dict[a, X]
     if lowered.startswith("list["):
         assert isinstance(value, list), f"{path}: expected a list"
         return [_convert(v, typ[5:-1], f"{path}[{i}]") for i, v in enumerate(value)]
     if lowered.startswith(("dict(", "dict[")):
         assert isinstance(value, dict), f"{path}: expected a mapping"
-        inner = typ[typ.index(",") + 1:-1].strip()
+        inner = typ[typ.index(",") + 1 : -1].strip()
         return {k: _convert(v, inner, f"{path}.{k}") for k, v in value.items()}
     if typ in ("str", "int", "bool", "float", "object", "datetime", "Any", "IntOrString"):
         expected = {"str": str, "int": int, "bool": bool, "float": (int, float)}.get(typ)
@@ -66,8 +64,13 @@ def _model(data: dict, cls, path: str):
 def validate(documents: list[dict]) -> None:
     import kubernetes.client.models as models
 
-    kinds = {("v1", "Pod"): "V1Pod", ("v1", "Service"): "V1Service", ("v1", "Secret"): "V1Secret",
-             ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim", ("apps/v1", "Deployment"): "V1Deployment"}
+    kinds = {
+        ("v1", "Pod"): "V1Pod",
+        ("v1", "Service"): "V1Service",
+        ("v1", "Secret"): "V1Secret",
+        ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
+        ("apps/v1", "Deployment"): "V1Deployment",
+    }
     for doc in documents:
         name = kinds[(doc["apiVersion"], doc["kind"])]
         _model(doc, getattr(models, name), f"{doc['kind']}/{doc['metadata']['name']}")
@@ -95,7 +98,7 @@ def test_kubernetes_two_instance_gpu_stack_golden_and_valid(tmp_path):
     container = big["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda"
     assert container["resources"]["limits"] == {"memory": "16Gi", "cpu": "4", "nvidia.com/gpu": "1"}
-    assert container["startupProbe"]["failureThreshold"] == 120          # 600 s of model load / 5 s
+    assert container["startupProbe"]["failureThreshold"] == 120  # 600 s of model load / 5 s
     claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and "models" in d["metadata"]["name"])
     assert "ReadOnlyMany" in claim["spec"]["accessModes"]
 
@@ -117,10 +120,20 @@ def test_podman_target_binds_like_start_and_keeps_the_key_out(tmp_path):
 
 def test_quadlet_units_golden(tmp_path):
     units = quadlet_units(stack_of(tmp_path))
-    assert sorted(units) == sorted([
-        "airpods.network", "airpods_ollama_data.volume", "airpods_webui_data.volume",
-        "airpods_llamacpp_models.volume", "ollama.pod", "ollama-0.container", "open-webui.pod",
-        "open-webui-0.container", "llamacpp.pod", "llamacpp-0.container"])
+    assert sorted(units) == sorted(
+        [
+            "airpods.network",
+            "airpods_ollama_data.volume",
+            "airpods_webui_data.volume",
+            "airpods_llamacpp_models.volume",
+            "ollama.pod",
+            "ollama-0.container",
+            "open-webui.pod",
+            "open-webui-0.container",
+            "llamacpp.pod",
+            "llamacpp-0.container",
+        ]
+    )
     for name, text in units.items():
         check_golden(GOLDEN / "quadlet-default" / name, text)
     llama = units["llamacpp-0.container"]
@@ -150,8 +163,9 @@ def test_quadlet_generator_accepts_the_units_where_podman_ships_one(tmp_path):
     assert {n.rsplit(".", 1)[1] for n in units} >= {"network", "volume", "container"}
     if GENERATOR is None:
         return
-    done = subprocess.run([GENERATOR, "-dryrun"], env={**os.environ, "QUADLET_UNIT_DIRS": str(folder)},
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [GENERATOR, "-dryrun"], env={**os.environ, "QUADLET_UNIT_DIRS": str(folder)}, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "llamacpp-0" in done.stdout
 

@@ -34,12 +34,15 @@ def test_identity_defaults_to_the_service_name(tmp_path):
 
 
 def test_enabled_is_not_inherited(tmp_path):
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.llamacpp]
         enabled = false
         [services.solo]
         extends = "llamacpp"
-    """).config
+    """,
+    ).config
     assert config.enabled_services() == ["ollama", "open-webui", "solo"]
 
 
@@ -51,7 +54,9 @@ def test_llamacpp_ui_is_a_disabled_llamacpp_with_the_web_ui(tmp_path):
 
 
 def test_chains_resolve(tmp_path):
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.a]
         extends = "llamacpp"
         ports = [{ host = 9001, container = 8080 }]
@@ -59,6 +64,7 @@ def test_chains_resolve(tmp_path):
         [services.b]
         extends = "a"
         ports = [{ host = 9002, container = 8080 }]
-    """).config
+    """,
+    ).config
     assert config.services["b"].command_args["ctx_size"] == 1
     assert kind_of(config, "b") == "llamacpp"

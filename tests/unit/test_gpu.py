@@ -17,44 +17,74 @@ def make_tree(root, files: dict[str, str]):
     return root
 
 
-@pytest.mark.parametrize("files, vendor, flags", [
-    pytest.param({}, "none", [], id="no-gpu"),
-    pytest.param({"dev/nvidia0": "", "dev/nvidiactl": "", "etc/cdi/nvidia.yaml": "kind: nvidia.com/gpu"},
-                 "nvidia", ["--device", "nvidia.com/gpu=all"], id="nvidia-cdi-etc"),
-    pytest.param({"dev/nvidia0": "", "var/run/cdi/nvidia.json": '{"kind": "nvidia.com/gpu"}'},
-                 "nvidia", ["--device", "nvidia.com/gpu=all"], id="nvidia-cdi-var-run"),
-    pytest.param({"dev/nvidia0": "", "dev/nvidiactl": "", "dev/nvidia-uvm": ""},
-                 "nvidia", ["--device", "/dev/nvidia0", "--device", "/dev/nvidiactl", "--device", "/dev/nvidia-uvm"],
-                 id="nvidia-legacy-without-cdi"),
-    pytest.param({"proc/driver/nvidia/version": "NVRM", "etc/cdi/nvidia.yaml": "nvidia.com/gpu"},
-                 "nvidia", ["--device", "nvidia.com/gpu=all"], id="nvidia-by-proc"),
-    pytest.param({"dev/kfd": "", "dev/dri/renderD128": ""}, "amd",
-                 ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "keep-groups"], id="amd"),
-    pytest.param({"dev/dri/renderD128": "", "dev/dri/card0": ""}, "other", ["--device", "/dev/dri"], id="vulkan-dri"),
-    pytest.param({"dev/dri/card0": ""}, "none", [], id="dri-without-render-node"),
-])
+@pytest.mark.parametrize(
+    "files, vendor, flags",
+    [
+        pytest.param({}, "none", [], id="no-gpu"),
+        pytest.param(
+            {"dev/nvidia0": "", "dev/nvidiactl": "", "etc/cdi/nvidia.yaml": "kind: nvidia.com/gpu"},
+            "nvidia",
+            ["--device", "nvidia.com/gpu=all"],
+            id="nvidia-cdi-etc",
+        ),
+        pytest.param(
+            {"dev/nvidia0": "", "var/run/cdi/nvidia.json": '{"kind": "nvidia.com/gpu"}'},
+            "nvidia",
+            ["--device", "nvidia.com/gpu=all"],
+            id="nvidia-cdi-var-run",
+        ),
+        pytest.param(
+            {"dev/nvidia0": "", "dev/nvidiactl": "", "dev/nvidia-uvm": ""},
+            "nvidia",
+            ["--device", "/dev/nvidia0", "--device", "/dev/nvidiactl", "--device", "/dev/nvidia-uvm"],
+            id="nvidia-legacy-without-cdi",
+        ),
+        pytest.param(
+            {"proc/driver/nvidia/version": "NVRM", "etc/cdi/nvidia.yaml": "nvidia.com/gpu"},
+            "nvidia",
+            ["--device", "nvidia.com/gpu=all"],
+            id="nvidia-by-proc",
+        ),
+        pytest.param(
+            {"dev/kfd": "", "dev/dri/renderD128": ""},
+            "amd",
+            ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "keep-groups"],
+            id="amd",
+        ),
+        pytest.param(
+            {"dev/dri/renderD128": "", "dev/dri/card0": ""}, "other", ["--device", "/dev/dri"], id="vulkan-dri"
+        ),
+        pytest.param({"dev/dri/card0": ""}, "none", [], id="dri-without-render-node"),
+    ],
+)
 def test_detection(tmp_path, files, vendor, flags):
     gpu = detect_gpu(make_tree(tmp_path, files))
     assert gpu.vendor == vendor
     assert device_args(gpu) == flags
 
 
-@pytest.mark.parametrize("vendor, image", [
-    ("none", "ghcr.io/ggml-org/llama.cpp:server"),
-    ("nvidia", "ghcr.io/ggml-org/llama.cpp:server-cuda"),
-    ("amd", "ghcr.io/ggml-org/llama.cpp:server-rocm"),
-    ("other", "ghcr.io/ggml-org/llama.cpp:server-vulkan"),
-])
+@pytest.mark.parametrize(
+    "vendor, image",
+    [
+        ("none", "ghcr.io/ggml-org/llama.cpp:server"),
+        ("nvidia", "ghcr.io/ggml-org/llama.cpp:server-cuda"),
+        ("amd", "ghcr.io/ggml-org/llama.cpp:server-rocm"),
+        ("other", "ghcr.io/ggml-org/llama.cpp:server-vulkan"),
+    ],
+)
 def test_llamacpp_image_variant_per_vendor(tmp_path, vendor, image):
     config = load_text(tmp_path, "").config
     assert select_image(config.services["llamacpp"], HostGpu(vendor))[0] == image
 
 
-@pytest.mark.parametrize("gpu_table, image_suffix, devices, layers", [
-    pytest.param("{ enabled = true }", "server-cuda", ("--device", "nvidia.com/gpu=all"), "all", id="gpu"),
-    pytest.param("{ enabled = true, force_cpu = true }", "server", (), "0", id="force-cpu"),
-    pytest.param("{ enabled = false }", "server", (), "0", id="disabled"),
-])
+@pytest.mark.parametrize(
+    "gpu_table, image_suffix, devices, layers",
+    [
+        pytest.param("{ enabled = true }", "server-cuda", ("--device", "nvidia.com/gpu=all"), "all", id="gpu"),
+        pytest.param("{ enabled = true, force_cpu = true }", "server", (), "0", id="force-cpu"),
+        pytest.param("{ enabled = false }", "server", (), "0", id="disabled"),
+    ],
+)
 def test_force_cpu_and_disabled(tmp_path, gpu_table, image_suffix, devices, layers):
     config = load_text(tmp_path, f"[services.llamacpp]\ngpu = {gpu_table}\n").config
     spec = build_stack(config, HostGpu("nvidia", cdi=True), ["llamacpp"]).service("llamacpp")

@@ -9,13 +9,16 @@ from airpods.models.manage import tool_image
 from airpods.models.sources import HfRef, RepoFile, UrlRef, parse_source, pick_files, quant_of
 
 
-@pytest.mark.parametrize("source, file, expected", [
-    ("acme/tiny-GGUF:Q4_K_M", None, HfRef("acme/tiny-GGUF", None, "Q4_K_M")),
-    ("hf.co/acme/tiny-GGUF:q8_0", None, HfRef("acme/tiny-GGUF", None, "q8_0")),
-    ("huggingface.co/acme/tiny-GGUF", "x.gguf", HfRef("acme/tiny-GGUF", "x.gguf")),
-    ("acme/tiny-GGUF/sub/x.gguf", None, HfRef("acme/tiny-GGUF", "sub/x.gguf")),
-    ("https://example.org/m.gguf", None, UrlRef("https://example.org/m.gguf")),
-])
+@pytest.mark.parametrize(
+    "source, file, expected",
+    [
+        ("acme/tiny-GGUF:Q4_K_M", None, HfRef("acme/tiny-GGUF", None, "Q4_K_M")),
+        ("hf.co/acme/tiny-GGUF:q8_0", None, HfRef("acme/tiny-GGUF", None, "q8_0")),
+        ("huggingface.co/acme/tiny-GGUF", "x.gguf", HfRef("acme/tiny-GGUF", "x.gguf")),
+        ("acme/tiny-GGUF/sub/x.gguf", None, HfRef("acme/tiny-GGUF", "sub/x.gguf")),
+        ("https://example.org/m.gguf", None, UrlRef("https://example.org/m.gguf")),
+    ],
+)
 def test_parse(source, file, expected):
     assert parse_source(source, file) == expected
 
@@ -25,44 +28,63 @@ def test_parse_rejects_nonsense():
         parse_source("justaname")
 
 
-@pytest.mark.parametrize("path, quant", [
-    ("Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
-    ("model.IQ4_XS.gguf", "IQ4_XS"),
-    ("llama-3-8b-f16.gguf", "F16"),
-    ("big-Q8_0-00001-of-00003.gguf", "Q8_0"),
-    ("readme.gguf", None),
-])
+@pytest.mark.parametrize(
+    "path, quant",
+    [
+        ("Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
+        ("model.IQ4_XS.gguf", "IQ4_XS"),
+        ("llama-3-8b-f16.gguf", "F16"),
+        ("big-Q8_0-00001-of-00003.gguf", "Q8_0"),
+        ("readme.gguf", None),
+    ],
+)
 def test_quant_of(path, quant):
     assert quant_of(path) == quant
 
 
-LISTING = [RepoFile(p, 1, None) for p in (
-    "m-Q4_K_M.gguf", "m-Q8_0.gguf", "mmproj-m-f16.gguf", "README.md",
-    "big-Q2_K-00001-of-00002.gguf", "big-Q2_K-00002-of-00002.gguf")]
+LISTING = [
+    RepoFile(p, 1, None)
+    for p in (
+        "m-Q4_K_M.gguf",
+        "m-Q8_0.gguf",
+        "mmproj-m-f16.gguf",
+        "README.md",
+        "big-Q2_K-00001-of-00002.gguf",
+        "big-Q2_K-00002-of-00002.gguf",
+    )
+]
 
 
 def test_pick_quant_and_split_sets():
     assert [f.path for f in pick_files(HfRef("a/m", quant="q8_0"), LISTING)] == ["m-Q8_0.gguf"]
     assert [f.path for f in pick_files(HfRef("a/m", quant="Q2_K"), LISTING)] == [
-        "big-Q2_K-00001-of-00002.gguf", "big-Q2_K-00002-of-00002.gguf"]
+        "big-Q2_K-00001-of-00002.gguf",
+        "big-Q2_K-00002-of-00002.gguf",
+    ]
     assert [f.path for f in pick_files(HfRef("a/m", file="m-Q4_K_M.gguf"), LISTING)] == ["m-Q4_K_M.gguf"]
 
 
-@pytest.mark.parametrize("ref, words", [
-    (HfRef("a/m", quant="Q5_K_M"), "available quantizations: Q2_K, Q4_K_M, Q8_0"),
-    (HfRef("a/m"), "say which"),
-    (HfRef("a/m", file="nope.gguf"), "has no file"),
-])
+@pytest.mark.parametrize(
+    "ref, words",
+    [
+        (HfRef("a/m", quant="Q5_K_M"), "available quantizations: Q2_K, Q4_K_M, Q8_0"),
+        (HfRef("a/m"), "say which"),
+        (HfRef("a/m", file="nope.gguf"), "has no file"),
+    ],
+)
 def test_pick_errors(ref, words):
     with pytest.raises(UsageError) as err:
         pick_files(ref, LISTING)
     assert words in err.value.message + (err.value.hint or "")
 
 
-@pytest.mark.parametrize("image, target, expected", [
-    ("ghcr.io/ggml-org/llama.cpp:server", "full", "ghcr.io/ggml-org/llama.cpp:full"),
-    ("ghcr.io/ggml-org/llama.cpp:server-cuda", "light", "ghcr.io/ggml-org/llama.cpp:light-cuda"),
-    ("ghcr.io/ggml-org/llama.cpp:server-cuda-b7000", "full", "ghcr.io/ggml-org/llama.cpp:full-cuda-b7000"),
-])
+@pytest.mark.parametrize(
+    "image, target, expected",
+    [
+        ("ghcr.io/ggml-org/llama.cpp:server", "full", "ghcr.io/ggml-org/llama.cpp:full"),
+        ("ghcr.io/ggml-org/llama.cpp:server-cuda", "light", "ghcr.io/ggml-org/llama.cpp:light-cuda"),
+        ("ghcr.io/ggml-org/llama.cpp:server-cuda-b7000", "full", "ghcr.io/ggml-org/llama.cpp:full-cuda-b7000"),
+    ],
+)
 def test_tool_images(image, target, expected):
     assert tool_image(image, target) == expected

@@ -34,8 +34,6 @@ def check_golden(name: str, text: str) -> None:
     assert text + "\n" == path.read_text(), f"plan differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
 
 
-
-
 def test_default_stack_plan(tmp_path):
     check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY).render())
 
@@ -85,13 +83,18 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
         volumes=frozenset(stack.volumes),
         images={image: "sha-1" for image in stack.images},
         secrets=frozenset(s.name for s in stack.secrets),
-        pods={"ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True, "airpods", "sha-1"),
-              "open-webui": ObservedPod("open-webui", "open-webui", "stale", True, "airpods", "sha-1"),
-              "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True, "airpods", "sha-1")},
+        pods={
+            "ollama": ObservedPod("ollama", "ollama", hashes["ollama"], True, "airpods", "sha-1"),
+            "open-webui": ObservedPod("open-webui", "open-webui", "stale", True, "airpods", "sha-1"),
+            "llamacpp": ObservedPod("llamacpp", "llamacpp", hashes["llamacpp"], True, "airpods", "sha-1"),
+        },
     )
     plan = build_start_plan(stack, observed)
     assert [(s.kind, s.target) for s in plan.steps] == [
-        ("remove", "open-webui"), ("pod", "open-webui"), ("container", "open-webui-0")]
+        ("remove", "open-webui"),
+        ("pod", "open-webui"),
+        ("container", "open-webui-0"),
+    ]
     assert "ollama: running and unchanged, left alone" in plan.notes
     assert "config changed" in plan.steps[0].why
 
@@ -105,13 +108,17 @@ def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
 def test_pre_fetch_pulls_only_missing_images(tmp_path):
     stack = stack_of(tmp_path)
     plan = pull_plan(stack, Observed(images={"ghcr.io/open-webui/open-webui:main": "sha-1"}))
-    assert [s.argv for s in plan.steps] == [("podman", "pull", "docker.io/ollama/ollama:latest"),
-                                            ("podman", "pull", "ghcr.io/ggml-org/llama.cpp:server")]
+    assert [s.argv for s in plan.steps] == [
+        ("podman", "pull", "docker.io/ollama/ollama:latest"),
+        ("podman", "pull", "ghcr.io/ggml-org/llama.cpp:server"),
+    ]
 
 
 def test_stop_plan_never_touches_volumes(tmp_path):
     stack = stack_of(tmp_path)
-    plan = build_stop_plan(stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True, "airpods")}), 10)
+    plan = build_stop_plan(
+        stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True, "airpods")}), 10
+    )
     assert [s.display() for s in plan.steps] == ["podman pod stop --time 10 llamacpp", "podman pod rm --force llamacpp"]
     assert plan.notes == ("ollama: not running", "open-webui: not running")
     everything = build_stop_plan(stack, None, 3)
@@ -124,10 +131,13 @@ def test_two_llama_servers_warn_about_memory(tmp_path):
 
 
 def test_model_volume_mounted_rw_elsewhere_warns(tmp_path):
-    stack = stack_of(tmp_path, """
+    stack = stack_of(
+        tmp_path,
+        """
         [services.ollama]
         volumes = [{ source = "airpods_llamacpp_models", target = "/gguf" }]
-    """)
+    """,
+    )
     assert any("ollama mounts the model volume" in w for w in stack.warnings)
 
 

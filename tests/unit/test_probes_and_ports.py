@@ -15,10 +15,29 @@ from airpods.stack.model import Publish, ServiceSpec
 
 
 def spec_on(port: int, path: str = "/health", expected="200") -> ServiceSpec:
-    return ServiceSpec(name="svc", project="airpods", kind="svc", image="i", variant="cpu", pod="p", container="c", aliases=(),
-                       publish=(Publish("127.0.0.1", port, 80),), container_ports=(80,), mounts=(), env=(),
-                       devices=(), entrypoint=None, args=(), memory=None, cpus=None, restart_policy="no",
-                       network="n", secrets=(), health=Health(path=path, expected_status=expected))
+    return ServiceSpec(
+        name="svc",
+        project="airpods",
+        kind="svc",
+        image="i",
+        variant="cpu",
+        pod="p",
+        container="c",
+        aliases=(),
+        publish=(Publish("127.0.0.1", port, 80),),
+        container_ports=(80,),
+        mounts=(),
+        env=(),
+        devices=(),
+        entrypoint=None,
+        args=(),
+        memory=None,
+        cpus=None,
+        restart_policy="no",
+        network="n",
+        secrets=(),
+        health=Health(path=path, expected_status=expected),
+    )
 
 
 @pytest.fixture
@@ -44,7 +63,7 @@ def server():
 def test_probe_statuses(server):
     port, seen = server
     assert probe(spec_on(port)).ok and probe(spec_on(port)).status == 200
-    assert seen["accept-encoding"] == "gzip"           # llama.cpp's UI answers 415 otherwise
+    assert seen["accept-encoding"] == "gzip"  # llama.cpp's UI answers 415 otherwise
     loading = probe(spec_on(port, "/loading"))
     assert not loading.ok and loading.describe() == "HTTP 503"
     assert probe(spec_on(port, "/loading", expected="200-599")).ok
@@ -95,8 +114,8 @@ def test_container_watch_never_answers_from_a_snapshot_older_than_the_container(
     assert watch.get("b") is None and engine.calls == 1
     engine.existing = [ContainerState("b", "id", "b", "h", "running", 0, 1, "img")]
     created = time.monotonic()
-    assert watch.get("b") is None                          # cached: fine for callers that predate b
-    assert watch.get("b", not_before=created).running      # b's own wait refreshes
+    assert watch.get("b") is None  # cached: fine for callers that predate b
+    assert watch.get("b", not_before=created).running  # b's own wait refreshes
     assert engine.calls == 2
 
 
@@ -117,8 +136,8 @@ def test_container_watch_dates_a_snapshot_from_when_podman_ps_began():
             self.while_listing = True
 
         def containers(self, project=None):
-            seen = list(self.existing)                 # podman reads its state as the call starts
-            if self.while_listing:                     # meanwhile b is created and its wait begins
+            seen = list(self.existing)  # podman reads its state as the call starts
+            if self.while_listing:  # meanwhile b is created and its wait begins
                 self.while_listing = False
                 self.existing.append(b)
                 waits_began.append(time.monotonic())

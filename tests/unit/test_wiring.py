@@ -24,7 +24,7 @@ def test_open_webui_gets_every_backend_by_alias_and_aligned_keys(tmp_path):
     env = env_of(webui)
     assert env["OLLAMA_BASE_URLS"] == "http://ollama:11434"
     assert env["OPENAI_API_BASE_URLS"] == "http://llamacpp:8080/v1;http://llama-fast:8080/v1"
-    assert "OPENAI_API_KEYS" not in env                       # a secret, not env
+    assert "OPENAI_API_KEYS" not in env  # a secret, not env
     (keys,) = [s for s in webui.secrets if s.target == "OPENAI_API_KEYS"]
     assert keys.type == "env"
     (definition,) = [d for d in stack.secrets if d.name == keys.name]
@@ -38,11 +38,14 @@ def test_wiring_covers_enabled_backends_even_when_only_open_webui_starts(tmp_pat
 
 
 def test_user_env_wins(tmp_path):
-    config = load_text(tmp_path, """
+    config = load_text(
+        tmp_path,
+        """
         [services.open-webui.env]
         OPENAI_API_BASE_URLS = "http://elsewhere:1/v1"
         OLLAMA_BASE_URL = "http://my-ollama:11434"
-    """).config
+    """,
+    ).config
     webui = build_stack(config, HostGpu("none"), ["open-webui"], "abc123").service("open-webui")
     env = env_of(webui)
     assert env["OPENAI_API_BASE_URLS"] == "http://elsewhere:1/v1"
