@@ -68,17 +68,26 @@ def detect_gpu(root: str | Path = "/") -> HostGpu:
     return HostGpu("none")
 
 
-def device_args(gpu: HostGpu) -> list[str]:
-    """podman run flags that hand this host's GPU to a container."""
+@dataclass(frozen=True)
+class GpuRequest:
+    """How this host's GPU is handed to a container: `devices` are CDI names
+    (nvidia.com/gpu=all) or device nodes; `keep_groups` keeps the user's supplementary groups
+    (render/video), which ROCm's nodes need when rootless."""
+
+    vendor: str
+    devices: tuple[str, ...]
+    keep_groups: bool = False
+
+
+def gpu_request(gpu: HostGpu) -> GpuRequest | None:
+    """The request for this host's GPU, None when there is none."""
     if gpu.vendor == "nvidia":
-        if gpu.cdi:
-            return ["--device", "nvidia.com/gpu=all"]
-        return [arg for node in gpu.nodes for arg in ("--device", node)]
+        return GpuRequest("nvidia", ("nvidia.com/gpu=all",) if gpu.cdi else tuple(gpu.nodes))
     if gpu.vendor == "amd":
-        return [arg for node in gpu.nodes for arg in ("--device", node)] + ["--group-add", "keep-groups"]
+        return GpuRequest("amd", tuple(gpu.nodes), keep_groups=True)
     if gpu.vendor == "other":
-        return ["--device", "/dev/dri"]
-    return []
+        return GpuRequest("other", ("/dev/dri",))
+    return None
 
 
 def detect_host_gpu() -> HostGpu:

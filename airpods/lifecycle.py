@@ -178,7 +178,7 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping
                 None,
             )
             raise RuntimeFailure(
-                f"{spec.name} cannot publish {publish.flag().rsplit(':', 1)[0]}: the port is in use by {holder}"
+                f"{spec.name} cannot publish {publish.address()}: the port is in use by {holder}"
                 + (" (an orphan of this stack)" if orphan else "")
                 + "; nothing was created",
                 hint="`airpods start --remove-orphans` removes it first"

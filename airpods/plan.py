@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from airpods.errors import RuntimeFailure
+from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, label_args
-from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec, Stack
 
 StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
 PullPolicy = Literal["missing", "always", "never"]
@@ -130,8 +131,31 @@ def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv = ["podman", "pod", "create", "--name", spec.pod, "--network", spec.network]
     argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
     argv += label_args(spec.labels)
-    argv += [arg for p in spec.publish for arg in ("--publish", p.flag())]
+    argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
     return tuple(argv)
+
+
+def publish_option(publish: Publish) -> str:
+    """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
+    parses the host IP up to the last colons."""
+    return f"{publish.address()}:{publish.container}"
+
+
+def volume_option(mount: Mount) -> str:
+    return f"{mount.source}:{mount.target}:{mount.mode}"
+
+
+def secret_option(use: SecretUse) -> str:
+    """podman's --secret value: a 0400 file, or an env variable."""
+    return f"{use.name},type={use.type},target={use.target}" + (",mode=0400" if use.type == "mount" else "")
+
+
+def gpu_options(request: GpuRequest | None) -> list[str]:
+    """podman run flags that hand a GPU over: --device per CDI name or node (podman-run(1))."""
+    if request is None:
+        return []
+    flags = [arg for device in request.devices for arg in ("--device", device)]
+    return flags + (["--group-add", "keep-groups"] if request.keep_groups else [])
 
 
 def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
@@ -150,16 +174,16 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     ]
     argv += label_args(spec.labels)
     argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
-    argv += [arg for mount in spec.mounts for arg in ("--volume", mount.flag())]
-    argv += [arg for secret in spec.secrets for arg in ("--secret", secret.flag())]
+    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
+    argv += [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
     if spec.memory:
         argv += ["--memory", spec.memory]
     if spec.cpus:
         argv += ["--cpus", f"{spec.cpus:g}"]
-    argv += spec.devices
+    argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]
-    argv += [spec.image, *spec.args]
+    argv += [spec.image, *spec.args, *spec.key_args]
     return tuple(argv)
 
 
@@ -266,7 +290,9 @@ def build_start_plan(
                 pod_create_argv(spec),
                 f"{spec.name}: pod {spec.pod}"
                 + (
-                    f", published on {', '.join(p.flag() for p in spec.publish)}" if spec.publish else ", not published"
+                    f", published on {', '.join(publish_option(p) for p in spec.publish)}"
+                    if spec.publish
+                    else ", not published"
                 ),
                 spec.name,
             )

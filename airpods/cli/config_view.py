@@ -20,7 +20,8 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     rendered: dict[str, Any] = {}
     for name in loaded.config.services:
         spec, _ = build_service(loaded.config, name, gpu, key_id(api_key()), loaded.config.enabled_services())
-        argv = [*(spec.entrypoint or ()), spec.image, *spec.args]
-        rendered[name] = {"image": spec.image, "argv": list(spec.args), "display": shlex.join(argv)}
+        args = [*spec.args, *spec.key_args]
+        argv = [*(spec.entrypoint or ()), spec.image, *args]
+        rendered[name] = {"image": spec.image, "argv": args, "display": shlex.join(argv)}
     data["rendered"] = rendered
     return data

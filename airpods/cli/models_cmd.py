@@ -272,6 +272,8 @@ def chat(
         raise typer.Exit(api_chat(spec.url, key, chosen))
     if not model:
         raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
+    from airpods.plan import gpu_options
+
     volume = model_volume(wanted)
     argv = engine.argv(
         [
@@ -282,7 +284,7 @@ def chat(
             "missing",
             "--volume",
             f"{volume}:/models:ro",
-            *spec.devices,
+            *gpu_options(spec.gpu_request),
             tool_image(spec.image, "light"),
             "--model",
             f"/models/{model.removesuffix('.gguf')}.gguf",

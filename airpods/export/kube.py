@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from airpods.stack.model import ServiceSpec, Stack
-from airpods.stack.wiring import KEY_FILE_IN_CONTAINER, LLAMACPP
+from airpods.stack.wiring import LLAMACPP
 
 PROBE_PERIOD_S = 5
 GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
@@ -27,23 +27,15 @@ KEY_ENV_IN_KUBE = "LLAMA_API_KEY"  # llama-server's env for the key (kube has no
 def secret_name(stack: Stack) -> str | None:
     """One Secret per exported stack, named after the key's id (as the podman secrets are)."""
     for secret in stack.secrets:
-        if secret.name.startswith("airpods-api-key-"):
+        if secret.purpose == "api-key":
             return secret.name.replace("airpods-api-key-", "airpods-kube-")
     return None
 
 
 def secret_values(stack: Stack, api_key: str) -> dict[str, str]:
-    """Secret key → value: `api-key`, and one entry per Open WebUI key list."""
-    values = {}
-    for secret in stack.secrets:
-        values["api-key" if secret.name.startswith("airpods-api-key-") else _key_name(secret.name)] = secret.value(
-            api_key
-        )
-    return values
-
-
-def _key_name(secret: str) -> str:
-    return "openai-api-keys-" + secret.rsplit("-", 1)[-1]  # ...-x2 → openai-api-keys-x2
+    """Secret data key (the secret's purpose: `api-key`, `openai-api-keys`) → value. A stack has
+    one of each at most: every Open WebUI instance gets the same list of keys."""
+    return {s.purpose: s.value(api_key) for s in stack.secrets}
 
 
 def export_secret_json(stack: Stack, api_key: str) -> str:
@@ -61,19 +53,8 @@ def _secret_env(spec: ServiceSpec, name: str | None) -> list[dict[str, Any]]:
     env = []
     for use in spec.secrets:
         variable = use.target if use.type == "env" else KEY_ENV_IN_KUBE
-        key = "api-key" if use.name.startswith("airpods-api-key-") else _key_name(use.name)
-        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": use.purpose}}})
     return env
-
-
-def _args(spec: ServiceSpec) -> list[str]:
-    """Rendered args; the key comes from LLAMA_API_KEY (env), not a mounted file, in kube."""
-    args = list(spec.args)
-    if "--api-key-file" in args:
-        at = args.index("--api-key-file")
-        if args[at + 1] == KEY_FILE_IN_CONTAINER:
-            del args[at : at + 2]
-    return args
 
 
 def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, Any]:
@@ -81,7 +62,7 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
     if spec.entrypoint:
         container["command"] = list(spec.entrypoint)
     if spec.args:
-        container["args"] = _args(spec)
+        container["args"] = list(spec.args)  # the key comes from LLAMA_API_KEY (env), not key_args
     env = [{"name": k, "value": v} for k, v in spec.env] + _secret_env(spec, secret)
     if env:
         container["env"] = env

@@ -46,17 +46,25 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         entries.append(("Pod", f"{spec.pod}.pod"))
     else:
         entries.append(("Network", f"{network}.network"))
-        entries += [("PublishPort", p.flag()) for p in spec.publish]
+        entries += [("PublishPort", f"{p.address()}:{p.container}") for p in spec.publish]
     entries += [("Label", f"{k}={v}") for k, v in spec.labels.items()]
     entries += [("Environment", shlex.quote(f"{k}={v}")) for k, v in spec.env]
-    entries += [("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else m.flag()) for m in spec.mounts]
-    entries += [("Secret", s.flag()) for s in spec.secrets]
     entries += [
-        ("AddDevice", spec.devices[i + 1]) for i in range(0, len(spec.devices), 2) if spec.devices[i] == "--device"
+        ("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else f"{m.source}:{m.target}:{m.mode}")
+        for m in spec.mounts
     ]
+    # Quadlet's Secret= takes podman's --secret syntax (podman-systemd.unit(5)).
+    entries += [
+        ("Secret", f"{s.name},type={s.type},target={s.target}" + (",mode=0400" if s.type == "mount" else ""))
+        for s in spec.secrets
+    ]
+    if spec.gpu_request:
+        entries += [("AddDevice", device) for device in spec.gpu_request.devices]
+        if spec.gpu_request.keep_groups:
+            entries.append(("GroupAdd", "keep-groups"))
     if spec.entrypoint:
         entries.append(("Entrypoint", spec.entrypoint[0]))
-    exec_args = [*(spec.entrypoint[1:] if spec.entrypoint else ()), *spec.args]
+    exec_args = [*(spec.entrypoint[1:] if spec.entrypoint else ()), *spec.args, *spec.key_args]
     if exec_args:
         entries.append(("Exec", shlex.join(exec_args)))
     health = _health_cmd(spec)
@@ -91,7 +99,7 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
 
 def pod_unit(spec: ServiceSpec, network: str) -> str:
     entries = [("PodName", spec.pod), ("Network", f"{network}.network")]
-    entries += [("PublishPort", p.flag()) for p in spec.publish]
+    entries += [("PublishPort", f"{p.address()}:{p.container}") for p in spec.publish]
     entries += [("NetworkAlias", alias) for alias in spec.aliases]
     return _unit(
         [("Unit", [("Description", f"airpods pod {spec.pod}")]), ("Pod", entries)],

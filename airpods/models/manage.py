@@ -12,6 +12,7 @@ from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
 from airpods.models.store import ModelStore
+from airpods.plan import gpu_options
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
@@ -148,7 +149,7 @@ def quantize_argv(engine: Podman, stack: Stack, volume: str, src: str, out_parti
             "missing",
             "--volume",
             f"{volume}:{MODELS_DIR}:rw",
-            *spec.devices,
+            *gpu_options(spec.gpu_request),
             tool_image(spec.image, "full"),
             "--quantize",
             f"{MODELS_DIR}/{src}",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from airpods.config.schema import Config, Service
 from airpods.errors import UsageError
-from airpods.gpu import HostGpu, device_args
+from airpods.gpu import HostGpu, gpu_request
 from airpods.labels import default_container, default_pod
 from airpods.stack.args import has_flag, render_command_args
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
@@ -54,10 +54,11 @@ def build_service(
     env = list(service.env.items())
     secrets: list[SecretUse] = []
     defs: list[SecretDef] = []
+    key_args: list[str] = []
     if kind == LLAMACPP:
         if not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
-        extra, secrets = llama_extra_args(service, key_id, config.runtime.project)
+        extra, key_args, secrets = llama_extra_args(service, key_id, config.runtime.project)
         args += extra
         defs += [api_key_secret(key_id, config.runtime.project)] if secrets and key_id else []
     elif kind == OPEN_WEBUI:
@@ -79,9 +80,10 @@ def build_service(
         container_ports=tuple(p.container for p in service.ports),
         mounts=tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes),
         env=tuple(env),
-        devices=tuple(device_args(gpu)) if variant != "cpu" else (),
+        gpu_request=gpu_request(gpu) if variant != "cpu" else None,
         entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
         args=tuple(args),
+        key_args=tuple(key_args),
         memory=service.resources.memory,
         cpus=service.resources.cpus,
         restart_policy=config.runtime.restart_policy,

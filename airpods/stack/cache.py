@@ -18,7 +18,7 @@ from typing import Any
 
 from airpods import __version__
 from airpods.config.files import default_toml_text
-from airpods.gpu import HostGpu
+from airpods.gpu import GpuRequest, HostGpu
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 
 KEEP_ENTRIES = 8
@@ -68,6 +68,11 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         fields["publish"] = tuple(Publish(*p) for p in fields["publish"])
         fields["mounts"] = tuple(Mount(*m) for m in fields["mounts"])
         fields["secrets"] = tuple(SecretUse(**u) for u in raw["secrets"])
+        fields["gpu_request"] = (
+            GpuRequest(request["vendor"], tuple(request["devices"]), request["keep_groups"])
+            if (request := raw["gpu_request"])
+            else None
+        )
         health = raw["health"]
         fields["health"] = HealthCheck(health["path"], _tuples(health["expected"]), health["timeout_s"])
         services.append(ServiceSpec(**fields))

@@ -1,10 +1,12 @@
-"""The derived stack: what runs on this host, fully decided (images, argv, devices, wiring)."""
+"""The derived stack: what runs on this host, fully decided (images, args, GPU, wiring), as
+facts that every renderer (podman argv, Quadlet units, Kubernetes YAML) reads; no engine syntax."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
-from airpods.gpu import HostGpu
+from airpods.gpu import GpuRequest, HostGpu
 from airpods.labels import CONFIG_HASH, DEFAULT_PROJECT, SERVICE, object_labels
 
 
@@ -14,10 +16,9 @@ class Publish:
     host: int
     container: int
 
-    def flag(self) -> str:
-        """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
-        parses the host IP up to the last colons."""
-        return f"{_bracketed(self.host_ip)}:{self.host}:{self.container}"
+    def address(self) -> str:
+        """The host side as a socket address: "127.0.0.1:3000", an IPv6 one in brackets ("[::1]:8081")."""
+        return f"{_bracketed(self.host_ip)}:{self.host}"
 
     def reach(self) -> tuple[str, int]:
         """(address, port) a client on this host connects to: a wildcard bind is reached on loopback."""
@@ -41,29 +42,30 @@ class Mount:
     mode: str
     named: bool
 
-    def flag(self) -> str:
-        return f"{self.source}:{self.target}:{self.mode}"
+
+# What a secret holds: the stack's API key, or Open WebUI's list of keys (one per OpenAI URL).
+SecretPurpose = Literal["api-key", "openai-api-keys"]
 
 
 @dataclass(frozen=True)
 class SecretUse:
-    """A podman secret handed to a container: a 0400 file under /run/secrets, or an env var."""
+    """A secret handed to a container: a read-only file at `target` (type "mount"), or the env
+    variable `target` (type "env")."""
 
     name: str
-    type: str  # mount | env
+    type: Literal["mount", "env"]
     target: str
-
-    def flag(self) -> str:
-        return f"{self.name},type={self.type},target={self.target}" + (",mode=0400" if self.type == "mount" else "")
+    purpose: SecretPurpose = "api-key"
 
 
 @dataclass(frozen=True)
 class SecretDef:
-    """A podman secret to create: the stack's API key `repeat` times, joined by ';' (Open WebUI
-    wants one key per OpenAI URL, aligned by index)."""
+    """A secret to create: the stack's API key `repeat` times, joined by ';' (Open WebUI wants
+    one key per OpenAI URL, aligned by index)."""
 
     name: str
     repeat: int = 1
+    purpose: SecretPurpose = "api-key"
 
     def value(self, key: str) -> str:
         return ";".join([key] * self.repeat)
@@ -102,9 +104,10 @@ class ServiceSpec:
     container_ports: tuple[int, ...]
     mounts: tuple[Mount, ...]
     env: tuple[tuple[str, str], ...]
-    devices: tuple[str, ...]  # podman flags handing a GPU over
+    gpu_request: GpuRequest | None  # the host's GPU handed over (None: CPU image)
     entrypoint: tuple[str, ...] | None
     args: tuple[str, ...]  # rendered command_args, after the image
+    key_args: tuple[str, ...]  # flags that point the server at its mounted API key file (none in kube: env)
     memory: str | None
     cpus: float | None
     restart_policy: str

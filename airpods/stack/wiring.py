@@ -38,18 +38,20 @@ def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]
 
 def llama_extra_args(
     service: Service, key_id: str | None, project: str = DEFAULT_PROJECT
-) -> tuple[list[str], list[SecretUse]]:
-    """--api-key-file from a mounted secret, and an --alias for the single-model shape (else the
-    model's API id would be its path)."""
+) -> tuple[list[str], list[str], list[SecretUse]]:
+    """(args, key args, secrets): an --alias for the single-model shape (else the model's API id
+    would be its path); --api-key-file pointing at the key mounted from a secret (kept apart:
+    a renderer that hands the key over as env leaves these out)."""
     args: list[str] = []
+    key_args: list[str] = []
     secrets: list[SecretUse] = []
     if key_id and not has_flag(service.command_args, "api_key", "api_key_file"):
         secrets.append(SecretUse(api_key_secret(key_id, project).name, "mount", KEY_FILE_IN_CONTAINER))
-        args += ["--api-key-file", KEY_FILE_IN_CONTAINER]
+        key_args = ["--api-key-file", KEY_FILE_IN_CONTAINER]
     model = service.command_args.get("model")
     if isinstance(model, str) and model and not has_flag(service.command_args, "alias", "-a"):
         args += ["--alias", PurePosixPath(model).name.removesuffix(".gguf")]
-    return args, secrets
+    return args, key_args, secrets
 
 
 def open_webui_wiring(
@@ -77,10 +79,12 @@ def open_webui_wiring(
         if not {"OPENAI_API_KEY", "OPENAI_API_KEYS"} & set(user_env):
             if key_id:
                 keys = SecretDef(
-                    f"airpods-openai-keys-{key_id}-x{len(llamas)}{project_suffix(project)}", repeat=len(llamas)
+                    f"airpods-openai-keys-{key_id}-x{len(llamas)}{project_suffix(project)}",
+                    repeat=len(llamas),
+                    purpose="openai-api-keys",
                 )
                 defs.append(keys)
-                secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS"))
+                secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS", "openai-api-keys"))
             else:
                 add("OPENAI_API_KEYS", ";".join(["none"] * len(llamas)))
     return env, secrets, defs

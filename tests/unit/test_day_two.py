@@ -147,7 +147,9 @@ def test_relative_host_folders_resolve_against_the_config_file(tmp_path, monkeyp
 def test_ipv6_bind_address_is_bracketed_for_podman_and_urls(tmp_path):
     stack = stack_of(tmp_path, '[runtime]\nbind_address = "::1"')
     llama = stack.service("llamacpp")
-    assert llama.publish[0].flag() == "[::1]:8081:8080"
+    from airpods.plan import publish_option
+
+    assert publish_option(llama.publish[0]) == "[::1]:8081:8080" and llama.publish[0].address() == "[::1]:8081"
     assert llama.url == "http://[::1]:8081"
     argv = [a for s in build_start_plan(stack, Observed()).steps for a in s.argv]
     assert "[::1]:8081:8080" in argv

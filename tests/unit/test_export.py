@@ -85,7 +85,7 @@ def test_kubernetes_default_stack_golden_and_valid(tmp_path):
     webui = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "open-webui")
     env = {e["name"]: e for e in webui["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["OPENAI_API_BASE_URLS"]["value"] == "http://llamacpp:8080/v1"
-    assert env["OPENAI_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "openai-api-keys-x1"
+    assert env["OPENAI_API_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == "openai-api-keys"
     assert KEY not in yaml.safe_dump_all([d for d in docs if d["kind"] != "Secret"])
 
 

@@ -30,7 +30,7 @@ def test_identity_defaults_to_the_service_name(tmp_path):
     config = load_text(tmp_path, TWO_INSTANCES).config
     spec = build_stack(config, HostGpu("none")).service("llama-fast")
     assert (spec.pod, spec.container, spec.aliases) == ("llama-fast", "llama-fast-0", ("llama-fast",))
-    assert spec.publish[0].flag() == "127.0.0.1:8083:8080"
+    assert spec.publish[0].address() == "127.0.0.1:8083" and spec.publish[0].container == 8080
 
 
 def test_enabled_is_not_inherited(tmp_path):

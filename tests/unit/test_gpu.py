@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airpods.gpu import HostGpu, detect_gpu, device_args
+from airpods.gpu import HostGpu, detect_gpu, gpu_request
+from airpods.plan import gpu_options
 from airpods.stack.build import build_stack, select_image
 from tests.unit.helpers import load_text
 
@@ -60,7 +61,7 @@ def make_tree(root, files: dict[str, str]):
 def test_detection(tmp_path, files, vendor, flags):
     gpu = detect_gpu(make_tree(tmp_path, files))
     assert gpu.vendor == vendor
-    assert device_args(gpu) == flags
+    assert gpu_options(gpu_request(gpu)) == flags
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_force_cpu_and_disabled(tmp_path, gpu_table, image_suffix, devices, laye
     config = load_text(tmp_path, f"[services.llamacpp]\ngpu = {gpu_table}\n").config
     spec = build_stack(config, HostGpu("nvidia", cdi=True), ["llamacpp"]).service("llamacpp")
     assert spec.image.endswith(":" + image_suffix)
-    assert spec.devices == devices
+    assert tuple(gpu_options(spec.gpu_request)) == devices
     assert spec.args[-2:] == ("--n-gpu-layers", layers)
 
 
@@ -102,4 +103,4 @@ def test_user_n_gpu_layers_wins(tmp_path):
 def test_variant_missing_falls_back_to_cpu_without_devices(tmp_path):
     config = load_text(tmp_path, "").config
     spec = build_stack(config, HostGpu("other"), ["ollama"]).service("ollama")
-    assert spec.variant == "cpu" and spec.devices == ()
+    assert spec.variant == "cpu" and spec.gpu_request is None
