@@ -41,6 +41,14 @@ def kube(
     gpu: Annotated[
         str | None, typer.Option("--gpu", help="The target's GPU: nvidia, amd or none (default: this host's).")
     ] = None,
+    shared_models: Annotated[
+        bool,
+        typer.Option(
+            "--shared-models",
+            help="kubernetes: a ReadOnlyMany model claim the llama.cpp servers share (needs storage that offers "
+            "it, e.g. NFS); default ReadWriteOnce, which every provisioner binds.",
+        ),
+    ] = False,
 ) -> None:
     """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
     from airpods.errors import UsageError
@@ -64,11 +72,17 @@ def kube(
         text = to_yaml(podman_documents(stack), header)
     else:
         header = (
-            "# airpods stack for Kubernetes: `kubectl apply -f FILE`. The model PVC is ReadOnlyMany-capable\n"
-            "# for the llama.cpp servers: fill it first (e.g. a Job that runs `airpods models pull`, or\n"
-            "# copy GGUF files in with a pod that mounts it read-write). The Secret holds the API key.\n"
+            "# airpods stack for Kubernetes: `kubectl apply -f FILE`. Fill the model claim first (e.g. a\n"
+            "# Job that runs `airpods models pull`, or copy GGUF files in with a pod that mounts it).\n"
+            "# The Secret holds the API key: this file is private (0600).\n"
         )
-        text = to_yaml(kubernetes_documents(stack, api_key()), header)
+        text = to_yaml(kubernetes_documents(stack, api_key(), shared_models=shared_models), header)
+        if output is not None:
+            from airpods.files import write_atomic
+
+            write_atomic(output, text.encode(), mode=0o600)
+            print(f"wrote {output} (mode 0600: it holds the API key)", file=sys.stderr)
+            return
     _write(text, output)
 
 

@@ -21,7 +21,7 @@ from airpods.config.merge import apply_extends, deep_merge
 from airpods.config.paths import resolve_host_folders
 from airpods.config.schema import Config
 from airpods.config.templates import resolve_templates
-from airpods.config.validation import check_stack_rules, config_error_from_validation
+from airpods.config.validation import check_stack_rules, config_error_from_validation, key_parts
 from airpods.errors import ConfigError
 
 
@@ -66,14 +66,15 @@ def load_config(
 def check_project(merged: dict[str, Any]) -> None:
     """runtime.project names objects through templates (network, volumes): a bad one is reported
     at its own key, before it shows up inside other names."""
-    from airpods.config.schema import NAME_RE
+    from airpods.config.schema import check_dns_label
 
     project = (merged.get("runtime") or {}).get("project") if isinstance(merged.get("runtime"), dict) else None
-    if project is not None and not (isinstance(project, str) and NAME_RE.match(project)):
-        raise ConfigError(
-            f"expected lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, got {project!r}",
-            key="runtime.project",
-        )
+    if project is None:
+        return
+    try:
+        check_dns_label(project if isinstance(project, str) else repr(project))
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="runtime.project") from None
 
 
 def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig:
@@ -84,7 +85,7 @@ def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig
     def source_of(key: str | None) -> str:
         """The user file when the key's section (e.g. services.NAME) is in it, else the defaults."""
         node: Any = user
-        for part in (key or "").split(".")[:2]:
+        for part in key_parts(key or "")[:2]:
             if path is None or not isinstance(node, dict) or part not in node:
                 return DEFAULTS_LABEL
             node = node[part]

@@ -43,6 +43,24 @@ def _check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 
+# RFC 1035 label: what Kubernetes requires of Service names (and, within it, of Deployment,
+# container and claim names), so the same names survive `airpods export kube`.
+DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A Kubernetes quantity for a claim's size (apimachinery resource.Quantity, binary or decimal).
+QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+def check_dns_label(value: str) -> str:
+    if not DNS_LABEL_RE.match(value):
+        raise ValueError(
+            "expected a DNS label as Kubernetes needs it (RFC 1035): lowercase letters, digits and '-', "
+            f"starting with a letter, ending with a letter or digit, at most 63 characters; got '{value}'"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(check_dns_label)]
+
 
 class Port(_Model):
     container: int = Field(ge=1, le=65535)
@@ -70,6 +88,14 @@ class Volume(_Model):
     source: str
     target: str
     mode: Literal["rw", "ro"] = "rw"
+    size: str | None = None  # a named volume's claim size in `export kube` (e.g. "50Gi")
+
+    @field_validator("size")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None and not QUANTITY_RE.match(value):
+            raise ValueError(f'expected a Kubernetes quantity such as "50Gi" or "500Mi", got \'{value}\'')
+        return value
 
     @field_validator("source")
     @classmethod
@@ -184,9 +210,9 @@ class Service(_Model):
     enabled: bool = True
     extends: str | None = None
     image: Image | dict[Literal["cpu", "cuda", "rocm", "vulkan"], Image]
-    pod: Name | None = None
-    container: Name | None = None
-    network_aliases: list[Name] | None = None
+    pod: DnsLabel | None = None
+    container: DnsLabel | None = None
+    network_aliases: list[DnsLabel] | None = None
     ports: list[Port] = []
     volumes: list[Volume] = []
     gpu: Gpu = Gpu()
@@ -222,7 +248,7 @@ class Service(_Model):
 
 class Runtime(_Model):
     engine: Literal["podman"] = "podman"
-    project: Name = "airpods"
+    project: DnsLabel = "airpods"
     bind_address: str = "127.0.0.1"
     network: Name = "airpods"
     restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"
@@ -248,7 +274,7 @@ class Config(_Model):
     variables: dict[str, Scalar | list[Scalar]] = {}
     runtime: Runtime = Runtime()
     cli: Cli = Cli()
-    services: dict[Name, Service] = {}
+    services: dict[DnsLabel, Service] = {}
 
     def enabled_services(self) -> list[str]:
         return [name for name, svc in self.services.items() if svc.enabled]

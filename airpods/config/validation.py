@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -122,7 +123,20 @@ def config_error_from_validation(exc: ValidationError, data: dict[str, Any]) -> 
     more = sum(1 for p in by_path if loc[: len(p)] != p)  # not counting union alternatives
     if more:
         detail += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(detail, key=".".join(str(p) for p in loc) or None)
+    return ConfigError(detail, key=key_path(loc) or None)
+
+
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def key_path(parts: tuple[Any, ...]) -> str:
+    """A TOML dotted key: parts that are not bare keys are quoted (services."llama.fast")."""
+    return ".".join(str(p) if BARE_KEY_RE.match(str(p)) else f'"{p}"' for p in parts)
+
+
+def key_parts(key: str) -> list[str]:
+    """The parts of a dotted key written by `key_path`."""
+    return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|([^.]+)', key)]
 
 
 def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:

@@ -25,11 +25,9 @@ KEY_ENV_IN_KUBE = "LLAMA_API_KEY"  # llama-server's env for the key (kube has no
 
 
 def secret_name(stack: Stack) -> str | None:
-    """One Secret per exported stack, named after the key's id (as the podman secrets are)."""
-    for secret in stack.secrets:
-        if secret.purpose == "api-key":
-            return secret.name.replace("airpods-api-key-", "airpods-kube-")
-    return None
+    """One Secret per exported stack whenever a service reads a secret (Open WebUI alone too),
+    named after the project; None when nothing needs one."""
+    return f"{stack.project}-api-keys" if stack.secrets else None
 
 
 def secret_values(stack: Stack, api_key: str) -> dict[str, str]:
@@ -170,9 +168,12 @@ def _restart(spec: ServiceSpec) -> str:
     return {"no": "Never", "on-failure": "OnFailure"}.get(spec.restart_policy, "Always")
 
 
-def kubernetes_documents(stack: Stack, api_key: str) -> list[dict[str, Any]]:
+def kubernetes_documents(stack: Stack, api_key: str, *, shared_models: bool = False) -> list[dict[str, Any]]:
     """Deployments, Services and PVCs per service, one Secret. Build `stack` for the cluster's
-    GPU (not this host's): images and device requests follow each service's variant."""
+    GPU (not this host's): images and device requests follow each service's variant. Claims are
+    ReadWriteOnce, which every provisioner binds (the local-path ones of kind, k3s and k3d take
+    only RWO/RWOP); `shared_models` asks ReadOnlyMany for a model volume the llama.cpp servers
+    mount read-only (needs storage that offers it, e.g. NFS). Sizes: the volumes' `size`."""
     docs: list[dict[str, Any]] = []
     secret = secret_name(stack)
     if secret:
@@ -185,23 +186,22 @@ def kubernetes_documents(stack: Stack, api_key: str) -> list[dict[str, Any]]:
                 "stringData": secret_values(stack, api_key),
             }
         )
-    claims: dict[str, str] = {}
+    sizes = dict(stack.volume_sizes)
+    claims: dict[str, tuple[str, str]] = {}
     for spec in stack.services:
         for mount in spec.mounts:
             if mount.named:
-                shared_ro = spec.kind == LLAMACPP and mount.mode == "ro"
-                claims.setdefault(_volume_name(mount.source), "ReadOnlyMany" if shared_ro else "ReadWriteOnce")
-    for claim, mode in claims.items():
-        access = ["ReadWriteOnce"] if mode == "ReadWriteOnce" else ["ReadOnlyMany", "ReadWriteOnce"]
+                shared = shared_models and spec.kind == LLAMACPP and mount.mode == "ro"
+                claims.setdefault(
+                    _volume_name(mount.source), ("ReadOnlyMany" if shared else "ReadWriteOnce", sizes[mount.source])
+                )
+    for claim, (mode, size) in claims.items():
         docs.append(
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim},
-                "spec": {
-                    "accessModes": access,
-                    "resources": {"requests": {"storage": "50Gi" if "model" in claim else "10Gi"}},
-                },
+                "metadata": {"name": claim, "labels": {"app.kubernetes.io/part-of": stack.project}},
+                "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}},
             }
         )
     for spec in stack.services:

@@ -13,6 +13,7 @@ from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUs
 from airpods.stack.wiring import LLAMACPP, OPEN_WEBUI, api_key_secret, llama_extra_args, open_webui_wiring
 
 MODEL_VOLUME_TARGET = "/models"
+DEFAULT_CLAIM_SIZE = "10Gi"
 
 
 def kind_of(config: Config, name: str) -> str:
@@ -118,7 +119,18 @@ def build_stack(
         project=config.runtime.project,
         configured=tuple(config.services),
         enabled=tuple(config.enabled_services()),
+        volume_sizes=volume_sizes(config, names),
     )
+
+
+def volume_sizes(config: Config, names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Named volume → its claim size (`size` of the first service that mounts it; 10Gi if none)."""
+    sizes: dict[str, str] = {}
+    for name in names:
+        for volume in config.services[name].volumes:
+            if volume.named and (volume.source not in sizes or sizes[volume.source] == DEFAULT_CLAIM_SIZE):
+                sizes[volume.source] = volume.size or sizes.get(volume.source, DEFAULT_CLAIM_SIZE)
+    return tuple(sizes.items())
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:

@@ -87,6 +87,7 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         project=data["project"],
         configured=tuple(data["configured"]),
         enabled=tuple(data["enabled"]),
+        volume_sizes=tuple((v, size) for v, size in data["volume_sizes"]),
     )
 
 

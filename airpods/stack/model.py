@@ -147,6 +147,7 @@ class Stack:
     project: str = DEFAULT_PROJECT
     configured: tuple[str, ...] = ()  # every service the config defines (enabled or not)
     enabled: tuple[str, ...] = ()  # the services `start` runs when none are named
+    volume_sizes: tuple[tuple[str, str], ...] = ()  # named volume → the size a cluster claim asks for
 
     @property
     def labels(self) -> dict[str, str]:

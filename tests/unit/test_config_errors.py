@@ -132,7 +132,29 @@ CASES = [
         "named volume",
         id="volume-with-space",
     ),
-    pytest.param('[runtime]\nproject = "My Stack"', "runtime.project", "lowercase", id="bad-project"),
+    pytest.param('[runtime]\nproject = "My Stack"', "runtime.project", "DNS label", id="bad-project"),
+    # Valid for podman, rejected by kubectl: names are DNS labels from the start (RFC 1035).
+    pytest.param(
+        '[services.llama_big]\nextends = "llamacpp"\nports = []',
+        "services.llama_big",
+        "DNS label",
+        id="underscore-name",
+    ),
+    pytest.param(
+        '[services.7b]\nextends = "llamacpp"\nports = []', "services.7b", "starting with a letter", id="digit-name"
+    ),
+    pytest.param(
+        '[services."llama.fast"]\nextends = "llamacpp"\nports = []',
+        'services."llama.fast"',  # quoted as TOML writes it; attributed to the user's file
+        "DNS label",
+        id="dotted-name",
+    ),
+    pytest.param(
+        '[services.ollama]\nnetwork_aliases = ["My-Ollama"]',
+        "services.ollama.network_aliases.0",
+        "DNS label",
+        id="alias-uppercase",
+    ),
     pytest.param(
         '[services.ollama]\nvolumes = [{ source = "aa", target = "/x" }, { source = "bb", target = "/x/" }]',
         "services.ollama.volumes",

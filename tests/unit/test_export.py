@@ -61,8 +61,17 @@ def _model(data: dict, cls, path: str):
     return cls(**kwargs)
 
 
+KUBERNETES_VERSION = "1.37.0"  # the schemas kubernetes-validate ships for a current release
+
+
 def validate(documents: list[dict]) -> None:
+    """Each document against the official client's models and, strictly (no unknown field),
+    against the JSON schemas of a current Kubernetes (the PyPI package kubernetes-validate)."""
     import kubernetes.client.models as models
+    import kubernetes_validate
+
+    for doc in documents:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
     kinds = {
         ("v1", "Pod"): "V1Pod",
@@ -99,8 +108,15 @@ def test_kubernetes_two_instance_gpu_stack_golden_and_valid(tmp_path):
     assert container["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda"
     assert container["resources"]["limits"] == {"memory": "16Gi", "cpu": "4", "nvidia.com/gpu": "1"}
     assert container["startupProbe"]["failureThreshold"] == 120  # 600 s of model load / 5 s
-    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and "models" in d["metadata"]["name"])
-    assert "ReadOnlyMany" in claim["spec"]["accessModes"]
+
+    def model_claim(documents):
+        return next(d for d in documents if d["kind"] == "PersistentVolumeClaim" and "models" in d["metadata"]["name"])
+
+    # ReadWriteOnce by default: the local-path provisioners of kind, k3s and k3d bind nothing else.
+    assert model_claim(docs)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    shared = kubernetes_documents(stack, KEY, shared_models=True)
+    validate(shared)
+    assert model_claim(shared)["spec"]["accessModes"] == ["ReadOnlyMany"]
 
 
 def test_podman_target_binds_like_start_and_keeps_the_key_out(tmp_path):
@@ -176,3 +192,42 @@ def _podman_major() -> int:
         return 0
     version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout.split()[-1]
     return int(version.split(".")[0])
+
+
+def test_claim_sizes_come_from_the_config(tmp_path):
+    stack = stack_of(
+        tmp_path, '[services.ollama]\nvolumes = [{ source = "big_store", target = "/root/.ollama", size = "200Gi" }]'
+    )
+    docs = kubernetes_documents(stack, KEY)
+    validate(docs)
+    sizes = {
+        d["metadata"]["name"]: d["spec"]["resources"]["requests"]["storage"]
+        for d in docs
+        if d["kind"] == "PersistentVolumeClaim"
+    }
+    assert sizes == {"big-store": "200Gi", "airpods-webui-data": "5Gi", "airpods-llamacpp-models": "50Gi"}
+
+
+def test_a_service_that_reads_a_secret_always_gets_the_secret_emitted(tmp_path):
+    """`export kube open-webui` used to reference `secretKeyRef.name: null`."""
+    docs = kubernetes_documents(stack_of(tmp_path, only=["open-webui"]), KEY)
+    validate(docs)
+    secrets = [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"]
+    refs = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for d in docs
+        if d["kind"] == "Deployment"
+        for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        if "valueFrom" in e
+    }
+    assert secrets == ["airpods-api-keys"] and refs == {"airpods-api-keys"}
+
+
+def test_the_kubernetes_file_holding_the_key_is_private(tmp_path, capsys, monkeypatch):
+    from tests.unit.helpers import run_cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "k8s.yaml"
+    done = run_cli(capsys, "export", "kube", "--target", "kubernetes", "--gpu", "none", "-o", str(out))
+    assert done.code == 0, done.err
+    assert out.stat().st_mode & 0o777 == 0o600 and "kind: Secret" in out.read_text()
