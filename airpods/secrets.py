@@ -16,6 +16,14 @@ def api_key_path() -> Path:
     return state_dir() / KEY_FILE
 
 
+def existing_api_key() -> str | None:
+    """The key if one was made, else None (reading never creates it)."""
+    try:
+        return api_key_path().read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def api_key() -> str:
     """The key, created on first use: 0600, complete before it is visible, and the first of two
     racing commands wins (the other reads the winner's key)."""

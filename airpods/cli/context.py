@@ -23,13 +23,14 @@ def load(options: Options, path: Path | None = None):  # -> LoadedConfig (lazy i
     return load_config(path or options.config)
 
 
-def stack(options: Options, names: list[str] | None, *, every_service: bool = False):  # -> Stack
+def stack(options: Options, names: list[str] | None, *, every_service: bool = False, ensure_key: bool = False):
+    """-> Stack (lazy import keeps --help fast); `ensure_key`: see stack.resolve.resolve_stack."""
     from airpods.stack.resolve import resolve_stack
 
-    return resolve_stack(options.config, names or (), every_service=every_service)
+    return resolve_stack(options.config, names or (), every_service=every_service, ensure_key=ensure_key)
 
 
-def stack_source(options: Options, names: list[str] | None):  # -> lifecycle.StackFor
+def stack_source(options: Options, names: list[str] | None, *, ensure_key: bool = False):  # -> lifecycle.StackFor
     """The stack of the named services (or the default selection), as a function of the
     services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
     a config or usage error is reported before podman is looked for."""
@@ -40,7 +41,7 @@ def stack_source(options: Options, names: list[str] | None):  # -> lifecycle.Sta
     def stack_for(present):
         key = tuple(present)
         if key not in resolved:
-            resolved[key] = resolve_stack(options.config, names or (), present=key)
+            resolved[key] = resolve_stack(options.config, names or (), present=key, ensure_key=ensure_key)
         return resolved[key]
 
     stack_for(())

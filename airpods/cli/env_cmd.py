@@ -19,7 +19,7 @@ def env(
     from airpods.secrets import api_key
     from airpods.stack.wiring import LLAMACPP
 
-    wanted = stack(options_of(ctx), [name] if name else None)
+    wanted = stack(options_of(ctx), [name] if name else None, ensure_key=True)
     instances = [s for s in wanted.services if s.kind == LLAMACPP]
     if not instances:
         raise UsageError(

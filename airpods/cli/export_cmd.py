@@ -29,7 +29,7 @@ def _stack(ctx: typer.Context, services: list[str] | None, gpu: str | None):
             "none": HostGpu("none"),
         }[gpu]
     )
-    return resolve_stack(options_of(ctx).config, services or (), gpu=override)
+    return resolve_stack(options_of(ctx).config, services or (), gpu=override, ensure_key=True)
 
 
 @app.command()

@@ -59,7 +59,7 @@ def start(
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
 
-    stack_for = stack_source(options_of(ctx), services)
+    stack_for = stack_source(options_of(ctx), services, ensure_key=True)
     if dry_run:
         wanted, plan = lifecycle.plan_start(
             stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
@@ -129,7 +129,7 @@ def restart(
 
     with ConsoleReporter(quiet=as_json) as reporter:
         _, result = lifecycle.restart(
-            stack_source(options_of(ctx), services),
+            stack_source(options_of(ctx), services, ensure_key=True),
             Podman(),
             reporter,
             timeout,

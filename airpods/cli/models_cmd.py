@@ -256,7 +256,7 @@ def chat(
     from airpods.models.manage import llama_instances, model_volume, tool_image
     from airpods.secrets import api_key
 
-    wanted = stack(options_of(ctx), [instance] if instance else None)
+    wanted = stack(options_of(ctx), [instance] if instance else None, ensure_key=True)
     instances = llama_instances(wanted)
     if not instances:
         raise UsageError("no llama.cpp instance to chat with")

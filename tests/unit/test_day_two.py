@@ -308,3 +308,21 @@ def test_a_restart_of_one_service_creates_only_the_secrets_it_uses(tmp_path):
     stack = stack_of(tmp_path)
     only = stack_subset(stack, ["llamacpp"])
     assert [d.name for d in only.secrets] == [u.name for u in only.service("llamacpp").secrets]
+
+
+def test_deriving_a_stack_makes_no_key_only_the_commands_that_hand_it_over_do(tmp_path, capsys, monkeypatch):
+    """status, config show and dry runs of read-only commands used to create the key file, even
+    with runtime.api_key = false."""
+    from airpods.secrets import api_key_path
+    from tests.unit.helpers import run_cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    assert run_cli(capsys, "config", "show", "--resolved").code == 0
+    assert not api_key_path().exists()
+    off = write_toml(tmp_path, "[runtime]\napi_key = false\n", "off.toml")
+    assert run_cli(capsys, "-c", str(off), "start", "--dry-run").code == 0
+    assert not api_key_path().exists()  # the config wants no key: none is made
+    plan = run_cli(capsys, "start", "--dry-run")
+    assert plan.code == 0 and "--api-key-file" in plan.out
+    assert api_key_path().exists() and api_key_path().stat().st_mode & 0o777 == 0o600
