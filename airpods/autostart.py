@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airpods.errors import RuntimeFailure
-from airpods.labels import DEFAULT_PROJECT, MANAGED_FILTER, PROJECT, project_of
+from airpods.labels import DEFAULT_PROJECT, PROJECT
 
 if TYPE_CHECKING:
     from airpods.engine.podman import Podman
@@ -163,9 +163,8 @@ def state(engine: Podman, project: str) -> AutostartState:
     rootless = engine.rootless()
     path = unit_dir(rootless) / unit_name(project)
     installed = path.is_file()
-    rows = engine.json(["ps", "--all", "--format", "json", "--filter", MANAGED_FILTER])
-    mine = [r for r in rows if project_of(r.get("Labels")) == project and not r.get("IsInfra")]
-    unlabelled = sum(1 for r in mine if PROJECT not in (r.get("Labels") or {}))
+    mine = engine.containers(project)
+    unlabelled = sum(1 for c in mine if c.legacy)
     import getpass
 
     return AutostartState(

@@ -58,9 +58,8 @@ def estimate(engine: Podman, volumes: Sequence[str]) -> int | None:
     """Bytes the volumes hold (from their mountpoints), None when podman does not say."""
     total = 0
     for volume in volumes:
-        done = engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", volume], check=False)
-        path = Path(done.stdout.strip())
-        if done.returncode != 0 or not path.is_dir():
+        path = engine.volume_mountpoint(volume)
+        if path is None or not path.is_dir():
             return None
         total += _tree_size(path)
     return total
@@ -82,7 +81,7 @@ def write_backup(
             staged.append(_stage(config_file, "config/config.toml", "config", str(config_file)))
         for volume in volumes:
             exported = Path(tmp) / f"{volume}.tar"
-            engine.run(["volume", "export", volume, "--output", str(exported)], timeout=24 * 3600)
+            engine.export_volume(volume, exported)
             staged.append(_stage(exported, f"volumes/{volume}.tar", "volume", volume))
         if secret_file:
             staged.append(_stage(secret_file, "secrets/api-key", "secret", "api-key"))
@@ -200,9 +199,9 @@ def restore_archive(
         for member in volumes:
             source = Path(tmp) / "volume.tar"
             _extract_to(tar, member.name, source)
-            engine.run(["volume", "rm", "--force", member.target], check=False)
+            engine.remove_volume(member.target, force=True)  # checked above: empty, or --force was given
             engine.create_volume(member.target, stack.labels)
-            engine.run(["volume", "import", member.target, str(source)], timeout=24 * 3600)
+            engine.import_volume(member.target, source)
             source.unlink()
             done.append(f"volume {member.target}")
         if config:
@@ -234,8 +233,5 @@ def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
 
 
 def _volume_has_data(engine: Podman, volume: str) -> bool:
-    done = engine.run(["volume", "inspect", "--format", "{{.Mountpoint}}", volume], check=False)
-    if done.returncode != 0:
-        return False
-    path = Path(done.stdout.strip())
-    return path.is_dir() and any(path.iterdir())
+    path = engine.volume_mountpoint(volume)
+    return path is not None and path.is_dir() and any(path.iterdir())

@@ -685,7 +685,7 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
             # The key's podman secrets go with the pods: start makes them again from the key file.
             secrets = [name for name, project in engine.secret_projects().items() if project == stack.project]
             if secrets:
-                engine.run(["secret", "rm", *secrets], check=False)
+                engine.remove_secrets(secrets)
                 done.append(f"removed {len(secrets)} podman secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             owners = engine.volume_projects()
@@ -696,13 +696,10 @@ def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bo
                 elif owner != stack.project:
                     done.append(f"kept volume {volume}: it belongs to airpods project '{owner}'")
                 else:  # no --force: a volume another container still uses stays, with podman's reason
-                    removed = engine.run(["volume", "rm", volume], check=False)
-                    why = (removed.stderr.strip().splitlines() or ["podman refused"])[-1]
-                    done.append(
-                        f"deleted volume {volume}" if removed.returncode == 0 else f"kept volume {volume}: {why}"
-                    )
+                    why = engine.remove_volume(volume)
+                    done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}")
         if images:
             for image in stack.images:
-                if engine.run(["rmi", image], check=False).returncode == 0:
+                if engine.remove_image(image):
                     done.append(f"removed image {image}")
     return done or ["nothing to clean"]

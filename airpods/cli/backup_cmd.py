@@ -44,7 +44,7 @@ def backup(
     names = _names(services)
     chosen = stack(options, names, every_service=not names)
     engine = Podman()
-    present = {row.get("Name") for row in engine.json(["volume", "ls", "--format", "json"])}
+    present = set(engine.volume_projects())
     volumes = [
         (v, users) for v, users in backup_volumes(chosen, with_models) if v in present
     ]  # never created: nothing to keep

@@ -91,10 +91,8 @@ def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None
     from airpods.engine.podman import Podman
 
     engine = Podman()
-    engine.run(["secret", "rm", name], check=False)
-    from airpods.labels import label_args
-
-    engine.run(["secret", "create", *label_args(labels), name, "-"], input_text=content)
+    engine.remove_secrets([name])
+    engine.create_secret(name, content, labels)
 
 
 @app.command()

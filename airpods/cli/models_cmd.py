@@ -272,23 +272,14 @@ def chat(
         raise typer.Exit(api_chat(spec.url, key, chosen))
     if not model:
         raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
-    from airpods.plan import gpu_options
+    from airpods.stack.model import Mount
 
-    volume = model_volume(wanted)
-    argv = engine.argv(
-        [
-            "run",
-            "--rm",
-            "-it",
-            "--pull",
-            "missing",
-            "--volume",
-            f"{volume}:/models:ro",
-            *gpu_options(spec.gpu_request),
-            tool_image(spec.image, "light"),
-            "--model",
-            f"/models/{model.removesuffix('.gguf')}.gguf",
-        ]
+    argv = engine.one_off_argv(
+        tool_image(spec.image, "light"),
+        ["--model", f"/models/{model.removesuffix('.gguf')}.gguf"],
+        mounts=[Mount(model_volume(wanted), "/models", "ro", True)],
+        gpu=spec.gpu_request,
+        interactive=True,
     )
     raise typer.Exit(subprocess.call(argv))
 

@@ -8,11 +8,16 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
-from airpods.labels import CONFIG_HASH, MANAGED_FILTER, SERVICE, label_args, project_of
-from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
+from airpods.gpu import GpuRequest
+from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
+from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step, gpu_options, volume_option
+from airpods.stack.model import Mount
+
+LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class ContainerState:
     project: str | None = None  # the airpods project it belongs to
     image_id: str = ""  # the local image it runs (a new pull of its name changes the name's ID)
     pod: str = ""
+    legacy: bool = False  # made before projects: no project label (counts as the default project)
 
     @property
     def running(self) -> bool:
@@ -110,6 +116,7 @@ class Podman:
                     project=owner,
                     image_id=str(row.get("ImageID") or ""),
                     pod=str(row.get("PodName") or ""),
+                    legacy=bool(owner) and PROJECT not in labels,
                 )
             )
         return states
@@ -186,9 +193,6 @@ class Podman:
         wanted = list(images)
         return self.json(["images", "--format", "json", *(f"--filter=reference={i}" for i in wanted)]) if wanted else []
 
-    def image_exists(self, image: str) -> bool:
-        return self.run(["image", "exists", image], check=False).returncode == 0
-
     def image_ids(self, images: Iterable[str]) -> dict[str, str]:
         """Local image ID of each present image, from one `podman images` call."""
         wanted = list(images)
@@ -245,8 +249,70 @@ class Podman:
         done = self.run(["pod", "rm", "--force", "--ignore", pod], check=False)
         return done.returncode == 0 and bool(done.stdout.strip())
 
+    # -- volumes, secrets, images ------------------------------------------------------------------
+
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
         self.run(["volume", "create", *label_args(labels), name])
+
+    def volume_exists(self, name: str) -> bool:
+        return self.run(["volume", "exists", name], check=False).returncode == 0
+
+    def volume_mountpoint(self, name: str) -> Path | None:
+        """Where a volume's files are on this host, None when podman does not say (or it is absent)."""
+        done = self.run(["volume", "inspect", "--format", "{{.Mountpoint}}", name], check=False)
+        found = done.stdout.strip()
+        return Path(found) if done.returncode == 0 and found else None
+
+    def export_volume(self, name: str, tar: Path) -> None:
+        """The volume's files as a tar archive (`podman volume export`); may take hours for models."""
+        self.run(["volume", "export", name, "--output", str(tar)], timeout=LONG_TIMEOUT_S)
+
+    def import_volume(self, name: str, tar: Path) -> None:
+        self.run(["volume", "import", name, str(tar)], timeout=LONG_TIMEOUT_S)
+
+    def remove_volume(self, name: str, *, force: bool = False) -> str | None:
+        """None when removed, else podman's reason (in use by a container, absent…). `force`
+        also removes the containers that use it: only for a volume being replaced."""
+        done = self.run(["volume", "rm", *(["--force"] if force else []), name], check=False)
+        return None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["podman refused"])[-1])
+
+    def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
+        """A podman secret whose value goes through stdin (never argv)."""
+        self.run(["secret", "create", *label_args(labels), name, "-"], input_text=value)
+
+    def remove_secrets(self, names: Iterable[str]) -> None:
+        wanted = list(names)
+        if wanted:
+            self.run(["secret", "rm", *wanted], check=False)
+
+    def remove_image(self, image: str) -> bool:
+        return self.run(["rmi", image], check=False).returncode == 0
+
+    def one_off_argv(
+        self,
+        image: str,
+        args: Sequence[str],
+        *,
+        mounts: Sequence[Mount] = (),
+        gpu: GpuRequest | None = None,
+        entrypoint: str | None = None,
+        interactive: bool = False,
+    ) -> list[str]:
+        """A throwaway container (removed when it exits, image pulled if missing): the tools of
+        the llama.cpp images (quantize, convert, llama-cli)."""
+        return self.argv(_one_off(image, args, mounts, gpu, entrypoint, interactive))
+
+    def run_one_off(
+        self,
+        image: str,
+        args: Sequence[str],
+        *,
+        mounts: Sequence[Mount] = (),
+        gpu: GpuRequest | None = None,
+        entrypoint: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`one_off_argv`, run to completion with its output captured (a day at most)."""
+        return self.run(_one_off(image, args, mounts, gpu, entrypoint, False), timeout=LONG_TIMEOUT_S, check=False)
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""
@@ -296,6 +362,20 @@ class Podman:
         if since:
             argv += ["--since", since]
         return self.argv([*argv, container])
+
+
+def _one_off(
+    image: str,
+    args: Sequence[str],
+    mounts: Sequence[Mount],
+    gpu: GpuRequest | None,
+    entrypoint: str | None,
+    interactive: bool,
+) -> list[str]:
+    argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
+    argv += [arg for m in mounts for arg in ("--volume", volume_option(m))]
+    argv += gpu_options(gpu) + (["--entrypoint", entrypoint] if entrypoint else [])
+    return [*argv, image, *args]
 
 
 def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> dict[str, str]:

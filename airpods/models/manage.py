@@ -12,9 +12,8 @@ from airpods.engine.podman import Podman
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
 from airpods.models.store import ModelStore
-from airpods.plan import gpu_options
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
-from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.model import Mount, ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
 
 QUANT_TYPES = (
@@ -139,40 +138,28 @@ def import_model(store: ModelStore, source: Path, name: str | None, overwrite: b
     )
 
 
-def quantize_argv(engine: Podman, stack: Stack, volume: str, src: str, out_partial: str, qtype: str) -> list[str]:
-    spec = llama_instances(stack)[0]
-    return engine.argv(
-        [
-            "run",
-            "--rm",
-            "--pull",
-            "missing",
-            "--volume",
-            f"{volume}:{MODELS_DIR}:rw",
-            *gpu_options(spec.gpu_request),
-            tool_image(spec.image, "full"),
-            "--quantize",
-            f"{MODELS_DIR}/{src}",
-            f"{MODELS_DIR}/{out_partial}",
-            qtype,
-        ]
-    )
+def models_mount(volume: str, mode: str = "rw") -> Mount:
+    return Mount(volume, MODELS_DIR, mode, True)
 
 
 def quantize_model(
     engine: Podman, store: ModelStore, stack: Stack, src: str, qtype: str, name: str | None, overwrite: bool
 ) -> Path:
+    """llama-quantize in a one-off container of the :full image (its tools.sh --quantize)."""
     qtype = qtype.upper()
     if qtype not in QUANT_TYPES:
         raise UsageError(f"unknown quantization type {qtype}", hint="types: " + ", ".join(QUANT_TYPES))
     source = store.path(src)
     out = name or re.sub(r"(?i)[-.](F32|F16|BF16|Q\d\w*)$", "", source.stem) + f"-{qtype}.gguf"
     store.require_space(source.stat().st_size, out)
+    spec = llama_instances(stack)[0]
     with store.incoming(out, overwrite=overwrite) as partial:
-        argv = quantize_argv(engine, stack, store.volume, source.name, partial.name, qtype)
-        import subprocess
-
-        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        done = engine.run_one_off(
+            tool_image(spec.image, "full"),
+            ["--quantize", f"{MODELS_DIR}/{source.name}", f"{MODELS_DIR}/{partial.name}", qtype],
+            mounts=[models_mount(store.volume)],
+            gpu=spec.gpu_request,
+        )
         if done.returncode != 0 or not partial.exists():
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
             raise RuntimeFailure(f"llama-quantize failed (exit {done.returncode}):\n{tail}")
@@ -184,19 +171,8 @@ def convert_model(engine: Podman, stack: Stack, volume: str, hf_dir: Path, out: 
     """convert_hf_to_gguf.py from the :full image, where that image has it (and Python)."""
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")
-    if not engine.image_exists(image):
-        engine.run(["pull", image], timeout=3600)
-    probe = engine.run(
-        [
-            "run",
-            "--rm",
-            "--entrypoint",
-            "/bin/sh",
-            image,
-            "-c",
-            "test -f /app/convert_hf_to_gguf.py && command -v python3",
-        ],
-        check=False,
+    probe = engine.run_one_off(
+        image, ["-c", "test -f /app/convert_hf_to_gguf.py && command -v python3"], entrypoint="/bin/sh"
     )
     if probe.returncode != 0:
         raise RuntimeFailure(
@@ -205,22 +181,14 @@ def convert_model(engine: Podman, stack: Stack, volume: str, hf_dir: Path, out: 
         )
     if not hf_dir.is_dir():
         raise UsageError(f"{hf_dir} is not a folder (a Hugging Face model folder with config.json)")
-    engine.run(
-        [
-            "run",
-            "--rm",
-            "--volume",
-            f"{hf_dir.resolve()}:/input:ro",
-            "--volume",
-            f"{volume}:{MODELS_DIR}:rw",
-            image,
-            "--convert",
-            "/input",
-            "--outfile",
-            f"{MODELS_DIR}/{out}",
-        ],
-        timeout=24 * 3600,
+    done = engine.run_one_off(
+        image,
+        ["--convert", "/input", "--outfile", f"{MODELS_DIR}/{out}"],
+        mounts=[Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(volume)],
     )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+        raise RuntimeFailure(f"convert_hf_to_gguf.py failed (exit {done.returncode}):\n{tail}")
 
 
 def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str]:

@@ -23,15 +23,12 @@ class ModelStore:
     @property
     def root(self) -> Path:
         if self._root is None:
-            if self.engine.run(["volume", "exists", self.volume], check=False).returncode != 0:
+            if not self.engine.volume_exists(self.volume):
                 self.engine.create_volume(self.volume, self.labels)
-            mountpoint = self.engine.run(
-                ["volume", "inspect", "--format", "{{.Mountpoint}}", self.volume]
-            ).stdout.strip()
-            path = Path(mountpoint)
-            if not mountpoint or not path.is_dir() or not os.access(path, os.W_OK):
+            path = self.engine.volume_mountpoint(self.volume)
+            if path is None or not path.is_dir() or not os.access(path, os.W_OK):
                 raise RuntimeFailure(
-                    f"the model volume {self.volume} is not reachable from this host ({mountpoint or 'no mountpoint'})",
+                    f"the model volume {self.volume} is not reachable from this host ({path or 'no mountpoint'})",
                     hint="airpods writes models through the volume's mountpoint; run it where podman runs",
                 )
             self._root = path
