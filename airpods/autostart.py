@@ -33,7 +33,7 @@ from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT, PROJECT
 
 if TYPE_CHECKING:
-    from airpods.engine.podman import Podman
+    from airpods.engine.base import Engine
 
 # Podman's own configuration variables: a unit must see the same store as the airpods that
 # wrote it (a custom CONTAINERS_CONF or storage.conf), so they are carried into it.
@@ -158,7 +158,7 @@ def _enabled(path: Path, rootless: bool) -> bool:
     return link.is_symlink() or link.exists()
 
 
-def state(engine: Podman, project: str) -> AutostartState:
+def state(engine: Engine, project: str) -> AutostartState:
     """What autostart looks like now for `project`."""
     rootless = engine.rootless()
     path = unit_dir(rootless) / unit_name(project)
@@ -181,7 +181,7 @@ def state(engine: Podman, project: str) -> AutostartState:
     )
 
 
-def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
+def turn_on(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
     """Write the unit (atomically, 0644), enable it, and for a rootless user ask logind for
     linger. Returns the new state and notes for the user."""
     rootless = engine.rootless()
@@ -230,7 +230,7 @@ def turn_on(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
     return state(engine, project), notes
 
 
-def turn_off(engine: Podman, project: str) -> tuple[AutostartState, list[str]]:
+def turn_off(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
     """Disable and remove the unit; containers are left as they are."""
     rootless = engine.rootless()
     path = unit_dir(rootless) / unit_name(project)

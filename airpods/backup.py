@@ -16,7 +16,7 @@ from pathlib import Path
 
 from airpods import __version__
 from airpods.checksum import sha256_of, sha256_stream
-from airpods.engine.podman import Podman
+from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.download import Progress
 from airpods.models.manage import model_volume
@@ -54,7 +54,7 @@ def backup_volumes(stack: Stack, with_models: bool) -> list[tuple[str, list[str]
     return list(users.items())
 
 
-def estimate(engine: Podman, volumes: Sequence[str]) -> int | None:
+def estimate(engine: Engine, volumes: Sequence[str]) -> int | None:
     """Bytes the volumes hold (from their mountpoints), None when podman does not say."""
     total = 0
     for volume in volumes:
@@ -66,7 +66,7 @@ def estimate(engine: Podman, volumes: Sequence[str]) -> int | None:
 
 
 def write_backup(
-    engine: Podman,
+    engine: Engine,
     out: Path,
     stack: Stack,
     volumes: Sequence[str],
@@ -154,7 +154,7 @@ def verify_archive(archive: Path) -> tuple[dict, list[Member]]:
 
 
 def restore_archive(
-    engine: Podman,
+    engine: Engine,
     archive: Path,
     stack: Stack,
     only: Sequence[str],
@@ -232,6 +232,6 @@ def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
             out.write(chunk)
 
 
-def _volume_has_data(engine: Podman, volume: str) -> bool:
+def _volume_has_data(engine: Engine, volume: str) -> bool:
     path = engine.volume_mountpoint(volume)
     return path is not None and path.is_dir() and any(path.iterdir())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
-    from airpods.engine.podman import Podman
+    from airpods.engine.base import Engine
 
 MIN_PODMAN = (4, 3)
 
@@ -212,7 +212,7 @@ def run_checks(config_path: object = None) -> list[Check]:
     return checks
 
 
-def autostart_check(engine: Podman, project: str) -> Check:
+def autostart_check(engine: Engine, project: str) -> Check:
     """Would the stack come back after a reboot (airpods/autostart.py)?"""
     from airpods.autostart import state
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from airpods.engine.podman import ContainerState, Podman
+from airpods.engine.base import ContainerState, Engine
 from airpods.stack.model import ServiceSpec
 
 PROBE_INTERVAL_S = 0.2
@@ -97,7 +97,7 @@ class Readiness:
 class ContainerWatch:
     """One `podman ps` per interval, shared by every waiting service."""
 
-    def __init__(self, engine: Podman, project: str | None = None, interval: float = WATCH_INTERVAL_S) -> None:
+    def __init__(self, engine: Engine, project: str | None = None, interval: float = WATCH_INTERVAL_S) -> None:
         self.engine, self.project, self.interval = engine, project, interval
         self.lock = threading.Lock()
         self.when = 0.0
@@ -119,7 +119,7 @@ class ContainerWatch:
 Progress = Callable[[str, float, str], None]
 
 
-def _crashed(engine: Podman, spec: ServiceSpec, state: ContainerState | None, elapsed: float) -> Readiness:
+def _crashed(engine: Engine, spec: ServiceSpec, state: ContainerState | None, elapsed: float) -> Readiness:
     if state is None:
         return Readiness(spec.name, False, elapsed, "container disappeared")
     code, restarts = engine.last_exit(state.id)
@@ -130,7 +130,7 @@ def _crashed(engine: Podman, spec: ServiceSpec, state: ContainerState | None, el
 
 
 def wait_one(
-    engine: Podman, watch: ContainerWatch, spec: ServiceSpec, progress: Progress, cancel: threading.Event
+    engine: Engine, watch: ContainerWatch, spec: ServiceSpec, progress: Progress, cancel: threading.Event
 ) -> Readiness:
     """Probe first (a healthy answer needs no podman call); between failed probes, the shared
     watch says whether the container exited or restarted since the wait began."""

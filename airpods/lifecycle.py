@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from airpods.engine.base import ContainerState, Engine
 from airpods.engine.errors import EngineError
-from airpods.engine.podman import ContainerState, Podman
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import NOT_LISTENING, ContainerWatch, Probe, Readiness, probe_all, wait_one
 from airpods.plan import (
@@ -64,7 +64,7 @@ def stack_in_use(stack_for: StackFor, pods: Mapping[str, ObservedPod]) -> Stack:
     return stack_for(present) if set(present) - known else stack
 
 
-def observe_stack(stack_for: StackFor, engine: Podman) -> tuple[Stack, Observed]:
+def observe_stack(stack_for: StackFor, engine: Engine) -> tuple[Stack, Observed]:
     """The stack in use and one snapshot of what exists for it (a second snapshot only when
     pods of services outside the first guess exist)."""
     stack = stack_for(())
@@ -90,7 +90,7 @@ class StartResult:
 
 def plan_start(
     stack_for: StackFor,
-    engine: Podman | None,
+    engine: Engine | None,
     *,
     pull: PullPolicy = "missing",
     pull_only: bool = False,
@@ -121,7 +121,7 @@ class Pulls:
         return "; ".join(f"{image}: {why}" for image, why in self.failed.items())
 
 
-def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers: int) -> Pulls:
+def run_pulls(engine: Engine, steps: Sequence[Step], reporter: Reporter, workers: int) -> Pulls:
     """Pull concurrently, every image whatever happens to the others (one bad image must not
     hide the rest); sizes come from one `podman images` call at the end."""
     seconds: dict[str, float] = {}
@@ -146,7 +146,7 @@ def run_pulls(engine: Podman, steps: Sequence[Step], reporter: Reporter, workers
     return Pulls({image: (took, sizes.get(image)) for image, took in seconds.items()}, failed)
 
 
-def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping[str, ObservedPod]) -> None:
+def check_ports(stack: Stack, plan: Plan, engine: Engine, observed_pods: Mapping[str, ObservedPod]) -> None:
     """Every host port a new pod publishes must be free; say who holds it otherwise. An IPv6
     host address needs rootless Podman (see below)."""
     creating = {s.target for s in plan.steps if s.kind == "pod"}
@@ -187,7 +187,7 @@ def check_ports(stack: Stack, plan: Plan, engine: Podman, observed_pods: Mapping
             )
 
 
-def check_limits(stack: Stack, plan: Plan, engine: Podman) -> None:
+def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:
     """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
     creating = {s.service for s in plan.steps if s.kind == "container"}
     limited = [s.name for s in stack.services if s.name in creating and (s.memory or s.cpus)]
@@ -231,7 +231,7 @@ def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
 
 def start(
     stack_for: StackFor,
-    engine: Podman,
+    engine: Engine,
     reporter: Reporter,
     *,
     keep_failed: bool = False,
@@ -245,7 +245,7 @@ def start(
 
 def _start(
     stack_for: StackFor,
-    engine: Podman,
+    engine: Engine,
     reporter: Reporter,
     *,
     keep_failed: bool,
@@ -354,7 +354,7 @@ def _start(
     return result
 
 
-def rollback(engine: Podman, pods: Sequence[str]) -> list[str]:
+def rollback(engine: Engine, pods: Sequence[str]) -> list[str]:
     """Remove pods (and their containers) a run created; volumes are never touched. Returns the
     pods podman really removed."""
     return [pod for pod in reversed(pods) if engine.remove_pod(pod)]
@@ -368,7 +368,7 @@ def stack_subset(stack: Stack, names: Sequence[str]) -> Stack:
     return replace(stack, services=services, secrets=tuple(d for d in stack.secrets if d.name in used))
 
 
-def pre_fetch(stack: Stack, engine: Podman, reporter: Reporter, pull: PullPolicy = "missing") -> Plan:
+def pre_fetch(stack: Stack, engine: Engine, reporter: Reporter, pull: PullPolicy = "missing") -> Plan:
     """Only the pulls; every image is tried, then a RuntimeFailure names the ones that failed."""
     plan = pull_plan(stack, engine.observe_images(stack.images), pull)
     pulls = run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
@@ -398,7 +398,7 @@ class PulledImage:
         return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
 
 
-def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
+def pull(stack: Stack, engine: Engine, reporter: Reporter) -> list[PulledImage]:
     """Pull every image of the stack again (concurrently) and say which changed: a new image
     under the same tag is what `start` then applies, recreating exactly the services that run
     an older one."""
@@ -444,7 +444,7 @@ def pull(stack: Stack, engine: Podman, reporter: Reporter) -> list[PulledImage]:
 
 def stop(
     stack_for: StackFor,
-    engine: Podman,
+    engine: Engine,
     reporter: Reporter,
     timeout_s: int | None = None,
     *,
@@ -455,7 +455,7 @@ def stop(
 
 
 def _stop(
-    stack_for: StackFor, engine: Podman, reporter: Reporter, timeout_s: int | None, *, remove_orphans: bool
+    stack_for: StackFor, engine: Engine, reporter: Reporter, timeout_s: int | None, *, remove_orphans: bool
 ) -> tuple[Stack, Plan]:
     pods = engine.pods()
     stack = stack_in_use(stack_for, pods)
@@ -488,7 +488,7 @@ def _stop(
 
 def restart(
     stack_for: StackFor,
-    engine: Podman,
+    engine: Engine,
     reporter: Reporter,
     timeout_s: int | None = None,
     *,
@@ -531,7 +531,7 @@ class ServiceStatus:
         return {**self.__dict__, "changes": list(self.changes)}
 
 
-def status(stack_for: StackFor, engine: Podman) -> list[ServiceStatus]:
+def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
     """One `podman ps`, one `podman images` of the stack's images and, at the same time, one
     health probe per service (a probe of a service that turns out not to run is not shown).
     Rows for the stack in use, then one per orphan container."""
@@ -673,7 +673,7 @@ def _orphan_status(state: ContainerState, now: int) -> ServiceStatus:
     )
 
 
-def clean(stack: Stack, engine: Podman, *, pods: bool, volumes: bool, images: bool) -> list[str]:
+def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bool) -> list[str]:
     """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
     (and never one labelled as another project's)."""
     done: list[str] = []

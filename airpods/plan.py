@@ -1,20 +1,19 @@
-"""The plan: ordered podman invocations as data. Pure — (stack, observed) → Plan.
+"""The plan: ordered steps as data, engine-neutral. Pure — (stack, observed) → Plan.
 
-`start --dry-run` prints it; the engine runs it step by step and makes no decisions of its own.
+`start --dry-run` prints it as the engine renders it (engine/podman_argv.py: the exact podman
+argv); the engine runs it step by step and makes no decisions of its own.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from airpods.errors import RuntimeFailure
-from airpods.gpu import GpuRequest
-from airpods.labels import DEFAULT_PROJECT, label_args
-from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec, Stack
+from airpods.labels import DEFAULT_PROJECT
+from airpods.stack.model import ServiceSpec, Stack
 
 StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
 PullPolicy = Literal["missing", "always", "never"]
@@ -26,16 +25,23 @@ ENGINE_MARGIN_S = 60.0
 
 @dataclass(frozen=True)
 class Step:
+    """One thing for the engine to do, as data: create the network/volume/secret `target`, pull
+    the image `target`, create the pod or container of `spec`, stop (waiting `grace_s`) or remove
+    the pod `target`. The engine renders it (engine/podman_argv.py for Podman)."""
+
     kind: StepKind
     target: str
-    argv: tuple[str, ...]
     why: str
     service: str | None = None
     stdin: str | None = field(default=None, repr=False)  # a secret's value: never displayed
     timeout_s: float = DEFAULT_TIMEOUT_S  # how long the engine lets the command run
+    spec: ServiceSpec | None = field(default=None, repr=False, compare=False)  # pod and container steps
+    labels: tuple[tuple[str, str], ...] = ()  # network, volume and secret steps
+    grace_s: int | None = None  # stop steps: seconds before the containers are killed
 
-    def display(self) -> str:
-        return shlex.join(self.argv) + (" <<< '********'" if self.stdin is not None else "")
+
+# An engine's rendering of a step as the command it runs (for display and --json).
+Render = Callable[[Step], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -88,29 +94,27 @@ class Plan:
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()
 
-    def render(self) -> str:
+    def render(self, argv_of: Render) -> str:
         lines = [f"# airpods {self.action}: {len(self.steps)} step{'s' if len(self.steps) != 1 else ''}"]
         lines += [f"# {note}" for note in self.notes]
         for step in self.steps:
             lines.append(f"# {step.why}")
-            lines.append(step.display())
+            lines.append(shlex.join(argv_of(step)) + (" <<< '********'" if step.stdin is not None else ""))
         return "\n".join(lines)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, argv_of: Render) -> dict[str, object]:
         return {
             "action": self.action,
             "notes": list(self.notes),
             "steps": [
-                {"kind": s.kind, "target": s.target, "service": s.service, "why": s.why, "argv": list(s.argv)}
+                {"kind": s.kind, "target": s.target, "service": s.service, "why": s.why, "argv": list(argv_of(s))}
                 for s in self.steps
             ],
         }
 
 
 def pull_steps(images: Iterable[str]) -> list[Step]:
-    return [
-        Step("pull", image, ("podman", "pull", image), f"pull {image}", timeout_s=PULL_TIMEOUT_S) for image in images
-    ]
+    return [Step("pull", image, f"pull {image}", timeout_s=PULL_TIMEOUT_S) for image in images]
 
 
 def images_to_pull(stack: Stack, observed: Observed, policy: PullPolicy) -> list[str]:
@@ -125,66 +129,6 @@ def images_to_pull(stack: Stack, observed: Observed, policy: PullPolicy) -> list
             hint="`airpods pull` fetches them, or use --pull missing",
         )
     return list(stack.images) if policy == "always" else ([] if policy == "never" else missing)
-
-
-def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
-    argv = ["podman", "pod", "create", "--name", spec.pod, "--network", spec.network]
-    argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
-    argv += label_args(spec.labels)
-    argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
-    return tuple(argv)
-
-
-def publish_option(publish: Publish) -> str:
-    """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
-    parses the host IP up to the last colons."""
-    return f"{publish.address()}:{publish.container}"
-
-
-def volume_option(mount: Mount) -> str:
-    return f"{mount.source}:{mount.target}:{mount.mode}"
-
-
-def secret_option(use: SecretUse) -> str:
-    """podman's --secret value: a 0400 file, or an env variable."""
-    return f"{use.name},type={use.type},target={use.target}" + (",mode=0400" if use.type == "mount" else "")
-
-
-def gpu_options(request: GpuRequest | None) -> list[str]:
-    """podman run flags that hand a GPU over: --device per CDI name or node (podman-run(1))."""
-    if request is None:
-        return []
-    flags = [arg for device in request.devices for arg in ("--device", device)]
-    return flags + (["--group-add", "keep-groups"] if request.keep_groups else [])
-
-
-def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
-    argv = [
-        "podman",
-        "run",
-        "--detach",
-        "--name",
-        spec.container,
-        "--pod",
-        spec.pod,
-        "--restart",
-        spec.restart_policy,
-        "--pull",
-        "never",
-    ]
-    argv += label_args(spec.labels)
-    argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
-    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
-    argv += [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
-    if spec.memory:
-        argv += ["--memory", spec.memory]
-    if spec.cpus:
-        argv += ["--cpus", f"{spec.cpus:g}"]
-    argv += gpu_options(spec.gpu_request)
-    if spec.entrypoint:
-        argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]
-    argv += [spec.image, *spec.args, *spec.key_args]
-    return tuple(argv)
 
 
 def check_name_clashes(stack: Stack, observed: Observed) -> None:
@@ -213,7 +157,7 @@ def check_name_clashes(stack: Stack, observed: Observed) -> None:
 
 
 def remove_step(pod: str, why: str, service: str | None) -> Step:
-    return Step("remove", pod, ("podman", "pod", "rm", "--force", pod), why, service)
+    return Step("remove", pod, why, service)
 
 
 def pull_plan(stack: Stack, observed: Observed, policy: PullPolicy = "missing") -> Plan:
@@ -233,32 +177,28 @@ def build_start_plan(
     check_name_clashes(stack, observed)
     steps: list[Step] = []
     notes: list[str] = list(stack.warnings)
-    labels = label_args(stack.labels)
+    labels = tuple(stack.labels.items())
     if stack.network not in observed.networks:
         steps.append(
             Step(
                 "network",
                 stack.network,
-                ("podman", "network", "create", *labels, stack.network),
                 f"network {stack.network}: pods reach each other by name and alias",
+                labels=labels,
             )
         )
     for volume in stack.volumes:
         if volume not in observed.volumes:
-            steps.append(
-                Step(
-                    "volume", volume, ("podman", "volume", "create", *labels, volume), f"volume {volume}: kept by stop"
-                )
-            )
+            steps.append(Step("volume", volume, f"volume {volume}: kept by stop", labels=labels))
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
             steps.append(
                 Step(
                     "secret",
                     secret.name,
-                    ("podman", "secret", "create", *labels, secret.name, "-"),
                     f"secret {secret.name}: the stack's API key, kept out of argv and env",
                     stdin=secret.value(api_key),
+                    labels=labels,
                 )
             )
     steps += pull_steps(images_to_pull(stack, observed, pull))
@@ -287,23 +227,23 @@ def build_start_plan(
             Step(
                 "pod",
                 spec.pod,
-                pod_create_argv(spec),
                 f"{spec.name}: pod {spec.pod}"
                 + (
-                    f", published on {', '.join(publish_option(p) for p in spec.publish)}"
+                    f", published on {', '.join(f'{p.address()}:{p.container}' for p in spec.publish)}"
                     if spec.publish
                     else ", not published"
                 ),
                 spec.name,
+                spec=spec,
             )
         )
         steps.append(
             Step(
                 "container",
                 spec.container,
-                container_run_argv(spec),
                 f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})",
                 spec.name,
+                spec=spec,
             )
         )
     return Plan("start", tuple(steps), tuple(notes))
@@ -335,10 +275,10 @@ def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int, *, 
             Step(
                 "stop",
                 pod,
-                ("podman", "pod", "stop", "--time", str(timeout_s), pod),
                 f"{label}: stop pod {pod}",
                 service,
                 timeout_s=timeout_s + ENGINE_MARGIN_S,
+                grace_s=timeout_s,
             )
         )
         steps.append(remove_step(pod, f"{label}: remove pod {pod} (volumes are kept)", service))

@@ -58,6 +58,7 @@ def start(
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
+    from airpods.engine.podman_argv import step_argv
 
     stack_for = stack_source(options_of(ctx), services, ensure_key=True)
     if dry_run:
@@ -65,10 +66,10 @@ def start(
             stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
         )
         if as_json:
-            print_json(plan.to_json())
+            print_json(plan.to_json(step_argv))
         else:
             print(f"# {wanted.gpu.describe()}")
-            print(plan.render())
+            print(plan.render(step_argv))
         return
     engine = Podman()
     with ConsoleReporter(quiet=as_json) as reporter:

@@ -7,13 +7,13 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from airpods.engine.podman import Podman
+from airpods.engine.base import Engine
 
 COLORS = ("36", "35", "33", "32", "34", "31")
 
 
 def stream_logs(
-    engine: Podman, containers: Mapping[str, str], *, follow: bool, lines: int | None, since: str | None
+    engine: Engine, containers: Mapping[str, str], *, follow: bool, lines: int | None, since: str | None
 ) -> int:
     """Returns podman's exit code (the worst of them). Ctrl-C ends the stream quietly."""
     argvs = {name: engine.logs_argv(ctr, follow=follow, lines=lines, since=since) for name, ctr in containers.items()}

@@ -7,43 +7,23 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airpods.engine.base import ContainerState
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.engine.podman_argv import gpu_options, step_argv, volume_option
 from airpods.gpu import GpuRequest
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
-from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step, gpu_options, volume_option
+from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 from airpods.stack.model import Mount
 
 LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 
-@dataclass(frozen=True)
-class ContainerState:
-    """One airpods container as `podman ps -a --format json` shows it."""
-
-    name: str
-    id: str
-    service: str | None
-    config_hash: str | None
-    state: str  # running | exited | created | …
-    exit_code: int
-    started_at: int  # unix seconds; changes when the container restarts
-    image: str
-    ports: tuple[tuple[str, int, int], ...] = field(default=())  # (host_ip, host, container)
-    project: str | None = None  # the airpods project it belongs to
-    image_id: str = ""  # the local image it runs (a new pull of its name changes the name's ID)
-    pod: str = ""
-    legacy: bool = False  # made before projects: no project label (counts as the default project)
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
 class Podman:
+    """The Podman implementation of engine.base.Engine (4.3 through 5.x)."""
+
     def __init__(self, binary: str | None = None) -> None:
         found = binary or shutil.which("podman")
         if not found:
@@ -83,7 +63,7 @@ class Podman:
         return json.loads(out) if out else []
 
     def execute(self, step: Step) -> None:
-        self.run(step.argv, step.timeout_s, input_text=step.stdin)
+        self.run(step_argv(step), step.timeout_s, input_text=step.stdin)
 
     # -- observing ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from airpods.engine.podman import Podman
+from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
 from airpods.models.store import ModelStore
@@ -143,7 +143,7 @@ def models_mount(volume: str, mode: str = "rw") -> Mount:
 
 
 def quantize_model(
-    engine: Podman, store: ModelStore, stack: Stack, src: str, qtype: str, name: str | None, overwrite: bool
+    engine: Engine, store: ModelStore, stack: Stack, src: str, qtype: str, name: str | None, overwrite: bool
 ) -> Path:
     """llama-quantize in a one-off container of the :full image (its tools.sh --quantize)."""
     qtype = qtype.upper()
@@ -167,7 +167,7 @@ def quantize_model(
     return store.root / out
 
 
-def convert_model(engine: Podman, stack: Stack, volume: str, hf_dir: Path, out: str) -> None:
+def convert_model(engine: Engine, stack: Stack, volume: str, hf_dir: Path, out: str) -> None:
     """convert_hf_to_gguf.py from the :full image, where that image has it (and Python)."""
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")

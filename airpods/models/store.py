@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from airpods.engine.podman import Podman
+from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 
 
 class ModelStore:
-    def __init__(self, engine: Podman, volume: str, labels: dict[str, str]) -> None:
+    def __init__(self, engine: Engine, volume: str, labels: dict[str, str]) -> None:
         """`labels`: what the volume gets if this store creates it (the project's labels)."""
         self.engine, self.volume, self.labels = engine, volume, labels
         self._root: Path | None = None

@@ -47,8 +47,8 @@ def test_default_model_template_renders_the_model_flag(tmp_path):
 
 
 def test_entrypoint_override_replaces_the_entrypoint_and_args_follow(tmp_path):
+    from airpods.engine.podman_argv import container_run_argv
     from airpods.gpu import HostGpu
-    from airpods.plan import container_run_argv
     from airpods.stack.build import build_service
     from tests.unit.helpers import load_text
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from airpods.engine.podman_argv import step_argv
 from airpods.errors import RuntimeFailure
 from airpods.health import Probe, http_status
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, orphans
@@ -105,7 +106,7 @@ def test_project_labels_and_per_project_secret_names(tmp_path):
     assert other.service("ollama").labels["io.airpods.project"] == "lab"
     assert other.service("ollama").config_hash != default.service("ollama").config_hash
     assert not {s.name for s in default.secrets} & {s.name for s in other.secrets}
-    argv = [a for s in build_start_plan(other, Observed()).steps for a in s.argv]
+    argv = [a for s in build_start_plan(other, Observed()).steps for a in step_argv(s)]
     assert "io.airpods.project=lab" in argv and "io.airpods.project=airpods" not in argv
 
 
@@ -113,7 +114,7 @@ def test_stop_timeout_gives_the_engine_step_that_long_plus_a_margin(tmp_path):
     stack = stack_of(tmp_path)
     plan = build_stop_plan(stack, None, 300)
     stops = [s for s in plan.steps if s.kind == "stop"]
-    assert stops and all(s.timeout_s == 360 and "--time" in s.argv and "300" in s.argv for s in stops)
+    assert stops and all(s.timeout_s == 360 and "--time" in step_argv(s) and "300" in step_argv(s) for s in stops)
 
 
 def test_relative_host_folders_resolve_against_the_config_file(tmp_path, monkeypatch):
@@ -147,11 +148,11 @@ def test_relative_host_folders_resolve_against_the_config_file(tmp_path, monkeyp
 def test_ipv6_bind_address_is_bracketed_for_podman_and_urls(tmp_path):
     stack = stack_of(tmp_path, '[runtime]\nbind_address = "::1"')
     llama = stack.service("llamacpp")
-    from airpods.plan import publish_option
+    from airpods.engine.podman_argv import publish_option
 
     assert publish_option(llama.publish[0]) == "[::1]:8081:8080" and llama.publish[0].address() == "[::1]:8081"
     assert llama.url == "http://[::1]:8081"
-    argv = [a for s in build_start_plan(stack, Observed()).steps for a in s.argv]
+    argv = [a for s in build_start_plan(stack, Observed()).steps for a in step_argv(s)]
     assert "[::1]:8081:8080" in argv
 
 
@@ -272,9 +273,9 @@ def test_the_engine_gives_each_step_the_time_the_plan_allows(tmp_path):
     fake.write_text("#!/bin/sh\nsleep 1\n")
     fake.chmod(0o755)
     engine = Podman(str(fake))
-    engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=10))
+    engine.execute(Step("stop", "p", "stop", timeout_s=10, grace_s=0))
     with pytest.raises(EngineTimeout, match="timed out after 0.3 s"):
-        engine.execute(Step("stop", "p", ("podman", "pod", "stop"), "stop", timeout_s=0.3))
+        engine.execute(Step("stop", "p", "stop", timeout_s=0.3, grace_s=0))
 
 
 def test_an_empty_service_name_is_not_the_same_cache_key_as_no_name():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airpods.engine.podman_argv import gpu_options
 from airpods.gpu import HostGpu, detect_gpu, gpu_request
-from airpods.plan import gpu_options
 from airpods.stack.build import build_stack, select_image
 from tests.unit.helpers import load_text
 

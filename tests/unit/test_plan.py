@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from airpods.engine.podman_argv import step_argv
 from airpods.gpu import HostGpu
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, pull_plan
 from tests.unit.helpers import KEY, run_cli, stack_of
@@ -35,12 +36,12 @@ def check_golden(name: str, text: str) -> None:
 
 
 def test_default_stack_plan(tmp_path):
-    check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY).render())
+    check_golden("default-start.txt", build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY).render(step_argv))
 
 
 def test_two_instance_llamacpp_plan_on_nvidia(tmp_path):
     stack = stack_of(tmp_path, TWO_INSTANCES, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big"])
-    check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed(), api_key=KEY).render())
+    check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed(), api_key=KEY).render(step_argv))
 
 
 @pytest.fixture
@@ -61,10 +62,10 @@ def test_default_dry_run_through_the_cli(capsys, no_podman):
 
 def test_ports_are_published_on_loopback_by_default_and_on_the_configured_address(tmp_path):
     default = build_start_plan(stack_of(tmp_path), Observed())
-    published = [a for s in default.steps for a in s.argv if a.count(":") == 2 and a[0].isdigit()]
+    published = [a for s in default.steps for a in step_argv(s) if a.count(":") == 2 and a[0].isdigit()]
     assert published == ["127.0.0.1:11434:11434", "127.0.0.1:3000:8080", "127.0.0.1:8081:8080"]
     exposed = build_start_plan(stack_of(tmp_path, '[runtime]\nbind_address = "0.0.0.0"'), Observed())
-    assert "0.0.0.0:3000:8080" in [a for s in exposed.steps for a in s.argv]
+    assert "0.0.0.0:3000:8080" in [a for s in exposed.steps for a in step_argv(s)]
 
 
 def test_named_services_only_and_unknown_names(tmp_path, capsys, no_podman):
@@ -108,7 +109,7 @@ def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
 def test_pre_fetch_pulls_only_missing_images(tmp_path):
     stack = stack_of(tmp_path)
     plan = pull_plan(stack, Observed(images={"ghcr.io/open-webui/open-webui:main": "sha-1"}))
-    assert [s.argv for s in plan.steps] == [
+    assert [step_argv(s) for s in plan.steps] == [
         ("podman", "pull", "docker.io/ollama/ollama:latest"),
         ("podman", "pull", "ghcr.io/ggml-org/llama.cpp:server"),
     ]
@@ -119,10 +120,13 @@ def test_stop_plan_never_touches_volumes(tmp_path):
     plan = build_stop_plan(
         stack, Observed(pods={"llamacpp": ObservedPod("llamacpp", "llamacpp", "x", True, "airpods")}), 10
     )
-    assert [s.display() for s in plan.steps] == ["podman pod stop --time 10 llamacpp", "podman pod rm --force llamacpp"]
+    assert [" ".join(step_argv(s)) for s in plan.steps] == [
+        "podman pod stop --time 10 llamacpp",
+        "podman pod rm --force llamacpp",
+    ]
     assert plan.notes == ("ollama: not running", "open-webui: not running")
     everything = build_stop_plan(stack, None, 3)
-    assert not any("volume" in arg for s in everything.steps for arg in s.argv)
+    assert not any("volume" in arg for s in everything.steps for arg in step_argv(s))
 
 
 def test_two_llama_servers_warn_about_memory(tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from airpods.engine.podman_argv import container_run_argv, step_argv
 from airpods.gpu import HostGpu
-from airpods.plan import container_run_argv
 from airpods.stack.build import build_stack
 from tests.unit.helpers import load_text, single_model_toml
 
@@ -78,6 +78,6 @@ def test_secret_values_never_show_in_the_rendered_plan(tmp_path):
 
     stack = build_stack(load_text(tmp_path, "").config, HostGpu("none"), (), "abc123")
     plan = build_start_plan(stack, Observed(), api_key="sk-very-secret")
-    assert "sk-very-secret" not in plan.render()
-    assert "sk-very-secret" not in str(plan.to_json())
+    assert "sk-very-secret" not in plan.render(step_argv)
+    assert "sk-very-secret" not in str(plan.to_json(step_argv))
     assert any(step.stdin == "sk-very-secret" for step in plan.steps)

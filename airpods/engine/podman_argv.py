@@ -1,0 +1,94 @@
+"""Podman's rendering of the plan's steps and of the stack's facts: the exact argv (podman-run(1),
+podman-pod-create(1), podman-volume-create(1), podman-secret-create(1), podman-pod-stop(1)).
+Pure: `start --dry-run` renders with it whether or not podman is installed."""
+
+from __future__ import annotations
+
+import json
+
+from airpods.gpu import GpuRequest
+from airpods.labels import label_args
+from airpods.plan import Step
+from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
+
+
+def publish_option(publish: Publish) -> str:
+    """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
+    parses the host IP up to the last colons."""
+    return f"{publish.address()}:{publish.container}"
+
+
+def volume_option(mount: Mount) -> str:
+    return f"{mount.source}:{mount.target}:{mount.mode}"
+
+
+def secret_option(use: SecretUse) -> str:
+    """podman's --secret value: a 0400 file, or an env variable."""
+    return f"{use.name},type={use.type},target={use.target}" + (",mode=0400" if use.type == "mount" else "")
+
+
+def gpu_options(request: GpuRequest | None) -> list[str]:
+    """podman run flags that hand a GPU over: --device per CDI name or node (podman-run(1))."""
+    if request is None:
+        return []
+    flags = [arg for device in request.devices for arg in ("--device", device)]
+    return flags + (["--group-add", "keep-groups"] if request.keep_groups else [])
+
+
+def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
+    argv = ["podman", "pod", "create", "--name", spec.pod, "--network", spec.network]
+    argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
+    argv += label_args(spec.labels)
+    argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
+    return tuple(argv)
+
+
+def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
+    argv = [
+        "podman",
+        "run",
+        "--detach",
+        "--name",
+        spec.container,
+        "--pod",
+        spec.pod,
+        "--restart",
+        spec.restart_policy,
+        "--pull",
+        "never",
+    ]
+    argv += label_args(spec.labels)
+    argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
+    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
+    argv += [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    if spec.cpus:
+        argv += ["--cpus", f"{spec.cpus:g}"]
+    argv += gpu_options(spec.gpu_request)
+    if spec.entrypoint:
+        argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]
+    argv += [spec.image, *spec.args, *spec.key_args]
+    return tuple(argv)
+
+
+def step_argv(step: Step) -> tuple[str, ...]:
+    """The podman command a step runs ("podman" first; the engine puts its binary there)."""
+    labels = label_args(dict(step.labels))
+    if step.kind == "network":
+        return ("podman", "network", "create", *labels, step.target)
+    if step.kind == "volume":
+        return ("podman", "volume", "create", *labels, step.target)
+    if step.kind == "secret":
+        return ("podman", "secret", "create", *labels, step.target, "-")
+    if step.kind == "pull":
+        return ("podman", "pull", step.target)
+    if step.kind == "pod" and step.spec is not None:
+        return pod_create_argv(step.spec)
+    if step.kind == "container" and step.spec is not None:
+        return container_run_argv(step.spec)
+    if step.kind == "stop":
+        return ("podman", "pod", "stop", "--time", str(step.grace_s or 0), step.target)
+    if step.kind == "remove":
+        return ("podman", "pod", "rm", "--force", step.target)
+    raise ValueError(f"podman cannot render a {step.kind} step without its service")
