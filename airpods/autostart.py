@@ -132,20 +132,17 @@ def _manager_running(rootless: bool) -> bool:
     return done.stdout.strip() not in ("", "offline", "unknown")
 
 
+def _loginctl(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """loginctl's answer, None where it is not installed."""
+    if not shutil.which("loginctl"):
+        return None
+    return subprocess.run(["loginctl", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+
+
 def _linger(user: str) -> bool | None:
     """True/False from logind; None when logind cannot be asked. /var/lib/systemd/linger holds
     a file per lingering user (logind's own record) as a fallback."""
-    done = (
-        subprocess.run(
-            ["loginctl", "show-user", user, "--property=Linger", "--value"],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=30,
-        )
-        if shutil.which("loginctl")
-        else None
-    )
+    done = _loginctl("show-user", user, "--property=Linger", "--value")
     if done is not None and done.returncode == 0 and done.stdout.strip() in ("yes", "no"):
         return done.stdout.strip() == "yes"
     return True if Path("/var/lib/systemd/linger", user).exists() else None
@@ -211,17 +208,7 @@ def turn_on(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
 
         user = getpass.getuser()
         if not _linger(user):
-            linger = (
-                subprocess.run(
-                    ["loginctl", "enable-linger", user],
-                    capture_output=True,
-                    text=True,
-                    stdin=subprocess.DEVNULL,
-                    timeout=30,
-                )
-                if shutil.which("loginctl")
-                else None
-            )
+            linger = _loginctl("enable-linger", user)
             if linger is None or linger.returncode != 0:
                 notes.append(
                     f"linger is off for {user}: your user's units start only when you log in; "

@@ -69,7 +69,7 @@ def observe_stack(stack_for: StackFor, engine: Engine) -> tuple[Stack, Observed]
     pods of services outside the first guess exist)."""
     stack = stack_for(())
     observed = engine.observe(stack.network, stack.volumes, stack.images)
-    chosen = stack_in_use(lambda present: stack if not present else stack_for(present), observed.pods)
+    chosen = stack_in_use(stack_for, observed.pods)
     if chosen is not stack:
         observed = engine.observe(chosen.network, chosen.volumes, chosen.images)
     return chosen, observed
@@ -546,7 +546,7 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
         for c in listed
         if c.pod
     }
-    chosen = stack_in_use(lambda present: stack if not present else stack_for(present), pods)
+    chosen = stack_in_use(stack_for, pods)
     if chosen is not stack:
         extra = [s for s in chosen.services if s.name not in probes]
         probes = {**probes, **probe_all([s for s in extra if s.publish])}
