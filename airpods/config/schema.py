@@ -93,8 +93,8 @@ class Volume(_Model):
     @field_validator("size")
     @classmethod
     def _quantity(cls, value: str | None) -> str | None:
-        if value is not None and not QUANTITY_RE.match(value):
-            raise ValueError(f'expected a Kubernetes quantity such as "50Gi" or "500Mi", got \'{value}\'')
+        if value is not None and (not QUANTITY_RE.match(value) or float(value.rstrip("KMGTPEik")) <= 0):
+            raise ValueError(f'expected a Kubernetes quantity above zero such as "50Gi" or "500Mi", got \'{value}\'')
         return value
 
     @field_validator("source")
@@ -212,7 +212,8 @@ class Service(_Model):
     image: Image | dict[Literal["cpu", "cuda", "rocm", "vulkan"], Image]
     pod: DnsLabel | None = None
     container: DnsLabel | None = None
-    network_aliases: list[DnsLabel] | None = None
+    # At least one: other services (Open WebUI's wiring) reach a service by its first alias.
+    network_aliases: Annotated[list[DnsLabel], Field(min_length=1)] | None = None
     ports: list[Port] = []
     volumes: list[Volume] = []
     gpu: Gpu = Gpu()

@@ -15,6 +15,9 @@ from airpods.config.schema import Config
 from airpods.errors import ConfigError
 from airpods.labels import default_container, default_pod
 
+# A claim name (a DNS subdomain label as airpods maps volume names: '_' → '-', lowercase).
+CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+
 EXPECTED = {
     "string_type": "a string",
     "int_type": "an integer",
@@ -143,17 +146,42 @@ def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda k
     """Rules across enabled services: unique host ports, pods and containers. A clash is reported
     at the key the user wrote (`user_set`), since the defaults alone never clash."""
     owners: dict[tuple[str, Any], str] = {}
+    sizes: dict[str, tuple[str, str]] = {}
     for name in config.enabled_services():
         service = config.services[name]
         # Pods and containers share one namespace in podman.
+        pod = service.pod or default_pod(config.runtime.project, name)
+        container = service.container or default_container(config.runtime.project, name)
         claims: list[tuple[str, Any, str]] = [
-            ("pod/container name", service.pod or default_pod(config.runtime.project, name), f"services.{name}.pod"),
-            (
-                "pod/container name",
-                service.container or default_container(config.runtime.project, name),
-                f"services.{name}.container",
-            ),
+            ("pod/container name", pod, f"services.{name}.pod"),
+            ("pod/container name", container, f"services.{name}.container"),
         ]
+        for what, value, key in claims:  # derived from project and service: may outgrow a DNS label
+            if len(value) > 63:
+                explicit = service.pod if key.endswith(".pod") else service.container
+                raise ConfigError(
+                    f"the {what} {value} is longer than 63 characters (a DNS label, as Kubernetes names are)",
+                    key=key
+                    if explicit
+                    else ("runtime.project" if config.runtime.project != "airpods" else f"services.{name}"),
+                    hint=f"set services.{name}.{key.rsplit('.', 1)[1]} to a shorter name, or use a shorter project",
+                )
+        for i, volume in enumerate(service.volumes):
+            claim = volume.source.replace("_", "-").lower()
+            if volume.named and not CLAIM_RE.match(claim):
+                raise ConfigError(
+                    f"the named volume {volume.source} cannot be a Kubernetes claim ({claim}): at most 63 "
+                    "characters, ending with a letter or digit",
+                    key=f"services.{name}.volumes.{i}.source",
+                )
+            if volume.named and volume.size:
+                sized = sizes.setdefault(volume.source, (volume.size, f"services.{name}.volumes.{i}.size"))
+                if sized[0] != volume.size:
+                    raise ConfigError(
+                        f"volume {volume.source} is sized {volume.size} here and {sized[0]} at {sized[1]}",
+                        key=f"services.{name}.volumes.{i}.size",
+                        hint="one volume has one size: set it in one place",
+                    )
         claims += [
             ("host port", port.host, f"services.{name}.ports.{i}.host")
             for i, port in enumerate(service.ports)

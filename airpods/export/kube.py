@@ -88,7 +88,7 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
 
 
 def _volume_name(source: str) -> str:
-    return source.replace("_", "-").lower()[:63]
+    return source.replace("_", "-").lower()  # checked at config load (config/validation.py)
 
 
 def _volumes(spec: ServiceSpec, claim_name) -> list[dict[str, Any]]:

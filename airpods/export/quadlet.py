@@ -5,8 +5,9 @@ units need Podman 4.4+, `.pod` units 5.0+, and `NetworkAlias=` (the aliases Open
 uses) 5.2+. With `pods=False` each service is a lone `.container` on the network, publishing
 its own ports and carrying its aliases.
 
-Every value is escaped for systemd: `%` starts a specifier and `$` a variable in the ExecStart
-line Quadlet builds from the values (systemd.unit(5), systemd.service(5)); both are doubled.
+Every value is escaped for systemd: `\\` C-unescapes, `%` starts a specifier and `$` a variable
+in the ExecStart line Quadlet builds from the values (systemd.syntax(7), systemd.unit(5),
+systemd.service(5)); each is doubled, and a line break is written as `\\n`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def _unit(sections: list[tuple[str, list[tuple[str, str]]]], comment: str) -> st
 
 
 def _escape(value: str) -> str:
-    return value.replace("%", "%%").replace("$", "$$")
+    """A value as systemd (and Quadlet's own parser) reads it back literally: `\\` C-unescapes,
+    `%` starts a specifier, `$` a variable (systemd.syntax(7), systemd.unit(5),
+    systemd.service(5)); a line break would end the line."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("%", "%%").replace("$", "$$")
 
 
 def _health_cmd(spec: ServiceSpec) -> str | None:

@@ -133,6 +133,23 @@ CASES = [
         id="volume-with-space",
     ),
     pytest.param('[runtime]\nproject = "My Stack"', "runtime.project", "DNS label", id="bad-project"),
+    pytest.param(f'[runtime]\nproject = "{"p" * 60}"', "runtime.project", "longer than 63", id="long-project"),
+    pytest.param(
+        "[services.ollama]\nnetwork_aliases = []", "services.ollama.network_aliases", "at least 1", id="no-alias"
+    ),
+    pytest.param(
+        '[services.ollama]\nvolumes = [{ source = "aa", target = "/x", size = "0" }]',
+        "services.ollama.volumes.0.size",
+        "above zero",
+        id="zero-size",
+    ),
+    pytest.param(
+        '[services.llama-big]\nextends = "llamacpp"\nports = [{ host = 8090, container = 8080 }]\n'
+        'volumes = [{ source = "airpods_llamacpp_models", target = "/models", mode = "ro", size = "200Gi" }]',
+        "services.llama-big.volumes.0.size",
+        "sized 200Gi here and 50Gi",
+        id="conflicting-sizes",
+    ),
     # Valid for podman, rejected by kubectl: names are DNS labels from the start (RFC 1035).
     pytest.param(
         '[services.llama_big]\nextends = "llamacpp"\nports = []',

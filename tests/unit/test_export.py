@@ -184,6 +184,13 @@ def quadlet_generator() -> str:
         pytest.param(
             '[services.ollama.env]\nPROMPT = "100% of $HOME"\n', HostGpu("none"), ("ollama",), True, id="escaping"
         ),
+        pytest.param(
+            "[services.ollama.env]\nW = 'C:\\new\\path'\nR = '^\\d+$'\nD = 'tail\\'\nN = \"line1\\nline2\"\n",
+            HostGpu("none"),
+            ("ollama",),
+            True,
+            id="backslashes-and-newline",
+        ),
     ],
 )
 def test_the_quadlet_generator_accepts_every_export(tmp_path, toml, gpu, only, pods):
@@ -208,6 +215,8 @@ def test_the_quadlet_generator_accepts_every_export(tmp_path, toml, gpu, only, p
             assert any(name.removesuffix(".container") in header for header in services), name
     if not pods:  # aliases survive without pods (Open WebUI's wiring resolves them)
         assert "--network-alias llamacpp" in done.stdout or "--network-alias llama-big" in done.stdout
+    if "W = " in toml:  # every value reaches ExecStart (a backslash once dropped or mangled them)
+        assert all(f"{name}=" in done.stdout for name in ("W", "R", "D", "N")), done.stdout
     if "PROMPT" in toml:  # systemd gets the value back literally: no specifier, no variable
         assert "--env 'PROMPT=100%% of $$HOME'" in done.stdout or "PROMPT=100%% of $$HOME" in done.stdout
     if gpu.vendor == "amd":
