@@ -14,8 +14,9 @@ from airpods.errors import RuntimeFailure
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` with permissions `mode`. Raises RuntimeFailure (with the OS's
     reason) when the folder cannot take it; the target is then unchanged."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -23,7 +24,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise RuntimeFailure(
             f"cannot write {path}: {exc.strerror or exc}", hint="check the folder's permissions and free space"
         ) from None

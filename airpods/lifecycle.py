@@ -132,8 +132,8 @@ def run_pulls(engine: Engine, steps: Sequence[Step], reporter: Reporter, workers
         began = time.monotonic()
         try:
             engine.execute(step)
-        except EngineError as exc:
-            failed[step.target] = exc.stderr_tail or exc.message
+        except EngineError as exc:  # podman's last line says why (one line: it goes into tables)
+            failed[step.target] = (exc.stderr_tail or exc.message).strip().splitlines()[-1]
             return
         seconds[step.target] = time.monotonic() - began
 

@@ -59,6 +59,10 @@ def backup(
         for spec in hot:
             warn(f"{spec.name} keeps running: {CONSISTENT_COPY[spec.name]}; `--stop` makes a consistent copy")
     out = output or Path(time.strftime("airpods-backup-%Y%m%d-%H%M%S.tar"))
+    if not out.absolute().parent.is_dir():  # before any volume is exported (or any service stopped)
+        from airpods.errors import RuntimeFailure
+
+        raise RuntimeFailure(f"cannot write {out}: {out.absolute().parent} is not a folder", hint="create it first")
     size = estimate(engine, [v for v, _ in volumes])
     print(
         f"backing up {len(volumes)} volume{'s' if len(volumes) != 1 else ''} "

@@ -59,7 +59,10 @@ def kube(
         raise UsageError(f"unknown target {target!r}", hint="podman or kubernetes")
     if gpu not in (None, "nvidia", "amd", "none"):
         raise UsageError(f"unknown GPU {gpu!r}", hint="nvidia, amd or none")
+    if shared_models and target != "kubernetes":
+        raise UsageError("--shared-models is for --target kubernetes (podman mounts the volume itself)")
     stack = _stack(ctx, services, gpu)
+    key = api_key() if stack.secrets else ""  # only a stack that hands a key over needs one
     if target == "podman":
         header = (
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
@@ -67,23 +70,18 @@ def kube(
         )
         name = secret_name(stack)
         if name:
-            _ensure_kube_secret(name, export_secret_json(stack, api_key()), stack.labels)
+            _ensure_kube_secret(name, export_secret_json(stack, key), stack.labels)
             header += f"# The API key comes from the podman secret {name} (created on this host by the export).\n"
         text = to_yaml(podman_documents(stack), header)
     else:
         header = (
             "# airpods stack for Kubernetes: `kubectl apply -f FILE`. Fill the model claim first (e.g. a\n"
             "# Job that runs `airpods models pull`, or copy GGUF files in with a pod that mounts it).\n"
-            "# The Secret holds the API key: this file is private (0600).\n"
         )
-        text = to_yaml(kubernetes_documents(stack, api_key(), shared_models=shared_models), header)
-        if output is not None:
-            from airpods.files import write_atomic
-
-            write_atomic(output, text.encode(), mode=0o600)
-            print(f"wrote {output} (mode 0600: it holds the API key)", file=sys.stderr)
-            return
-    _write(text, output)
+        if stack.secrets:
+            header += "# The Secret holds the API key: this file is private (0600).\n"
+        text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models), header)
+    _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
 
 
 def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None:
@@ -107,25 +105,41 @@ def quadlet(
     ] = True,
 ) -> None:
     """.network, .volume, .pod and .container units for systemd."""
+    from airpods.errors import RuntimeFailure
     from airpods.export.quadlet import HOW_TO, quadlet_units
+    from airpods.files import write_atomic
 
     units = quadlet_units(_stack(ctx, services, None), pods)
     folder = output or Path("airpods-quadlet")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot use {folder} as the units' folder: {exc.strerror or exc}",
+            hint="name a folder you can write (-o DIR); an existing file is not one",
+        ) from None
     for name, text in units.items():
-        (folder / name).write_text(text)
+        write_atomic(folder / name, text.encode(), mode=0o644)
     first = next(n for n in units if n.endswith(".pod" if pods else ".container"))
     service = first.rsplit(".", 1)[0] + ("-pod.service" if pods else ".service")
     print(f"wrote {len(units)} units to {folder}/")
     print(HOW_TO.format(count=len(units), first=service), file=sys.stderr)
 
 
-def _write(text: str, output: Path | None) -> None:
+def _write(text: str, output: Path | None, *, private: bool = False) -> None:
+    """To stdout, or published whole to `output` (0600 when it holds the key)."""
     if output is None:
         sys.stdout.write(text)
-    else:
-        output.write_text(text)
-        print(f"wrote {output}", file=sys.stderr)
+        return
+    from airpods.errors import RuntimeFailure
+    from airpods.files import write_atomic
+
+    if not output.parent.is_dir():
+        raise RuntimeFailure(
+            f"cannot write {output}: {output.parent} is not a folder", hint="create it, or name another -o"
+        )
+    write_atomic(output, text.encode(), mode=0o600 if private else 0o644)
+    print(f"wrote {output}" + (" (mode 0600: it holds the API key)" if private else ""), file=sys.stderr)
 
 
 def register(root: typer.Typer) -> None:

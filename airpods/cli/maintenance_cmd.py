@@ -52,7 +52,9 @@ def clean(
     everything = stack(options_of(ctx), None, every_service=True)
     engine = Podman()
     if volumes and not yes:
-        if not typer.confirm(f"Delete volumes {', '.join(everything.volumes)} and all their data?", default=False):
+        owners = engine.volume_projects()
+        doomed = [v for v in everything.volumes if owners.get(v, "") == everything.project]  # what clean deletes
+        if doomed and not typer.confirm(f"Delete volumes {', '.join(doomed)} and all their data?", default=False):
             raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
     for line in lifecycle.clean(everything, engine, pods=pods, volumes=volumes, images=images):
         print(line)

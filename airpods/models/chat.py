@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import TextIO
+
+from airpods.errors import RuntimeFailure
 
 
 def _stream(url: str, key: str | None, model: str, messages: list[dict[str, str]]) -> Iterator[str]:
@@ -47,10 +50,19 @@ def api_chat(url: str, key: str | None, model: str, stdin: TextIO = sys.stdin, s
                 continue
             messages.append({"role": "user", "content": line.rstrip("\n")})
             reply = []
-            for piece in _stream(url, key, model, messages):
-                reply.append(piece)
-                stdout.write(piece)
-                stdout.flush()
+            try:
+                for piece in _stream(url, key, model, messages):
+                    reply.append(piece)
+                    stdout.write(piece)
+                    stdout.flush()
+            except urllib.error.HTTPError as exc:  # e.g. 400 for a model the server does not have
+                detail = exc.read().decode("utf-8", "replace").strip()[:300]
+                raise RuntimeFailure(
+                    f"{url} answered HTTP {exc.code} for model {model}: {detail or exc.reason}",
+                    hint="`airpods models list` shows the models an instance serves",
+                ) from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise RuntimeFailure(f"lost the connection to {url}: {exc}", hint="`airpods status` shows it") from None
             stdout.write("\n")
             messages.append({"role": "assistant", "content": "".join(reply)})
     except KeyboardInterrupt:

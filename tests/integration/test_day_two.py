@@ -346,3 +346,14 @@ def test_one_image_that_cannot_be_pulled_does_not_hide_or_stop_the_others(airpod
         and "ollama: its image docker.io/airpods-test/does-not-exist:1 could not be pulled" in started.err
     )
     assert pods() == {"llamacpp"} and status_rows(airpods)["llamacpp"]["health"] == "healthy"
+
+
+def test_chat_with_a_model_the_server_lacks_and_a_backup_to_nowhere_fail_clearly(airpods):
+    assert airpods("start", "llamacpp").code == 0
+    done = subprocess.run(
+        airpods.argv("chat", "--model", "no-such-model"), input="hello\n", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "answered HTTP 400 for model no-such-model" in done.stderr, done.stderr
+    assert "internal error" not in done.stderr and "models list" in done.stderr
+    backup = airpods("backup", "-o", "/nonexistent/stack.tar")
+    assert backup.code == 1 and "/nonexistent is not a folder" in backup.err and "backing up" not in backup.out

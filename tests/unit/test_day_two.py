@@ -327,3 +327,24 @@ def test_deriving_a_stack_makes_no_key_only_the_commands_that_hand_it_over_do(tm
     plan = run_cli(capsys, "start", "--dry-run")
     assert plan.code == 0 and "--api-key-file" in plan.out
     assert api_key_path().exists() and api_key_path().stat().st_mode & 0o777 == 0o600
+
+
+def test_exports_fail_clearly_and_make_no_key_they_do_not_need(tmp_path, capsys, monkeypatch):
+    from airpods.secrets import api_key_path
+    from tests.unit.helpers import run_cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman: the kubernetes target does not need it
+    off = write_toml(tmp_path, "[runtime]\napi_key = false\n", "off.toml")
+    out = tmp_path / "k8s.yaml"
+    done = run_cli(capsys, "-c", str(off), "export", "kube", "--target", "kubernetes", "-o", str(out))
+    assert done.code == 0, done.err
+    assert not api_key_path().exists() and "kind: Secret" not in out.read_text()
+    assert "holds the API key" not in done.err and out.stat().st_mode & 0o777 == 0o644
+    shared = run_cli(capsys, "export", "kube", "--target", "podman", "--shared-models")
+    assert shared.code == 2 and "--shared-models is for --target kubernetes" in shared.err
+    nowhere = run_cli(capsys, "-c", str(off), "export", "kube", "--target", "kubernetes", "-o", "/nonexistent/x.yaml")
+    assert nowhere.code == 1 and "/nonexistent is not a folder" in nowhere.err
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    quadlet = run_cli(capsys, "-c", str(off), "export", "quadlet", "-o", str(a_file))
+    assert quadlet.code == 1 and f"cannot use {a_file}" in quadlet.err and "internal error" not in quadlet.err
