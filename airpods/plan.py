@@ -19,6 +19,8 @@ StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "s
 PullPolicy = Literal["missing", "always", "never"]
 DEFAULT_TIMEOUT_S = 120.0
 PULL_TIMEOUT_S = 3600.0
+# What each of `pending_changes`' answers means, in words.
+CHANGE_REASONS = {"config": "config changed", "image": "new image pulled"}
 # Beyond what a step asks podman to wait (a stop's --time), the time podman itself may take.
 ENGINE_MARGIN_S = 60.0
 
@@ -220,8 +222,7 @@ def build_start_plan(
             notes.append(f"{spec.name}: running and unchanged, left alone")
             continue
         if pod:
-            reason = {"config": "config changed", "image": "new image pulled"}
-            why = " and ".join(reason[c] for c in changes) or "not running"
+            why = " and ".join(CHANGE_REASONS[c] for c in changes) or "not running"
             steps.append(remove_step(spec.pod, f"{spec.name}: {why}, recreate its pod", spec.name))
         steps.append(
             Step(

@@ -86,14 +86,15 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
         print_json({"services": [row.to_json() for row in rows]})
         return
     lines = []
-    why = {"config": "config changed", "image": "new image pulled"}
+    from airpods.plan import CHANGE_REASONS
+
     for row in rows:
         health = (
             row.health if row.health in ("healthy", "down") or row.kind == "orphan" else f"{row.health} ({row.detail})"
         )
         state = row.state
         if row.changes:
-            state += f" ({' and '.join(why[c] for c in row.changes)}: `airpods start` applies it)"
+            state += f" ({' and '.join(CHANGE_REASONS[c] for c in row.changes)}: `airpods start` applies it)"
         elif row.kind == "orphan":
             state += " (orphan: not in the config)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
