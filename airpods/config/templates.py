@@ -3,6 +3,9 @@
 `{{name}}` reads `[variables]`; a dotted path reads from the root (list items by index:
 `{{services.ollama.ports.0.container}}`). A string that is exactly one template takes the
 referenced value as is (a number stays a number); elsewhere values are spliced in as text.
+
+`{{{{` is a literal `{{` (doubled, as in Python's format strings), so an inline Jinja chat
+template passes through: `"{{{{ bos_token }}"` → `"{{ bos_token }}"`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from airpods.errors import ConfigError
 
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*\}\}")
+LITERAL_BRACES = "{{{{"  # written for a literal "{{"
 
 Path = tuple[str | int, ...]
 
@@ -46,6 +50,8 @@ class _Resolver:
             self.active.pop()
 
     def substitute(self, text: str, path: Path) -> Any:
+        if LITERAL_BRACES in text:  # each piece between escapes is resolved on its own
+            return "{{".join(str(self.substitute(piece, path)) for piece in text.split(LITERAL_BRACES))
         whole = TEMPLATE_RE.fullmatch(text.strip())
         if whole:
             return self.lookup(whole.group(1), path)

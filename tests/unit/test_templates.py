@@ -81,3 +81,19 @@ def test_resolved_everywhere_in_the_config(tmp_path):
     assert llama.volumes[0].source == "airpods_models"
     assert llama.command_args["model"] == "/models/tiny.gguf"
     assert config.services["ollama"].env["OLLAMA_HOST"] == "0.0.0.0:11434"
+
+
+def test_doubled_braces_are_literal_so_an_inline_chat_template_passes_through(tmp_path):
+    from tests.unit.helpers import load_text
+
+    config = load_text(
+        tmp_path,
+        """
+        [variables]
+        who = "assistant"
+        [services.llamacpp.command_args]
+        chat_template = "{{{{ bos_token }}{%- for m in messages %}{{{{ m.content }}{% endfor %} {{who}}"
+    """,
+    ).config
+    value = config.services["llamacpp"].command_args["chat_template"]
+    assert value == "{{ bos_token }}{%- for m in messages %}{{ m.content }}{% endfor %} assistant"
