@@ -142,9 +142,36 @@ def key_parts(key: str) -> list[str]:
     return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|([^.]+)', key)]
 
 
+# Flags airpods sets on llama.cpp servers itself, and where their value belongs instead.
+OWNED_FLAGS = {
+    "host": "airpods listens on every address inside the pod; runtime.bind_address says where the host publishes",
+    "port": "the server listens on the container port of the first `ports` entry",
+}
+
+
+def check_owned_flags(config: Config) -> None:
+    """host and port in a llama.cpp service's command_args are refused: airpods renders them
+    from `ports` (an inherited `port` template used to point an instance at its parent's port)."""
+    for name, service in config.services.items():
+        root = name
+        while config.services[root].extends is not None:
+            root = config.services[root].extends or root
+        if root != "llamacpp":
+            continue
+        for key in service.command_args:
+            flag = key.lstrip("-").replace("_", "-")
+            if flag in OWNED_FLAGS:
+                raise ConfigError(
+                    f"airpods sets --{flag} itself: {OWNED_FLAGS[flag]}",
+                    key=f"services.{name}.command_args.{key}",
+                    hint=f"remove it; change services.{name}.ports instead" if flag == "port" else "remove it",
+                )
+
+
 def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:
     """Rules across enabled services: unique host ports, pods and containers. A clash is reported
     at the key the user wrote (`user_set`), since the defaults alone never clash."""
+    check_owned_flags(config)
     owners: dict[tuple[str, Any], str] = {}
     sizes: dict[str, tuple[str, str]] = {}
     for name in config.enabled_services():

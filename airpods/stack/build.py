@@ -10,7 +10,15 @@ from airpods.gpu import HostGpu, gpu_request
 from airpods.labels import default_container, default_pod
 from airpods.stack.args import has_flag, render_command_args
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
-from airpods.stack.wiring import LLAMACPP, OPEN_WEBUI, api_key_secret, llama_extra_args, open_webui_wiring
+from airpods.stack.wiring import (
+    DEFAULT_LLAMA_PORT,
+    LLAMACPP,
+    OPEN_WEBUI,
+    api_key_secret,
+    listen_port,
+    llama_extra_args,
+    open_webui_wiring,
+)
 
 MODEL_VOLUME_TARGET = "/models"
 DEFAULT_CLAIM_SIZE = "10Gi"
@@ -57,6 +65,10 @@ def build_service(
     defs: list[SecretDef] = []
     key_args: list[str] = []
     if kind == LLAMACPP:
+        # airpods owns where the server listens: every address inside its pod (the host sees only
+        # bind_address), on the container port of `ports` (an inherited template cannot point it
+        # elsewhere); the config refuses host and port in command_args.
+        args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *args]
         if not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
         extra, key_args, secrets = llama_extra_args(service, key_id, config.runtime.project)

@@ -26,14 +26,16 @@ def api_key_secret(key_id: str, project: str = DEFAULT_PROJECT) -> SecretDef:
     return SecretDef(f"airpods-api-key-{key_id}{project_suffix(project)}")
 
 
+def listen_port(service: Service, default_port: int) -> int:
+    """The port a service listens on inside its pod: the container side of its first `ports`
+    entry (airpods passes it to llama-server as --port), else the server's default."""
+    return service.ports[0].container if service.ports else default_port
+
+
 def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]:
     """(alias, container port) other pods use to reach a service."""
     service = config.services[name]
-    alias = (service.network_aliases or [name])[0]
-    if service.ports:
-        return alias, service.ports[0].container
-    port = service.command_args.get("port", default_port)
-    return alias, int(port) if str(port).isdigit() else default_port
+    return (service.network_aliases or [name])[0], listen_port(service, default_port)
 
 
 def llama_extra_args(

@@ -348,3 +348,31 @@ def test_exports_fail_clearly_and_make_no_key_they_do_not_need(tmp_path, capsys,
     a_file.write_text("")
     quadlet = run_cli(capsys, "-c", str(off), "export", "quadlet", "-o", str(a_file))
     assert quadlet.code == 1 and f"cannot use {a_file}" in quadlet.err and "internal error" not in quadlet.err
+
+
+def test_an_extra_instance_listens_on_its_own_container_port_and_host_port_flags_are_refused(tmp_path, capsys):
+    """A second instance used to inherit `port = "{{services.llamacpp.ports.0.container}}"`."""
+    from tests.unit.helpers import run_cli
+
+    stack = stack_of(
+        tmp_path,
+        '[services.llama-big]\nextends = "llamacpp"\nports = [{ host = 8090, container = 9000 }]\n',
+        only=["llamacpp", "llama-big"],
+    )
+    big = stack.service("llama-big").args
+    assert big[:4] == ("--host", "0.0.0.0", "--port", "9000") and big.count("--port") == 1
+    assert stack.service("llamacpp").args[:4] == ("--host", "0.0.0.0", "--port", "8080")
+    assert (
+        "http://llama-big:9000/v1"
+        in dict(
+            stack_of(
+                tmp_path, '[services.llama-big]\nextends = "llamacpp"\nports = [{ host = 8090, container = 9000 }]\n'
+            )
+            .service("open-webui")
+            .env
+        )["OPENAI_API_BASE_URLS"]
+    )
+    for key in ("port = 9000", 'host = "127.0.0.1"', '"--port" = 1'):
+        path = write_toml(tmp_path, f"[services.llamacpp.command_args]\n{key}\n", "owned.toml")
+        done = run_cli(capsys, "config", "validate", str(path))
+        assert done.code == 2 and "airpods sets --" in done.err and "services.llamacpp.command_args." in done.err
