@@ -24,6 +24,7 @@ PROBE_INTERVAL_S = 0.2
 NOT_LISTENING = ("connection refused", "connection reset", "connection closed without an answer")
 WATCH_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
+AUTH_REFUSED = (401, 403)
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,18 @@ def probe_url(spec: ServiceSpec) -> tuple[str, int] | None:
     return spec.publish[0].reach() if spec.publish else None
 
 
-def http_status(host: str, port: int, path: str, timeout: float) -> int:
-    """GET `path` and return the status code. A raw socket on purpose: http.client pulls in the
-    email package (~25 ms), which every `airpods status` would pay. An IPv6 `host` goes in
-    brackets in the Host header (RFC 9110 §7.2 / RFC 3986 §3.2.2)."""
+def http_status(host: str, port: int, path: str, timeout: float, key: str | None = None) -> int:
+    """GET `path` and return the status code, with `Authorization: Bearer KEY` when a key is
+    given. A raw socket on purpose: http.client pulls in the email package (~25 ms), which every
+    `airpods status` would pay. An IPv6 `host` goes in brackets in the Host header (RFC 9110
+    §7.2 / RFC 3986 §3.2.2)."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airpods\r\n"
-            "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n".encode()
+            f"Accept-Encoding: gzip\r\n{auth}Connection: close\r\n\r\n".encode()
         )
         head = b""
         while b"\r\n" not in head and len(head) < 4096:
@@ -66,13 +69,20 @@ def http_status(host: str, port: int, path: str, timeout: float) -> int:
     return int(parts[1])
 
 
-def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S) -> Probe | None:
-    """GET the health path once; None when the service has no health path or published port."""
+def uses_key(spec: ServiceSpec) -> bool:
+    """Whether the service checks the stack's API key (the key goes to no other service)."""
+    return any(use.purpose == "api-key" for use in spec.secrets)
+
+
+def probe(spec: ServiceSpec, timeout: float = PROBE_TIMEOUT_S, key: str | None = None) -> Probe | None:
+    """GET the health path once, authenticated with `key` where the service checks it (a path
+    like /slots needs it; /health does not); None when the service has no health path or
+    published port."""
     target = probe_url(spec)
     if spec.health.path is None or target is None:
         return None
     try:
-        status = http_status(target[0], target[1], spec.health.path, timeout)
+        status = http_status(target[0], target[1], spec.health.path, timeout, key if uses_key(spec) else None)
     except ConnectionRefusedError:
         return Probe(False, error=NOT_LISTENING[0])
     except ConnectionResetError:
@@ -130,18 +140,32 @@ def _crashed(engine: Engine, spec: ServiceSpec, state: ContainerState | None, el
 
 
 def wait_one(
-    engine: Engine, watch: ContainerWatch, spec: ServiceSpec, progress: Progress, cancel: threading.Event
+    engine: Engine,
+    watch: ContainerWatch,
+    spec: ServiceSpec,
+    progress: Progress,
+    cancel: threading.Event,
+    key: str | None = None,
 ) -> Readiness:
     """Probe first (a healthy answer needs no podman call); between failed probes, the shared
-    watch says whether the container exited or restarted since the wait began."""
+    watch says whether the container exited or restarted since the wait began. An answer that
+    refuses the key (401, 403) fails at once: waiting does not change a key."""
     start = time.monotonic()
     deadline = start + spec.health.timeout_s
     baseline: ContainerState | None = None
     while not cancel.is_set():
-        result = probe(spec)
+        result = probe(spec, key=key)
         elapsed = time.monotonic() - start
         if result is not None and result.ok:
             return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
+        if result is not None and result.status in AUTH_REFUSED:
+            return Readiness(
+                spec.name,
+                False,
+                elapsed,
+                f"authentication failed on {spec.health.path} ({result.describe()}): the server does not "
+                + ("accept the stack's API key" if uses_key(spec) and key else "answer without a key"),
+            )
         state = watch.get(spec.container, not_before=start)
         baseline = baseline or state
         if state is None or not state.running or (baseline and state.started_at != baseline.started_at):
@@ -162,9 +186,10 @@ def wait_one(
     return Readiness(spec.name, False, time.monotonic() - start, "interrupted")
 
 
-def probe_all(specs: Sequence[ServiceSpec]) -> dict[str, Probe | None]:
+def probe_all(specs: Sequence[ServiceSpec], key: str | None = None) -> dict[str, Probe | None]:
     """One concurrent probe per service (status)."""
     if not specs:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
-        return dict(zip((s.name for s in specs), pool.map(probe, specs), strict=True))
+        found = pool.map(lambda spec: probe(spec, key=key), specs)
+        return dict(zip((s.name for s in specs), found, strict=True))

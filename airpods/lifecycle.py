@@ -35,7 +35,7 @@ from airpods.plan import (
     pull_steps,
 )
 from airpods.ports import port_holder, port_is_free
-from airpods.secrets import api_key
+from airpods.secrets import api_key, existing_api_key
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -270,6 +270,7 @@ def _start(
     created: dict[str, list[str]] = {}
     cancel = threading.Event()
     watch = ContainerWatch(engine, stack.project)
+    key = api_key() if stack.secrets else None
 
     def bring_up(spec: ServiceSpec) -> Readiness:
         for step in (s for s in plan.steps if s.service == spec.name):
@@ -287,7 +288,7 @@ def _start(
                     0.0,
                     f"podman could not create its {step.kind}: {exc.stderr_tail or f'exit {exc.returncode}'}",
                 )
-        return wait_one(engine, watch, spec, reporter.waiting, cancel)
+        return wait_one(engine, watch, spec, reporter.waiting, cancel, key)
 
     pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
     try:
@@ -536,8 +537,9 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
     health probe per service (a probe of a service that turns out not to run is not shown).
     Rows for the stack in use, then one per orphan container."""
     stack = stack_for(())
+    key = existing_api_key()  # status makes no key
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = pool.submit(probe_all, [s for s in stack.services if s.publish])
+        pending = pool.submit(probe_all, [s for s in stack.services if s.publish], key)
         pending_ids = pool.submit(engine.image_ids, stack.images)
         listed = engine.containers(stack.project)
         probes, image_ids = pending.result(), pending_ids.result()
@@ -549,7 +551,7 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
     chosen = stack_in_use(stack_for, pods)
     if chosen is not stack:
         extra = [s for s in chosen.services if s.name not in probes]
-        probes = {**probes, **probe_all([s for s in extra if s.publish])}
+        probes = {**probes, **probe_all([s for s in extra if s.publish], key)}
         image_ids = {**image_ids, **engine.image_ids([i for i in chosen.images if i not in image_ids])}
     containers = {c.name: c for c in listed}
     # A container that crash-loops looks "running" between restarts: ask podman how often it

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,25 @@ def test_chat_with_a_model_the_server_lacks_and_a_backup_to_nowhere_fail_clearly
     assert "internal error" not in done.stderr and "models list" in done.stderr
     backup = airpods("backup", "-o", "/nonexistent/stack.tar")
     assert backup.code == 1 and "/nonexistent is not a folder" in backup.err and "backing up" not in backup.out
+
+
+def test_a_protected_health_path_is_probed_with_the_key_and_a_refused_key_fails_at_once(airpods):
+    """/props needs the key (measured: 401 without, 200 with); probes used to wait out the timeout."""
+    airpods.write_config('[services.llamacpp.health]\npath = "/props"\ntimeout_s = 600\n')
+    started = airpods("start", "llamacpp", "--json")
+    assert started.code == 0, started.err
+    assert status_rows(airpods)["llamacpp"]["health"] == "healthy"
+    assert airpods("stop").code == 0
+    airpods.write_config("""
+        [runtime]
+        api_key = false
+        [services.llamacpp.health]
+        path = "/props"
+        timeout_s = 600
+        [services.llamacpp.command_args]
+        api_key = "a-key-airpods-does-not-know"
+    """)
+    began = time.monotonic()
+    failed = airpods("start", "llamacpp")
+    assert failed.code == 1 and "authentication failed on /props (HTTP 401)" in failed.err, failed.err
+    assert time.monotonic() - began < 60  # not the 600 s health timeout

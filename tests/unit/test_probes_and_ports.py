@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -48,6 +49,7 @@ def server():
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             seen["accept-encoding"] = self.headers.get("Accept-Encoding")
+            seen["authorization"] = self.headers.get("Authorization")
             code = {"/health": 200, "/loading": 503}.get(self.path, 404)
             self.send_response(code)
             self.end_headers()
@@ -147,3 +149,13 @@ def test_container_watch_dates_a_snapshot_from_when_podman_ps_began():
     watch = ContainerWatch(SlowPs(), interval=60)
     assert watch.get("a") is None
     assert watch.get("b", not_before=waits_began[0]) == b
+
+
+def test_the_key_goes_only_to_services_that_check_it(server):
+    from airpods.stack.model import SecretUse
+
+    port, seen = server
+    plain = spec_on(port, "/health")
+    keyed = replace(plain, secrets=(SecretUse("s", "mount", "/run/secrets/api_key", "api-key"),))
+    assert probe(plain, key="sk-1").ok and seen["authorization"] is None
+    assert probe(keyed, key="sk-1").ok and seen["authorization"] == "Bearer sk-1"
