@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -48,6 +49,11 @@ class Reporter(Protocol):
     def step(self, step: Step) -> None: ...
     def pulled(self, image: str, seconds: float, size: int | None) -> None: ...
     def waiting(self, service: str, elapsed: float, last: str) -> None: ...
+
+
+def _locked(stack: Stack) -> AbstractContextManager[None]:
+    """The lifecycle lock of the stack's project (start, stop, restart and clean take it)."""
+    return state_lock(stack.settings.lock_timeout_s, stack.project)
 
 
 def present_services(stack: Stack, pods: Mapping[str, ObservedPod]) -> list[str]:
@@ -239,7 +245,7 @@ def start(
     remove_orphans: bool = False,
 ) -> StartResult:
     """Start the stack in use; see `_start` for the order of work."""
-    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
+    with _locked(stack_for(())):
         return _start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
 
 
@@ -451,7 +457,7 @@ def stop(
     *,
     remove_orphans: bool = False,
 ) -> Plan:
-    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
+    with _locked(stack_for(())):
         return _stop(stack_for, engine, reporter, timeout_s, remove_orphans=remove_orphans)[1]
 
 
@@ -499,7 +505,7 @@ def restart(
     """Stop and remove the pods of the stack in use, then start those services again (with the
     current config and images), waiting for each to be healthy; under one lock. With
     `only_existing` (no service named) only services whose pods exist are restarted."""
-    with state_lock(stack_for(()).settings.lock_timeout_s, stack_for(()).project):
+    with _locked(stack_for(())):
         stack, stopped = _stop(stack_for, engine, reporter, timeout_s, remove_orphans=False)
         if only_existing:
             stack = stack_subset(stack, [s.service for s in stopped.steps if s.service])
@@ -679,7 +685,7 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
     """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
     (and never one labelled as another project's)."""
     done: list[str] = []
-    with state_lock(stack.settings.lock_timeout_s, stack.project):
+    with _locked(stack):
         if pods or volumes:  # a volume in use cannot be removed: its pod goes first
             for pod in Observed(pods=engine.pods()).project_pods(stack.project):
                 if engine.remove_pod(pod):

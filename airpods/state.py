@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from airpods.errors import RuntimeFailure
+from airpods.labels import DEFAULT_PROJECT
 
 
 def state_dir() -> Path:
@@ -26,12 +27,12 @@ def state_dir() -> Path:
 
 
 @contextmanager
-def state_lock(timeout_s: float, project: str = "airpods") -> Iterator[None]:
+def state_lock(timeout_s: float, project: str = DEFAULT_PROJECT) -> Iterator[None]:
     """Only one start/stop of a project at a time: a second one waits up to `timeout_s`, then
     fails clearly. Projects do not wait for each other."""
     from filelock import FileLock, Timeout
 
-    path = state_dir() / ("lifecycle.lock" if project == "airpods" else f"lifecycle-{project}.lock")
+    path = state_dir() / ("lifecycle.lock" if project == DEFAULT_PROJECT else f"lifecycle-{project}.lock")
     lock = FileLock(str(path))
     try:
         lock.acquire(timeout=timeout_s)

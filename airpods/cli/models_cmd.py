@@ -272,15 +272,16 @@ def chat(
         raise typer.Exit(api_chat(spec.url, key, chosen))
     if not model:
         raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
+    from airpods.engine.base import OneOff
     from airpods.stack.model import Mount
 
-    argv = engine.one_off_argv(
+    job = OneOff(
         tool_image(spec.image, "light"),
-        ["--model", f"/models/{model.removesuffix('.gguf')}.gguf"],
-        mounts=[Mount(model_volume(wanted), "/models", "ro", True)],
+        ("--model", f"/models/{model.removesuffix('.gguf')}.gguf"),
+        mounts=(Mount(model_volume(wanted), "/models", "ro", True),),
         gpu=spec.gpu_request,
-        interactive=True,
     )
+    argv = engine.one_off_argv(job, interactive=True)
     raise typer.Exit(subprocess.call(argv))
 
 

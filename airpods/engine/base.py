@@ -5,7 +5,7 @@ same methods without touching the stack or the plan), and the container state it
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +36,18 @@ class ContainerState:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+
+@dataclass(frozen=True)
+class OneOff:
+    """A throwaway container of a tool image (quantize, convert, llama-cli): removed when it
+    exits, its image pulled if missing."""
+
+    image: str
+    args: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    gpu: GpuRequest | None = None
+    entrypoint: str | None = None
 
 
 class Engine(Protocol):
@@ -75,22 +87,5 @@ class Engine(Protocol):
     def remove_image(self, image: str) -> bool: ...
 
     # one-off tool containers
-    def one_off_argv(
-        self,
-        image: str,
-        args: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        gpu: GpuRequest | None = None,
-        entrypoint: str | None = None,
-        interactive: bool = False,
-    ) -> list[str]: ...
-    def run_one_off(
-        self,
-        image: str,
-        args: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        gpu: GpuRequest | None = None,
-        entrypoint: str | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
+    def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]: ...
+    def run_one_off(self, job: OneOff) -> subprocess.CompletedProcess[str]: ...

@@ -10,13 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from airpods.engine.base import ContainerState
+from airpods.engine.base import ContainerState, OneOff
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
-from airpods.engine.podman_argv import gpu_options, step_argv, volume_option
-from airpods.gpu import GpuRequest
+from airpods.engine.podman_argv import one_off_args, step_argv
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
-from airpods.stack.model import Mount
 
 LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
@@ -268,31 +266,13 @@ class Podman:
     def remove_image(self, image: str) -> bool:
         return self.run(["rmi", image], check=False).returncode == 0
 
-    def one_off_argv(
-        self,
-        image: str,
-        args: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        gpu: GpuRequest | None = None,
-        entrypoint: str | None = None,
-        interactive: bool = False,
-    ) -> list[str]:
-        """A throwaway container (removed when it exits, image pulled if missing): the tools of
-        the llama.cpp images (quantize, convert, llama-cli)."""
-        return self.argv(_one_off(image, args, mounts, gpu, entrypoint, interactive))
+    def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
+        """The command that runs `job` (interactive: with a terminal, for llama-cli)."""
+        return self.argv(one_off_args(job, interactive=interactive))
 
-    def run_one_off(
-        self,
-        image: str,
-        args: Sequence[str],
-        *,
-        mounts: Sequence[Mount] = (),
-        gpu: GpuRequest | None = None,
-        entrypoint: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """`one_off_argv`, run to completion with its output captured (a day at most)."""
-        return self.run(_one_off(image, args, mounts, gpu, entrypoint, False), timeout=LONG_TIMEOUT_S, check=False)
+    def run_one_off(self, job: OneOff) -> subprocess.CompletedProcess[str]:
+        """`job` run to completion with its output captured (a day at most)."""
+        return self.run(one_off_args(job), timeout=LONG_TIMEOUT_S, check=False)
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""
@@ -342,20 +322,6 @@ class Podman:
         if since:
             argv += ["--since", since]
         return self.argv([*argv, container])
-
-
-def _one_off(
-    image: str,
-    args: Sequence[str],
-    mounts: Sequence[Mount],
-    gpu: GpuRequest | None,
-    entrypoint: str | None,
-    interactive: bool,
-) -> list[str]:
-    argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
-    argv += [arg for m in mounts for arg in ("--volume", volume_option(m))]
-    argv += gpu_options(gpu) + (["--entrypoint", entrypoint] if entrypoint else [])
-    return [*argv, image, *args]
 
 
 def _present(images: Iterable[str], rows: list[dict[str, Any]]) -> dict[str, str]:

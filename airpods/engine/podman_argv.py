@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from airpods.engine.base import OneOff
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
@@ -70,6 +71,14 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
         argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]
     argv += [spec.image, *spec.args, *spec.key_args]
     return tuple(argv)
+
+
+def one_off_args(job: OneOff, *, interactive: bool = False) -> list[str]:
+    """`podman run --rm` arguments (without the binary) for a throwaway tool container."""
+    argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
+    argv += [arg for m in job.mounts for arg in ("--volume", volume_option(m))]
+    argv += gpu_options(job.gpu) + (["--entrypoint", job.entrypoint] if job.entrypoint else [])
+    return [*argv, job.image, *job.args]
 
 
 def step_argv(step: Step) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from airpods.engine.base import Engine
+from airpods.engine.base import Engine, OneOff
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
 from airpods.models.store import ModelStore
@@ -155,10 +155,12 @@ def quantize_model(
     spec = llama_instances(stack)[0]
     with store.incoming(out, overwrite=overwrite) as partial:
         done = engine.run_one_off(
-            tool_image(spec.image, "full"),
-            ["--quantize", f"{MODELS_DIR}/{source.name}", f"{MODELS_DIR}/{partial.name}", qtype],
-            mounts=[models_mount(store.volume)],
-            gpu=spec.gpu_request,
+            OneOff(
+                tool_image(spec.image, "full"),
+                ("--quantize", f"{MODELS_DIR}/{source.name}", f"{MODELS_DIR}/{partial.name}", qtype),
+                mounts=(models_mount(store.volume),),
+                gpu=spec.gpu_request,
+            )
         )
         if done.returncode != 0 or not partial.exists():
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
@@ -172,7 +174,7 @@ def convert_model(engine: Engine, stack: Stack, volume: str, hf_dir: Path, out: 
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")
     probe = engine.run_one_off(
-        image, ["-c", "test -f /app/convert_hf_to_gguf.py && command -v python3"], entrypoint="/bin/sh"
+        OneOff(image, ("-c", "test -f /app/convert_hf_to_gguf.py && command -v python3"), entrypoint="/bin/sh")
     )
     if probe.returncode != 0:
         raise RuntimeFailure(
@@ -182,9 +184,11 @@ def convert_model(engine: Engine, stack: Stack, volume: str, hf_dir: Path, out: 
     if not hf_dir.is_dir():
         raise UsageError(f"{hf_dir} is not a folder (a Hugging Face model folder with config.json)")
     done = engine.run_one_off(
-        image,
-        ["--convert", "/input", "--outfile", f"{MODELS_DIR}/{out}"],
-        mounts=[Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(volume)],
+        OneOff(
+            image,
+            ("--convert", "/input", "--outfile", f"{MODELS_DIR}/{out}"),
+            mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(volume)),
+        )
     )
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
