@@ -36,7 +36,8 @@ from airpods.plan import (
     pull_steps,
 )
 from airpods.ports import port_holder, port_is_free
-from airpods.secrets import api_key, existing_api_key
+from airpods.secrets import read_key
+from airpods.server_flags import learn_tables
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -49,6 +50,11 @@ class Reporter(Protocol):
     def step(self, step: Step) -> None: ...
     def pulled(self, image: str, seconds: float, size: int | None) -> None: ...
     def waiting(self, service: str, elapsed: float, last: str) -> None: ...
+
+
+def stack_key(stack: Stack) -> str | None:
+    """The key a stack hands over (made if it is the generated one), None when it hands none."""
+    return read_key(stack.key_source, create=True) if stack.secrets else None
 
 
 def _locked(stack: Stack) -> AbstractContextManager[None]:
@@ -102,7 +108,9 @@ def plan_start(
     pull_only: bool = False,
     remove_orphans: bool = False,
 ) -> tuple[Stack, Plan]:
-    """The plan `start` would run (observing podman when there is one): `--dry-run`."""
+    """The plan `start` would run (observing podman when there is one): `--dry-run`. Like
+    start, it checks command_args against the flag tables of the llama-server images present
+    (reading a new image's `--help` is the one container it runs)."""
     if engine is None:
         stack, observed = stack_for(()), Observed()
     elif pull_only:
@@ -110,6 +118,8 @@ def plan_start(
         observed = engine.observe_images(stack.images)
     else:
         stack, observed = observe_stack(stack_for, engine)
+        if learn_tables(engine, stack.services):
+            stack = stack_in_use(stack_for, observed.pods)
     if pull_only:
         return stack, pull_plan(stack, observed, pull)
     return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
@@ -266,9 +276,9 @@ def _start(
     became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
     stopped, so no half-created pod survives."""
     stack, observed = observe_stack(stack_for, engine)
-    plan = build_start_plan(
-        stack, observed, api_key=api_key() if stack.secrets else "", pull=pull, remove_orphans=remove_orphans
-    )
+    if learn_tables(engine, stack.services):  # command_args checked against the server that will run
+        stack = stack_in_use(stack_for, observed.pods)
+    plan = build_start_plan(stack, observed, api_key=stack_key(stack) or "", pull=pull, remove_orphans=remove_orphans)
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
     check_host_folders(stack, plan)
@@ -276,7 +286,7 @@ def _start(
     created: dict[str, list[str]] = {}
     cancel = threading.Event()
     watch = ContainerWatch(engine, stack.project)
-    key = api_key() if stack.secrets else None
+    key = stack_key(stack)
 
     def bring_up(spec: ServiceSpec) -> Readiness:
         for step in (s for s in plan.steps if s.service == spec.name):
@@ -308,6 +318,8 @@ def _start(
         unpulled: list[Readiness] = []
         if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
+            if learn_tables(engine, stack.services):  # a pulled llama-server: check against its flags
+                stack = result.stack = stack_in_use(stack_for, observed.pods)
             absent = [s for s in stack.services if s.image not in observed.images]
             unpulled = [
                 Readiness(
@@ -543,7 +555,7 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
     health probe per service (a probe of a service that turns out not to run is not shown).
     Rows for the stack in use, then one per orphan container."""
     stack = stack_for(())
-    key = existing_api_key()  # status makes no key
+    key = read_key(stack.key_source, create=False)  # status makes no key
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending = pool.submit(probe_all, [s for s in stack.services if s.publish], key)
         pending_ids = pool.submit(engine.image_ids, stack.images)

@@ -1,5 +1,6 @@
 """The stack's API key: generated once, kept 0600 in the state directory, never printed unless
-asked for (`airpods env`). Podman secrets carry it into containers (see stack/wiring.py)."""
+asked for (`airpods env`); or the user's own, read from an environment variable or a file that
+`runtime.api_key` names. Podman secrets carry it into containers (see stack/wiring.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from airpods.errors import ConfigError
 from airpods.state import state_dir
 
 KEY_FILE = "api-key"
@@ -52,3 +54,48 @@ def api_key() -> str:
 def key_id(key: str) -> str:
     """A short, non-secret name for a key (secret names and config hashes use it)."""
     return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def key_source(setting: bool | str) -> str:
+    """runtime.api_key as the Stack keeps it: "generated", "none", "env:VAR" or "file:PATH"."""
+    return ("generated" if setting else "none") if isinstance(setting, bool) else setting
+
+
+def read_key(source: str, *, create: bool) -> str | None:
+    """The key behind a key source (see `key_source`). `create`: make the generated key if it
+    does not exist yet, and treat a user key that cannot be read as an error (the commands that
+    hand the key over); without it, None stands for a key that is not there.
+
+    Raises ConfigError (at runtime.api_key) for a user key that is unset, unreadable, empty, or
+    holds characters a key list cannot carry (whitespace, `,` or `;`)."""
+    if source == "none":
+        return None
+    if source == "generated":
+        return api_key() if create else existing_api_key()
+    kind, _, where = source.partition(":")
+    problem, value = "", ""
+    if kind == "env":
+        value = os.environ.get(where, "").strip()
+        problem = "" if value else f"{where} is not set (or empty) in airpods' environment"
+        hint = f"export {where}=YOUR_KEY before running airpods, or change runtime.api_key"
+    else:
+        path = Path(where).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+            problem = "" if value else f"the key file {path} is empty"
+        except OSError as exc:
+            problem = f"cannot read the key file {path}: {exc.strerror or exc}"
+        except UnicodeDecodeError:
+            problem = f"the key file {path} is not UTF-8 text"
+        hint = f"write your key to {path} (chmod 600), or change runtime.api_key"
+    if problem:
+        if create:
+            raise ConfigError(problem, key="runtime.api_key", hint=hint)
+        return None
+    if any(c.isspace() or c in ",;" for c in value):
+        raise ConfigError(
+            f"the key from {source} holds whitespace, ',' or ';' (llama-server and Open WebUI split key lists on them)",
+            key="runtime.api_key",
+            hint="use a key of letters, digits and -_.~+/= only",
+        )
+    return value

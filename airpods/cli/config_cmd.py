@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from airpods.cli.context import load, options_of
+from airpods.cli.context import engine_if_present, load, options_of
 
 app = typer.Typer(help="Show, check and create the configuration file.", no_args_is_help=True)
 
@@ -42,11 +42,28 @@ def validate(
     ctx: typer.Context,
     path: Annotated[Path | None, typer.Argument(help="File to check (default: the one in effect).")] = None,
 ) -> None:
-    """Check a configuration file; exit 2 with the key path of the first problem."""
+    """Check a configuration file; exit 2 with the key path of the first problem. llama-server
+    command_args are checked against the flags of the image that will run (read from it when
+    it is present), else against airpods' built-in table; the output says which."""
+    from airpods.engine.errors import EngineError
+    from airpods.server_flags import learn_tables
+    from airpods.stack.resolve import resolve_stack
+
     loaded = load(options_of(ctx), path)
+    chosen = path or options_of(ctx).config
+    stack = resolve_stack(chosen, (), every_service=True)
+    engine = engine_if_present()
+    try:
+        if engine and learn_tables(engine, stack.services):
+            stack = resolve_stack(chosen, (), every_service=True)
+    except EngineError:
+        pass  # podman cannot answer: the tables known so far (or the built-in one) were used
     where = str(loaded.path) if loaded.path else "built-in defaults"
     enabled = ", ".join(loaded.config.enabled_services())
     print(f"ok: {where}: {len(loaded.config.services)} services, enabled: {enabled}")
+    checked = {s.name: s.flag_table for s in stack.services if s.flag_table}
+    for source in dict.fromkeys(checked.values()):
+        print(f"command_args of {', '.join(n for n, s in checked.items() if s == source)} checked against {source}")
 
 
 @app.command()

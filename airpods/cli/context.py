@@ -33,16 +33,29 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
 def stack_source(options: Options, names: list[str] | None, *, ensure_key: bool = False):  # -> lifecycle.StackFor
     """The stack of the named services (or the default selection), as a function of the
     services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
-    a config or usage error is reported before podman is looked for."""
+    a config or usage error is reported before podman is looked for. Resolved again once a
+    llama-server flag table is learned (start reads them from the images it is about to run)."""
+    from airpods.server_flags import store_stamp
     from airpods.stack.resolve import resolve_stack
 
-    resolved: dict[tuple[str, ...], object] = {}
+    resolved: dict[tuple[object, ...], object] = {}
 
     def stack_for(present):
-        key = tuple(present)
+        key = (*present, store_stamp())
         if key not in resolved:
             resolved[key] = resolve_stack(options.config, names or (), present=key, ensure_key=ensure_key)
         return resolved[key]
 
     stack_for(())
     return stack_for
+
+
+def engine_if_present():  # -> Podman | None (lazy import keeps --help fast)
+    """Podman when it is installed (for the commands that also work without it)."""
+    from airpods.engine.errors import EngineMissing
+    from airpods.engine.podman import Podman
+
+    try:
+        return Podman()
+    except EngineMissing:
+        return None

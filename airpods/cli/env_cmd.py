@@ -16,7 +16,7 @@ def env(
 ) -> None:
     """Print `export OPENAI_BASE_URL=… OPENAI_API_KEY=…` for an instance: eval "$(airpods env)"."""
     from airpods.errors import UsageError
-    from airpods.secrets import api_key
+    from airpods.lifecycle import stack_key
     from airpods.stack.wiring import LLAMACPP
 
     wanted = stack(options_of(ctx), [name] if name else None, ensure_key=True)
@@ -30,7 +30,7 @@ def env(
     if spec.url is None:
         raise UsageError(f"{spec.name} publishes no host port", hint=f"set services.{spec.name}.ports")
     print(f"export OPENAI_BASE_URL={shlex.quote(spec.url + '/v1')}")
-    print(f"export OPENAI_API_KEY={shlex.quote(api_key() if spec.secrets else 'none')}")
+    print(f"export OPENAI_API_KEY={shlex.quote((stack_key(wanted) if spec.secrets else None) or 'none')}")
 
 
 def register(app: typer.Typer) -> None:

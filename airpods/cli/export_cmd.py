@@ -53,7 +53,7 @@ def kube(
     """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
-    from airpods.secrets import api_key
+    from airpods.lifecycle import stack_key
 
     if target not in ("podman", "kubernetes"):
         raise UsageError(f"unknown target {target!r}", hint="podman or kubernetes")
@@ -62,7 +62,7 @@ def kube(
     if shared_models and target != "kubernetes":
         raise UsageError("--shared-models is for --target kubernetes (podman mounts the volume itself)")
     stack = _stack(ctx, services, gpu)
-    key = api_key() if stack.secrets else ""  # only a stack that hands a key over needs one
+    key = stack_key(stack) or ""  # only a stack that hands a key over needs one
     if target == "podman":
         header = (
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"

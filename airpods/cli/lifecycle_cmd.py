@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from airpods.cli.context import options_of, stack_source
+from airpods.cli.context import engine_if_present, options_of, stack_source
 
 Services = Annotated[
     list[str] | None,
@@ -63,12 +63,16 @@ def start(
     stack_for = stack_source(options_of(ctx), services, ensure_key=True)
     if dry_run:
         wanted, plan = lifecycle.plan_start(
-            stack_for, _engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
+            stack_for, engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
         )
+        checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
         if as_json:
-            print_json(plan.to_json(step_argv))
+            print_json({**plan.to_json(step_argv), "flag_tables": checked})
         else:
             print(f"# {wanted.gpu.describe()}")
+            for source in dict.fromkeys(checked.values()):
+                names = ", ".join(name for name, s in checked.items() if s == source)
+                print(f"# command_args of {names} checked against {source}")
             print(plan.render(step_argv))
         return
     engine = Podman()
@@ -249,16 +253,6 @@ def _check_since(value: str) -> None:
         raise UsageError(
             f"--since {value!r}: expected a duration (10m, 1h30m), Unix seconds, or a date/time (2026-11-30T18:00:00)"
         ) from None
-
-
-def _engine_if_present():
-    from airpods.engine.errors import EngineMissing
-    from airpods.engine.podman import Podman
-
-    try:
-        return Podman()
-    except EngineMissing:
-        return None
 
 
 def register(app: typer.Typer) -> None:

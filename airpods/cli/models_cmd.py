@@ -29,10 +29,10 @@ def _running(engine) -> set[str]:
 
 
 def _after_change(everything, engine) -> None:
+    from airpods.lifecycle import stack_key
     from airpods.models.manage import reload_routers
-    from airpods.secrets import api_key
 
-    reloaded = reload_routers(everything, _running(engine), api_key() if everything.secrets else None)
+    reloaded = reload_routers(everything, _running(engine), stack_key(everything))
     if reloaded:
         print(f"reloaded the model list of {', '.join(reloaded)}")
 
@@ -252,9 +252,9 @@ def chat(
 
     from airpods.engine.podman import Podman
     from airpods.errors import UsageError
+    from airpods.lifecycle import stack_key
     from airpods.models.chat import api_chat, first_model
     from airpods.models.manage import llama_instances, model_volume, tool_image
-    from airpods.secrets import api_key
 
     wanted = stack(options_of(ctx), [instance] if instance else None, ensure_key=True)
     instances = llama_instances(wanted)
@@ -262,7 +262,7 @@ def chat(
         raise UsageError("no llama.cpp instance to chat with")
     spec = instances[0]
     engine = Podman()
-    key = api_key() if spec.secrets else None
+    key = stack_key(wanted) if spec.secrets else None
     if spec.url and spec.container in _running(engine):
         chosen = model or first_model(spec.url, key)
         if not chosen:

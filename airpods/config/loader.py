@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,21 @@ class LoadedConfig:
     path: Path | None  # the user file, None when running on the defaults alone
     merged: dict[str, Any]  # defaults ⊕ user file, templates not yet resolved
     resolved: dict[str, Any]  # after extends and templates: what was validated
+    user: dict[str, Any] = field(default_factory=dict)  # the user file as read
+
+    def source_of(self, key: str | None) -> str:
+        """Where a key's error is reported: see `source_of`."""
+        return source_of(self.user, self.path, key)
+
+
+def source_of(user: dict[str, Any], path: Path | None, key: str | None) -> str:
+    """The user file when the key's section (e.g. services.NAME) is in it, else the defaults."""
+    node: Any = user
+    for part in key_parts(key or "")[:2]:
+        if path is None or not isinstance(node, dict) or part not in node:
+            return DEFAULTS_LABEL
+        node = node[part]
+    return str(path)
 
 
 def parse_toml(text: str, label: str) -> dict[str, Any]:
@@ -82,15 +97,6 @@ def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig
     defaults = parse_toml(default_toml_text(), DEFAULTS_LABEL)
     merged = deep_merge(defaults, user)
 
-    def source_of(key: str | None) -> str:
-        """The user file when the key's section (e.g. services.NAME) is in it, else the defaults."""
-        node: Any = user
-        for part in key_parts(key or "")[:2]:
-            if path is None or not isinstance(node, dict) or part not in node:
-                return DEFAULTS_LABEL
-            node = node[part]
-        return str(path)
-
     try:
         check_project(merged)
         resolved = dict(merged)
@@ -102,7 +108,7 @@ def build_config(user: dict[str, Any], path: Path | None = None) -> LoadedConfig
             config = Config.model_validate(resolved)
         except ValidationError as exc:
             raise config_error_from_validation(exc, resolved) from None
-        check_stack_rules(config, user_set=lambda key: source_of(key) != DEFAULTS_LABEL)
+        check_stack_rules(config, user_set=lambda key: source_of(user, path, key) != DEFAULTS_LABEL)
     except ConfigError as exc:
-        raise exc.located(source_of(exc.key)) from None
-    return LoadedConfig(config=config, path=path, merged=merged, resolved=resolved)
+        raise exc.located(source_of(user, path, exc.key)) from None
+    return LoadedConfig(config=config, path=path, merged=merged, resolved=resolved, user=user)

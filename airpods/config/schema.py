@@ -253,7 +253,23 @@ class Runtime(_Model):
     bind_address: str = "127.0.0.1"
     network: Name = "airpods"
     restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"
-    api_key: bool = True
+    # true: a key airpods generates; false: none; "env:VARIABLE" or "file:/path": your own key.
+    api_key: bool | str = True
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_source(cls, value: bool | str) -> bool | str:
+        if isinstance(value, bool):
+            return value
+        kind, _, where = value.partition(":")
+        if kind == "env" and ENV_KEY_RE.match(where):
+            return value
+        if kind == "file" and (where.startswith("/") or where.startswith("~/")):
+            return value
+        raise ValueError(
+            'expected true (a key airpods generates), false (no key), "env:VARIABLE" (your key, read from '
+            'that environment variable) or "file:/absolute/path" (your key, read from that file)'
+        )
 
     @field_validator("bind_address")
     @classmethod

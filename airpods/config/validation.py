@@ -143,15 +143,29 @@ def key_parts(key: str) -> list[str]:
 
 
 # Flags airpods sets on llama.cpp servers itself, and where their value belongs instead.
+KEY_HINT = '[runtime] api_key = "env:VARIABLE" or "file:/path/to/key" gives every service your own key'
 OWNED_FLAGS = {
-    "host": "airpods listens on every address inside the pod; runtime.bind_address says where the host publishes",
-    "port": "the server listens on the container port of the first `ports` entry",
+    "--host": "it listens on every address inside the pod; runtime.bind_address says where the host publishes",
+    "--port": "the server listens on the container port of the first `ports` entry",
+    "--api-key": "it hands the stack's API key over as a podman secret, never on a command line; " + KEY_HINT,
+    "--api-key-file": "it mounts the stack's API key from a podman secret; " + KEY_HINT,
 }
 
 
+def owned_flag_error(flag: str, key: str, service: str) -> ConfigError | None:
+    """The error for a flag airpods sets itself (`flag` a long spelling), else None."""
+    if flag not in OWNED_FLAGS:
+        return None
+    return ConfigError(
+        f"airpods sets {flag} itself: {OWNED_FLAGS[flag]}",
+        key=key,
+        hint=f"remove it; change services.{service}.ports instead" if flag == "--port" else "remove it",
+    )
+
+
 def check_owned_flags(config: Config) -> None:
-    """host and port in a llama.cpp service's command_args are refused: airpods renders them
-    from `ports` (an inherited `port` template used to point an instance at its parent's port)."""
+    """host, port, api_key and api_key_file in a llama.cpp service's command_args are refused
+    (by these spellings here; stack/args.py also catches the aliases its flag table knows)."""
     for name, service in config.services.items():
         root = name
         while config.services[root].extends is not None:
@@ -159,13 +173,11 @@ def check_owned_flags(config: Config) -> None:
         if root != "llamacpp":
             continue
         for key in service.command_args:
-            flag = key.lstrip("-").replace("_", "-")
-            if flag in OWNED_FLAGS:
-                raise ConfigError(
-                    f"airpods sets --{flag} itself: {OWNED_FLAGS[flag]}",
-                    key=f"services.{name}.command_args.{key}",
-                    hint=f"remove it; change services.{name}.ports instead" if flag == "port" else "remove it",
-                )
+            error = owned_flag_error(
+                "--" + key.lstrip("-").replace("_", "-"), f"services.{name}.command_args.{key}", name
+            )
+            if error:
+                raise error
 
 
 def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:

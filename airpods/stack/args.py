@@ -1,9 +1,25 @@
-"""command_args (a TOML table) → an argv list of flags."""
+"""command_args (a TOML table) → llama-server flags, checked against the server's flag table.
+
+With a table (stack/flag_table.py), in TOML order:
+- a key names a flag by any spelling (`ctx_size`, `c`, `-c`, `--ctx-size`) or by the environment
+  variable it reads (`LLAMA_ARG_CTX_SIZE`); an unknown key, or two keys naming one flag, is an error;
+- `true` → the switch (`jinja = true` → --jinja; `no_webui = true` → --no-webui); `true` for a
+  flag that takes a value is an error that lists the values the help names;
+- `false` → the off form (`jinja = false` → --no-jinja), an error for a switch that has none;
+  for a flag that takes a value, false leaves it unset (an extending instance drops an inherited
+  `model = …` that way), except where "off" is one of its values (write "off");
+- a list → the flag once per item; anything else → flag and value.
+Without a table (a service whose entrypoint is not llama-server), the fixed rules of old: keys as
+written (`ctx_size` → --ctx-size, `-x` verbatim), true → bare flag, false → omitted."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from airpods.config.validation import key_parts, owned_flag_error
+from airpods.errors import ConfigError
+from airpods.stack.flag_table import Flag, FlagTable
 
 
 def flag_name(key: str) -> str:
@@ -11,9 +27,111 @@ def flag_name(key: str) -> str:
     return key if key.startswith("-") else "--" + key.replace("_", "-")
 
 
-def render_command_args(args: Mapping[str, Any]) -> list[str]:
-    """In TOML order: true → bare flag, false → omitted, a list → the flag once per item,
-    anything else → flag and value. Values were validated and templated by the config layer."""
+def _spelling(flag: Flag, negated: bool, key: str) -> str:
+    """The spelling to render: the key's own long spelling (or its on/off twin: no_webui = false
+    → --webui) when the flag has it, else the first long one."""
+    forms = flag.negations if negated else flag.spellings
+    longs = [s for s in forms if s.startswith("--")] or list(forms)
+    written = key.lstrip("-").replace("_", "-")
+    twins = {written, written.removeprefix("no-"), "no-" + written}
+    return next((s for s in longs if s[2:] in twins), longs[0])
+
+
+def _value_hint(flag: Flag) -> str:
+    return "|".join(flag.choices) if flag.choices else (flag.value or "a value")
+
+
+def _value_flag_bool(key: str, value: bool, flag: Flag, negated: bool, at: str) -> list[str]:
+    """true/false for a flag that takes a value: true is an error naming the values; false
+    renders the off form where there is one, is an error where "off" is one of the values
+    (it would silently leave the default), and otherwise leaves the flag unset (how an
+    extending instance drops an inherited `model`)."""
+    if value:
+        example = f'"{flag.choices[0]}"' if flag.choices else "a value"
+        raise ConfigError(
+            f"{flag.name} takes a value ({_value_hint(flag)}), not true", key=at, hint=f"write {key} = {example}"
+        )
+    if flag.negations and not negated:
+        return [_spelling(flag, True, key)]
+    if "off" in flag.choices:
+        raise ConfigError(
+            f"{flag.name} takes a value ({_value_hint(flag)}), not false", key=at, hint=f'write {key} = "off"'
+        )
+    return []
+
+
+def _flag_argv(key: str, value: Any, flag: Flag, negated: bool, where: str, table: FlagTable) -> list[str]:
+    """The argv one checked key renders to (see the module docstring); ConfigError otherwise."""
+    at = f"{where}.{key}"
+    if isinstance(value, bool):
+        if flag.value is not None:
+            return _value_flag_bool(key, value, flag, negated, at)
+        negated = negated != (not value)  # `no_x = false` is x; `x = false` is no-x
+        if negated and not flag.negations:
+            raise ConfigError(
+                f"{flag.name} has no off form in this llama-server",
+                key=at,
+                hint=f"remove the key to leave the server's default ({table.source})",
+            )
+        if not negated and not flag.spellings:
+            raise ConfigError(f"{flag.name} has no on form", key=at, hint="remove the key")
+        return [_spelling(flag, negated, key)]
+    if flag.value is None:
+        raise ConfigError(f"{_spelling(flag, negated, key)} is a switch: write true or false", key=at)
+    spelling = _spelling(flag, negated, key)
+    items = value if isinstance(value, list) else [value]
+    return [arg for item in items for arg in (spelling, str(item))]
+
+
+def render_command_args(
+    args: Mapping[str, Any], table: FlagTable | None = None, where: str = "command_args"
+) -> list[str]:
+    """The flags `args` render to, checked against `table` (see the module docstring).
+
+    `where` is the key path of the table (services.NAME.command_args), for errors. Raises
+    ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a value the flag
+    cannot take, two keys naming one flag, or a flag airpods sets itself (host, port, API key)."""
+    if table is None:
+        return _fixed_rules(args)
+    argv: list[str] = []
+    seen: dict[str, str] = {}
+    for key, value in args.items():
+        found = table.lookup(key)
+        if found is None:
+            close = table.suggestions(key)
+            raise ConfigError(
+                f"llama-server has no flag {flag_name(key)}",
+                key=f"{where}.{key}",
+                hint=(f"did you mean {' or '.join(close)}? " if close else "")
+                + f"(checked against {table.source}; `llama-server --help` lists them)",
+            )
+        flag, negated = found
+        owned = owned_flag_error(flag.name, f"{where}.{key}", key_parts(where)[1])
+        if owned:
+            raise owned
+        if flag.name in seen:
+            raise ConfigError(
+                f"{flag.name} is set twice: here and at {where}.{seen[flag.name]}",
+                key=f"{where}.{key}",
+                hint="keep one of the two keys",
+            )
+        seen[flag.name] = key
+        argv += _flag_argv(key, value, flag, negated, where, table)
+    return argv
+
+
+def check_server_env(env: Mapping[str, str], table: FlagTable, where: str) -> None:
+    """llama-server also reads its flags from LLAMA_ARG_… variables (and the key from
+    LLAMA_API_KEY): the ones of flags airpods sets itself are refused in a service's env too.
+    `where` is the env table's key path. Raises ConfigError."""
+    for name in env:
+        found = table.lookup(name) if name.startswith("LLAMA_") else None
+        owned = found and owned_flag_error(found[0].name, f"{where}.{name}", key_parts(where)[1])
+        if owned:
+            raise owned
+
+
+def _fixed_rules(args: Mapping[str, Any]) -> list[str]:
     argv: list[str] = []
     for key, value in args.items():
         flag = flag_name(key)
@@ -29,7 +147,11 @@ def render_command_args(args: Mapping[str, Any]) -> list[str]:
     return argv
 
 
-def has_flag(args: Mapping[str, Any], *names: str) -> bool:
-    """Whether command_args sets any of the given flags (by key or rendered flag name)."""
-    wanted = {flag_name(n) for n in names}
-    return any(flag_name(key) in wanted for key in args)
+def sets_flag(args: Mapping[str, Any], table: FlagTable | None, *names: str) -> bool:
+    """Whether `args` sets the flag of any of `names` (spellings such as "n_gpu_layers"), by
+    any spelling the table knows (without a table: by key or rendered flag name)."""
+    if table is None:
+        wanted = {flag_name(n) for n in names}
+        return any(flag_name(key) in wanted for key in args)
+    flags = {found[0].name for n in names if (found := table.lookup(n))}
+    return any((found := table.lookup(key)) is not None and found[0].name in flags for key in args)

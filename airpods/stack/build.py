@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
+from airpods.config.validation import key_path
 from airpods.errors import UsageError
 from airpods.gpu import HostGpu, gpu_request
 from airpods.labels import default_container, default_pod
-from airpods.stack.args import has_flag, render_command_args
+from airpods.secrets import key_source
+from airpods.stack.args import check_server_env, render_command_args, sets_flag
+from airpods.stack.flag_table import FlagTable, builtin_table
 from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
@@ -51,15 +55,37 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 
 
+def flag_table_for(service: Service, kind: str, image: str, tables: Mapping[str, FlagTable]) -> FlagTable | None:
+    """The flag table a service's command_args are checked against: its image's own (`tables`:
+    image reference → table read from that image), else the built-in one; None for a service
+    that does not run llama-server (another kind, or an entrypoint_override of another program)."""
+    from airpods.stack.wiring import LLAMACPP
+
+    entrypoint = service.entrypoint_override
+    if kind != LLAMACPP or (entrypoint and PurePosixPath(entrypoint[0]).name != "llama-server"):
+        return None
+    return tables.get(image) or builtin_table()
+
+
 def build_service(
-    config: Config, name: str, gpu: HostGpu, key_id: str | None = None, backends: Sequence[str] = ()
+    config: Config,
+    name: str,
+    gpu: HostGpu,
+    key_id: str | None = None,
+    backends: Sequence[str] = (),
+    flag_tables: Mapping[str, FlagTable] | None = None,
 ) -> tuple[ServiceSpec, list[SecretDef]]:
     """One service's spec, and the secrets it needs created. `backends` are the stack's other
-    instances (Open WebUI is wired to them)."""
+    instances (Open WebUI is wired to them); `flag_tables` see `flag_table_for`.
+
+    Raises ConfigError for command_args the service's llama-server does not take."""
     service = config.services[name]
     kind = kind_of(config, name)
     image, variant = select_image(service, gpu)
-    args = render_command_args(service.command_args)
+    table = flag_table_for(service, kind, image, flag_tables or {})
+    args = render_command_args(service.command_args, table, key_path(("services", name, "command_args")))
+    if table:
+        check_server_env(service.env, table, key_path(("services", name, "env")))
     env = list(service.env.items())
     secrets: list[SecretUse] = []
     defs: list[SecretDef] = []
@@ -69,9 +95,9 @@ def build_service(
         # bind_address), on the container port of `ports` (an inherited template cannot point it
         # elsewhere); the config refuses host and port in command_args.
         args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *args]
-        if not has_flag(service.command_args, "n_gpu_layers", "gpu_layers", "-ngl"):
+        if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
-        extra, key_args, secrets = llama_extra_args(service, key_id, config.runtime.project)
+        extra, key_args, secrets = llama_extra_args(service, table, key_id, config.runtime.project)
         args += extra
         defs += [api_key_secret(key_id, config.runtime.project)] if secrets and key_id else []
     elif kind == OPEN_WEBUI:
@@ -103,21 +129,28 @@ def build_service(
         network=config.runtime.network,
         secrets=tuple(secrets),
         health=HealthCheck(service.health.path, tuple(service.health.expected_status), service.health.timeout_s),
+        flag_table=table.source if table else "",
     ), defs
 
 
 def build_stack(
-    config: Config, gpu: HostGpu, only: Sequence[str] = (), key_id: str | None = None, present: Sequence[str] = ()
+    config: Config,
+    gpu: HostGpu,
+    only: Sequence[str] = (),
+    key_id: str | None = None,
+    present: Sequence[str] = (),
+    flag_tables: Mapping[str, FlagTable] | None = None,
 ) -> Stack:
     """The named services (`only`), else every enabled one plus every configured one in
     `present` (services whose pods exist: a disabled service started by name stays part of the
     stack until it is stopped). Open WebUI is wired to every enabled, named or present backend.
-    `key_id` names the stack's API key (None: no key, or `runtime.api_key = false`)."""
+    `key_id` names the stack's API key (None: no key, or `runtime.api_key = false`);
+    `flag_tables` see `flag_table_for`."""
     present = [name for name in present if name in config.services]
     names = select_services(config, only) if only else list(dict.fromkeys([*config.enabled_services(), *present]))
     key_id = key_id if config.runtime.api_key else None
     backends = list(dict.fromkeys([*config.enabled_services(), *present, *names]))
-    built = [build_service(config, name, gpu, key_id, backends) for name in names]
+    built = [build_service(config, name, gpu, key_id, backends, flag_tables) for name in names]
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli
@@ -132,6 +165,8 @@ def build_stack(
         configured=tuple(config.services),
         enabled=tuple(config.enabled_services()),
         volume_sizes=volume_sizes(config, names),
+        key_source=key_source(config.runtime.api_key),
+        key_id=key_id or "",
     )
 
 

@@ -36,8 +36,9 @@ def code_fingerprint() -> str:
 
 
 def cache_key(
-    user_file: Path | None, gpu: HostGpu, names: Sequence[str], key_id: str, present: Sequence[str] = ()
+    user_file: Path | None, gpu: HostGpu, names: Sequence[str], flag_tables: str, present: Sequence[str] = ()
 ) -> str:
+    """`flag_tables`: the stamp of the learned llama-server flag tables (server_flags.store_stamp)."""
     digest = hashlib.sha256()
     # Lists as JSON: joined strings would make [""] (a typo, an empty shell variable) the same
     # key as [] (every service).
@@ -48,7 +49,7 @@ def cache_key(
         str(user_file),
         repr(gpu),
         json.dumps(list(names)),
-        key_id,
+        flag_tables,
         json.dumps(sorted(present)),
     ):
         digest.update(part.encode() + b"\0")
@@ -88,6 +89,8 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         configured=tuple(data["configured"]),
         enabled=tuple(data["enabled"]),
         volume_sizes=tuple((v, size) for v, size in data["volume_sizes"]),
+        key_source=data["key_source"],
+        key_id=data["key_id"],
     )
 
 
@@ -99,16 +102,21 @@ def _to_json(stack: Stack) -> dict[str, Any]:
     return data
 
 
-def cached_stack(path: Path, key: str, build: Callable[[], Stack]) -> Stack:
-    """The stack stored under `key` at `path`, else `build()` (then stored, privately, beside
-    the most recent others)."""
+def cached_stack(
+    path: Path, key: str, build: Callable[[], Stack], still_holds: Callable[[Stack], bool] = lambda stack: True
+) -> Stack:
+    """The stack stored under `key` at `path` if `still_holds` says so, else `build()` (then
+    stored, privately, beside the most recent others)."""
     entries: list[dict[str, Any]] = []
     try:
         stored = json.loads(path.read_text())
         entries = [e for e in stored.get("entries", []) if isinstance(e, dict)]
         for entry in entries:
             if entry.get("key") == key:
-                return stack_from_json(entry["stack"])
+                stack = stack_from_json(entry["stack"])
+                if still_holds(stack):
+                    return stack
+        entries = [e for e in entries if e.get("key") != key]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         entries = []
     stack = build()

@@ -114,6 +114,9 @@ class ServiceSpec:
     network: str
     secrets: tuple[SecretUse, ...]
     health: HealthCheck = field(compare=False)
+    # Where the command_args were checked (a flag table's source; "" unchecked): said by
+    # `config validate` and `start --dry-run`, no part of how the container is made.
+    flag_table: str = field(default="", compare=False)
 
     @property
     def config_hash(self) -> str:
@@ -123,6 +126,7 @@ class ServiceSpec:
 
         data = asdict(self)
         data.pop("health")
+        data.pop("flag_table")
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 
@@ -148,6 +152,8 @@ class Stack:
     configured: tuple[str, ...] = ()  # every service the config defines (enabled or not)
     enabled: tuple[str, ...] = ()  # the services `start` runs when none are named
     volume_sizes: tuple[tuple[str, str], ...] = ()  # named volume → the size a cluster claim asks for
+    key_source: str = "generated"  # runtime.api_key: generated | none | env:VAR | file:PATH (secrets.py)
+    key_id: str = ""  # names the key the secrets were derived for ("" none): a cached stack checks it
 
     @property
     def labels(self) -> dict[str, str]:

@@ -20,33 +20,50 @@ def resolve_stack(
 ) -> Stack:
     """The services named (or every enabled one plus the `present` ones, whose pods exist; or
     all configured with `every_service`), for this host's GPU unless `gpu` says otherwise (an
-    export for another machine).
+    export for another machine). llama-server command_args are checked against the flag table
+    of each image as this machine last read it (server_flags.py), else the built-in table.
 
     Resolving has no side effects: the stack's API key is read if it exists. Only with
     `ensure_key` (the commands that hand the key to something: start, restart, env, export,
-    chat) is it created, and only when the config asks for one (`runtime.api_key`)."""
+    chat) is a generated key created, and a user key (`runtime.api_key = "env:…"`) that cannot
+    be read an error. Raises ConfigError (exit 2) for the config and its command_args."""
     from airpods.config.files import locate_config
+    from airpods.errors import ConfigError
     from airpods.gpu import detect_host_gpu
-    from airpods.secrets import api_key, existing_api_key, key_id
+    from airpods.secrets import key_id, read_key
+    from airpods.server_flags import store_stamp
     from airpods.stack.cache import cache_key, cached_stack
     from airpods.state import state_dir
 
     path = locate_config(config_option)
     gpu = gpu or detect_host_gpu()
-    secret = existing_api_key()
-    if secret is None and ensure_key:
-        from airpods.config.loader import load_config
 
-        if load_config(path).config.runtime.api_key:
-            secret = api_key()
-    key = key_id(secret) if secret else None
+    def key_of(source: str) -> str:
+        secret = read_key(source, create=ensure_key)
+        return key_id(secret) if secret else ""
 
     def build() -> Stack:
         from airpods.config.loader import load_config
+        from airpods.secrets import key_source
+        from airpods.server_flags import known_tables
         from airpods.stack.build import build_stack
 
-        config = load_config(path).config
-        return build_stack(config, gpu, list(config.services) if every_service else names, key, present)
+        loaded = load_config(path)
+        config = loaded.config
+        try:
+            kid = key_of(key_source(config.runtime.api_key)) or None
+            return build_stack(
+                config, gpu, list(config.services) if every_service else names, kid, present, known_tables()
+            )
+        except ConfigError as exc:
+            raise exc.located(loaded.source_of(exc.key)) from None
 
-    cache = cache_key(path, gpu, ["*"] if every_service else names, key or "", present)
-    return cached_stack(state_dir() / "stack-cache.json", cache, build)
+    def still_holds(stack: Stack) -> bool:
+        """A cached stack was derived for one key: it holds while its source gives that key."""
+        try:
+            return key_of(stack.key_source) == stack.key_id
+        except ConfigError:
+            return False  # rebuilt, so the error is reported with its file
+
+    cache = cache_key(path, gpu, ["*"] if every_service else names, store_stamp(), present)
+    return cached_stack(state_dir() / "stack-cache.json", cache, build, still_holds)

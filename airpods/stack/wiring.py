@@ -8,7 +8,8 @@ from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
 from airpods.labels import DEFAULT_PROJECT
-from airpods.stack.args import has_flag
+from airpods.stack.args import sets_flag
+from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import SecretDef, SecretUse
 
 OLLAMA, LLAMACPP, OPEN_WEBUI = "ollama", "llamacpp", "open-webui"
@@ -39,7 +40,7 @@ def _in_network(config: Config, name: str, default_port: int) -> tuple[str, int]
 
 
 def llama_extra_args(
-    service: Service, key_id: str | None, project: str = DEFAULT_PROJECT
+    service: Service, table: FlagTable | None, key_id: str | None, project: str = DEFAULT_PROJECT
 ) -> tuple[list[str], list[str], list[SecretUse]]:
     """(args, key args, secrets): an --alias for the single-model shape (else the model's API id
     would be its path); --api-key-file pointing at the key mounted from a secret (kept apart:
@@ -47,11 +48,11 @@ def llama_extra_args(
     args: list[str] = []
     key_args: list[str] = []
     secrets: list[SecretUse] = []
-    if key_id and not has_flag(service.command_args, "api_key", "api_key_file"):
+    if key_id:  # the config refuses api_key and api_key_file in command_args
         secrets.append(SecretUse(api_key_secret(key_id, project).name, "mount", KEY_FILE_IN_CONTAINER))
         key_args = ["--api-key-file", KEY_FILE_IN_CONTAINER]
-    model = service.command_args.get("model")
-    if isinstance(model, str) and model and not has_flag(service.command_args, "alias", "-a"):
+    model = next((v for k, v in service.command_args.items() if sets_flag({k: v}, table, "model")), None)
+    if isinstance(model, str) and model and not sets_flag(service.command_args, table, "alias"):
         args += ["--alias", PurePosixPath(model).name.removesuffix(".gguf")]
     return args, key_args, secrets
 

@@ -57,7 +57,8 @@ def no_podman(monkeypatch, tmp_path):
 def test_default_dry_run_through_the_cli(capsys, no_podman):
     result = run_cli(capsys, "start", "--dry-run")
     assert result.code == 0, result.err
-    assert result.out == "# no GPU found: CPU images\n" + (GOLDEN / "default-start.txt").read_text()
+    checked = "# command_args of llamacpp checked against airpods' built-in table (llama-server of llama.cpp b11434)\n"
+    assert result.out == "# no GPU found: CPU images\n" + checked + (GOLDEN / "default-start.txt").read_text()
 
 
 def test_ports_are_published_on_loopback_by_default_and_on_the_configured_address(tmp_path):
