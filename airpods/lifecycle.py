@@ -37,7 +37,7 @@ from airpods.plan import (
 )
 from airpods.ports import port_holder, port_is_free
 from airpods.secrets import read_key
-from airpods.server_flags import learn_tables
+from airpods.server_flags import learn_tables, server_images
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -108,9 +108,7 @@ def plan_start(
     pull_only: bool = False,
     remove_orphans: bool = False,
 ) -> tuple[Stack, Plan]:
-    """The plan `start` would run (observing podman when there is one): `--dry-run`. Like
-    start, it checks command_args against the flag tables of the llama-server images present
-    (reading a new image's `--help` is the one container it runs)."""
+    """The plan `start` would run (observing podman when there is one): `--dry-run`."""
     if engine is None:
         stack, observed = stack_for(()), Observed()
     elif pull_only:
@@ -118,8 +116,6 @@ def plan_start(
         observed = engine.observe_images(stack.images)
     else:
         stack, observed = observe_stack(stack_for, engine)
-        if learn_tables(engine, stack.services):
-            stack = stack_in_use(stack_for, observed.pods)
     if pull_only:
         return stack, pull_plan(stack, observed, pull)
     return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
@@ -276,8 +272,6 @@ def _start(
     became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
     stopped, so no half-created pod survives."""
     stack, observed = observe_stack(stack_for, engine)
-    if learn_tables(engine, stack.services):  # command_args checked against the server that will run
-        stack = stack_in_use(stack_for, observed.pods)
     plan = build_start_plan(stack, observed, api_key=stack_key(stack) or "", pull=pull, remove_orphans=remove_orphans)
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
@@ -318,7 +312,7 @@ def _start(
         unpulled: list[Readiness] = []
         if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
-            if learn_tables(engine, stack.services):  # a pulled llama-server: check against its flags
+            if learn_tables(engine, server_images(stack)):  # a pulled llama-server: check against its flags
                 stack = result.stack = stack_in_use(stack_for, observed.pods)
             absent = [s for s in stack.services if s.image not in observed.images]
             unpulled = [

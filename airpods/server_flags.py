@@ -10,16 +10,20 @@ Store: $XDG_STATE_HOME/airpods/llama-server-flags.json =
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airpods.errors import ConfigError
 from airpods.stack.flag_table import FlagTable
 from airpods.state import state_dir
 
 if TYPE_CHECKING:
     from airpods.engine.base import Engine
-    from airpods.stack.model import ServiceSpec
+    from airpods.stack.model import Stack
+
+# Image reference → the entrypoint that runs llama-server in it (None: the image's own).
+ServerImages = Mapping[str, tuple[str, ...] | None]
 
 STORE = "llama-server-flags.json"
 KEEP_IMAGES = 16
@@ -62,16 +66,51 @@ def known_tables() -> dict[str, FlagTable]:
     return tables
 
 
-def learn_tables(engine: Engine, services: Iterable[ServiceSpec]) -> list[str]:
-    """Read the flag table of every present image that runs llama-server for `services` (those
-    with a checked flag table) and is not known yet. Returns the images learned (empty: nothing
-    changed). An image whose `--help` is not llama-server's is remembered as such (the built-in
-    table keeps serving it); one whose container fails is tried again next time."""
+def server_images(stack: Stack) -> dict[str, tuple[str, ...] | None]:
+    """The images whose services' command_args are checked against a flag table."""
+    return {s.image: s.entrypoint for s in stack.services if s.flag_table}
+
+
+def resolve_checked(
+    resolve: Callable[[], Stack], config_images: Callable[[], ServerImages], engine: Engine | None
+) -> Stack:
+    """`resolve()` with command_args checked against the images that will run: the tables of
+    present llama-server images not read yet are learned first, then the stack is resolved
+    again. A config that fails against the tables known so far (the built-in one, say) is
+    retried once the tables of its images (`config_images()`) are learned: a newer image may
+    take a flag the built-in table lacks. Without podman (`engine` None) the known tables serve.
+
+    Raises ConfigError as `resolve` does; podman errors while learning are ignored (the known
+    tables serve)."""
+    from airpods.engine.errors import EngineError
+
+    try:
+        stack = resolve()
+    except ConfigError:
+        try:
+            learned = engine is not None and bool(learn_tables(engine, config_images()))
+        except EngineError:
+            learned = False
+        if not learned:
+            raise
+        return resolve()
+    try:
+        if engine is not None and learn_tables(engine, server_images(stack)):
+            return resolve()
+    except EngineError:
+        pass
+    return stack
+
+
+def learn_tables(engine: Engine, wanted: ServerImages) -> list[str]:
+    """Read the flag table of every present image of `wanted` that is not known yet. Returns
+    the images learned (empty: nothing changed). An image whose `--help` is not llama-server's
+    is remembered as such (the built-in table keeps serving it); one whose container fails is
+    tried again next time. Raises EngineError when podman cannot list images."""
     from airpods.engine.base import OneOff
     from airpods.files import write_atomic
     from airpods.stack.flag_table import parse_help
 
-    wanted = {s.image: s.entrypoint for s in services if s.flag_table}
     if not wanted:
         return []
     ids = engine.image_ids(wanted)

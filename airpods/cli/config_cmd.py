@@ -45,19 +45,16 @@ def validate(
     """Check a configuration file; exit 2 with the key path of the first problem. llama-server
     command_args are checked against the flags of the image that will run (read from it when
     it is present), else against airpods' built-in table; the output says which."""
-    from airpods.engine.errors import EngineError
-    from airpods.server_flags import learn_tables
-    from airpods.stack.resolve import resolve_stack
+    from airpods.server_flags import resolve_checked
+    from airpods.stack.resolve import configured_server_images, resolve_stack
 
     loaded = load(options_of(ctx), path)
     chosen = path or options_of(ctx).config
-    stack = resolve_stack(chosen, (), every_service=True)
-    engine = engine_if_present()
-    try:
-        if engine and learn_tables(engine, stack.services):
-            stack = resolve_stack(chosen, (), every_service=True)
-    except EngineError:
-        pass  # podman cannot answer: the tables known so far (or the built-in one) were used
+    stack = resolve_checked(
+        lambda: resolve_stack(chosen, (), every_service=True),
+        lambda: configured_server_images(chosen),
+        engine_if_present(),
+    )
     where = str(loaded.path) if loaded.path else "built-in defaults"
     enabled = ", ".join(loaded.config.enabled_services())
     print(f"ok: {where}: {len(loaded.config.services)} services, enabled: {enabled}")

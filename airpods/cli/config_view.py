@@ -6,23 +6,30 @@ import shlex
 from typing import Any
 
 from airpods.config.loader import LoadedConfig
+from airpods.errors import ConfigError
 
 
 def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     if not resolved:
         return dict(loaded.merged)
     from airpods.gpu import detect_host_gpu
-    from airpods.secrets import existing_api_key, key_id
+    from airpods.secrets import key_id, key_source, read_key
+    from airpods.server_flags import known_tables
     from airpods.stack.build import build_service
 
     data: dict[str, Any] = dict(loaded.resolved)
     gpu = detect_host_gpu()
+    tables = known_tables()
     rendered: dict[str, Any] = {}
     # Showing the config makes no key: the rendered flags are the same before `start` makes one.
-    secret = existing_api_key()
-    kid = (key_id(secret) if secret else "not-made-yet") if loaded.config.runtime.api_key else None
+    source = key_source(loaded.config.runtime.api_key)
+    secret = read_key(source, create=False)
+    kid = (key_id(secret) if secret else "not-made-yet") if source != "none" else None
     for name in loaded.config.services:
-        spec, _ = build_service(loaded.config, name, gpu, kid, loaded.config.enabled_services())
+        try:
+            spec, _ = build_service(loaded.config, name, gpu, kid, loaded.config.enabled_services(), tables)
+        except ConfigError as exc:
+            raise exc.located(loaded.source_of(exc.key)) from None
         args = [*spec.args, *spec.key_args]
         argv = [*(spec.entrypoint or ()), spec.image, *args]
         rendered[name] = {"image": spec.image, "argv": args, "display": shlex.join(argv)}

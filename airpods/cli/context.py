@@ -30,13 +30,16 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
     return resolve_stack(options.config, names or (), every_service=every_service, ensure_key=ensure_key)
 
 
-def stack_source(options: Options, names: list[str] | None, *, ensure_key: bool = False):  # -> lifecycle.StackFor
+def stack_source(
+    options: Options, names: list[str] | None, *, ensure_key: bool = False, engine=None
+):  # -> lifecycle.StackFor
     """The stack of the named services (or the default selection), as a function of the
     services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
-    a config or usage error is reported before podman is looked for. Resolved again once a
-    llama-server flag table is learned (start reads them from the images it is about to run)."""
-    from airpods.server_flags import store_stamp
-    from airpods.stack.resolve import resolve_stack
+    a config or usage error is reported before any pod is touched; with `engine`, against the
+    flag tables of the llama-server images present (server_flags.resolve_checked). Resolved
+    again whenever a flag table is learned (start reads the tables of images it pulls)."""
+    from airpods.server_flags import resolve_checked, store_stamp
+    from airpods.stack.resolve import configured_server_images, resolve_stack
 
     resolved: dict[tuple[object, ...], object] = {}
 
@@ -46,7 +49,7 @@ def stack_source(options: Options, names: list[str] | None, *, ensure_key: bool 
             resolved[key] = resolve_stack(options.config, names or (), present=key, ensure_key=ensure_key)
         return resolved[key]
 
-    stack_for(())
+    resolve_checked(lambda: stack_for(()), lambda: configured_server_images(options.config), engine)
     return stack_for
 
 

@@ -60,10 +60,11 @@ def start(
     from airpods.engine.podman import Podman
     from airpods.engine.podman_argv import step_argv
 
-    stack_for = stack_source(options_of(ctx), services, ensure_key=True)
+    present = engine_if_present()
+    stack_for = stack_source(options_of(ctx), services, ensure_key=True, engine=present)
     if dry_run:
         wanted, plan = lifecycle.plan_start(
-            stack_for, engine_if_present(), pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
+            stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
         )
         checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
         if as_json:
@@ -75,7 +76,7 @@ def start(
                 print(f"# command_args of {names} checked against {source}")
             print(plan.render(step_argv))
         return
-    engine = Podman()
+    engine = present or Podman()  # podman missing: Podman() says so
     with ConsoleReporter(quiet=as_json) as reporter:
         if pre_fetch:
             plan = lifecycle.pre_fetch(stack_for(()), engine, reporter, pull.value)
@@ -132,10 +133,11 @@ def restart(
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
 
+    engine = Podman()
     with ConsoleReporter(quiet=as_json) as reporter:
         _, result = lifecycle.restart(
-            stack_source(options_of(ctx), services, ensure_key=True),
-            Podman(),
+            stack_source(options_of(ctx), services, ensure_key=True, engine=engine),
+            engine,
             reporter,
             timeout,
             keep_failed=keep_failed,

@@ -55,16 +55,28 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 
 
+def runs_llama_server(service: Service, kind: str) -> bool:
+    """A llama.cpp service whose entrypoint is llama-server (the image's, or an override of it)."""
+    entrypoint = service.entrypoint_override
+    return kind == LLAMACPP and not (entrypoint and PurePosixPath(entrypoint[0]).name != "llama-server")
+
+
 def flag_table_for(service: Service, kind: str, image: str, tables: Mapping[str, FlagTable]) -> FlagTable | None:
     """The flag table a service's command_args are checked against: its image's own (`tables`:
     image reference → table read from that image), else the built-in one; None for a service
-    that does not run llama-server (another kind, or an entrypoint_override of another program)."""
-    from airpods.stack.wiring import LLAMACPP
+    that does not run llama-server."""
+    return (tables.get(image) or builtin_table()) if runs_llama_server(service, kind) else None
 
-    entrypoint = service.entrypoint_override
-    if kind != LLAMACPP or (entrypoint and PurePosixPath(entrypoint[0]).name != "llama-server"):
-        return None
-    return tables.get(image) or builtin_table()
+
+def server_images(config: Config, gpu: HostGpu) -> dict[str, tuple[str, ...] | None]:
+    """Image → entrypoint of every configured service that runs llama-server on this host (the
+    images whose flag tables decide whether the config is valid)."""
+    images: dict[str, tuple[str, ...] | None] = {}
+    for name, service in config.services.items():
+        if runs_llama_server(service, kind_of(config, name)):
+            entrypoint = service.entrypoint_override
+            images[select_image(service, gpu)[0]] = tuple(entrypoint) if entrypoint else None
+    return images
 
 
 def build_service(

@@ -67,3 +67,17 @@ def resolve_stack(
 
     cache = cache_key(path, gpu, ["*"] if every_service else names, store_stamp(), present)
     return cached_stack(state_dir() / "stack-cache.json", cache, build, still_holds)
+
+
+def configured_server_images(
+    config_option: Path | None, gpu: HostGpu | None = None
+) -> dict[str, tuple[str, ...] | None]:
+    """The llama-server images of every configured service (see stack.build.server_images),
+    from the config alone: what to learn flag tables from when the stack cannot be resolved
+    yet. Raises ConfigError for a config that does not load."""
+    from airpods.config.files import locate_config
+    from airpods.config.loader import load_config
+    from airpods.gpu import detect_host_gpu
+    from airpods.stack.build import server_images
+
+    return server_images(load_config(locate_config(config_option)).config, gpu or detect_host_gpu())

@@ -367,14 +367,16 @@ def test_a_protected_health_path_is_probed_with_the_key_and_a_refused_key_fails_
     assert started.code == 0, started.err
     assert status_rows(airpods)["llamacpp"]["health"] == "healthy"
     assert airpods("stop").code == 0
+    # A server that wants a key airpods does not know (command_args refuse api_key: an
+    # entrypoint_override is the escape hatch that can still do it).
     airpods.write_config("""
         [runtime]
         api_key = false
+        [services.llamacpp]
+        entrypoint_override = ["/app/llama-server", "--api-key", "a-key-airpods-does-not-know"]
         [services.llamacpp.health]
         path = "/props"
         timeout_s = 600
-        [services.llamacpp.command_args]
-        api_key = "a-key-airpods-does-not-know"
     """)
     began = time.monotonic()
     failed = airpods("start", "llamacpp")

@@ -26,9 +26,14 @@ def call(method: str, path: str, body: dict | None = None, token: str | None = N
         return json.loads(answer.read() or b"null")
 
 
-def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_model):
+def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_model, monkeypatch):
+    """With the user's own key (runtime.api_key = "env:…"): the key llama-server requires is
+    the one Open WebUI is handed (the generated key takes the same path from there)."""
     put_in_volume("airpods_llamacpp_models", tiny_model)
+    monkeypatch.setenv("AIRPODS_TEST_OWN_KEY", "sk-own-key-for-open-webui")
     airpods.write_config(f"""
+        [runtime]
+        api_key = "env:AIRPODS_TEST_OWN_KEY"
         [services.open-webui]
         image = "{IMAGE}"
         health = {{ path = "/health", expected_status = 200, timeout_s = 900 }}
