@@ -61,7 +61,8 @@ def start(
     from airpods.engine.podman_argv import step_argv
 
     present = engine_if_present()
-    stack_for = stack_source(options_of(ctx), services, ensure_key=True, engine=present)
+    # Pulling only: command_args are not checked (the image's own flag table comes with it).
+    stack_for = stack_source(options_of(ctx), services, ensure_key=True, engine=present, check_flags=not pre_fetch)
     if dry_run:
         wanted, plan = lifecycle.plan_start(
             stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
@@ -200,7 +201,7 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
     from airpods.cli.table import format_table
     from airpods.engine.podman import Podman
 
-    stack_for = stack_source(options_of(ctx), services)
+    stack_for = stack_source(options_of(ctx), services, check_flags=False)  # see start --pre-fetch
     engine = Podman()
     wanted = lifecycle.stack_in_use(stack_for, engine.pods())
     with ConsoleReporter(quiet=as_json) as reporter:

@@ -19,7 +19,7 @@ from typing import Any
 
 from airpods.config.validation import key_parts, owned_flag_error
 from airpods.errors import ConfigError
-from airpods.stack.flag_table import Flag, FlagTable
+from airpods.stack.flag_table import Flag, FlagTable, builtin_table
 
 
 def flag_name(key: str) -> str:
@@ -99,11 +99,18 @@ def render_command_args(
         found = table.lookup(key)
         if found is None:
             close = table.suggestions(key)
+            builtin = table is builtin_table()
             raise ConfigError(
                 f"llama-server has no flag {flag_name(key)}",
                 key=f"{where}.{key}",
                 hint=(f"did you mean {' or '.join(close)}? " if close else "")
-                + f"(checked against {table.source}; `llama-server --help` lists them)",
+                + f"(checked against {table.source}"
+                + (
+                    ": the image is not pulled yet; if its newer llama-server has this flag, "
+                    "`airpods pull` fetches it and its own flags are used)"
+                    if builtin
+                    else "; `llama-server --help` lists them)"
+                ),
             )
         flag, negated = found
         owned = owned_flag_error(flag.name, f"{where}.{key}", key_parts(where)[1])

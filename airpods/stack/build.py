@@ -86,15 +86,17 @@ def build_service(
     key_id: str | None = None,
     backends: Sequence[str] = (),
     flag_tables: Mapping[str, FlagTable] | None = None,
+    check_flags: bool = True,
 ) -> tuple[ServiceSpec, list[SecretDef]]:
     """One service's spec, and the secrets it needs created. `backends` are the stack's other
-    instances (Open WebUI is wired to them); `flag_tables` see `flag_table_for`.
+    instances (Open WebUI is wired to them); `flag_tables` see `flag_table_for`. Without
+    `check_flags` (pulling images only) command_args are rendered by the plain rules, unchecked.
 
     Raises ConfigError for command_args the service's llama-server does not take."""
     service = config.services[name]
     kind = kind_of(config, name)
     image, variant = select_image(service, gpu)
-    table = flag_table_for(service, kind, image, flag_tables or {})
+    table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
     args = render_command_args(service.command_args, table, key_path(("services", name, "command_args")))
     if table:
         check_server_env(service.env, table, key_path(("services", name, "env")))
@@ -152,17 +154,18 @@ def build_stack(
     key_id: str | None = None,
     present: Sequence[str] = (),
     flag_tables: Mapping[str, FlagTable] | None = None,
+    check_flags: bool = True,
 ) -> Stack:
     """The named services (`only`), else every enabled one plus every configured one in
     `present` (services whose pods exist: a disabled service started by name stays part of the
     stack until it is stopped). Open WebUI is wired to every enabled, named or present backend.
     `key_id` names the stack's API key (None: no key, or `runtime.api_key = false`);
-    `flag_tables` see `flag_table_for`."""
+    `flag_tables` and `check_flags` see `build_service`."""
     present = [name for name in present if name in config.services]
     names = select_services(config, only) if only else list(dict.fromkeys([*config.enabled_services(), *present]))
     key_id = key_id if config.runtime.api_key else None
     backends = list(dict.fromkeys([*config.enabled_services(), *present, *names]))
-    built = [build_service(config, name, gpu, key_id, backends, flag_tables) for name in names]
+    built = [build_service(config, name, gpu, key_id, backends, flag_tables, check_flags) for name in names]
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli

@@ -11,7 +11,6 @@ more spaces and wraps onto indented lines, one of which may say `(env: LLAMA_ARG
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -76,6 +75,8 @@ class FlagTable:
 
     def suggestions(self, key: str) -> list[str]:
         """Up to three command_args keys close to `key` (did-you-mean)."""
+        import difflib  # only when a key is wrong
+
         keys = {_key_of(s) for flag in self.flags for s in (*flag.spellings, *flag.negations) if s.startswith("--")}
         return difflib.get_close_matches(_key_of(key), sorted(keys), n=3, cutoff=0.75)
 

@@ -17,6 +17,7 @@ def resolve_stack(
     gpu: HostGpu | None = None,
     present: Sequence[str] = (),
     ensure_key: bool = False,
+    check_flags: bool = True,
 ) -> Stack:
     """The services named (or every enabled one plus the `present` ones, whose pods exist; or
     all configured with `every_service`), for this host's GPU unless `gpu` says otherwise (an
@@ -26,7 +27,8 @@ def resolve_stack(
     Resolving has no side effects: the stack's API key is read if it exists. Only with
     `ensure_key` (the commands that hand the key to something: start, restart, env, export,
     chat) is a generated key created, and a user key (`runtime.api_key = "env:…"`) that cannot
-    be read an error. Raises ConfigError (exit 2) for the config and its command_args."""
+    be read an error. Without `check_flags` (commands that only pull images) command_args are
+    not checked. Raises ConfigError (exit 2) for the config and its command_args."""
     from airpods.config.files import locate_config
     from airpods.errors import ConfigError
     from airpods.gpu import detect_host_gpu
@@ -53,7 +55,13 @@ def resolve_stack(
         try:
             kid = key_of(key_source(config.runtime.api_key)) or None
             return build_stack(
-                config, gpu, list(config.services) if every_service else names, kid, present, known_tables()
+                config,
+                gpu,
+                list(config.services) if every_service else names,
+                kid,
+                present,
+                known_tables(),
+                check_flags,
             )
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None
@@ -65,7 +73,8 @@ def resolve_stack(
         except ConfigError:
             return False  # rebuilt, so the error is reported with its file
 
-    cache = cache_key(path, gpu, ["*"] if every_service else names, store_stamp(), present)
+    tables = store_stamp() if check_flags else "unchecked"
+    cache = cache_key(path, gpu, ["*"] if every_service else names, tables, present)
     return cached_stack(state_dir() / "stack-cache.json", cache, build, still_holds)
 
 

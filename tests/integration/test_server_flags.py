@@ -50,6 +50,7 @@ def test_a_typod_flag_fails_with_exit_2_before_any_pod_exists(airpods):
         assert "did you mean ctx_size?" in done.err and f"llama-server --help of {SERVER}" in done.err
         assert "Traceback" not in done.err
     assert podman("pod", "ls", "-q").stdout.strip() == ""
+    assert airpods("start", "--pre-fetch", "llamacpp").code == 0  # pulling needs no valid flags
     airpods.write_config("[services.llamacpp.command_args]\nflash_attn = true\nctx_size = 2048\n")
     wrong = airpods("start", "llamacpp")
     assert wrong.code == 2 and "--flash-attn takes a value (on|off|auto), not true" in wrong.err

@@ -249,3 +249,18 @@ def test_another_entrypoint_keeps_the_fixed_rules(tmp_path):
     ).config
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
     assert "--something-new" in spec.args and spec.flag_table == ""
+
+
+def test_pulling_resolves_without_checking_flags(tmp_path, monkeypatch):
+    """`airpods pull` and `start --pre-fetch` only need images: a flag only the image's newer
+    server knows must not stop its pull (the built-in table would refuse it)."""
+    from airpods.stack.resolve import resolve_stack
+    from tests.unit.helpers import write_toml
+
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    path = write_toml(tmp_path, "[services.llamacpp.command_args]\nbrand_new_flag = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        resolve_stack(path, ["llamacpp"])
+    assert "`airpods pull` fetches it" in (caught.value.hint or "") and caught.value.file == str(path)
+    stack = resolve_stack(path, ["llamacpp"], check_flags=False)
+    assert "--brand-new-flag" in stack.service("llamacpp").args
