@@ -50,6 +50,8 @@ class Reporter(Protocol):
     def step(self, step: Step) -> None: ...
     def pulled(self, image: str, seconds: float, size: int | None) -> None: ...
     def waiting(self, service: str, elapsed: float, last: str) -> None: ...
+    def line(self, text: str) -> None: ...
+    def download(self, name: str, total: int | None) -> Callable[[int], None]: ...
 
 
 def stack_key(stack: Stack) -> str | None:
@@ -94,6 +96,7 @@ class StartResult:
     readiness: list[Readiness] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     kept_failed: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know once it is up
 
     @property
     def ok(self) -> bool:
@@ -271,10 +274,14 @@ def _start(
     has the pods this run created for it removed (`keep_failed` keeps them); services that
     became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
     stopped, so no half-created pod survives."""
+    from airpods.models.manage import reload_routers
+    from airpods.models.presets import fetch_declared, write_presets
+
     stack, observed = observe_stack(stack_for, engine)
     plan = build_start_plan(stack, observed, api_key=stack_key(stack) or "", pull=pull, remove_orphans=remove_orphans)
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
+    presets_changed = set(write_presets(stack, engine))  # the preset folders exist before the check
     check_host_folders(stack, plan)
     result = StartResult(stack, plan, kept_failed=keep_failed)
     created: dict[str, list[str]] = {}
@@ -309,6 +316,8 @@ def _start(
         pulls = run_pulls(
             engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
         )
+        if fetch_declared(stack, engine, reporter.download, reporter.line):  # models `source =` names
+            presets_changed |= set(write_presets(stack, engine))
         unpulled: list[Readiness] = []
         if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
@@ -364,7 +373,30 @@ def _start(
     if not keep_failed:
         failed = [r.service for r in result.readiness if not r.ready]
         result.rolled_back = rollback(engine, [pod for name in failed for pod in created.get(name, [])])
+    up = [r.service for r in result.readiness if r.ready]
+    # A router that kept running rereads a changed preset file on request (a new one read it).
+    reload_routers(stack_subset(stack, [n for n in up if n in presets_changed]), set(ready_containers(stack, up)), key)
+    result.notes += model_notes(stack, engine, up)
     return result
+
+
+def ready_containers(stack: Stack, names: Sequence[str]) -> list[str]:
+    return [s.container for s in stack.services if s.name in names]
+
+
+def model_notes(stack: Stack, engine: Engine, ready: Sequence[str]) -> list[str]:
+    """A llama.cpp server that is up with no model to serve says so, with the way to get one."""
+    from airpods.models.presets import model_store
+
+    llama = [s.name for s in stack.services if s.kind == "llamacpp" and s.name in ready]
+    store = model_store(stack, engine) if llama else None
+    if not llama or (store is not None and store.models()):
+        return []
+    return [
+        f"{', '.join(llama)} {'has' if len(llama) == 1 else 'have'} no model yet: "
+        "`airpods models pull user/repo:Q4_K_M` fetches one, or declare it in the config "
+        '([services.llamacpp.models.NAME] source = "user/repo:Q4_K_M") and `airpods start` fetches it'
+    ]
 
 
 def rollback(engine: Engine, pods: Sequence[str]) -> list[str]:
@@ -382,7 +414,8 @@ def stack_subset(stack: Stack, names: Sequence[str]) -> Stack:
 
 
 def pre_fetch(stack: Stack, engine: Engine, reporter: Reporter, pull: PullPolicy = "missing") -> Plan:
-    """Only the pulls; every image is tried, then a RuntimeFailure names the ones that failed."""
+    """Only the pulls, and the declared models the volume lacks; every image is tried, then a
+    RuntimeFailure names the ones that failed."""
     plan = pull_plan(stack, engine.observe_images(stack.images), pull)
     pulls = run_pulls(engine, plan.steps, reporter, stack.settings.max_concurrent_pulls)
     if pulls.failed:
@@ -390,7 +423,10 @@ def pre_fetch(stack: Stack, engine: Engine, reporter: Reporter, pull: PullPolicy
             f"could not pull {pulls.failure_text()}",
             hint="check the image names and the registry (`podman pull IMAGE` shows the same)",
         )
-    return plan
+    from airpods.models.presets import fetch_declared
+
+    fetched = fetch_declared(stack, engine, reporter.download, reporter.line)
+    return replace(plan, notes=plan.notes + tuple(f"fetched model {name}" for name in fetched))
 
 
 ImageOutcome = Literal["new", "updated", "unchanged", "failed"]

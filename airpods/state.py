@@ -11,9 +11,17 @@ from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT
 
 
+def state_path() -> Path:
+    """$XDG_STATE_HOME/airpods (default ~/.local/state/airpods), as the XDG spec says: the path
+    alone (`state_dir` makes it)."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "airpods"
+
+
 def state_dir() -> Path:
-    """$XDG_STATE_HOME/airpods (default ~/.local/state/airpods), as the XDG spec says."""
-    path = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "airpods"
+    """The state folder (`state_path`), made private (0700) if it is not yet.
+
+    Raises RuntimeFailure when it cannot be made or used."""
+    path = state_path()
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.chmod(0o700)

@@ -35,6 +35,9 @@ def show(
     print(tomli_w.dumps(data).rstrip())
     for name, command in rendered.items():
         print(f"\n# {name} runs: {command['display']}")
+        if "preset_file" in command:
+            print(f"# {name}'s preset file (plus sections for models found in the volume):")
+            print("\n".join("#   " + line for line in command["preset_file"].splitlines()))
 
 
 @app.command()

@@ -16,6 +16,7 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     from airpods.secrets import key_id, key_source, read_key
     from airpods.server_flags import known_tables
     from airpods.stack.build import build_service
+    from airpods.stack.presets import preset_ini
 
     data: dict[str, Any] = dict(loaded.resolved)
     gpu = detect_host_gpu()
@@ -33,5 +34,7 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
         args = [*spec.args, *spec.key_args]
         argv = [*(spec.entrypoint or ()), spec.image, *args]
         rendered[name] = {"image": spec.image, "argv": args, "display": shlex.join(argv)}
+        if spec.presets:
+            rendered[name]["preset_file"] = preset_ini(spec.presets)
     data["rendered"] = rendered
     return data

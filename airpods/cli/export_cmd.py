@@ -105,11 +105,17 @@ def quadlet(
     ] = True,
 ) -> None:
     """.network, .volume, .pod and .container units for systemd."""
+    from airpods.cli.context import engine_if_present
     from airpods.errors import RuntimeFailure
     from airpods.export.quadlet import HOW_TO, quadlet_units
     from airpods.files import write_atomic
+    from airpods.models.presets import write_presets
 
-    units = quadlet_units(_stack(ctx, services, None), pods)
+    stack = _stack(ctx, services, None)
+    units = quadlet_units(stack, pods)
+    engine = engine_if_present()
+    if engine is not None:
+        write_presets(stack, engine)  # the routers' preset files the units mount, as `start` writes them
     folder = output or Path("airpods-quadlet")
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,7 @@ def start(
     from airpods.cli.render import render_start
     from airpods.engine.podman import Podman
     from airpods.engine.podman_argv import step_argv
+    from airpods.stack.presets import preset_ini
 
     present = engine_if_present()
     # Pulling only: command_args are not checked (the image's own flag table comes with it).
@@ -75,6 +76,9 @@ def start(
             for source in dict.fromkeys(checked.values()):
                 names = ", ".join(name for name, s in checked.items() if s == source)
                 print(f"# command_args of {names} checked against {source}")
+            for spec in (s for s in wanted.services if s.presets):
+                shown = preset_ini(spec.presets).replace("\n", "\n#   ").rstrip("# ")
+                print(f"# {spec.name}'s preset file (plus sections for models found in the volume):\n#   {shown}")
             print(plan.render(step_argv))
         return
     engine = present or Podman()  # podman missing: Podman() says so

@@ -29,9 +29,13 @@ def _running(engine) -> set[str]:
 
 
 def _after_change(everything, engine) -> None:
+    """The volume changed: rewrite the routers' preset files (an embedding model added or
+    removed) and have the running routers reread their model lists."""
     from airpods.lifecycle import stack_key
     from airpods.models.manage import reload_routers
+    from airpods.models.presets import write_presets
 
+    write_presets(everything, engine)
     reloaded = reload_routers(everything, _running(engine), stack_key(everything))
     if reloaded:
         print(f"reloaded the model list of {', '.join(reloaded)}")
@@ -124,7 +128,7 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
             ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SERVED BY"),
             [
                 (
-                    str(r["file"]),
+                    _shown_name(r),
                     str(r["backend"]),
                     human_size(r["size"]) if isinstance(r["size"], int) else "-",
                     str(r["architecture"] or "-"),
@@ -139,6 +143,13 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
     )
 
 
+def _shown_name(row: dict[str, object]) -> str:
+    """A model's name, with its parts when it is a folder and what is wrong with it."""
+    parts = row.get("parts") or []
+    name = str(row["file"]) + (f" ({len(parts)} files)" if isinstance(parts, list) and len(parts) > 1 else "")
+    return name + (f" [{row['problem']}]" if row.get("problem") else "")
+
+
 def _params(value: object) -> str:
     if not isinstance(value, int):
         return str(value or "-")
@@ -151,59 +162,64 @@ def _params(value: object) -> str:
 @app.command()
 def inspect(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
+    name: Annotated[str, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")],
     as_json: Json = False,
 ) -> None:
-    """The GGUF metadata worth seeing (never the tensor data)."""
+    """The GGUF metadata worth seeing (never the tensor data); a folder model's parts."""
     from airpods.cli.output import print_json
     from airpods.models.manage import inspect_model
 
     _, _, store = _context(ctx)
-    info = inspect_model(store, name)
+    model, info = inspect_model(store, name)
+    parts = [str(p.relative_to(store.root)) for p in model.parts]
     if as_json:
-        print_json({**info.summary(), "metadata": info.metadata})
+        print_json({**info.summary(), "parts": parts, "problem": model.problem, "metadata": info.metadata})
         return
-    for key, value in {**info.summary(), **info.metadata}.items():
+    for key, value in {**info.summary(), "parts": ", ".join(parts), **info.metadata}.items():
         print(f"{key:<40} {value}")
+    if model.problem:
+        print(f"{'problem':<40} {model.problem}")
 
 
 @app.command()
 def rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Model file (with or without .gguf).")],
+    name: Annotated[str, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Remove it even if an instance is configured to serve it.")
     ] = False,
 ) -> None:
-    """Delete a model file from the volume (asks first)."""
+    """Delete a model from the volume (every file of a folder model; asks first)."""
     from airpods.errors import UsageError
     from airpods.models.manage import remove_model
 
     everything, engine, store = _context(ctx)
-    path = store.path(name)
-    if not yes and not typer.confirm(f"Delete {path.name} from {store.volume}?", default=False):
+    model = store.model(name)
+    what = f"{model.name} ({len(model.parts)} files)" if len(model.parts) > 1 else model.name
+    if not yes and not typer.confirm(f"Delete {what} from {store.volume}?", default=False):
         raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
     remove_model(store, everything, name, force)
-    print(f"removed {path.name}")
+    print(f"removed {what}")
     _after_change(everything, engine)
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A local .gguf file.")],
-    name: Annotated[str | None, typer.Option("--name", help="File name in the volume.")] = None,
+    path: Annotated[Path, typer.Argument(help="A local .gguf file, or a folder of them (shards, or model + mmproj).")],
+    name: Annotated[str | None, typer.Option("--name", help="The model's name in the volume.")] = None,
     force: Force = False,
 ) -> None:
-    """Copy a local GGUF into the volume (header checked first, written atomically)."""
+    """Copy a local GGUF (or a folder of GGUF parts, as one model) into the volume (headers
+    checked first, written atomically)."""
     from airpods.cli.progress import ByteProgress
     from airpods.models.manage import import_model
 
     everything, engine, store = _context(ctx)
     with ByteProgress() as progress:
         target = import_model(store, path, name, force, progress)
-    print(f"imported {target.name}")
+    print(f"imported {target}")
     _after_change(everything, engine)
 
 
@@ -212,7 +228,7 @@ def quantize(
     ctx: typer.Context,
     src: Annotated[str, typer.Argument(help="A model in the volume.")],
     qtype: Annotated[str, typer.Argument(metavar="TYPE", help="Q4_K_M, Q8_0, IQ4_XS, …")],
-    name: Annotated[str | None, typer.Option("--name", help="Output file name.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The new model's name (.gguf optional).")] = None,
     force: Force = False,
 ) -> None:
     """Run llama-quantize (the llama.cpp :full image) on a model in the volume."""
@@ -221,7 +237,7 @@ def quantize(
     everything, engine, store = _context(ctx)
     print(f"quantizing {src} to {qtype.upper()} …", flush=True)
     out = quantize_model(engine, store, everything, src, qtype, name, force)
-    print(f"wrote {out.name} ({out.stat().st_size} bytes)")
+    print(f"wrote {out.stem} ({out.stat().st_size} bytes)")
     _after_change(everything, engine)
 
 
@@ -229,14 +245,16 @@ def quantize(
 def convert(
     ctx: typer.Context,
     hf_dir: Annotated[Path, typer.Argument(help="A Hugging Face model folder (config.json, safetensors).")],
-    out: Annotated[str, typer.Option("--name", help="Output .gguf name.")] = "converted.gguf",
+    out: Annotated[str | None, typer.Option("--name", help="The model's name (default: the folder's).")] = None,
+    force: Force = False,
 ) -> None:
-    """Convert a Hugging Face model folder to GGUF with the image's convert_hf_to_gguf.py."""
+    """Convert a Hugging Face model folder to an F16 GGUF with the image's convert_hf_to_gguf.py."""
     from airpods.models.manage import convert_model
 
     everything, engine, store = _context(ctx)
-    convert_model(engine, everything, store.volume, hf_dir, out)
-    print(f"wrote {out}")
+    print(f"converting {hf_dir} …", flush=True)
+    path = convert_model(engine, store, everything, hf_dir, out or f"{hf_dir.resolve().name}-F16", force)
+    print(f"wrote {path.stem} ({path.stat().st_size} bytes)")
     _after_change(everything, engine)
 
 

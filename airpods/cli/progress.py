@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -95,6 +96,21 @@ class ConsoleReporter:
                 return
             self.last[service] = (last, now)
         self.line(f"  {text} ({elapsed:.0f} s)")
+
+    def download(self, name: str, total: int | None) -> Callable[[int], None]:
+        """Progress of one model file being fetched: `advance(n)` per n bytes (a line with the
+        size off a terminal, a task with the percentage on one)."""
+        self.line(f"{name}: {human_size(total)}")
+        if self.progress is None:
+            return lambda n: None
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            share = f" {done[0] * 100 // total}%" if total else f" {human_size(done[0])}"
+            self._task("download:" + name, f"{name}{share}", done=bool(total) and done[0] >= (total or 0))
+
+        return advance
 
     def finished(self, service: str, ready: bool, detail: str) -> None:
         if self.progress is not None and "wait:" + service in self.tasks:

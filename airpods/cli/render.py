@@ -20,7 +20,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
             {
                 "ok": result.ok,
                 "rolled_back": result.rolled_back,
-                "notes": list(result.plan.notes),
+                "notes": list(result.plan.notes) + result.notes,
                 "services": [
                     {
                         "name": r.service,
@@ -51,6 +51,8 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 ],
             )
         )
+        for note in result.notes:
+            print(f"\nnote: {note}")
     failed = [r for r in result.readiness if not r.ready]
     if not failed:
         return

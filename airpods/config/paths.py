@@ -1,6 +1,7 @@
-"""Host folders written relative to the config file: `./data` and `../models` are resolved
-against the folder of the file that says them (as Compose does), `~/x` against the home
-directory. Runs after templates, before validation; the result is always an absolute path."""
+"""Host paths written relative to the config file: volume folders (`./data`, `../models`) and
+local model files (`models.NAME.source = "./tiny.gguf"`) are resolved against the folder of the
+file that says them (as Compose does), `~/x` against the home directory. Runs after templates,
+before validation; the result is always an absolute path."""
 
 from __future__ import annotations
 
@@ -28,16 +29,20 @@ def resolve_host_folders(data: dict[str, Any], base: Path | None) -> dict[str, A
         volumes = service.get("volumes") if isinstance(service, dict) else None
         if isinstance(volumes, list):
             service = {**service, "volumes": [_resolve(v, folder) for v in volumes]}
+        models = service.get("models") if isinstance(service, dict) else None
+        if isinstance(models, dict):
+            service = {**service, "models": {n: _resolve(m, folder) for n, m in models.items()}}
         out_services[name] = service
     return {**data, "services": out_services}
 
 
-def _resolve(volume: Any, folder: Path) -> Any:
-    source = volume.get("source") if isinstance(volume, dict) else None
+def _resolve(table: Any, folder: Path) -> Any:
+    """`table` with its `source` made absolute when it names a relative or ~ host path."""
+    source = table.get("source") if isinstance(table, dict) else None
     if not isinstance(source, str):
-        return volume
+        return table
     if is_relative_folder(source):
-        return {**volume, "source": os.path.normpath(folder / source)}
+        return {**table, "source": os.path.normpath(folder / source)}
     if source == "~" or source.startswith("~/"):
-        return {**volume, "source": os.path.normpath(Path(source).expanduser())}
-    return volume
+        return {**table, "source": os.path.normpath(Path(source).expanduser())}
+    return table

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -27,6 +27,9 @@ IMAGE_RE = re.compile(
 # two characters or more (measured: docker rejects a one-character name).
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 VARIANTS = ("cpu", "cuda", "rocm", "vulkan")
+# A model's name as llama-server's router lists it (/v1/models): a GGUF file's name without
+# .gguf, or a folder's name, in the model volume.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 Scalar = str | int | float | bool
 
@@ -200,6 +203,58 @@ def _check_arg_value(value: Any) -> Any:
 ArgValue = Annotated[Any, AfterValidator(_check_arg_value)]
 
 
+def _check_model_name(value: str) -> str:
+    value = value.removesuffix(".gguf")
+    if not MODEL_NAME_RE.match(value):
+        raise ValueError(
+            "expected a model's name as /v1/models lists it (the GGUF file's name without .gguf, or its "
+            f"folder's): letters, digits, '.', '_' and '-', starting with a letter or digit; got '{value}'"
+        )
+    return value
+
+
+# Where a declared model comes from: a Hugging Face reference, an http(s) URL, or a local file.
+HF_SOURCE_RE = re.compile(r"^(?:(?:https?://)?(?:hf\.co|huggingface\.co)/)?[\w.-]+/[\w.-]+(?:/[\w./-]+)?(?::[\w.-]+)?$")
+
+
+class ModelPreset(BaseModel):
+    """[services.NAME.models.MODEL]: llama-server flags for one model of a router (any key but
+    the two below is a flag, checked like command_args), whether it loads when the server
+    starts, and where it comes from when it is not in the model volume yet."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    source: str | None = None
+    load_on_startup: bool | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is None or value.startswith(("/", "https://", "http://")) or HF_SOURCE_RE.match(value):
+            return value
+        raise ValueError(
+            'expected a Hugging Face reference ("user/repo:Q4_K_M" or "user/repo/FILE.gguf"), an https:// URL, '
+            f"or a local .gguf file (an absolute path, ./ relative to this config file, or ~/), got '{value}'"
+        )
+
+    @model_validator(mode="after")
+    def _flag_values(self) -> ModelPreset:
+        for key, value in (self.model_extra or {}).items():
+            try:
+                _check_arg_value(value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if isinstance(value, list):
+                raise ValueError(f"{key}: a preset takes one value per flag, not an array")
+            if isinstance(value, str) and "\n" in value:
+                raise ValueError(f"{key}: a preset value is one line (an inline template: use chat_template_file)")
+        return self
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        """The llama-server flags of this model, in TOML order."""
+        return dict(self.model_extra or {})
+
+
 def _check_env_key(key: str) -> str:
     if not ENV_KEY_RE.match(key):
         raise ValueError(f"'{key}' is not a valid environment variable name")
@@ -221,6 +276,8 @@ class Service(_Model):
     env: dict[Annotated[str, AfterValidator(_check_env_key)], str] = {}
     resources: Resources = Resources()
     command_args: dict[str, ArgValue] = {}
+    # Per-model presets of a llama.cpp router (llama-server --models-preset), by model name.
+    models: dict[Annotated[str, AfterValidator(_check_model_name)], ModelPreset] = {}
     entrypoint_override: list[str] | None = None
 
     @field_validator("image")

@@ -5,7 +5,8 @@
   named volume, so data is shared with `airpods start`), the API key from a podman secret via
   secretKeyRef (Podman 4.3 reads such a secret as JSON of base64 values; see export_secret_json).
 - target "kubernetes": Deployments, Services (named by network alias, so the wiring's URLs
-  resolve), PersistentVolumeClaims, one Secret; health becomes startup/readiness/liveness
+  resolve), PersistentVolumeClaims, one Secret, a ConfigMap per llama.cpp router (its model
+  presets); health becomes startup/readiness/liveness
   probes, resources become requests/limits, GPU services request the vendor's device.
 """
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from typing import Any
 
-from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.model import Mount, ServiceSpec, Stack
+from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, preset_ini
 from airpods.stack.wiring import LLAMACPP
 
 PROBE_PERIOD_S = 5
@@ -74,7 +77,7 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
     if ports:
         container["ports"] = ports
     mounts = [
-        {"name": _volume_name(m.source), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
+        {"name": _mount_name(m), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
         for m in spec.mounts
     ]
     if mounts:
@@ -91,20 +94,40 @@ def _volume_name(source: str) -> str:
     return source.replace("_", "-").lower()  # checked at config load (config/validation.py)
 
 
-def _volumes(spec: ServiceSpec, claim_name) -> list[dict[str, Any]]:
-    """Named volumes as claims (`claim_name` maps airpods' name), host paths as hostPath."""
-    return [
-        {
-            "name": _volume_name(m.source),
-            "persistentVolumeClaim": {
-                "claimName": claim_name(m.source),
-                **({"readOnly": True} if m.mode == "ro" else {}),
-            },
-        }
-        if m.named
-        else {"name": _volume_name(m.source), "hostPath": {"path": m.source}}
-        for m in spec.mounts
-    ]
+def _mount_name(mount: Mount) -> str:
+    """A pod volume's name: the claim's for a named volume, "presets" for a router's preset
+    folder, else one made of the host path (a DNS label)."""
+    if mount.named:
+        return _volume_name(mount.source)
+    if mount.target == PRESETS_DIR:
+        return "presets"
+    return ("host-" + re.sub(r"[^a-z0-9]+", "-", mount.source.lower()).strip("-"))[:63].rstrip("-")
+
+
+def _volumes(spec: ServiceSpec, claim_name, target: str) -> list[dict[str, Any]]:
+    """Named volumes as claims (`claim_name` maps airpods' name), host paths as hostPath; on a
+    cluster a router's preset folder is its ConfigMap (`preset_config_map`)."""
+    volumes = []
+    for m in spec.mounts:
+        if m.named:
+            claim = {"claimName": claim_name(m.source), **({"readOnly": True} if m.mode == "ro" else {})}
+            volumes.append({"name": _mount_name(m), "persistentVolumeClaim": claim})
+        elif m.target == PRESETS_DIR and target == "kubernetes":
+            volumes.append({"name": _mount_name(m), "configMap": {"name": f"{spec.pod}-presets"}})
+        else:
+            volumes.append({"name": _mount_name(m), "hostPath": {"path": m.source}})
+    return volumes
+
+
+def preset_config_map(spec: ServiceSpec) -> dict[str, Any]:
+    """A router's preset file as a ConfigMap: its declared presets (the sections airpods adds
+    for models it recognises in the volume are written by `airpods start` on this host only)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{spec.pod}-presets", "labels": _labels(spec)},
+        "data": {PRESET_FILE: preset_ini(spec.presets)},
+    }
 
 
 def _probes(spec: ServiceSpec) -> dict[str, Any]:
@@ -157,7 +180,7 @@ def podman_documents(stack: Stack) -> list[dict[str, Any]]:
                 "restartPolicy": _restart(spec),
                 "containers": [_container(spec, secret, "podman")],
                 # claimName = airpods' own volume name: kube play mounts that very volume.
-                **({"volumes": _volumes(spec, str)} if spec.mounts else {}),
+                **({"volumes": _volumes(spec, str, "podman")} if spec.mounts else {}),
             },
         }
         for spec in stack.services
@@ -208,7 +231,9 @@ def kubernetes_documents(stack: Stack, api_key: str, *, shared_models: bool = Fa
         labels = _labels(spec)
         pod_spec: dict[str, Any] = {"containers": [_container(spec, secret, "kubernetes")]}
         if spec.mounts:
-            pod_spec["volumes"] = _volumes(spec, _volume_name)
+            pod_spec["volumes"] = _volumes(spec, _volume_name, "kubernetes")
+        if any(m.target == PRESETS_DIR for m in spec.mounts):
+            docs.append(preset_config_map(spec))
         docs.append(
             {
                 "apiVersion": "apps/v1",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from airpods.checksum import sha256_of
 from airpods.errors import RuntimeFailure
-from airpods.models.sources import HfRef, RepoFile, UrlRef, pick_files
-from airpods.models.store import ModelStore
+from airpods.models.sources import HfRef, RepoFile, UrlRef, folder_name, pick_files, pick_mmproj
+from airpods.models.store import ModelStore, copy_file, model_name
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (name, total) -> advance(bytes)
 
@@ -69,24 +69,37 @@ def pull_hf(
     announce: Callable[[str], None],
     overwrite: bool = False,
 ) -> list[Fetched]:
-    from huggingface_hub import hf_hub_download
-
-    files = pick_files(ref, hf_listing(ref))
-    if name and len(files) > 1:
-        raise RuntimeFailure("--name renames one file; this model is a split set", hint="leave --name out")
+    listing = hf_listing(ref)
+    model = pick_files(ref, listing)
+    files = model + pick_mmproj(listing, model)
     total = sum(f.size or 0 for f in files)
     announce(f"{ref.repo}: {len(files)} file{'s' if len(files) > 1 else ''}, {total / 1e9:.2f} GB")
     store.require_space(total, ref.repo)
-    fetched = []
-    for f in files:
-        target = name or f.path.rsplit("/", 1)[-1]
-        cached = Path(hf_hub_download(ref.repo, f.path, revision=ref.revision))
-        digest = verify(cached, f.sha256, f.path)
+    if len(files) == 1:  # one file: the model NAME.gguf
+        target = name or files[0].path.rsplit("/", 1)[-1]
+        cached, digest = _hf_file(ref, files[0])
         store.copy_in(
             cached, target, overwrite=overwrite, progress=progress(f"copying {target}", cached.stat().st_size)
         )
-        fetched.append(Fetched(target, cached.stat().st_size, digest))
+        return [Fetched(model_name(target), cached.stat().st_size, digest)]
+    # Shards, or a model and its projector: one folder, which the router serves as one model.
+    target = name or folder_name(model)
+    fetched = []
+    with store.incoming_folder(target, overwrite=overwrite) as folder:
+        for f in files:
+            cached, digest = _hf_file(ref, f)
+            part = f.path.rsplit("/", 1)[-1]
+            copy_file(cached, folder / part, progress(f"copying {target}/{part}", cached.stat().st_size))
+            fetched.append(Fetched(f"{model_name(target)}/{part}", cached.stat().st_size, digest))
     return fetched
+
+
+def _hf_file(ref: HfRef, file: RepoFile) -> tuple[Path, str]:
+    """One repo file through huggingface_hub's cache, checked: (cached path, sha256)."""
+    from huggingface_hub import hf_hub_download
+
+    cached = Path(hf_hub_download(ref.repo, file.path, revision=ref.revision))
+    return cached, verify(cached, file.sha256, file.path)
 
 
 def pull_url(
@@ -112,7 +125,7 @@ def pull_url(
         from airpods.models.gguf_meta import check_magic
 
         check_magic(partial)
-    return [Fetched(target, (store.root / target).stat().st_size, digest)]
+    return [Fetched(model_name(target), (store.root / f"{model_name(target)}.gguf").stat().st_size, digest)]
 
 
 def _content_length(url: str) -> int | None:

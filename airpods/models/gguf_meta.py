@@ -23,6 +23,26 @@ SHOWN_SUFFIXES = (
 )
 
 
+# Encoder (embedding) architectures, as llama.cpp names them in GGUF files (src/llama-arch.cpp,
+# LLM_ARCH_NAMES): a model of one of these serves /v1/embeddings, not chat.
+ENCODER_ARCHITECTURES = frozenset(
+    {
+        "bert",
+        "modern-bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "neo-bert",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "eurobert",
+        "t5encoder",
+    }
+)
+# `{arch}.pooling_type` values (include/llama.h, enum llama_pooling_type) by llama-server's
+# --pooling names.
+POOLING_TYPES = ("none", "mean", "cls", "last", "rank")
+
+
 class NotGguf(RuntimeFailure):
     """A file that is not a GGUF model."""
 
@@ -37,6 +57,12 @@ class ModelInfo:
     quantization: str
     context_length: int | None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    pooling: str | None = None  # the pooling type the file declares (`{arch}.pooling_type`), if any
+
+    @property
+    def embedding(self) -> bool:
+        """An embedding model: an encoder architecture, or a file that declares a pooling type."""
+        return self.architecture in ENCODER_ARCHITECTURES or self.pooling not in (None, "none")
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -97,6 +123,9 @@ def read_model(path: Path, *, full: bool = False) -> ModelInfo:
     fields = reader.fields
     arch = _value(fields["general.architecture"]) if "general.architecture" in fields else "unknown"
     ctx = fields.get(f"{arch}.context_length")
+    pooling_field = fields.get(f"{arch}.pooling_type")
+    pooling_code = _value(pooling_field) if pooling_field is not None else None
+    pooling = POOLING_TYPES[pooling_code] if isinstance(pooling_code, int) and 0 <= pooling_code < 5 else None
     file_type = fields.get("general.file_type")
     metadata: dict[str, Any] = {}
     if full:
@@ -119,4 +148,5 @@ def read_model(path: Path, *, full: bool = False) -> ModelInfo:
         quantization=file_type_name(_value(file_type) if file_type is not None else None),
         context_length=_value(ctx) if ctx is not None else None,
         metadata=metadata,
+        pooling=pooling,
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 from airpods.engine.base import Engine, OneOff
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
-from airpods.models.store import ModelStore
+from airpods.models.store import ModelStore, StoredModel, copy_file, model_name
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import Mount, ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
@@ -69,11 +70,12 @@ def model_volume(stack: Stack) -> str:
 
 
 def configured_model(spec: ServiceSpec) -> str | None:
-    """The file a single-model instance serves (--model /models/F), None in router mode."""
+    """The model a single-model instance serves (--model /models/F: F's model name, the folder
+    for a part of a folder model), None in router mode."""
     args = list(spec.args)
     for flag in ("--model", "-m"):
         if flag in args and args.index(flag) + 1 < len(args):
-            return args[args.index(flag) + 1].removeprefix(MODELS_DIR + "/")
+            return model_name(args[args.index(flag) + 1].removeprefix(MODELS_DIR + "/").split("/")[0])
     return None
 
 
@@ -89,7 +91,7 @@ def tool_image(image: str, target: str) -> str:
 
 
 def serving(stack: Stack, running: set[str]) -> dict[str, list[str]]:
-    """file → running instances that can serve it ('*' = every file, router mode)."""
+    """model name → running instances that can serve it ('*' = every model, router mode)."""
     table: dict[str, list[str]] = {}
     for spec in llama_instances(stack):
         if spec.container in running:
@@ -97,45 +99,75 @@ def serving(stack: Stack, running: set[str]) -> dict[str, list[str]]:
     return table
 
 
+def read_stored(model: StoredModel, *, full: bool = False) -> ModelInfo:
+    """Header facts of a model (file or folder): its first weights file's metadata, with the
+    size and parameters of every part."""
+    first = read_model(model.weights[0], full=full)
+    parameters = first.parameters + sum(read_model(p).parameters for p in model.weights[1:])
+    return replace(first, file=model.name, size=model.size, parameters=parameters)
+
+
 def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict[str, object]]:
+    """One row per model (a folder of shards or with its mmproj is one), named as /v1/models
+    lists it, with its parts, a problem (an incomplete split set) and who serves it."""
     served = serving(stack, running)
     rows = []
-    for path in store.files():
-        info = read_model(path)
+    for model in store.models():
+        info = read_stored(model)
         rows.append(
             {
                 **info.summary(),
-                "file": str(path.relative_to(store.root)),
+                "file": model.name,
+                "name": model.name,
+                "parts": [str(p.relative_to(store.root)) for p in model.parts],
+                "problem": model.problem,
                 "backend": "llamacpp",
-                "served_by": sorted(set(served.get(path.name, []) + served.get("*", []))),
+                "served_by": [] if model.problem else sorted(set(served.get(model.name, []) + served.get("*", []))),
             }
         )
     return rows
 
 
-def inspect_model(store: ModelStore, name: str) -> ModelInfo:
-    return read_model(store.path(name), full=True)
+def inspect_model(store: ModelStore, name: str) -> tuple[StoredModel, ModelInfo]:
+    model = store.model(name)
+    return model, read_stored(model, full=True)
 
 
-def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> Path:
-    path = store.path(name)
-    users = [s.name for s in llama_instances(stack) if configured_model(s) == path.name]
+def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> StoredModel:
+    """Delete one model (every part of a folder model); kept when an instance is configured to
+    serve it, unless `force`."""
+    model = store.model(name)
+    users = [s.name for s in llama_instances(stack) if configured_model(s) == model.name]
     if users and not force:
         raise UsageError(
-            f"{path.name} is the configured model of {', '.join(users)}; it was kept",
+            f"{model.name} is the configured model of {', '.join(users)}; it was kept",
             hint="change their command_args.model first, or pass --force",
         )
-    path.unlink()
-    return path
+    store.remove(model)
+    return model
 
 
-def import_model(store: ModelStore, source: Path, name: str | None, overwrite: bool, progress) -> Path:
+def import_model(store: ModelStore, source: Path, name: str | None, overwrite: bool, progress) -> str:
+    """A local GGUF file, or a folder of GGUF files (split shards, or a model and its mmproj),
+    copied in as one model. Every header is checked before anything is copied. Returns its name."""
+    if source.is_dir():
+        parts = sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(".gguf"))
+        if not parts:
+            raise UsageError(f"{source} holds no .gguf files")
+        for part in parts:
+            read_model(part)
+        target = name or source.name
+        store.require_space(sum(p.stat().st_size for p in parts), target)
+        with store.incoming_folder(target, overwrite=overwrite) as folder:
+            for part in parts:
+                copy_file(part, folder / part.name, progress(part.name, part.stat().st_size))
+        return model_name(target)
     if not source.is_file():
-        raise UsageError(f"{source} is not a file")
+        raise UsageError(f"{source} is not a file or a folder")
     read_model(source)  # not GGUF, or a damaged header: refused before anything is copied
-    return store.copy_in(
-        source, name or source.name, overwrite=overwrite, progress=progress(source.name, source.stat().st_size)
-    )
+    target = name or source.name
+    store.copy_in(source, target, overwrite=overwrite, progress=progress(source.name, source.stat().st_size))
+    return model_name(target)
 
 
 def models_mount(volume: str, mode: str = "rw") -> Mount:
@@ -149,15 +181,17 @@ def quantize_model(
     qtype = qtype.upper()
     if qtype not in QUANT_TYPES:
         raise UsageError(f"unknown quantization type {qtype}", hint="types: " + ", ".join(QUANT_TYPES))
-    source = store.path(src)
-    out = name or re.sub(r"(?i)[-.](F32|F16|BF16|Q\d\w*)$", "", source.stem) + f"-{qtype}.gguf"
-    store.require_space(source.stat().st_size, out)
+    source = store.model(src)
+    if len(source.parts) > 1:
+        raise UsageError(f"{source.name} is a folder model; quantize takes a single-file model")
+    out = model_name(name) if name else re.sub(r"(?i)[-.](F32|F16|BF16|Q\d\w*)$", "", source.name) + f"-{qtype}"
+    store.require_space(source.size, out)
     spec = llama_instances(stack)[0]
     with store.incoming(out, overwrite=overwrite) as partial:
         done = engine.run_one_off(
             OneOff(
                 tool_image(spec.image, "full"),
-                ("--quantize", f"{MODELS_DIR}/{source.name}", f"{MODELS_DIR}/{partial.name}", qtype),
+                ("--quantize", f"{MODELS_DIR}/{source.path.name}", f"{MODELS_DIR}/{partial.name}", qtype),
                 mounts=(models_mount(store.volume),),
                 gpu=spec.gpu_request,
             )
@@ -166,11 +200,18 @@ def quantize_model(
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
             raise RuntimeFailure(f"llama-quantize failed (exit {done.returncode}):\n{tail}")
         check_magic(partial)
-    return store.root / out
+    return store.root / f"{out}.gguf"
 
 
-def convert_model(engine: Engine, stack: Stack, volume: str, hf_dir: Path, out: str) -> None:
-    """convert_hf_to_gguf.py from the :full image, where that image has it (and Python)."""
+def convert_model(engine: Engine, store: ModelStore, stack: Stack, hf_dir: Path, out: str, overwrite: bool) -> Path:
+    """convert_hf_to_gguf.py from the :full image, where that image has it (and Python): the
+    Hugging Face folder `hf_dir` becomes the model `out` (F16), written under a hidden name and
+    renamed into place when the converter succeeded. Returns its path."""
+    if not (hf_dir / "config.json").is_file():
+        raise UsageError(
+            f"{hf_dir} is not a Hugging Face model folder (no config.json)",
+            hint="convert takes the folder a model was downloaded to: config.json, tokenizer and *.safetensors",
+        )
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")
     probe = engine.run_one_off(
@@ -181,18 +222,19 @@ def convert_model(engine: Engine, stack: Stack, volume: str, hf_dir: Path, out: 
             f"{image} has no convert_hf_to_gguf.py with Python, so it cannot convert models",
             hint="the official :full image has it; a custom or trimmed image may not",
         )
-    if not hf_dir.is_dir():
-        raise UsageError(f"{hf_dir} is not a folder (a Hugging Face model folder with config.json)")
-    done = engine.run_one_off(
-        OneOff(
-            image,
-            ("--convert", "/input", "--outfile", f"{MODELS_DIR}/{out}"),
-            mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(volume)),
+    with store.incoming(out, overwrite=overwrite) as partial:
+        done = engine.run_one_off(
+            OneOff(
+                image,
+                ("--convert", "--outtype", "f16", "--outfile", f"{MODELS_DIR}/{partial.name}", "/input"),
+                mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(store.volume)),
+            )
         )
-    )
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
-        raise RuntimeFailure(f"convert_hf_to_gguf.py failed (exit {done.returncode}):\n{tail}")
+        if done.returncode != 0 or not partial.exists():
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+            raise RuntimeFailure(f"convert_hf_to_gguf.py failed (exit {done.returncode}):\n{tail}")
+        check_magic(partial)
+    return store.root / f"{model_name(out)}.gguf"
 
 
 def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str]:

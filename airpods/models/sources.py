@@ -106,3 +106,23 @@ def pick_files(ref: HfRef, listing: list[RepoFile]) -> list[RepoFile]:
         f"{ref.repo} has {len(sets)} GGUF models; say which",
         hint=f"add a quantization ({', '.join(available)}) as {ref.repo}:QUANT, or name the file",
     )
+
+
+def pick_mmproj(listing: list[RepoFile], model: list[RepoFile]) -> list[RepoFile]:
+    """The multimodal projector that goes with a model: an mmproj-*.gguf in the model's folder
+    of the repo (F16 when there are several, else the first by name); [] when there is none."""
+    folder = model[0].path.rpartition("/")[0]
+    found = sorted(
+        (f for f in listing if f.path.rpartition("/")[0] == folder and f.path.rsplit("/", 1)[-1].startswith("mmproj")),
+        key=lambda f: f.path,
+    )
+    f16 = [f for f in found if quant_of(f.path) == "F16"]
+    return (f16 or found)[:1]
+
+
+def folder_name(model: list[RepoFile]) -> str:
+    """The model name of a multi-file model: a split set's name without its shard numbers, else
+    the model file's name without .gguf."""
+    name = model[0].path.rsplit("/", 1)[-1]
+    shard = SHARD_RE.match(name)
+    return shard["base"] if shard else name.removesuffix(".gguf")

@@ -8,10 +8,50 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from airpods.config.schema import MODEL_NAME_RE
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
+from airpods.models.sources import SHARD_RE
+
+
+def model_name(name: str) -> str:
+    """The name a model has everywhere (/v1/models, `models list`, every models command): the
+    file name without .gguf, or the folder name. Accepts either spelling."""
+    return name.removesuffix(".gguf")
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One model in the volume: a GGUF file, or a folder of GGUF files that llama-server's
+    router serves as one model (a split set's shards, a model with its mmproj projector)."""
+
+    name: str
+    path: Path  # the file, or the folder
+    parts: tuple[Path, ...]  # every GGUF file of it, sorted
+
+    @property
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.parts)
+
+    @property
+    def weights(self) -> tuple[Path, ...]:
+        """The parts that hold the model (the projector left out), first shard first."""
+        return tuple(p for p in self.parts if not p.name.startswith("mmproj")) or self.parts
+
+    @property
+    def problem(self) -> str | None:
+        """Why the router cannot serve it (an incomplete split set), else None."""
+        shards = [m for p in self.weights if (m := SHARD_RE.match(p.name))]
+        if shards:
+            count = int(shards[0]["count"])
+            if len(shards) != count or len(self.weights) != count:
+                return f"incomplete split set: {len(shards)} of {count} shards"
+        elif len(self.weights) > 1:
+            return f"{len(self.weights)} model files in one folder (a folder holds one model: shards or model + mmproj)"
+        return None
 
 
 class ModelStore:
@@ -34,20 +74,30 @@ class ModelStore:
             self._root = path
         return self._root
 
-    def files(self) -> list[Path]:
-        return sorted(
-            p
-            for p in self.root.rglob("*.gguf")
-            if not any(part.startswith(".") for part in p.relative_to(self.root).parts)
-        )
+    def models(self) -> list[StoredModel]:
+        """Every model in the volume as llama-server's router sees it: a top-level GGUF file, or
+        a top-level folder of GGUF files (the shards of a split set, or a model and its
+        mmproj-* projector) as one model. Hidden names (downloads in progress) are left out."""
+        found = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_file() and entry.name.endswith(".gguf"):
+                found.append(StoredModel(entry.name.removesuffix(".gguf"), entry, (entry,)))
+            elif entry.is_dir():
+                parts = tuple(sorted(p for p in entry.iterdir() if p.is_file() and p.name.endswith(".gguf")))
+                if parts:
+                    found.append(StoredModel(entry.name, entry, parts))
+        return found
 
-    def path(self, name: str) -> Path:
-        """The model called `name` (file name, with or without .gguf); UsageError if absent."""
-        candidate = self.root / (name if name.endswith(".gguf") else name + ".gguf")
-        if "/" in name or name.startswith(".") or not candidate.is_file():
-            known = ", ".join(p.name for p in self.files()) or "none yet"
-            raise UsageError(f"no model {name!r} in {self.volume}", hint=f"models: {known}")
-        return candidate
+    def model(self, name: str) -> StoredModel:
+        """The model called `name` (its /v1/models id; a trailing .gguf is ignored); UsageError if absent."""
+        wanted = model_name(name)
+        for model in self.models():
+            if model.name == wanted:
+                return model
+        known = ", ".join(m.name for m in self.models()) or "none yet"
+        raise UsageError(f"no model {name!r} in {self.volume}", hint=f"models: {known}")
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -63,16 +113,26 @@ class ModelStore:
                 hint="free some space (`airpods models rm NAME`) and try again",
             )
 
+    def _check_new(self, name: str, overwrite: bool) -> str:
+        """A valid model name for something about to be written, free unless `overwrite`."""
+        name = model_name(name)
+        if not MODEL_NAME_RE.match(name):
+            raise UsageError(
+                f"{name!r} is not a model name: letters, digits, '.', '_' and '-', no folder part",
+                hint="the name is what /v1/models lists (a trailing .gguf is optional)",
+            )
+        taken = [m for m in self.models() if m.name == name]
+        if taken and not overwrite:
+            raise UsageError(f"{name} is already in {self.volume}", hint="pass --force to replace it")
+        return name
+
     @contextmanager
     def incoming(self, name: str, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
-        """A hidden temporary path (llama-server lists only *.gguf); on success it is renamed to
-        `name`, atomically. `keep_partial` leaves an interrupted download there to resume."""
-        final = self.root / name
-        if Path(name).name != name or not name.endswith(".gguf"):
-            raise UsageError(f"model file names end in .gguf and have no folder part: {name!r}")
-        if final.exists() and not overwrite:
-            raise UsageError(f"{name} is already in {self.volume}", hint="pass --force to replace it")
-        partial = self.root / f".{name}.partial"
+        """A hidden temporary file (the router lists no hidden names) for the model `name`
+        (NAME.gguf); on success it is renamed into place, atomically. `keep_partial` leaves an
+        interrupted download there to resume."""
+        name = self._check_new(name, overwrite)
+        partial = self.root / f".{name}.gguf.partial"
         try:
             yield partial
         except BaseException:
@@ -80,16 +140,59 @@ class ModelStore:
                 partial.unlink(missing_ok=True)
             raise
         os.chmod(partial, 0o644)
+        self._publish(partial, self.root / f"{name}.gguf")
+
+    @contextmanager
+    def incoming_folder(self, name: str, *, overwrite: bool = False) -> Iterator[Path]:
+        """A hidden temporary folder for a multi-file model (shards, or a model and its mmproj);
+        on success it is renamed into place as the folder `name`, which the router serves as
+        one model. An interrupted one is removed."""
+        name = self._check_new(name, overwrite)
+        partial = self.root / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(mode=0o755)
+        try:
+            yield partial
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        self._publish(partial, self.root / name)
+
+    def _publish(self, partial: Path, final: Path) -> None:
+        """Rename a finished download into place; a model of the same name it replaces (as a
+        file or as a folder) is moved aside first and removed after."""
+        name = model_name(final.name)
+        old = [m.path for m in self.models() if m.name == name]
+        aside = []
+        for path in old:
+            hidden = path.with_name(f".{path.name}.replaced")
+            os.replace(path, hidden)
+            aside.append(hidden)
         os.replace(partial, final)
+        for hidden in aside:
+            shutil.rmtree(hidden) if hidden.is_dir() else hidden.unlink()
+
+    def remove(self, model: StoredModel) -> None:
+        """Delete one model: its file, or its folder with every part."""
+        shutil.rmtree(model.path) if model.path.is_dir() else model.path.unlink()
 
     def copy_in(
         self, source: Path, name: str, *, overwrite: bool = False, progress: Callable[[int], None] | None = None
     ) -> Path:
+        """A local GGUF file copied in as the model `name`. Returns its path in the volume."""
         size = source.stat().st_size
         self.require_space(size, name)
-        with self.incoming(name, overwrite=overwrite) as partial, source.open("rb") as src, partial.open("wb") as dst:
-            while chunk := src.read(1 << 22):
-                dst.write(chunk)
-                if progress:
-                    progress(len(chunk))
-        return self.root / name
+        with self.incoming(name, overwrite=overwrite) as partial:
+            copy_file(source, partial, progress)
+        return self.root / f"{model_name(name)}.gguf"
+
+
+def copy_file(source: Path, target: Path, progress: Callable[[int], None] | None = None) -> None:
+    """Copy in 4 MiB chunks, reporting each to `progress`, flushed to disk before returning."""
+    with source.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(1 << 22):
+            dst.write(chunk)
+            if progress:
+                progress(len(chunk))
+        dst.flush()
+        os.fsync(dst.fileno())

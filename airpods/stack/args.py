@@ -41,7 +41,11 @@ def _value_hint(flag: Flag) -> str:
     return "|".join(flag.choices) if flag.choices else (flag.value or "a value")
 
 
-def _value_flag_bool(key: str, value: bool, flag: Flag, negated: bool, at: str) -> list[str]:
+# One flag as rendered: its spelling and its value (None for a switch).
+FlagArg = tuple[str, str | None]
+
+
+def _value_flag_bool(key: str, value: bool, flag: Flag, negated: bool, at: str) -> list[FlagArg]:
     """true/false for a flag that takes a value: true is an error naming the values; false
     renders the off form where there is one, is an error where "off" is one of the values
     (it would silently leave the default), and otherwise leaves the flag unset (how an
@@ -52,7 +56,7 @@ def _value_flag_bool(key: str, value: bool, flag: Flag, negated: bool, at: str) 
             f"{flag.name} takes a value ({_value_hint(flag)}), not true", key=at, hint=f"write {key} = {example}"
         )
     if flag.negations and not negated:
-        return [_spelling(flag, True, key)]
+        return [(_spelling(flag, True, key), None)]
     if "off" in flag.choices:
         raise ConfigError(
             f"{flag.name} takes a value ({_value_hint(flag)}), not false", key=at, hint=f'write {key} = "off"'
@@ -60,8 +64,8 @@ def _value_flag_bool(key: str, value: bool, flag: Flag, negated: bool, at: str) 
     return []
 
 
-def _flag_argv(key: str, value: Any, flag: Flag, negated: bool, where: str, table: FlagTable) -> list[str]:
-    """The argv one checked key renders to (see the module docstring); ConfigError otherwise."""
+def _flag_args(key: str, value: Any, flag: Flag, negated: bool, where: str, table: FlagTable) -> list[FlagArg]:
+    """The flags one checked key renders to (see the module docstring); ConfigError otherwise."""
     at = f"{where}.{key}"
     if isinstance(value, bool):
         if flag.value is not None:
@@ -75,25 +79,32 @@ def _flag_argv(key: str, value: Any, flag: Flag, negated: bool, where: str, tabl
             )
         if not negated and not flag.spellings:
             raise ConfigError(f"{flag.name} has no on form", key=at, hint="remove the key")
-        return [_spelling(flag, negated, key)]
+        return [(_spelling(flag, negated, key), None)]
     if flag.value is None:
         raise ConfigError(f"{_spelling(flag, negated, key)} is a switch: write true or false", key=at)
     spelling = _spelling(flag, negated, key)
     items = value if isinstance(value, list) else [value]
-    return [arg for item in items for arg in (spelling, str(item))]
+    return [(spelling, str(item)) for item in items]
 
 
 def render_command_args(
     args: Mapping[str, Any], table: FlagTable | None = None, where: str = "command_args"
 ) -> list[str]:
-    """The flags `args` render to, checked against `table` (see the module docstring).
+    """The argv `args` render to, checked against `table`: see `command_flags`."""
+    return [
+        arg for spelling, value in command_flags(args, table, where) for arg in (spelling, value) if arg is not None
+    ]
+
+
+def command_flags(args: Mapping[str, Any], table: FlagTable | None, where: str) -> list[FlagArg]:
+    """The flags `args` render to, in order, checked against `table` (see the module docstring).
 
     `where` is the key path of the table (services.NAME.command_args), for errors. Raises
     ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a value the flag
     cannot take, two keys naming one flag, or a flag airpods sets itself (host, port, API key)."""
     if table is None:
         return _fixed_rules(args)
-    argv: list[str] = []
+    flags: list[FlagArg] = []
     seen: dict[str, str] = {}
     for key, value in args.items():
         found = table.lookup(key)
@@ -123,8 +134,8 @@ def render_command_args(
                 hint="keep one of the two keys",
             )
         seen[flag.name] = key
-        argv += _flag_argv(key, value, flag, negated, where, table)
-    return argv
+        flags += _flag_args(key, value, flag, negated, where, table)
+    return flags
 
 
 def check_server_env(env: Mapping[str, str], table: FlagTable, where: str) -> None:
@@ -138,20 +149,17 @@ def check_server_env(env: Mapping[str, str], table: FlagTable, where: str) -> No
             raise owned
 
 
-def _fixed_rules(args: Mapping[str, Any]) -> list[str]:
-    argv: list[str] = []
+def _fixed_rules(args: Mapping[str, Any]) -> list[FlagArg]:
+    flags: list[FlagArg] = []
     for key, value in args.items():
         flag = flag_name(key)
         if value is True:
-            argv.append(flag)
-        elif value is False or value is None:
-            continue
+            flags.append((flag, None))
         elif isinstance(value, list):
-            for item in value:
-                argv += [flag, str(item)]
-        else:
-            argv += [flag, str(value)]
-    return argv
+            flags += [(flag, str(item)) for item in value]
+        elif value is not False and value is not None:
+            flags.append((flag, str(value)))
+    return flags
 
 
 def sets_flag(args: Mapping[str, Any], table: FlagTable | None, *names: str) -> bool:

@@ -7,13 +7,14 @@ from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
 from airpods.config.validation import key_path
-from airpods.errors import UsageError
+from airpods.errors import ConfigError, UsageError
 from airpods.gpu import HostGpu, gpu_request
 from airpods.labels import default_container, default_pod
 from airpods.secrets import key_source
 from airpods.stack.args import check_server_env, render_command_args, sets_flag
 from airpods.stack.flag_table import FlagTable, builtin_table
-from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
+from airpods.stack.model import HealthCheck, Mount, Preset, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
+from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, build_presets, preset_folder
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
     LLAMACPP,
@@ -23,6 +24,7 @@ from airpods.stack.wiring import (
     llama_extra_args,
     open_webui_wiring,
 )
+from airpods.state import state_path
 
 MODEL_VOLUME_TARGET = "/models"
 DEFAULT_CLAIM_SIZE = "10Gi"
@@ -68,6 +70,30 @@ def flag_table_for(service: Service, kind: str, image: str, tables: Mapping[str,
     return (tables.get(image) or builtin_table()) if runs_llama_server(service, kind) else None
 
 
+def router_presets(
+    config: Config, name: str, table: FlagTable | None, runs_server: bool
+) -> tuple[tuple[Preset, ...], tuple[Mount, ...]]:
+    """A llama-server router's declared presets and the read-only mount of its preset folder
+    (every router gets one: airpods also writes sections for the models it recognises, such as
+    embedding models). None for a single-model server (--model), one whose command_args name
+    a preset file of their own, or another program. `table` None: flags not checked (pulling).
+    Raises ConfigError for presets it cannot take."""
+    service = config.services[name]
+    where = key_path(("services", name, "models"))
+    if not runs_server:
+        return (), ()
+    for flag, why in (
+        ("model", "a single-model server (command_args.model) has no presets"),
+        ("models_preset", "command_args.models_preset names a preset file of its own"),
+    ):
+        if sets_flag(service.command_args, table, flag):
+            if service.models:
+                raise ConfigError(f"model presets are for a router: {why}", key=where, hint="remove one of the two")
+            return (), ()
+    folder = preset_folder(state_path(), config.runtime.project, name)
+    return build_presets(service.models, table, name), (Mount(str(folder), PRESETS_DIR, "ro", False),)
+
+
 def server_images(config: Config, gpu: HostGpu) -> dict[str, tuple[str, ...] | None]:
     """Image → entrypoint of every configured service that runs llama-server on this host (the
     images whose flag tables decide whether the config is valid)."""
@@ -97,6 +123,8 @@ def build_service(
     kind = kind_of(config, name)
     image, variant = select_image(service, gpu)
     table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
+    mounts = tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes)
+    presets: tuple[Preset, ...] = ()
     args = render_command_args(service.command_args, table, key_path(("services", name, "command_args")))
     if table:
         check_server_env(service.env, table, key_path(("services", name, "env")))
@@ -109,6 +137,9 @@ def build_service(
         # bind_address), on the container port of `ports` (an inherited template cannot point it
         # elsewhere); the config refuses host and port in command_args.
         args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *args]
+        presets, preset_mounts = router_presets(config, name, table, runs_llama_server(service, kind))
+        args += ["--models-preset", f"{PRESETS_DIR}/{PRESET_FILE}"] if preset_mounts else []
+        mounts += preset_mounts
         if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
             args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
         extra, key_args, secrets = llama_extra_args(service, table, key_id, config.runtime.project)
@@ -131,7 +162,7 @@ def build_service(
         aliases=tuple(service.network_aliases if service.network_aliases is not None else [name]),
         publish=tuple(Publish(bind, p.host, p.container) for p in service.ports if p.host),
         container_ports=tuple(p.container for p in service.ports),
-        mounts=tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes),
+        mounts=mounts,
         env=tuple(env),
         gpu_request=gpu_request(gpu) if variant != "cpu" else None,
         entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
@@ -144,6 +175,7 @@ def build_service(
         secrets=tuple(secrets),
         health=HealthCheck(service.health.path, tuple(service.health.expected_status), service.health.timeout_s),
         flag_table=table.source if table else "",
+        presets=presets,
     ), defs
 
 

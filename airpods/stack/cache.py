@@ -19,7 +19,17 @@ from typing import Any
 from airpods import __version__
 from airpods.config.files import default_toml_text
 from airpods.gpu import GpuRequest, HostGpu
-from airpods.stack.model import HealthCheck, Mount, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
+from airpods.stack.model import (
+    HealthCheck,
+    Mount,
+    Preset,
+    Publish,
+    SecretDef,
+    SecretUse,
+    ServiceSpec,
+    Settings,
+    Stack,
+)
 
 KEEP_ENTRIES = 8
 
@@ -76,6 +86,10 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         )
         health = raw["health"]
         fields["health"] = HealthCheck(health["path"], _tuples(health["expected"]), health["timeout_s"])
+        fields["presets"] = tuple(
+            Preset(p["name"], tuple((s, v) for s, v in p["flags"]), p["load_on_startup"], p["source"])
+            for p in raw["presets"]
+        )
         services.append(ServiceSpec(**fields))
     gpu = data["gpu"]
     return Stack(

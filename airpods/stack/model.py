@@ -91,6 +91,16 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """One model's section of a router's preset file (stack/presets.py)."""
+
+    name: str  # the model's name in /v1/models
+    flags: tuple[tuple[str, str | None], ...]  # (spelling, value; None for a switch), checked
+    load_on_startup: bool | None = None
+    source: str | None = None  # where `start` fetches it from when the volume lacks it
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     project: str
@@ -117,6 +127,7 @@ class ServiceSpec:
     # Where the command_args were checked (a flag table's source; "" unchecked): said by
     # `config validate` and `start --dry-run`, no part of how the container is made.
     flag_table: str = field(default="", compare=False)
+    presets: tuple[Preset, ...] = ()  # a router's declared model presets (part of the config hash)
 
     @property
     def config_hash(self) -> str:
@@ -127,6 +138,8 @@ class ServiceSpec:
         data = asdict(self)
         data.pop("health")
         data.pop("flag_table")
+        if not data["presets"]:  # added later: a service without presets keeps the hash it had
+            data.pop("presets")
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

@@ -25,8 +25,8 @@ def test_import_list_quantize_serve_rm(airpods, tiny_model):
     assert airpods("start", "llamacpp").code == 0
     imported = airpods("models", "import", str(tiny_model))
     assert imported.code == 0, imported.err
-    rows = {r["file"]: r for r in airpods("models", "list", "--json").json()["models"]}
-    tiny = rows["tiny.gguf"]
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    tiny = rows["tiny"]
     assert (tiny["architecture"], tiny["quantization"], tiny["context_length"]) == ("llama", "F32", 512)
     assert tiny["parameters"] == 116672 and tiny["size"] == tiny_model.stat().st_size
     assert tiny["served_by"] == ["llamacpp"]
@@ -36,8 +36,12 @@ def test_import_list_quantize_serve_rm(airpods, tiny_model):
 
     quantized = airpods("models", "quantize", "tiny", "Q8_0")
     assert quantized.code == 0, quantized.err
-    rows = {r["file"]: r for r in airpods("models", "list", "--json").json()["models"]}
-    assert rows["tiny-Q8_0.gguf"]["quantization"] == "Q8_0"
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert rows["tiny-Q8_0"]["quantization"] == "Q8_0"
+    # One name everywhere: --name without .gguf is the model's name (it used to be refused).
+    named = airpods("models", "quantize", "tiny.gguf", "Q8_0", "--name", "my-q8")
+    assert named.code == 0 and "wrote my-q8 " in named.out, named.err
+    assert "my-q8.gguf" in volume_files()
     assert not [f for f in volume_files() if f.startswith(".")]  # no partial left
 
     import openai
@@ -76,9 +80,10 @@ def test_quantize_to_an_unknown_type_is_a_usage_error(airpods, tiny_model):
     assert failed.code == 2 and "unknown quantization type Q9_X" in failed.err
 
 
-def test_convert_says_clearly_when_the_image_cannot(airpods, tmp_path):
+def test_convert_refuses_a_folder_that_is_no_hugging_face_model(airpods, tmp_path):
     failed = airpods("models", "convert", str(tmp_path))
-    assert failed.code == 1 and "has no convert_hf_to_gguf.py" in failed.err
+    assert failed.code == 2 and "no config.json" in failed.err and "Traceback" not in failed.err
+    assert volume_files() == set()
 
 
 @pytest.fixture
@@ -117,11 +122,24 @@ def test_ambiguous_quant_lists_the_choices(airpods, hub, tmp_path):
     )
 
 
-def test_split_gguf_downloads_as_a_set(airpods, hub, tmp_path):
+def test_split_gguf_and_mmproj_download_as_one_model_folder(airpods, hub, tmp_path):
+    """A split set lands as one folder (the router serves a folder as one model); a repo with
+    an mmproj projector lands as the model and its projector in one folder."""
     for i in (1, 2):
         hub.add_repo_file("acme/big", f"big-Q8_0-0000{i}-of-00002.gguf", tiny_bytes(tmp_path, 10 + i))
     assert airpods("models", "pull", "acme/big:Q8_0").code == 0
-    assert {"big-Q8_0-00001-of-00002.gguf", "big-Q8_0-00002-of-00002.gguf"} <= volume_files()
+    assert "big-Q8_0" in volume_files()
+    hub.add_repo_file("acme/vision", "eye-Q8_0.gguf", tiny_bytes(tmp_path, 20))
+    hub.add_repo_file("acme/vision", "mmproj-eye-F16.gguf", tiny_bytes(tmp_path, 21))
+    hub.add_repo_file("acme/vision", "mmproj-eye-Q8_0.gguf", tiny_bytes(tmp_path, 22))
+    assert airpods("models", "pull", "acme/vision:Q8_0").code == 0
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert rows["big-Q8_0"]["parts"] == [
+        "big-Q8_0/big-Q8_0-00001-of-00002.gguf",
+        "big-Q8_0/big-Q8_0-00002-of-00002.gguf",
+    ]
+    assert rows["eye-Q8_0"]["parts"] == ["eye-Q8_0/eye-Q8_0.gguf", "eye-Q8_0/mmproj-eye-F16.gguf"]
+    assert set(rows) == {"big-Q8_0", "eye-Q8_0"} and not [r for r in rows.values() if r["problem"]]
 
 
 def test_sha256_mismatch_is_rejected_and_removed(airpods, hub, tmp_path):

@@ -28,7 +28,10 @@ def write_tiny_model(
     n_ff: int = 128,
     seed: int = 0,
     name: str = "airpods-tiny",
+    split_max_tensors: int = 0,
 ) -> Path:
+    """The model at `path`; with `split_max_tensors`, a split set instead (llama.cpp's shard
+    naming: PATH-00001-of-0000N.gguf beside `path`), and the first shard's path is returned."""
     import gguf
     import numpy as np
 
@@ -42,7 +45,7 @@ def write_tiny_model(
     scores = [0.0] * 259 + [-float(i) for i in range(len(WORDS))]
     n_vocab = len(tokens)
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), "llama", split_max_tensors=split_max_tensors)
     writer.add_name(name)
     writer.add_context_length(512)
     writer.add_embedding_length(n_embd)
@@ -81,6 +84,9 @@ def write_tiny_model(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if split_max_tensors:
+        shards = sorted(path.parent.glob(f"{path.stem}-0*-of-0*.gguf"))
+        return shards[0]
     return path
 
 

@@ -13,6 +13,23 @@ KEY = "sk-airpods-test"
 NO_GPU = HostGpu("none")
 
 
+GOLDEN = Path(__file__).parent / "golden"
+
+
+# Golden files show a router's preset folder (and config hashes derived from it) under this
+# state folder, whatever the temporary HOME of the run (tests pin it with `fixed_state_path`).
+GOLDEN_STATE = Path("/home/user/.local/state/airpods")
+
+
+def check_golden(path: Path, text: str) -> None:
+    """`text` equals the golden file `path` (AIRPODS_UPDATE_GOLDEN=1 rewrites it)."""
+    import os
+
+    if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
+
+
 def write_toml(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")

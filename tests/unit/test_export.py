@@ -15,7 +15,9 @@ from airpods.export.kube import export_secret_json, kubernetes_documents, podman
 from airpods.export.quadlet import quadlet_units
 from airpods.gpu import HostGpu
 from airpods.secrets import key_id
-from tests.unit.helpers import KEY, stack_of
+from tests.unit.helpers import KEY, check_golden, stack_of
+
+pytestmark = pytest.mark.usefixtures("fixed_state_path")
 
 GOLDEN = Path(__file__).parent / "golden"
 TWO_GPU = """
@@ -25,12 +27,6 @@ ports = [{ host = 8090, container = 8080 }]
 command_args = { ctx_size = 32768 }
 resources = { memory = "16g", cpus = 4.0 }
 """
-
-
-def check_golden(path: Path, text: str) -> None:
-    if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
 
 
 def _convert(value, typ: str, path: str):
@@ -77,6 +73,7 @@ def validate(documents: list[dict]) -> None:
         ("v1", "Pod"): "V1Pod",
         ("v1", "Service"): "V1Service",
         ("v1", "Secret"): "V1Secret",
+        ("v1", "ConfigMap"): "V1ConfigMap",
         ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
         ("apps/v1", "Deployment"): "V1Deployment",
     }

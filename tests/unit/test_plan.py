@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,9 @@ from airpods.engine.podman_argv import step_argv
 from airpods.gpu import HostGpu
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, pull_plan
 from tests.unit.helpers import KEY, run_cli, stack_of
+from tests.unit.helpers import check_golden as golden
+
+pytestmark = pytest.mark.usefixtures("fixed_state_path")
 
 GOLDEN = Path(__file__).parent / "golden"
 TWO_INSTANCES = """
@@ -29,10 +31,7 @@ resources = { memory = "8g", cpus = 2.5 }
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("AIRPODS_UPDATE_GOLDEN") == "1":
-        path.write_text(text + "\n")
-    assert text + "\n" == path.read_text(), f"plan differs from {path} (AIRPODS_UPDATE_GOLDEN=1 rewrites it)"
+    golden(GOLDEN / name, text + "\n")
 
 
 def test_default_stack_plan(tmp_path):

@@ -1,0 +1,117 @@
+"""The model side of a llama.cpp router's presets (stack/presets.py renders them): which models
+in the volume airpods recognises (an embedding model gets `embeddings` and its pooling, from
+its GGUF metadata, so the default router answers /v1/embeddings with nothing configured), the
+preset files written for the routers, and the declared models (`source = …`) fetched into the
+volume when it lacks them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from airpods.engine.base import Engine
+from airpods.errors import AirpodsError, UsageError
+from airpods.files import write_atomic
+from airpods.models.download import Progress, pull_hf, pull_url
+from airpods.models.gguf_meta import NotGguf, read_model
+from airpods.models.manage import import_model, llama_instances, model_volume
+from airpods.models.sources import UrlRef, parse_source
+from airpods.models.store import ModelStore
+from airpods.stack.args import FlagArg
+from airpods.stack.model import Preset, ServiceSpec, Stack
+from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, preset_ini
+
+
+def detected_flags(store: ModelStore) -> dict[str, list[FlagArg]]:
+    """Model name → the flags airpods gives it from its own metadata: an embedding model (an
+    encoder architecture, or a declared pooling type) gets --embeddings and its pooling (mean
+    when it declares none). Chat models, unreadable files and incomplete sets get nothing."""
+    flags: dict[str, list[FlagArg]] = {}
+    for model in store.models():
+        if model.problem:
+            continue
+        try:
+            info = read_model(model.weights[0])
+        except NotGguf:
+            continue
+        if info.embedding:
+            pooling = info.pooling if info.pooling not in (None, "none") else "mean"
+            flags[model.name] = [("--embeddings", None), ("--pooling", pooling)]
+    return flags
+
+
+def routers(stack: Stack) -> list[ServiceSpec]:
+    """The llama.cpp services that read a preset file airpods writes."""
+    return [s for s in llama_instances(stack) if any(m.target == PRESETS_DIR for m in s.mounts)]
+
+
+def model_store(stack: Stack, engine: Engine) -> ModelStore | None:
+    """The stack's model volume, if it has one and it exists (nothing is created)."""
+    try:
+        volume = model_volume(stack)
+    except UsageError:
+        return None
+    return ModelStore(engine, volume, stack.labels) if engine.volume_exists(volume) else None
+
+
+def write_presets(stack: Stack, engine: Engine) -> list[str]:
+    """Write each router's preset file (declared presets, and the sections detected from the
+    volume's models) into its folder. Returns the routers whose file changed (a running one
+    rereads it on `GET /models?reload=1`). Raises RuntimeFailure when a file cannot be written."""
+    specs = routers(stack)
+    if not specs:
+        return []
+    store = model_store(stack, engine)
+    detected = detected_flags(store) if store else {}
+    changed = []
+    for spec in specs:
+        folder = Path(next(m.source for m in spec.mounts if m.target == PRESETS_DIR))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / PRESET_FILE
+        text = preset_ini(spec.presets, detected)
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                continue
+        except OSError:
+            pass
+        write_atomic(path, text.encode(), mode=0o644)
+        changed.append(spec.name)
+    return changed
+
+
+def declared_models(stack: Stack) -> list[tuple[str, Preset]]:
+    """(router, preset) of every declared model with a source, each name once."""
+    seen: dict[str, tuple[str, Preset]] = {}
+    for spec in routers(stack):
+        for preset in spec.presets:
+            if preset.source:
+                seen.setdefault(preset.name, (spec.name, preset))
+    return list(seen.values())
+
+
+def fetch_declared(stack: Stack, engine: Engine, progress: Progress, announce: Callable[[str], None]) -> list[str]:
+    """Fetch every declared model the volume lacks (a Hugging Face reference, a URL, or a local
+    file, as `models pull` / `models import` would), under its declared name. Returns the names
+    fetched. Errors keep their type and say which model and key they come from."""
+    wanted = declared_models(stack)
+    if not wanted:
+        return []
+    store = ModelStore(engine, model_volume(stack), stack.labels)  # creates the volume if needed
+    present = {m.name for m in store.models()}
+    fetched = []
+    for service, preset in wanted:
+        if preset.name in present or preset.source is None:
+            continue
+        announce(f"fetching model {preset.name} from {preset.source} (declared in services.{service}.models)")
+        try:
+            if preset.source.startswith("/"):
+                import_model(store, Path(preset.source), preset.name, False, progress)
+            elif isinstance(ref := parse_source(preset.source), UrlRef):
+                pull_url(store, ref, preset.name, progress, announce)
+            else:
+                pull_hf(store, ref, preset.name, progress, announce)
+        except AirpodsError as exc:
+            exc.message = f"model {preset.name} (services.{service}.models.{preset.name}.source): {exc.message}"
+            raise
+        fetched.append(preset.name)
+    return fetched

