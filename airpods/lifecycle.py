@@ -375,7 +375,8 @@ def _start(
         result.rolled_back = rollback(engine, [pod for name in failed for pod in created.get(name, [])])
     up = [r.service for r in result.readiness if r.ready]
     # A router that kept running rereads a changed preset file on request (a new one read it).
-    reload_routers(stack_subset(stack, [n for n in up if n in presets_changed]), set(ready_containers(stack, up)), key)
+    kept = [n for n in up if n in presets_changed and n not in created]
+    reload_routers(stack_subset(stack, kept), set(ready_containers(stack, kept)), key)
     result.notes += model_notes(stack, engine, up)
     return result
 

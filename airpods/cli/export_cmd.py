@@ -68,6 +68,7 @@ def kube(
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
             "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n"
         )
+        _write_presets(stack)  # the preset folders the Pods mount (hostPath), as `start` writes them
         name = secret_name(stack)
         if name:
             _ensure_kube_secret(name, export_secret_json(stack, key), stack.labels)
@@ -82,6 +83,16 @@ def kube(
             header += "# The Secret holds the API key: this file is private (0600).\n"
         text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models), header)
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
+
+
+def _write_presets(stack) -> None:
+    """The routers' preset files on this host (with podman: the volume's models are read too)."""
+    from airpods.cli.context import engine_if_present
+    from airpods.models.presets import write_presets
+
+    engine = engine_if_present()
+    if engine is not None:
+        write_presets(stack, engine)
 
 
 def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None:
@@ -105,17 +116,13 @@ def quadlet(
     ] = True,
 ) -> None:
     """.network, .volume, .pod and .container units for systemd."""
-    from airpods.cli.context import engine_if_present
     from airpods.errors import RuntimeFailure
     from airpods.export.quadlet import HOW_TO, quadlet_units
     from airpods.files import write_atomic
-    from airpods.models.presets import write_presets
 
     stack = _stack(ctx, services, None)
     units = quadlet_units(stack, pods)
-    engine = engine_if_present()
-    if engine is not None:
-        write_presets(stack, engine)  # the routers' preset files the units mount, as `start` writes them
+    _write_presets(stack)  # the routers' preset files the units mount, as `start` writes them
     folder = output or Path("airpods-quadlet")
     try:
         folder.mkdir(parents=True, exist_ok=True)

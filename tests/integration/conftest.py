@@ -208,3 +208,18 @@ def openai_env(airpods: Airpods, name: str | None = None) -> dict[str, str]:
     assert done.code == 0, done.err
     pairs = [shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in done.out.splitlines()]
     return dict(pairs)
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A local stand-in for the Hugging Face hub (and a file server), where huggingface_hub and
+    URL pulls look (HF_ENDPOINT) for the test's duration."""
+    from tests.integration.fake_hub import Hub, serve
+
+    hub = Hub()
+    server = serve(hub)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield hub
+    server.shutdown()

@@ -9,10 +9,8 @@ import os
 import signal
 import sys
 
-import pytest
-
 from tests.integration.conftest import eventually, openai_env, podman
-from tests.integration.fake_hub import Hub, serve, tiny_bytes
+from tests.integration.fake_hub import tiny_bytes
 
 
 def volume_files() -> set[str]:
@@ -84,17 +82,6 @@ def test_convert_refuses_a_folder_that_is_no_hugging_face_model(airpods, tmp_pat
     failed = airpods("models", "convert", str(tmp_path))
     assert failed.code == 2 and "no config.json" in failed.err and "Traceback" not in failed.err
     assert volume_files() == set()
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    hub = Hub()
-    server = serve(hub)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    yield hub
-    server.shutdown()
 
 
 def test_hub_quant_shorthand_pulls_and_verifies(airpods, hub, tmp_path):

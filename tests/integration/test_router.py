@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.integration.conftest import openai_env, podman
-from tests.integration.fake_hub import Hub, serve, tiny_bytes
+from tests.integration.fake_hub import tiny_bytes
 
 FULL = "ghcr.io/ggml-org/llama.cpp:full"
 SENTENCES = [
@@ -163,17 +163,6 @@ def test_presets_from_the_toml_reach_the_router_and_changing_one_recreates_it(ai
     airpods.write_config("[services.llamacpp.models.tiny]\nctx_sizee = 1\n")
     bad = airpods("start", "llamacpp")
     assert bad.code == 2 and "services.llamacpp.models.tiny.ctx_sizee" in bad.err and "did you mean ctx_size" in bad.err
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    hub = Hub()
-    server = serve(hub)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    yield hub
-    server.shutdown()
 
 
 def test_a_declared_model_is_fetched_by_start_and_served(airpods, hub, tmp_path):
