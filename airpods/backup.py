@@ -19,7 +19,7 @@ from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.download import Progress
-from airpods.models.manage import model_volume
+from airpods.models.manage import model_mount
 from airpods.stack.model import Stack
 
 MANIFEST = "manifest.json"
@@ -45,7 +45,7 @@ def _tree_size(path: Path) -> int:
 
 def backup_volumes(stack: Stack, with_models: bool) -> list[tuple[str, list[str]]]:
     """(volume, services using it) for the stack's named volumes; the model volume only if asked."""
-    models = model_volume(stack) if any(s.kind == "llamacpp" for s in stack.services) else None
+    models = model_mount(stack).source if any(s.kind == "llamacpp" for s in stack.services) else None
     users: dict[str, list[str]] = {}
     for spec in stack.services:
         for mount in spec.mounts:

@@ -387,12 +387,15 @@ def ready_containers(stack: Stack, names: Sequence[str]) -> list[str]:
 
 def model_notes(stack: Stack, engine: Engine, ready: Sequence[str]) -> list[str]:
     """A llama.cpp server that is up with no model to serve says so, with the way to get one."""
-    from airpods.models.presets import model_store
+    from airpods.models.presets import existing_store
 
     llama = [s.name for s in stack.services if s.kind == "llamacpp" and s.name in ready]
-    store = model_store(stack, engine) if llama else None
-    if not llama or (store is not None and store.models()):
-        return []
+    store = existing_store(stack, engine) if llama else None
+    try:
+        if not llama or (store is not None and store.models()):
+            return []
+    except RuntimeFailure:
+        return []  # a store this host cannot read: no claim either way
     return [
         f"{', '.join(llama)} {'has' if len(llama) == 1 else 'have'} no model yet: "
         "`airpods models pull user/repo:Q4_K_M` fetches one, or declare it in the config "

@@ -16,12 +16,11 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing file o
 
 def _context(ctx: typer.Context):
     from airpods.engine.podman import Podman
-    from airpods.models.manage import model_volume
-    from airpods.models.store import ModelStore
+    from airpods.models.manage import model_store
 
     everything = stack(options_of(ctx), None, every_service=True)
     engine = Podman()
-    return everything, engine, ModelStore(engine, model_volume(everything), everything.labels)
+    return everything, engine, model_store(everything, engine)
 
 
 def _running(engine) -> set[str]:
@@ -143,6 +142,13 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
     )
 
 
+def _tool_line(line: str) -> None:
+    """A line of llama-quantize's or the converter's own output, as it comes (their progress)."""
+    import sys
+
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
 def _shown_name(row: dict[str, object]) -> str:
     """A model's name, with its parts when it is a folder and what is wrong with it."""
     parts = row.get("parts") or []
@@ -236,7 +242,7 @@ def quantize(
 
     everything, engine, store = _context(ctx)
     print(f"quantizing {src} to {qtype.upper()} …", flush=True)
-    out = quantize_model(engine, store, everything, src, qtype, name, force)
+    out = quantize_model(engine, store, everything, src, qtype, name, force, on_line=_tool_line)
     print(f"wrote {out.stem} ({out.stat().st_size} bytes)")
     _after_change(everything, engine)
 
@@ -253,7 +259,9 @@ def convert(
 
     everything, engine, store = _context(ctx)
     print(f"converting {hf_dir} …", flush=True)
-    path = convert_model(engine, store, everything, hf_dir, out or f"{hf_dir.resolve().name}-F16", force)
+    path = convert_model(
+        engine, store, everything, hf_dir, out or f"{hf_dir.resolve().name}-F16", force, on_line=_tool_line
+    )
     print(f"wrote {path.stem} ({path.stat().st_size} bytes)")
     _after_change(everything, engine)
 
@@ -272,7 +280,7 @@ def chat(
     from airpods.errors import UsageError
     from airpods.lifecycle import stack_key
     from airpods.models.chat import api_chat, first_model
-    from airpods.models.manage import llama_instances, model_volume, tool_image
+    from airpods.models.manage import llama_instances, model_mount, tool_image
 
     wanted = stack(options_of(ctx), [instance] if instance else None, ensure_key=True)
     instances = llama_instances(wanted)
@@ -290,13 +298,14 @@ def chat(
         raise typer.Exit(api_chat(spec.url, key, chosen))
     if not model:
         raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
+    from dataclasses import replace
+
     from airpods.engine.base import OneOff
-    from airpods.stack.model import Mount
 
     job = OneOff(
         tool_image(spec.image, "light"),
         ("--model", f"/models/{model.removesuffix('.gguf')}.gguf"),
-        mounts=(Mount(model_volume(wanted), "/models", "ro", True),),
+        mounts=(replace(model_mount(wanted), mode="ro"),),
         gpu=spec.gpu_request,
     )
     argv = engine.one_off_argv(job, interactive=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,23 @@ class Podman:
         found = done.stdout.strip()
         return Path(found) if done.returncode == 0 and found else None
 
+    def volume_options(self, name: str) -> dict[str, str] | None:
+        """A volume's driver options (`--opt`: type, o, device), {} for a plain one, None when
+        the volume does not exist."""
+        done = self.run(["volume", "inspect", "--format", "{{json .Options}}", name], check=False)
+        if done.returncode != 0:
+            return None
+        options = json.loads(done.stdout.strip() or "null")
+        return {str(k): str(v) for k, v in (options or {}).items()}
+
+    def mount_volume(self, name: str) -> Path:
+        """Mount a volume on this host the way a container gets it (its driver options applied),
+        counted: `unmount_volume` releases it. Returns where its files are."""
+        return Path(self.run(["volume", "mount", name]).stdout.strip())
+
+    def unmount_volume(self, name: str) -> None:
+        self.run(["volume", "unmount", name], check=False)
+
     def export_volume(self, name: str, tar: Path) -> None:
         """The volume's files as a tar archive (`podman volume export`); may take hours for models."""
         self.run(["volume", "export", name, "--output", str(tar)], timeout=LONG_TIMEOUT_S)
@@ -270,9 +287,40 @@ class Podman:
         """The command that runs `job` (interactive: with a terminal, for llama-cli)."""
         return self.argv(one_off_args(job, interactive=interactive))
 
-    def run_one_off(self, job: OneOff) -> subprocess.CompletedProcess[str]:
-        """`job` run to completion with its output captured (a day at most)."""
-        return self.run(one_off_args(job), timeout=LONG_TIMEOUT_S, check=False)
+    def run_one_off(
+        self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        """`job` run to completion with its output captured; `on_line` sees each line of it as
+        it comes (stdout and stderr together). Raises EngineTimeout after `timeout_s` (the
+        container is stopped)."""
+        if on_line is None:
+            return self.run(one_off_args(job), timeout=timeout_s, check=False)
+        import threading
+
+        argv = self.argv(one_off_args(job))
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
+        )
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            process.kill()
+
+        timer = threading.Timer(timeout_s, expire)
+        timer.start()
+        lines: list[str] = []
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                on_line(line.rstrip("\n"))
+            process.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise EngineTimeout(argv, timeout_s)
+        return subprocess.CompletedProcess(argv, process.returncode, "".join(lines), "")
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""

@@ -20,7 +20,9 @@ def publish_option(publish: Publish) -> str:
 
 
 def volume_option(mount: Mount) -> str:
-    return f"{mount.source}:{mount.target}:{mount.mode}"
+    """podman's --volume value; a host folder is relabelled shared (`z`), so SELinux lets every
+    container read it (podman ignores it where SELinux is off)."""
+    return f"{mount.source}:{mount.target}:{mount.mode}" + ("" if mount.named else ",z")
 
 
 def secret_option(use: SecretUse) -> str:

@@ -66,7 +66,7 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
     entries += [("Label", f"{k}={v}") for k, v in spec.labels.items()]
     entries += [("Environment", shlex.quote(f"{k}={v}")) for k, v in spec.env]
     entries += [
-        ("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else f"{m.source}:{m.target}:{m.mode}")
+        ("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else f"{m.source}:{m.target}:{m.mode},z")
         for m in spec.mounts
     ]
     # Quadlet's Secret= takes podman's --secret syntax (podman-systemd.unit(5)).

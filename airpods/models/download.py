@@ -1,21 +1,38 @@
-"""Fetching models: Hugging Face through huggingface_hub (its cache, resume, HF_TOKEN and
-HF_ENDPOINT), plain URLs with HTTP range resume. Every file is checked (sha256 when known) and
-lands in the volume atomically."""
+"""Fetching models over HTTP into the model store, for Hugging Face references (the repo
+listing through huggingface_hub, which honours HF_TOKEN and HF_ENDPOINT) and plain URLs alike:
+one downloader, straight into the store (no second copy in a hub cache), resumable, and never
+installing a wrong file.
+
+- A download writes a hidden partial file beside a small `.source` file naming the URL and the
+  server's ETag / Last-Modified; a rerun resumes with `Range` and `If-Range`, and throws the
+  partial away when the source changed (a 200 instead of 206, or another ETag).
+- The finished size must equal what the server said (Content-Length or the Content-Range total)
+  and the sha256 must match when one is known (the hub's, or `--sha256`); a file that can be
+  checked by neither is refused. A wrong file is removed.
+- Resets, timeouts, HTTP errors and a full disk are runtime failures naming the URL or path and
+  the next step; the partial is kept for the rerun.
+- The data is flushed to disk (fsync) before the rename that publishes it (store.py)."""
 
 from __future__ import annotations
 
+import errno
+import http.client
+import json
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from airpods.checksum import sha256_of
 from airpods.errors import RuntimeFailure
 from airpods.models.sources import HfRef, RepoFile, UrlRef, folder_name, pick_files, pick_mmproj
-from airpods.models.store import ModelStore, copy_file, model_name
+from airpods.models.store import ModelStore, model_name
 
 Progress = Callable[[str, int | None], Callable[[int], None]]  # (name, total) -> advance(bytes)
+TIMEOUT_S = 60  # per connection attempt and per read: a stalled server fails instead of hanging
+CHUNK = 1 << 20
 
 
 class ChecksumMismatch(RuntimeFailure):
@@ -29,7 +46,21 @@ class Fetched:
     sha256: str | None
 
 
+@dataclass(frozen=True)
+class Remote:
+    """What a server says of a file before it is fetched."""
+
+    size: int | None
+    etag: str | None
+    last_modified: str | None
+
+    def validator(self) -> str | None:
+        """The If-Range value that ties a resumed request to this version of the file."""
+        return self.etag if self.etag and not self.etag.startswith("W/") else self.last_modified
+
+
 def verify(path: Path, expected: str | None, what: str) -> str:
+    """The file's sha256; when it is not `expected`, the file is removed and ChecksumMismatch raised."""
     actual = sha256_of(path)
     if expected and actual != expected.lower():
         path.unlink(missing_ok=True)
@@ -69,37 +100,37 @@ def pull_hf(
     announce: Callable[[str], None],
     overwrite: bool = False,
 ) -> list[Fetched]:
+    """The model `ref` names (a split set or a model with its projector as one folder), each
+    file checked against the size and sha256 of the hub's listing."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
     listing = hf_listing(ref)
     model = pick_files(ref, listing)
     files = model + pick_mmproj(listing, model)
     total = sum(f.size or 0 for f in files)
     announce(f"{ref.repo}: {len(files)} file{'s' if len(files) > 1 else ''}, {total / 1e9:.2f} GB")
     store.require_space(total, ref.repo)
+    headers = build_hf_headers()  # the token, when there is one; never logged
+
+    def fetch(file: RepoFile, partial: Path, label: str) -> str:
+        url = hf_hub_url(ref.repo, file.path, revision=ref.revision)
+        return download(url, partial, progress(label, file.size), headers=headers, size=file.size, sha256=file.sha256)
+
     if len(files) == 1:  # one file: the model NAME.gguf
         target = name or files[0].path.rsplit("/", 1)[-1]
-        cached, digest = _hf_file(ref, files[0])
-        store.copy_in(
-            cached, target, overwrite=overwrite, progress=progress(f"copying {target}", cached.stat().st_size)
-        )
-        return [Fetched(model_name(target), cached.stat().st_size, digest)]
+        with store.incoming(target, overwrite=overwrite, keep_partial=True) as partial:
+            digest = fetch(files[0], partial, target)
+        return [Fetched(model_name(target), files[0].size or 0, digest)]
     # Shards, or a model and its projector: one folder, which the router serves as one model.
     target = name or folder_name(model)
     fetched = []
-    with store.incoming_folder(target, overwrite=overwrite) as folder:
+    parts = {f.path.rsplit("/", 1)[-1] for f in files}
+    with store.incoming_folder(target, overwrite=overwrite, parts=parts, keep_partial=True) as folder:
         for f in files:
-            cached, digest = _hf_file(ref, f)
             part = f.path.rsplit("/", 1)[-1]
-            copy_file(cached, folder / part, progress(f"copying {target}/{part}", cached.stat().st_size))
-            fetched.append(Fetched(f"{model_name(target)}/{part}", cached.stat().st_size, digest))
+            fetched.append(Fetched(f"{model_name(target)}/{part}", f.size or 0, fetch(f, folder / part, part)))
     return fetched
-
-
-def _hf_file(ref: HfRef, file: RepoFile) -> tuple[Path, str]:
-    """One repo file through huggingface_hub's cache, checked: (cached path, sha256)."""
-    from huggingface_hub import hf_hub_download
-
-    cached = Path(hf_hub_download(ref.repo, file.path, revision=ref.revision))
-    return cached, verify(cached, file.sha256, file.path)
 
 
 def pull_url(
@@ -111,46 +142,158 @@ def pull_url(
     sha256: str | None = None,
     overwrite: bool = False,
 ) -> list[Fetched]:
-    """Download straight into the volume's hidden partial file; a rerun resumes it with Range."""
+    """A GGUF file from a URL, into the store under `name` (default: the URL's file name)."""
     target = name or ref.url.rsplit("/", 1)[-1].split("?", 1)[0]
-    size = _content_length(ref.url)
-    announce(f"{target}: {size / 1e9:.2f} GB" if size else f"{target}: size unknown")
+    remote = probe(ref.url, {})
+    announce(f"{target}: {remote.size / 1e9:.2f} GB" if remote.size else f"{target}: size unknown")
     with store.incoming(target, overwrite=overwrite, keep_partial=True) as partial:
         have = partial.stat().st_size if partial.exists() else 0
-        if size:
-            store.require_space(size - have, target)
-        if not size or have < size:
-            _fetch(ref.url, partial, have, progress(target, size))
-        digest = verify(partial, sha256, target)
-        from airpods.models.gguf_meta import check_magic
+        if remote.size:
+            store.require_space(remote.size - have, target)
+        digest = download(ref.url, partial, progress(target, remote.size), sha256=sha256, remote=remote)
+        from airpods.models.gguf_meta import NotGguf, read_header
 
-        check_magic(partial)
+        try:
+            read_header(partial)  # a GGUF with a whole header, or refused before it is published
+        except NotGguf:
+            partial.unlink()
+            raise
     return [Fetched(model_name(target), (store.root / f"{model_name(target)}.gguf").stat().st_size, digest)]
 
 
-def _content_length(url: str) -> int | None:
+def _open(url: str, headers: Mapping[str, str], method: str = "GET") -> http.client.HTTPResponse:
+    request = urllib.request.Request(url, headers=dict(headers), method=method)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as answer:
-            length = answer.headers.get("Content-Length")
-            return int(length) if length and length.isdigit() else None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RuntimeFailure(f"cannot reach {url}: {exc}") from None
-
-
-def _fetch(url: str, partial: Path, have: int, advance: Callable[[int], None]) -> None:
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        answer = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as exc:
-        raise RuntimeFailure(f"downloading {url} failed: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise RuntimeFailure(f"cannot reach {url}: {exc}") from None
+        exc.close()
+        if exc.code == 416:
+            raise
+        raise RuntimeFailure(
+            f"{url} answered HTTP {exc.code} {exc.reason}",
+            hint="check the address (and HF_TOKEN for a private repo); a 5xx is the server's: try again later",
+        ) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise RuntimeFailure(f"cannot reach {url}: {reason}", hint="check the network and the address") from None
+
+
+def probe(url: str, headers: Mapping[str, str]) -> Remote:
+    """HEAD: the size, ETag and Last-Modified the server gives (None where it gives none)."""
+    with _open(url, headers, "HEAD") as answer:
+        length = answer.headers.get("Content-Length")
+        return Remote(
+            int(length) if length and length.isdigit() else None,
+            answer.headers.get("ETag"),
+            answer.headers.get("Last-Modified"),
+        )
+
+
+def download(
+    url: str,
+    partial: Path,
+    advance: Callable[[int], None],
+    *,
+    headers: Mapping[str, str] | None = None,
+    size: int | None = None,
+    sha256: str | None = None,
+    remote: Remote | None = None,
+) -> str:
+    """Fetch `url` into `partial`, resuming what an earlier run left if the source is unchanged.
+    `size` and `sha256` are what the file must be (from a listing); the server's own size is
+    checked too. Returns the sha256. Raises RuntimeFailure (partial kept to resume) for network
+    and disk faults, an early end or an unverifiable file; ChecksumMismatch (partial removed)."""
+    headers = dict(headers or {})
+    remote = remote or probe(url, headers)
+    expected = size or remote.size
+    source = partial.with_name(partial.name + ".source")
+    tie = json.dumps({"url": url, "validator": remote.validator(), "size": expected})
+    try:
+        if partial.exists() and (not source.exists() or source.read_text() != tie):
+            partial.unlink()  # another URL or another version of the file: start over
+        source.write_text(tie)
+    except OSError as exc:
+        raise _disk_failure(exc, partial) from None
+    have = partial.stat().st_size if partial.exists() else 0
+    if expected is not None and have > expected:
+        partial.unlink()
+        have = 0
+    if expected is None or have < expected:
+        have = _transfer(url, partial, have, headers, remote, advance)
+    else:
+        advance(have)
+    if expected is not None and have != expected:
+        raise RuntimeFailure(
+            f"the download of {url} ended early: {have} of {expected} bytes",
+            hint="run the same command again: it resumes where it stopped",
+        )
+    if expected is None and not sha256:
+        partial.unlink()
+        source.unlink(missing_ok=True)
+        raise RuntimeFailure(
+            f"{url} gives no size and no checksum was stated, so the download cannot be checked; nothing was kept",
+            hint="pass --sha256 with the file's checksum",
+        )
+    try:
+        return verify(partial, sha256, partial.name.removeprefix(".").removesuffix(".partial"))
+    finally:
+        source.unlink(missing_ok=True)  # a verified file, or a removed wrong one: nothing to resume
+
+
+def _transfer(
+    url: str, partial: Path, have: int, headers: dict[str, str], remote: Remote, advance: Callable[[int], None]
+) -> int:
+    """GET from `have` on (Range + If-Range); a 200 answer starts the file over. Returns the size."""
+    ranged = dict(headers)
+    if have:
+        ranged["Range"] = f"bytes={have}-"
+        if remote.validator():
+            ranged["If-Range"] = remote.validator() or ""
+    try:
+        answer = _open(url, ranged)
+    except urllib.error.HTTPError:  # 416: the partial does not fit this file any more
+        partial.unlink()
+        return _transfer(url, partial, 0, headers, remote, advance)
     with answer:
-        resumed = have and answer.status == 206
-        mode = "ab" if resumed else "wb"
-        if have and resumed:
-            advance(have)
-        with partial.open(mode) as out:
-            while chunk := answer.read(1 << 20):
-                out.write(chunk)
-                advance(len(chunk))
+        total = _content_range_total(answer.headers.get("Content-Range"))
+        if answer.status != 206:
+            have = 0  # the server sends the whole file (it changed, or it ignores ranges)
+        if total is not None and remote.size is not None and total != remote.size:
+            raise RuntimeFailure(
+                f"{url} changed while it was fetched ({remote.size} then {total} bytes)",
+                hint="run the same command again",
+            )
+        advance(have)
+        try:
+            with partial.open("ab" if have else "wb") as out:
+                while chunk := answer.read(CHUNK):
+                    out.write(chunk)
+                    have += len(chunk)
+                    advance(len(chunk))
+                out.flush()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise _disk_failure(exc, partial) from None
+            raise RuntimeFailure(
+                f"the download of {url} broke off after {have} bytes: {exc.strerror or exc}",
+                hint="run the same command again: it resumes where it stopped",
+            ) from None
+        except http.client.HTTPException as exc:
+            raise RuntimeFailure(
+                f"the download of {url} broke off after {have} bytes: {exc!r}",
+                hint="run the same command again: it resumes where it stopped",
+            ) from None
+    return have
+
+
+def _content_range_total(value: str | None) -> int | None:
+    found = re.match(r"bytes \d+-\d+/(\d+)", value or "")
+    return int(found.group(1)) if found else None
+
+
+def _disk_failure(exc: OSError, path: Path) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"cannot write {path}: {exc.strerror or exc}",
+        hint="free some space (`airpods models rm NAME`) or fix the folder's permissions, then run the same "
+        "command again: it resumes",
+    )

@@ -1,11 +1,12 @@
-"""What a GGUF file says about itself, from its header (the `gguf` package memory-maps the file:
-tensor data is never read)."""
+"""What a GGUF file says about itself, from its header alone (tensor data is never read)."""
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from airpods.errors import RuntimeFailure
 
@@ -90,16 +91,6 @@ def check_magic(path: Path) -> None:
         )
 
 
-def _value(field_: Any) -> Any:
-    try:
-        value = field_.contents()
-    except Exception:  # noqa: BLE001  (a field gguf cannot decode is shown as absent, not fatal)
-        return None
-    if isinstance(value, list) and len(value) > 16:
-        return f"[{len(value)} items]"
-    return value
-
-
 def file_type_name(code: int | None) -> str:
     if code is None:
         return "unknown"
@@ -111,20 +102,100 @@ def file_type_name(code: int | None) -> str:
         return f"type {code}"
 
 
-def read_model(path: Path, *, full: bool = False) -> ModelInfo:
-    """Header facts of one GGUF file; `full` also keeps the metadata worth showing (inspect)."""
-    check_magic(path)
-    try:
-        from gguf import GGUFReader
+# The GGUF header is read here, not with the gguf package: GGUFReader maps every tensor's type
+# to its enum and raises on a type newer than the installed package (measured: a tensor type 77
+# → "ValueError: 77 is not a valid GGMLQuantizationType"), and one such file made `models list`
+# fail for every model. The format (ggml docs/gguf.md): magic, version (u32), tensor count and
+# KV count (u64), the KV pairs, then per tensor its name, dimensions, type and offset.
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+MAX_SHOWN_ITEMS = 16
 
-        reader = GGUFReader(str(path))
-    except Exception as exc:  # noqa: BLE001  (gguf raises ValueError/struct.error on damaged files)
-        raise NotGguf(f"{path.name}: damaged GGUF header ({exc})") from None
-    fields = reader.fields
-    arch = _value(fields["general.architecture"]) if "general.architecture" in fields else "unknown"
+
+class _Header:
+    """A forward-only reader over the header bytes of a GGUF file."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        raw = self.handle.read(size)
+        if len(raw) != size:
+            raise NotGguf("the header ends early (a truncated file)")
+        return struct.unpack(fmt, raw)[0]
+
+    def string(self) -> str:
+        length = self.take("<Q")
+        if length > 1 << 26:
+            raise NotGguf(f"a string of {length} bytes in the header (a damaged file)")
+        raw = self.handle.read(length)
+        if len(raw) != length:
+            raise NotGguf("the header ends early (a truncated file)")
+        return raw.decode("utf-8", errors="replace")
+
+    def value(self, kind: int) -> Any:
+        if kind in _SCALARS:
+            return self.take(_SCALARS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind, count = self.take("<I"), self.take("<Q")
+            items = [self.value(item_kind) for _ in range(count)]
+            return items if count <= MAX_SHOWN_ITEMS else _Items(count)
+        raise NotGguf(f"unknown metadata value type {kind} (a newer GGUF than airpods reads, or a damaged file)")
+
+
+class _Items(int):
+    """A long array kept as its length (a vocabulary of 150,000 tokens is not shown)."""
+
+    def __repr__(self) -> str:
+        return f"[{int(self)} items]"
+
+    __str__ = __repr__
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """(metadata, [(tensor name, elements)]) of a GGUF file, from its header alone.
+
+    Raises NotGguf (a runtime failure naming the file) for a file that is not GGUF, is truncated
+    or damaged; tensor types unknown to airpods are fine (only names and shapes are read)."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != MAGIC:
+                raise NotGguf(f"{path.name} is not a GGUF model (it does not start with the GGUF magic bytes)")
+            reader = _Header(handle)
+            version = reader.take("<I")
+            if version not in (2, 3):
+                raise NotGguf(f"{path.name}: GGUF version {version}, airpods reads versions 2 and 3")
+            tensors, count = reader.take("<Q"), reader.take("<Q")
+            metadata = {}
+            for _ in range(count):
+                key = reader.string()
+                metadata[key] = reader.value(reader.take("<I"))
+            shapes = []
+            for _ in range(tensors):
+                name = reader.string()
+                dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
+                reader.take("<I")  # the tensor's type
+                reader.take("<Q")  # its offset
+                shapes.append((name, math.prod(dims)))
+    except OSError as exc:
+        raise NotGguf(f"cannot read {path}: {exc.strerror or exc}") from None
+    except NotGguf as exc:
+        if not exc.message.startswith(path.name) and not exc.message.startswith("cannot read"):
+            exc.message = f"{path.name}: {exc.message}"
+        raise
+    return metadata, shapes
+
+
+def read_model(path: Path, *, full: bool = False) -> ModelInfo:
+    """Header facts of one GGUF file; `full` also keeps the metadata worth showing (inspect).
+    Raises NotGguf for a file whose header cannot be read."""
+    fields, shapes = read_header(path)
+    arch = str(fields.get("general.architecture", "unknown"))
     ctx = fields.get(f"{arch}.context_length")
-    pooling_field = fields.get(f"{arch}.pooling_type")
-    pooling_code = _value(pooling_field) if pooling_field is not None else None
+    pooling_code = fields.get(f"{arch}.pooling_type")
     pooling = POOLING_TYPES[pooling_code] if isinstance(pooling_code, int) and 0 <= pooling_code < 5 else None
     file_type = fields.get("general.file_type")
     metadata: dict[str, Any] = {}
@@ -133,20 +204,20 @@ def read_model(path: Path, *, full: bool = False) -> ModelInfo:
             if key.startswith(SHOWN_PREFIXES) or (
                 key.startswith(f"{arch}.") and (key.endswith(SHOWN_SUFFIXES) or ".rope." in key)
             ):
-                metadata[key] = _value(value)
+                metadata[key] = str(value) if isinstance(value, _Items) else value
         metadata["tokenizer.chat_template"] = "present" if "tokenizer.chat_template" in fields else "absent"
         tokens = fields.get("tokenizer.ggml.tokens")
         if tokens is not None:
-            metadata["tokenizer.ggml.tokens"] = f"[{len(tokens.data)} tokens]"
-        metadata["tensors"] = len(reader.tensors)
+            metadata["tokenizer.ggml.tokens"] = f"[{len(tokens) if isinstance(tokens, list) else int(tokens)} tokens]"
+        metadata["tensors"] = len(shapes)
     return ModelInfo(
         file=path.name,
         size=path.stat().st_size,
-        architecture=str(arch),
-        name=_value(fields["general.name"]) if "general.name" in fields else None,
-        parameters=sum(int(t.n_elements) for t in reader.tensors),
-        quantization=file_type_name(_value(file_type) if file_type is not None else None),
-        context_length=_value(ctx) if ctx is not None else None,
+        architecture=arch,
+        name=fields.get("general.name"),
+        parameters=sum(elements for _, elements in shapes),
+        quantization=file_type_name(file_type if isinstance(file_type, int) else None),
+        context_length=ctx if isinstance(ctx, int) else None,
         metadata=metadata,
         pooling=pooling,
     )

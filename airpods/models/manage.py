@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from airpods.engine.base import Engine, OneOff
 from airpods.errors import RuntimeFailure, UsageError
-from airpods.models.gguf_meta import ModelInfo, check_magic, read_model
+from airpods.models.gguf_meta import ModelInfo, NotGguf, check_magic, read_model
 from airpods.models.store import ModelStore, StoredModel, copy_file, model_name
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import Mount, ServiceSpec, Stack
@@ -58,15 +60,23 @@ def llama_instances(stack: Stack) -> list[ServiceSpec]:
     return [s for s in stack.services if s.kind == LLAMACPP]
 
 
-def model_volume(stack: Stack) -> str:
+def model_mount(stack: Stack) -> Mount:
+    """What the llama.cpp services mount at /models: a named volume or a host folder."""
     for spec in llama_instances(stack):
         for mount in spec.mounts:
-            if mount.target == MODELS_DIR and mount.named:
-                return mount.source
+            if mount.target == MODELS_DIR:
+                return mount
     raise UsageError(
-        "no llama.cpp service mounts a named model volume at /models",
-        hint='services.llamacpp.volumes needs { source = "airpods_llamacpp_models", target = "/models" }',
+        "no llama.cpp service mounts a model volume or folder at /models",
+        hint='services.llamacpp.volumes needs { source = "airpods_llamacpp_models", target = "/models" } '
+        '(or a host folder: { source = "/srv/models", target = "/models" })',
     )
+
+
+def model_store(stack: Stack, engine: Engine) -> ModelStore:
+    """The model store of the stack's llama.cpp services (see ModelStore for the kinds)."""
+    mount = model_mount(stack)
+    return ModelStore(engine, mount.source, stack.labels, folder=not mount.named)
 
 
 def configured_model(spec: ServiceSpec) -> str | None:
@@ -113,16 +123,22 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
     served = serving(stack, running)
     rows = []
     for model in store.models():
-        info = read_stored(model)
+        problem = model.problem
+        try:
+            summary = read_stored(model).summary()
+        except NotGguf as exc:  # one bad file is one row that says so; the others list normally
+            problem = exc.message
+            summary = {k: None for k in ("architecture", "name", "parameters", "quantization", "context_length")}
+            summary["size"] = model.size
         rows.append(
             {
-                **info.summary(),
+                **summary,
                 "file": model.name,
                 "name": model.name,
                 "parts": [str(p.relative_to(store.root)) for p in model.parts],
-                "problem": model.problem,
+                "problem": problem,
                 "backend": "llamacpp",
-                "served_by": [] if model.problem else sorted(set(served.get(model.name, []) + served.get("*", []))),
+                "served_by": [] if problem else sorted(set(served.get(model.name, []) + served.get("*", []))),
             }
         )
     return rows
@@ -170,21 +186,40 @@ def import_model(store: ModelStore, source: Path, name: str | None, overwrite: b
     return model_name(target)
 
 
-def models_mount(volume: str, mode: str = "rw") -> Mount:
-    return Mount(volume, MODELS_DIR, mode, True)
+ToolOutput = Callable[[str], None]  # sees each line a tool prints, as it prints it
+
+
+def tool_timeout_s(size: int) -> float:
+    """How long a tool may take over a model of `size` bytes: 5 minutes, plus 15 per GB (a
+    2-core CPU quantizes a few hundred MB a minute; a hung tool fails instead of blocking)."""
+    return 300 + 900 * size / 1e9
+
+
+def _tool_failure(what: str, done: subprocess.CompletedProcess[str]) -> RuntimeFailure:
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+    return RuntimeFailure(f"{what} failed (exit {done.returncode}):\n{tail}")
 
 
 def quantize_model(
-    engine: Engine, store: ModelStore, stack: Stack, src: str, qtype: str, name: str | None, overwrite: bool
+    engine: Engine,
+    store: ModelStore,
+    stack: Stack,
+    src: str,
+    qtype: str,
+    name: str | None,
+    overwrite: bool,
+    on_line: ToolOutput | None = None,
 ) -> Path:
-    """llama-quantize in a one-off container of the :full image (its tools.sh --quantize)."""
+    """llama-quantize in a one-off container of the :full image (its tools.sh --quantize), into
+    a hidden partial renamed when complete. Name, type and space are checked before anything
+    runs. Returns the new model's path."""
     qtype = qtype.upper()
     if qtype not in QUANT_TYPES:
         raise UsageError(f"unknown quantization type {qtype}", hint="types: " + ", ".join(QUANT_TYPES))
     source = store.model(src)
     if len(source.parts) > 1:
         raise UsageError(f"{source.name} is a folder model; quantize takes a single-file model")
-    out = model_name(name) if name else re.sub(r"(?i)[-.](F32|F16|BF16|Q\d\w*)$", "", source.name) + f"-{qtype}"
+    out = store.check_new(name or re.sub(r"(?i)[-.](F32|F16|BF16|Q\d\w*)$", "", source.name) + f"-{qtype}", overwrite)
     store.require_space(source.size, out)
     spec = llama_instances(stack)[0]
     with store.incoming(out, overwrite=overwrite) as partial:
@@ -192,26 +227,39 @@ def quantize_model(
             OneOff(
                 tool_image(spec.image, "full"),
                 ("--quantize", f"{MODELS_DIR}/{source.path.name}", f"{MODELS_DIR}/{partial.name}", qtype),
-                mounts=(models_mount(store.volume),),
+                mounts=(store.mount(),),
                 gpu=spec.gpu_request,
-            )
+            ),
+            on_line=on_line,
+            timeout_s=tool_timeout_s(source.size),
         )
         if done.returncode != 0 or not partial.exists():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
-            raise RuntimeFailure(f"llama-quantize failed (exit {done.returncode}):\n{tail}")
+            raise _tool_failure("llama-quantize", done)
         check_magic(partial)
     return store.root / f"{out}.gguf"
 
 
-def convert_model(engine: Engine, store: ModelStore, stack: Stack, hf_dir: Path, out: str, overwrite: bool) -> Path:
+def convert_model(
+    engine: Engine,
+    store: ModelStore,
+    stack: Stack,
+    hf_dir: Path,
+    out: str,
+    overwrite: bool,
+    on_line: ToolOutput | None = None,
+) -> Path:
     """convert_hf_to_gguf.py from the :full image, where that image has it (and Python): the
     Hugging Face folder `hf_dir` becomes the model `out` (F16), written under a hidden name and
-    renamed into place when the converter succeeded. Returns its path."""
+    renamed into place when the converter succeeded. The folder and the name are checked before
+    anything runs. Returns its path."""
     if not (hf_dir / "config.json").is_file():
         raise UsageError(
             f"{hf_dir} is not a Hugging Face model folder (no config.json)",
             hint="convert takes the folder a model was downloaded to: config.json, tokenizer and *.safetensors",
         )
+    out = store.check_new(out, overwrite)
+    size = sum(p.stat().st_size for p in hf_dir.rglob("*") if p.is_file())
+    store.require_space(size, out)
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")
     probe = engine.run_one_off(
@@ -227,14 +275,15 @@ def convert_model(engine: Engine, store: ModelStore, stack: Stack, hf_dir: Path,
             OneOff(
                 image,
                 ("--convert", "--outtype", "f16", "--outfile", f"{MODELS_DIR}/{partial.name}", "/input"),
-                mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), models_mount(store.volume)),
-            )
+                mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), store.mount()),
+            ),
+            on_line=on_line,
+            timeout_s=tool_timeout_s(size),
         )
         if done.returncode != 0 or not partial.exists():
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
-            raise RuntimeFailure(f"convert_hf_to_gguf.py failed (exit {done.returncode}):\n{tail}")
+            raise _tool_failure("convert_hf_to_gguf.py", done)
         check_magic(partial)
-    return store.root / f"{model_name(out)}.gguf"
+    return store.root / f"{out}.gguf"
 
 
 def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str]:

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airpods.engine.base import Engine
-from airpods.errors import AirpodsError, UsageError
+from airpods.errors import AirpodsError, RuntimeFailure, UsageError
 from airpods.files import write_atomic
 from airpods.models.download import Progress, pull_hf, pull_url
 from airpods.models.gguf_meta import NotGguf, read_model
-from airpods.models.manage import import_model, llama_instances, model_volume
+from airpods.models.manage import import_model, llama_instances, model_mount, model_store
 from airpods.models.sources import UrlRef, parse_source
 from airpods.models.store import ModelStore
 from airpods.stack.args import FlagArg
@@ -45,13 +45,17 @@ def routers(stack: Stack) -> list[ServiceSpec]:
     return [s for s in llama_instances(stack) if any(m.target == PRESETS_DIR for m in s.mounts)]
 
 
-def model_store(stack: Stack, engine: Engine) -> ModelStore | None:
-    """The stack's model volume, if it has one and it exists (nothing is created)."""
+def existing_store(stack: Stack, engine: Engine) -> ModelStore | None:
+    """The stack's model store if it has one and it exists (nothing is created)."""
     try:
-        volume = model_volume(stack)
+        mount = model_mount(stack)
     except UsageError:
         return None
-    return ModelStore(engine, volume, stack.labels) if engine.volume_exists(volume) else None
+    if mount.named and not engine.volume_exists(mount.source):
+        return None
+    if not mount.named and not Path(mount.source).is_dir():
+        return None
+    return ModelStore(engine, mount.source, stack.labels, folder=not mount.named)
 
 
 def write_presets(stack: Stack, engine: Engine) -> list[str]:
@@ -61,8 +65,11 @@ def write_presets(stack: Stack, engine: Engine) -> list[str]:
     specs = routers(stack)
     if not specs:
         return []
-    store = model_store(stack, engine)
-    detected = detected_flags(store) if store else {}
+    store = existing_store(stack, engine)
+    try:
+        detected = detected_flags(store) if store else {}
+    except RuntimeFailure:  # a store this host cannot read (rootless tmpfs): declared presets only
+        detected = {}
     changed = []
     for spec in specs:
         folder = Path(next(m.source for m in spec.mounts if m.target == PRESETS_DIR))
@@ -96,7 +103,7 @@ def fetch_declared(stack: Stack, engine: Engine, progress: Progress, announce: C
     wanted = declared_models(stack)
     if not wanted:
         return []
-    store = ModelStore(engine, model_volume(stack), stack.labels)  # creates the volume if needed
+    store = model_store(stack, engine)  # creates the volume if needed
     present = {m.name for m in store.models()}
     fetched = []
     for service, preset in wanted:

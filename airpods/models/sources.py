@@ -61,12 +61,27 @@ def quant_of(path: str) -> str | None:
     return found[-1].upper() if found else None
 
 
+# Files beside a model that are not models (llama.cpp common/download.cpp, gguf_filename_is_model).
+SIDECARS = ("mmproj", "imatrix", "mtp-", "eagle3-", "dflash-", "dspark-")
+
+
+def is_model_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".gguf") and not any(marker in name for marker in SIDECARS)
+
+
+def tag_matches(path: str, tag: str) -> bool:
+    """Whether a repo path carries the quant tag: llama.cpp's `-hf` rule (find_best_model: the
+    tag followed by '.' or '-', case-insensitive; so `UD-Q4_K_XL` and `q8_0` work as model cards
+    write them), with a boundary before the tag so `Q4_K_M` is not found inside `IQ4_K_M`."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(tag)}[.\-/]", path, re.IGNORECASE) is not None
+
+
 def _sets(files: list[RepoFile]) -> dict[str, list[RepoFile]]:
-    """GGUF files grouped: a split model's shards form one set (keyed by its first shard)."""
+    """Model files grouped: a split model's shards form one set (keyed by its first shard)."""
     groups: dict[str, list[RepoFile]] = {}
     for f in sorted(files, key=lambda f: f.path):
-        name = f.path.rsplit("/", 1)[-1]
-        if not name.endswith(".gguf") or name.startswith("mmproj"):
+        if not is_model_file(f.path):
             continue
         shard = SHARD_RE.match(f.path)
         key = f"{shard['base']}-00001-of-{shard['count']}.gguf" if shard else f.path
@@ -86,17 +101,16 @@ def pick_files(ref: HfRef, listing: list[RepoFile]) -> list[RepoFile]:
     if not sets:
         raise UsageError(f"{ref.repo} has no GGUF files")
     if ref.quant:
-        matches = [key for key in sets if quant_of(key) == ref.quant.upper()]
+        matches = [key for key in sets if tag_matches(key, ref.quant)]
         if len(matches) == 1:
             return sets[matches[0]]
-        available = sorted({q for q in map(quant_of, sets) if q})
         if not matches:
             raise UsageError(
-                f"{ref.repo} has no {ref.quant.upper()} GGUF",
-                hint="available quantizations: " + (", ".join(available) or "none recognised"),
+                f"{ref.repo} has no {ref.quant} GGUF",
+                hint="its models: " + ", ".join(sets) + " (the tag is the part before .gguf, e.g. UD-Q4_K_XL)",
             )
         raise UsageError(
-            f"{ref.repo}:{ref.quant} is ambiguous: " + ", ".join(matches),
+            f"{ref.repo}:{ref.quant} matches {len(matches)} models: " + ", ".join(matches),
             hint="name the file: user/repo/FILE.gguf or --file FILE",
         )
     if len(sets) == 1:
@@ -109,15 +123,29 @@ def pick_files(ref: HfRef, listing: list[RepoFile]) -> list[RepoFile]:
 
 
 def pick_mmproj(listing: list[RepoFile], model: list[RepoFile]) -> list[RepoFile]:
-    """The multimodal projector that goes with a model: an mmproj-*.gguf in the model's folder
-    of the repo (F16 when there are several, else the first by name); [] when there is none."""
+    """The multimodal projector that goes with a model, as llama.cpp's `-hf` picks it
+    (find_best_sibling): an mmproj-*.gguf in the model's folder or one above it, the deepest,
+    then the one whose quant bits are closest to the model's; [] when there is none."""
     folder = model[0].path.rpartition("/")[0]
-    found = sorted(
-        (f for f in listing if f.path.rpartition("/")[0] == folder and f.path.rsplit("/", 1)[-1].startswith("mmproj")),
-        key=lambda f: f.path,
-    )
-    f16 = [f for f in found if quant_of(f.path) == "F16"]
-    return (f16 or found)[:1]
+    bits = _bits(model[0].path)
+    found = []
+    for f in listing:
+        name = f.path.rsplit("/", 1)[-1]
+        where = f.path.rpartition("/")[0]
+        if (
+            name.endswith(".gguf")
+            and "mmproj" in name
+            and (not where or folder == where or folder.startswith(where + "/"))
+        ):
+            found.append((-len(where.split("/")) if where else 0, abs(_bits(f.path) - bits), f.path, f))
+    return [min(found, key=lambda t: t[:3])[3]] if found else []
+
+
+def _bits(path: str) -> int:
+    """A quant's bits (Q4_K_M → 4, F16 → 16; llama.cpp extract_quant_bits), 0 when unknown."""
+    quant = quant_of(path) or ""
+    digits = re.search(r"\d+", quant)
+    return int(digits.group()) if digits else 0
 
 
 def folder_name(model: list[RepoFile]) -> str:

@@ -15,6 +15,8 @@ from airpods.config.schema import MODEL_NAME_RE
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.sources import SHARD_RE
+from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
+from airpods.stack.model import Mount
 
 
 def model_name(name: str) -> str:
@@ -55,24 +57,68 @@ class StoredModel:
 
 
 class ModelStore:
-    def __init__(self, engine: Engine, volume: str, labels: dict[str, str]) -> None:
-        """`labels`: what the volume gets if this store creates it (the project's labels)."""
-        self.engine, self.volume, self.labels = engine, volume, labels
+    """The models llama.cpp's containers see at /models, read and written from this host at the
+    place that *is* that data:
+    - a host folder (`volumes = [{source = "/srv/models", target = "/models"}]`): the folder;
+    - a plain named volume: its mountpoint;
+    - a named volume bound to a device folder (`--opt type=none --opt o=bind --opt device=DIR`):
+      DIR (the mountpoint's own folder is hidden from containers by the bind);
+    - a named volume with other driver options (tmpfs, NFS): mounted on this host by podman the
+      way a container gets it (`podman volume mount`, released when airpods exits); rootless
+      Podman mounts it only in its own namespace, so that case is refused with the way out."""
+
+    def __init__(self, engine: Engine, volume: str, labels: dict[str, str], *, folder: bool = False) -> None:
+        """`volume`: the named volume, or with `folder` the host folder; `labels`: what the
+        volume gets if this store creates it (the project's labels)."""
+        self.engine, self.volume, self.labels, self.folder = engine, volume, labels, folder
         self._root: Path | None = None
 
     @property
     def root(self) -> Path:
         if self._root is None:
-            if not self.engine.volume_exists(self.volume):
-                self.engine.create_volume(self.volume, self.labels)
-            path = self.engine.volume_mountpoint(self.volume)
-            if path is None or not path.is_dir() or not os.access(path, os.W_OK):
-                raise RuntimeFailure(
-                    f"the model volume {self.volume} is not reachable from this host ({path or 'no mountpoint'})",
-                    hint="airpods writes models through the volume's mountpoint; run it where podman runs",
-                )
-            self._root = path
+            self._root = self._folder_root() if self.folder else self._volume_root()
         return self._root
+
+    def _folder_root(self) -> Path:
+        path = Path(self.volume)
+        if not path.is_dir():
+            raise RuntimeFailure(
+                f"the model folder {path} does not exist", hint=f"create it (mkdir -p {path}) or fix the volume source"
+            )
+        return path
+
+    def _volume_root(self) -> Path:
+        options = self.engine.volume_options(self.volume)
+        if options is None:
+            self.engine.create_volume(self.volume, self.labels)
+            options = {}
+        if not options:
+            path = self.engine.volume_mountpoint(self.volume)
+        elif "bind" in options.get("o", "").split(",") and options.get("device"):
+            path = Path(options["device"])
+        elif self.engine.rootless():
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+            raise RuntimeFailure(
+                f"the model volume {self.volume} has driver options ({shown}): rootless Podman mounts such a "
+                "volume only inside its own namespace, so airpods cannot put models into it from here",
+                hint="use a bind device (podman volume create --opt type=none --opt o=bind --opt device=DIR) or a "
+                "host folder as the volume source of services.llamacpp",
+            )
+        else:
+            path = self.engine.mount_volume(self.volume)
+            import atexit
+
+            atexit.register(self.engine.unmount_volume, self.volume)
+        if path is None or not path.is_dir():
+            raise RuntimeFailure(
+                f"the model volume {self.volume} is not reachable from this host ({path or 'no mountpoint'})",
+                hint="airpods reads and writes models where the volume's data is; run it where podman runs",
+            )
+        return path
+
+    def mount(self, mode: str = "rw") -> Mount:
+        """The store as a container mounts it at /models (for one-off tools)."""
+        return Mount(self.volume, MODELS_DIR, mode, not self.folder)
 
     def models(self) -> list[StoredModel]:
         """Every model in the volume as llama-server's router sees it: a top-level GGUF file, or
@@ -113,7 +159,7 @@ class ModelStore:
                 hint="free some space (`airpods models rm NAME`) and try again",
             )
 
-    def _check_new(self, name: str, overwrite: bool) -> str:
+    def check_new(self, name: str, overwrite: bool) -> str:
         """A valid model name for something about to be written, free unless `overwrite`."""
         name = model_name(name)
         if not MODEL_NAME_RE.match(name):
@@ -127,36 +173,82 @@ class ModelStore:
         return name
 
     @contextmanager
-    def incoming(self, name: str, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
-        """A hidden temporary file (the router lists no hidden names) for the model `name`
-        (NAME.gguf); on success it is renamed into place, atomically. `keep_partial` leaves an
-        interrupted download there to resume."""
-        name = self._check_new(name, overwrite)
-        partial = self.root / f".{name}.gguf.partial"
+    def _writing(self, name: str) -> Iterator[None]:
+        """One writer per model name and volume: a second pull of the same model says so."""
+        import hashlib
+
+        from filelock import FileLock, Timeout
+
+        from airpods.state import state_dir
+
+        if not os.access(self.root, os.W_OK):
+            raise RuntimeFailure(
+                f"cannot write models into {self.root} (the model {'folder' if self.folder else 'volume'} "
+                f"{self.volume}): permission denied",
+                hint="give your user write access to it, or run airpods as the user that owns it",
+            )
+
+        folder = state_dir() / "locks"
+        folder.mkdir(exist_ok=True)
+        where = hashlib.sha256(self.volume.encode()).hexdigest()[:12]  # a folder's path makes no file name
+        lock = FileLock(str(folder / f"model-{where}-{name}.lock"))
         try:
-            yield partial
-        except BaseException:
-            if not keep_partial:
-                partial.unlink(missing_ok=True)
-            raise
-        os.chmod(partial, 0o644)
-        self._publish(partial, self.root / f"{name}.gguf")
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RuntimeFailure(
+                f"another airpods command is already writing the model {name} into {self.volume}",
+                hint="wait for it to finish (or stop it), then run this again",
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextmanager
-    def incoming_folder(self, name: str, *, overwrite: bool = False) -> Iterator[Path]:
+    def incoming(self, name: str, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:
+        """A hidden temporary file (the router lists no hidden names) for the model `name`
+        (NAME.gguf); on success it is flushed to disk and renamed into place, atomically.
+        `keep_partial` leaves an interrupted download there to resume."""
+        name = self.check_new(name, overwrite)
+        partial = self.root / f".{name}.gguf.partial"
+        with self._writing(name):
+            try:
+                yield partial
+            except BaseException:
+                if not keep_partial:
+                    partial.unlink(missing_ok=True)
+                raise
+            os.chmod(partial, 0o644)
+            _fsync(partial)
+            self._publish(partial, self.root / f"{name}.gguf")
+
+    @contextmanager
+    def incoming_folder(
+        self, name: str, *, overwrite: bool = False, parts: set[str] | None = None, keep_partial: bool = False
+    ) -> Iterator[Path]:
         """A hidden temporary folder for a multi-file model (shards, or a model and its mmproj);
-        on success it is renamed into place as the folder `name`, which the router serves as
-        one model. An interrupted one is removed."""
-        name = self._check_new(name, overwrite)
+        on success every file is flushed and the folder renamed into place as `name`, which the
+        router serves as one model. `keep_partial` keeps an interrupted one to resume (then
+        `parts`, the file names it must hold, drops anything else before it is published)."""
+        name = self.check_new(name, overwrite)
         partial = self.root / f".{name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(mode=0o755)
-        try:
-            yield partial
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        self._publish(partial, self.root / name)
+        with self._writing(name):
+            if not keep_partial:
+                shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(mode=0o755, exist_ok=True)
+            try:
+                yield partial
+            except BaseException:
+                if not keep_partial:
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise
+            for entry in list(partial.iterdir()):
+                if parts is not None and entry.name not in parts:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                else:
+                    os.chmod(entry, 0o644)
+                    _fsync(entry)
+            self._publish(partial, self.root / name)
 
     def _publish(self, partial: Path, final: Path) -> None:
         """Rename a finished download into place; a model of the same name it replaces (as a
@@ -185,6 +277,11 @@ class ModelStore:
         with self.incoming(name, overwrite=overwrite) as partial:
             copy_file(source, partial, progress)
         return self.root / f"{model_name(name)}.gguf"
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def copy_file(source: Path, target: Path, progress: Callable[[int], None] | None = None) -> None:

@@ -25,6 +25,9 @@ class Hub:
     requests: list[dict[str, int]] = field(default_factory=list)  # GETs: {"start", "sent"}
     throttle_s: float = 0.0  # per 64 KiB chunk
     url: str = ""
+    cut_after: dict[str, int] = field(default_factory=dict)  # path -> close the body after N bytes, once
+    etags: dict[str, str] = field(default_factory=dict)  # path -> the ETag to send (a changed file)
+    status: dict[str, int] = field(default_factory=dict)  # path -> answer this HTTP status instead
 
     def add_repo_file(self, repo: str, path: str, content: bytes) -> None:
         self.repos.setdefault(repo, {})[path] = content
@@ -45,9 +48,20 @@ def _handler(hub: Hub):
             self.end_headers()
             self.wfile.write(body)
 
-        def _send_bytes(self, content: bytes, head: bool, extra: dict[str, str]) -> None:
+        def _send_bytes(self, content: bytes, head: bool, extra: dict[str, str], key: str = "") -> None:
+            if key in hub.status:
+                self.send_response(hub.status[key])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            asked = self.headers.get("Range", "")
+            if key in hub.etags:
+                extra = {**extra, "ETag": hub.etags[key]}
+            if_range = self.headers.get("If-Range")
+            if if_range and if_range != extra.get("ETag"):
+                asked = ""  # the file changed since: the whole of it, 200 (RFC 9110 If-Range)
             start, end = 0, len(content) - 1
-            match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+            match = re.match(r"bytes=(\d+)-(\d*)", asked)
             if match:
                 start = int(match.group(1))
                 end = int(match.group(2)) if match.group(2) else end
@@ -55,8 +69,8 @@ def _handler(hub: Hub):
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(content)}")
             else:
                 self.send_response(200)
-            for key, value in extra.items():
-                self.send_header(key, value)
+            for header, value in extra.items():
+                self.send_header(header, value)
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(end - start + 1))
             self.end_headers()
@@ -64,8 +78,16 @@ def _handler(hub: Hub):
                 return
             record = {"start": start, "sent": 0}
             hub.requests.append(record)
+            cut = hub.cut_after.pop(key, None)
             for offset in range(start, end + 1, 65536):
                 chunk = content[offset : min(end + 1, offset + 65536)]
+                if cut is not None and record["sent"] + len(chunk) > cut:
+                    chunk = chunk[: max(0, cut - record["sent"])]
+                    self.wfile.write(chunk)
+                    hub.served += len(chunk)
+                    record["sent"] += len(chunk)
+                    self.close_connection = True
+                    return
                 try:
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
@@ -105,9 +127,13 @@ def _handler(hub: Hub):
                         "X-Linked-Etag": f'"{sha}"',
                         "X-Linked-Size": str(len(content)),
                     },
+                    resolve.group(3),
                 )
             if path.startswith("/files/") and path[7:] in hub.files:
-                return self._send_bytes(hub.files[path[7:]], head, {})
+                name = path[7:]
+                return self._send_bytes(hub.files[name], head, {"ETag": f'"{len(hub.files[name])}"'}, name)
+            if path.startswith("/files/") and path[7:] in hub.status:
+                return self._send_bytes(b"", head, {}, path[7:])
             self.send_response(404)
             self.send_header("Content-Length", "0")
             self.end_headers()

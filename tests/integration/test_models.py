@@ -8,6 +8,9 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.integration.conftest import eventually, openai_env, podman
 from tests.integration.fake_hub import tiny_bytes
@@ -95,7 +98,7 @@ def test_hub_quant_shorthand_pulls_and_verifies(airpods, hub, tmp_path):
     assert "tiny-Q8_0.gguf" in volume_files() and "tiny-F16.gguf" not in volume_files()
 
     absent = airpods("models", "pull", "acme/tiny-GGUF:Q4_K_M")
-    assert absent.code == 2 and "no Q4_K_M" in absent.err and "F16, Q8_0" in absent.err
+    assert absent.code == 2 and "no Q4_K_M" in absent.err and "tiny-F16.gguf, tiny-Q8_0.gguf" in absent.err
     unnamed = airpods("models", "pull", "acme/tiny-GGUF")
     assert unnamed.code == 2 and "say which" in unnamed.err
 
@@ -105,7 +108,10 @@ def test_ambiguous_quant_lists_the_choices(airpods, hub, tmp_path):
     hub.add_repo_file("acme/two", "b-Q8_0.gguf", tiny_bytes(tmp_path, 4))
     failed = airpods("models", "pull", "acme/two:Q8_0")
     assert (
-        failed.code == 2 and "ambiguous" in failed.err and "a-Q8_0.gguf" in failed.err and "b-Q8_0.gguf" in failed.err
+        failed.code == 2
+        and "matches 2 models" in failed.err
+        and "a-Q8_0.gguf" in failed.err
+        and "b-Q8_0.gguf" in failed.err
     )
 
 
@@ -125,7 +131,8 @@ def test_split_gguf_and_mmproj_download_as_one_model_folder(airpods, hub, tmp_pa
         "big-Q8_0/big-Q8_0-00001-of-00002.gguf",
         "big-Q8_0/big-Q8_0-00002-of-00002.gguf",
     ]
-    assert rows["eye-Q8_0"]["parts"] == ["eye-Q8_0/eye-Q8_0.gguf", "eye-Q8_0/mmproj-eye-F16.gguf"]
+    # llama.cpp's rule: the projector whose quant is closest to the model's
+    assert rows["eye-Q8_0"]["parts"] == ["eye-Q8_0/eye-Q8_0.gguf", "eye-Q8_0/mmproj-eye-Q8_0.gguf"]
     assert set(rows) == {"big-Q8_0", "eye-Q8_0"} and not [r for r in rows.values() if r["problem"]]
 
 
@@ -223,3 +230,69 @@ def test_chat_with_llama_cli_when_no_instance_runs(airpods, tiny_model):
         for c in json.loads(podman("ps", "-a", "--format", "json").stdout or "[]")
         if "llama.cpp:light" in c.get("Image", "")
     ]  # the one-off container is gone
+
+
+def _partial_files() -> set[str]:
+    return {f for f in volume_files() if f.startswith(".")}
+
+
+def test_a_body_cut_short_is_never_installed_and_the_rerun_resumes(airpods, hub, tmp_path):
+    """A connection that closes early used to be promoted as complete unless --sha256 was given."""
+    content = tiny_bytes(tmp_path, 30)
+    hub.files["cut.gguf"] = content
+    hub.cut_after["cut.gguf"] = len(content) // 3
+    failed = airpods("models", "pull", f"{hub.url}/files/cut.gguf")
+    assert failed.code == 1 and "Traceback" not in failed.err and "internal error" not in failed.err, failed.err
+    assert "run the same command again" in failed.err
+    assert "cut.gguf" not in volume_files() and ".cut.gguf.partial" in volume_files()
+    resumed = airpods("models", "pull", f"{hub.url}/files/cut.gguf")
+    assert resumed.code == 0, resumed.err
+    assert hub.requests[-1]["start"] == len(content) // 3  # only the rest
+    mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models").stdout.strip()
+    with open(os.path.join(mount, "cut.gguf"), "rb") as landed:
+        assert landed.read() == content
+    assert not _partial_files()
+
+
+def test_a_partial_of_a_file_that_changed_is_thrown_away(airpods, hub, tmp_path):
+    old, new = tiny_bytes(tmp_path, 31), tiny_bytes(tmp_path, 32)
+    hub.files["moving.gguf"] = old
+    hub.etags["moving.gguf"] = '"v1"'
+    hub.cut_after["moving.gguf"] = len(old) // 2
+    assert airpods("models", "pull", f"{hub.url}/files/moving.gguf").code == 1
+    hub.files["moving.gguf"], hub.etags["moving.gguf"] = new, '"v2"'
+    again = airpods("models", "pull", f"{hub.url}/files/moving.gguf")
+    assert again.code == 0, again.err
+    assert hub.requests[-1]["start"] == 0  # not resumed onto the old bytes
+    mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models").stdout.strip()
+    with open(os.path.join(mount, "moving.gguf"), "rb") as landed:
+        assert landed.read() == new
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_are_runtime_failures_that_say_so(airpods, hub, status):
+    hub.status["gone.gguf"] = status
+    failed = airpods("models", "pull", f"{hub.url}/files/gone.gguf")
+    assert failed.code == 1 and f"answered HTTP {status}" in failed.err and "internal error" not in failed.err
+    assert volume_files() == set()
+    refused = airpods("models", "pull", "http://127.0.0.1:9/files/x.gguf")  # nothing listens there
+    assert refused.code == 1 and "cannot reach" in refused.err and "internal error" not in refused.err
+
+
+def test_a_hub_pull_lands_once_in_the_store_and_a_second_pull_waits_its_turn(airpods, hub, tmp_path, monkeypatch):
+    """The hub cache held a second copy (twice the space on one disk); two pulls of one name shared
+    one partial file."""
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    content = write_tiny_model(tmp_path / "big.gguf", n_embd=256, n_layers=2, n_ff=512).read_bytes()
+    hub.add_repo_file("acme/big", "big-Q8_0.gguf", content)
+    hub.throttle_s = 0.02
+    first = airpods.popen("models", "pull", "acme/big:Q8_0")
+    assert eventually(lambda: hub.served > 0, timeout=60)
+    second = airpods("models", "pull", "acme/big:Q8_0")
+    assert second.code == 1 and "already writing the model big-Q8_0" in second.err, second.err
+    hub.throttle_s = 0
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    cache = Path(os.environ["HOME"]) / ".cache" / "huggingface"
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 1000]  # no second copy
+    assert "big-Q8_0.gguf" in volume_files() and not _partial_files()

@@ -6,7 +6,7 @@ import pytest
 
 from airpods.errors import UsageError
 from airpods.models.manage import tool_image
-from airpods.models.sources import HfRef, RepoFile, UrlRef, parse_source, pick_files, quant_of
+from airpods.models.sources import HfRef, RepoFile, UrlRef, parse_source, pick_files, pick_mmproj, quant_of
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_pick_quant_and_split_sets():
 @pytest.mark.parametrize(
     "ref, words",
     [
-        (HfRef("a/m", quant="Q5_K_M"), "available quantizations: Q2_K, Q4_K_M, Q8_0"),
+        (HfRef("a/m", quant="Q5_K_M"), "its models: big-Q2_K-00001-of-00002.gguf, m-Q4_K_M.gguf, m-Q8_0.gguf"),
         (HfRef("a/m"), "say which"),
         (HfRef("a/m", file="nope.gguf"), "has no file"),
     ],
@@ -88,3 +88,54 @@ def test_pick_errors(ref, words):
 )
 def test_tool_images(image, target, expected):
     assert tool_image(image, target) == expected
+
+
+# A listing as model cards and llama.cpp's -hf see them (Unsloth's UD- quants, I- and Compact
+# variants, a split set in a folder, projectors, an imatrix).
+CARD = [
+    RepoFile(p, 1, None)
+    for p in (
+        "Qwen3-8B-UD-Q4_K_XL.gguf",
+        "Qwen3-8B-Q4_K_M.gguf",
+        "Qwen3-8B-IQ4_K_M.gguf",
+        "Qwen3-8B-Q5_K_M-Compact.gguf",
+        "Qwen3-8B-Q5_K_M-I-Compact.gguf",
+        "Qwen3-8B-F16.gguf",
+        "BF16/Qwen3-8B-BF16-00001-of-00002.gguf",
+        "BF16/Qwen3-8B-BF16-00002-of-00002.gguf",
+        "mmproj-F16.gguf",
+        "mmproj-Q8_0.gguf",
+        "imatrix_unsloth.gguf",
+    )
+]
+
+
+@pytest.mark.parametrize(
+    "tag, picked",
+    [
+        ("UD-Q4_K_XL", ["Qwen3-8B-UD-Q4_K_XL.gguf"]),  # the prefix is kept (it used to find nothing)
+        ("ud-q4_k_xl", ["Qwen3-8B-UD-Q4_K_XL.gguf"]),  # case-insensitive
+        ("Q4_K_XL", ["Qwen3-8B-UD-Q4_K_XL.gguf"]),  # as llama.cpp: the tag before '.'
+        ("Q4_K_M", ["Qwen3-8B-Q4_K_M.gguf"]),  # not IQ4_K_M
+        ("f16", ["Qwen3-8B-F16.gguf"]),
+        ("BF16", ["BF16/Qwen3-8B-BF16-00001-of-00002.gguf", "BF16/Qwen3-8B-BF16-00002-of-00002.gguf"]),
+        ("Q5_K_M-I-Compact", ["Qwen3-8B-Q5_K_M-I-Compact.gguf"]),
+    ],
+)
+def test_quant_tags_as_model_cards_write_them(tag, picked):
+    assert [f.path for f in pick_files(HfRef("unsloth/Qwen3-8B-GGUF", quant=tag), CARD)] == picked
+
+
+def test_a_tag_of_two_models_is_an_error_listing_both():
+    with pytest.raises(UsageError) as err:
+        pick_files(HfRef("unsloth/Qwen3-8B-GGUF", quant="Q5_K_M"), CARD)
+    assert "Qwen3-8B-Q5_K_M-Compact.gguf" in err.value.message and "Qwen3-8B-Q5_K_M-I-Compact.gguf" in err.value.message
+
+
+def test_the_projector_closest_to_the_model_goes_with_it():
+    def model(tag):
+        return pick_files(HfRef("r/m", quant=tag), CARD)
+
+    assert [f.path for f in pick_mmproj(CARD, model("Q4_K_M"))] == ["mmproj-Q8_0.gguf"]  # 8 bits from 4, not 16
+    assert [f.path for f in pick_mmproj(CARD, model("F16"))] == ["mmproj-F16.gguf"]
+    assert pick_mmproj([f for f in CARD if "mmproj" not in f.path], model("F16")) == []

@@ -114,23 +114,11 @@ def _gguf(path: Path, arch: str, pooling: int | None = None) -> Path:
     return path
 
 
-class _Folder:
-    """The two engine calls a ModelStore makes, answered with a plain folder as the volume."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def volume_exists(self, name: str) -> bool:
-        return True
-
-    def volume_mountpoint(self, name: str) -> Path:
-        return self.root
-
-
 def _store(root: Path):
+    """A store over a plain host folder (the models themselves; no podman involved)."""
     from airpods.models.store import ModelStore
 
-    return ModelStore(_Folder(root), "models", {})  # type: ignore[arg-type]
+    return ModelStore(None, str(root), {}, folder=True)  # type: ignore[arg-type]
 
 
 def test_embedding_models_are_recognised_from_their_metadata(tmp_path):
