@@ -13,7 +13,7 @@ from airpods.engine.base import Engine
 from airpods.errors import AirpodsError, RuntimeFailure, UsageError
 from airpods.files import write_atomic
 from airpods.models.download import Progress, pull_hf, pull_url
-from airpods.models.gguf_meta import NotGguf, read_model
+from airpods.models.gguf_meta import NotGguf, is_embedding, recognise
 from airpods.models.manage import import_model, llama_instances, model_mount, model_store
 from airpods.models.sources import UrlRef, parse_source
 from airpods.models.store import ModelStore
@@ -31,12 +31,14 @@ def detected_flags(store: ModelStore) -> dict[str, list[FlagArg]]:
         if model.problem:
             continue
         try:
-            info = read_model(model.weights[0])
+            architecture, pooling = recognise(model.weights[0])
         except NotGguf:
             continue
-        if info.embedding:
-            pooling = info.pooling if info.pooling not in (None, "none") else "mean"
-            flags[model.name] = [("--embeddings", None), ("--pooling", pooling)]
+        if is_embedding(architecture, pooling):
+            flags[model.name] = [
+                ("--embeddings", None),
+                ("--pooling", pooling if pooling not in (None, "none") else "mean"),
+            ]
     return flags
 
 
