@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
+    from airpods.config.schema import Config
     from airpods.engine.base import Engine
+    from airpods.gpu import HostGpu
 
 MIN_PODMAN = (4, 3)
 
@@ -165,17 +167,7 @@ def run_checks(config_path: object = None) -> list[Check]:
             checks.append(Check("podman info", "FAIL", exc.message, "`podman info` shows what is wrong"))
 
     gpu = detect_host_gpu()
-    if gpu.vendor == "nvidia" and not gpu.cdi:
-        checks.append(
-            Check(
-                "gpu",
-                "WARN",
-                gpu.describe(),
-                "generate a CDI spec: sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml",
-            )
-        )
-    else:
-        checks.append(Check("gpu", "OK", gpu.describe()))
+    checks.append(Check("gpu", "WARN" if gpu.problem else "OK", gpu.describe(), gpu.problem or ""))
 
     try:
         loaded = load_config(config_path)  # type: ignore[arg-type]
@@ -183,6 +175,7 @@ def run_checks(config_path: object = None) -> list[Check]:
         checks.append(Check("config", "FAIL", exc.message, exc.hint or "`airpods config validate` explains it"))
         return checks
     checks.append(Check("config", "OK", str(loaded.path or "built-in defaults")))
+    checks += gpu_decisions(loaded.config, gpu)
     if engine is not None:
         checks.append(autostart_check(engine, loaded.config.runtime.project))
 
@@ -248,3 +241,24 @@ def autostart_check(engine: Engine, project: str) -> Check:
 
 def rootless_mode(checks: list[Check]) -> bool:
     return any(c.name == "mode" and c.detail == "rootless" for c in checks)
+
+
+def gpu_decisions(config: Config, gpu: HostGpu) -> list[Check]:
+    """What each enabled service that asks for a GPU gets on this host, and why."""
+    from airpods.engine.podman_argv import gpu_options
+    from airpods.stack.build import select_image
+
+    checks: list[Check] = []
+    for name in config.enabled_services():
+        service = config.services[name]
+        if not service.gpu.enabled:
+            continue
+        try:
+            image, choice = select_image(service, gpu, name)
+        except AirpodsError as exc:
+            checks.append(Check(f"gpu {name}", "FAIL", exc.message, exc.hint or ""))
+            continue
+        flags = " ".join(gpu_options(choice.request)) or "no device"
+        level = "WARN" if choice.warning else "OK"
+        checks.append(Check(f"gpu {name}", level, f"{image} ({flags}): {choice.reason}"))
+    return checks

@@ -579,6 +579,8 @@ class ServiceStatus:
     uptime_s: int | None
     up_to_date: bool | None
     changes: tuple[str, ...] = ()  # what `start` would apply: "config", "image"
+    variant: str = ""  # the image variant for this host's GPU: cpu | cuda | rocm | vulkan
+    gpu: str = ""  # why that variant (see gpu.choose_gpu)
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "changes": list(self.changes)}
@@ -663,6 +665,8 @@ def _service_status(
             uptime,
             None if changes is None else not changes,
             tuple(changes or ()),
+            spec.variant,
+            spec.gpu_reason,
         )
 
     if state is None:

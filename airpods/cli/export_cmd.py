@@ -17,15 +17,22 @@ Services = Annotated[
 
 
 def _stack(ctx: typer.Context, services: list[str] | None, gpu: str | None):
-    from airpods.gpu import HostGpu
+    from airpods.gpu import GpuCard, HostGpu
+    from airpods.gpu_facts import CUDA_MIN_DRIVER, driver_tuple
     from airpods.stack.resolve import resolve_stack
+
+    # Another machine's GPU (--gpu): assumed current (a driver for the newest CUDA listed, a
+    # ROCm-supported AMD GPU); the export's images follow from that.
+    CLUSTER_DRIVER = max(CUDA_MIN_DRIVER.values(), key=driver_tuple)  # noqa: N806
 
     override = (
         None
         if gpu is None
         else {
-            "nvidia": HostGpu("nvidia", cdi=True),
-            "amd": HostGpu("amd", nodes=("/dev/kfd", "/dev/dri")),
+            "nvidia": HostGpu("nvidia", cdi=True, driver=CLUSTER_DRIVER, cdi_names=("all",)),
+            "amd": HostGpu(
+                "amd", nodes=("/dev/kfd", "/dev/dri"), cards=(GpuCard("amd", "/dev/dri/renderD128", "gfx1100"),)
+            ),
             "none": HostGpu("none"),
         }[gpu]
     )

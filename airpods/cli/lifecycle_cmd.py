@@ -76,6 +76,9 @@ def start(
             for source in dict.fromkeys(checked.values()):
                 names = ", ".join(name for name, s in checked.items() if s == source)
                 print(f"# command_args of {names} checked against {source}")
+            for spec in wanted.services:
+                if gpu_said(spec):
+                    print(f"# gpu: {spec.name}: {spec.gpu_reason}")
             for spec in (s for s in wanted.services if s.presets):
                 shown = preset_ini(spec.presets).replace("\n", "\n#   ").rstrip("# ")
                 print(f"# {spec.name}'s preset file (plus sections for models found in the volume):\n#   {shown}")
@@ -92,6 +95,9 @@ def start(
             return
         for message in stack_for(()).warnings:
             warn(message)
+        for spec in stack_for(()).services:
+            if gpu_said(spec):
+                reporter.line(f"gpu: {spec.name}: {spec.gpu_reason}")
         result = lifecycle.start(
             stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value, remove_orphans=remove_orphans
         )
@@ -260,6 +266,11 @@ def _check_since(value: str) -> None:
         raise UsageError(
             f"--since {value!r}: expected a duration (10m, 1h30m), Unix seconds, or a date/time (2026-11-30T18:00:00)"
         ) from None
+
+
+def gpu_said(spec) -> bool:
+    """Whether start says a service's GPU decision: when the service asked for a GPU."""
+    return bool(spec.gpu_reason) and not spec.gpu_reason.endswith("(gpu.enabled = false)")
 
 
 def register(app: typer.Typer) -> None:

@@ -132,8 +132,11 @@ class Volume(_Model):
 
 
 class Gpu(_Model):
-    enabled: bool = False
+    # true: use the host's GPU when it can (else the CPU image, with a warning); "required":
+    # an error instead of the CPU image; false: the CPU image.
+    enabled: bool | Literal["required"] = False
     force_cpu: bool = False
+    devices: list[Annotated[int, Field(ge=0)]] | None = None  # which GPUs (discrete first, from 0)
 
 
 def _parse_statuses(value: Any) -> tuple[tuple[int, int], ...]:
@@ -255,6 +258,17 @@ class ModelPreset(BaseModel):
         return dict(self.model_extra or {})
 
 
+VARIANT_RE = re.compile(r"^(cpu|cuda|rocm|vulkan|cuda-\d+\.\d+)$")
+
+
+def _check_variant(key: str) -> str:
+    if not VARIANT_RE.match(key):
+        raise ValueError(
+            f"expected an image variant: cpu, cuda, cuda-X.Y (e.g. cuda-12.8), rocm or vulkan; got '{key}'"
+        )
+    return key
+
+
 def _check_env_key(key: str) -> str:
     if not ENV_KEY_RE.match(key):
         raise ValueError(f"'{key}' is not a valid environment variable name")
@@ -264,7 +278,9 @@ def _check_env_key(key: str) -> str:
 class Service(_Model):
     enabled: bool = True
     extends: str | None = None
-    image: Image | dict[Literal["cpu", "cuda", "rocm", "vulkan"], Image]
+    # One image, or variants by GPU: cpu (the fallback), cuda (or cuda-X.Y: built for CUDA X.Y,
+    # picked only where the NVIDIA driver runs it), rocm, vulkan.
+    image: Image | dict[Annotated[str, AfterValidator(_check_variant)], Image]
     pod: DnsLabel | None = None
     container: DnsLabel | None = None
     # At least one: other services (Open WebUI's wiring) reach a service by its first alias.

@@ -35,7 +35,8 @@ def gpu_options(request: GpuRequest | None) -> list[str]:
     if request is None:
         return []
     flags = [arg for device in request.devices for arg in ("--device", device)]
-    return flags + (["--group-add", "keep-groups"] if request.keep_groups else [])
+    groups = ["keep-groups"] if request.keep_groups else [str(gid) for gid in request.groups]
+    return flags + [arg for group in groups for arg in ("--group-add", group)]
 
 
 def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:

@@ -78,6 +78,7 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         entries += [("AddDevice", device) for device in spec.gpu_request.devices]
         if spec.gpu_request.keep_groups:
             entries.append(("GroupAdd", "keep-groups"))
+        entries += [("GroupAdd", str(gid)) for gid in spec.gpu_request.groups]
     if spec.entrypoint:
         entries.append(("Entrypoint", spec.entrypoint[0]))
     exec_args = [*(spec.entrypoint[1:] if spec.entrypoint else ()), *spec.args, *spec.key_args]

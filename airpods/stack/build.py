@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from airpods.config.schema import Config, Service
 from airpods.config.validation import key_path
 from airpods.errors import ConfigError, UsageError
-from airpods.gpu import HostGpu, gpu_request
+from airpods.gpu import GpuChoice, HostGpu, choose_gpu
 from airpods.labels import default_container, default_pod
 from airpods.secrets import key_source
 from airpods.stack.args import check_server_env, render_command_args, sets_flag
@@ -37,13 +37,17 @@ def kind_of(config: Config, name: str) -> str:
     return name
 
 
-def select_image(service: Service, gpu: HostGpu) -> tuple[str, str]:
-    """(image, variant): the host's variant when the service uses a GPU and offers it, else cpu."""
-    wanted = gpu.variant if service.gpu.enabled and not service.gpu.force_cpu else "cpu"
-    if isinstance(service.image, str):
-        return service.image, wanted
-    variant = wanted if wanted in service.image else "cpu"
-    return service.image[variant], variant
+# A single image string is taken to run on whatever GPU the service is given.
+EVERY_VARIANT = ("cpu", "cuda", "rocm", "vulkan")
+
+
+def select_image(service: Service, gpu: HostGpu, name: str = "service") -> tuple[str, GpuChoice]:
+    """(image, GPU decision) for this host: gpu.choose_gpu over the image variants the service
+    offers. Raises RuntimeFailure as choose_gpu does (a required GPU that cannot be used)."""
+    variants = EVERY_VARIANT if isinstance(service.image, str) else tuple(service.image)
+    choice = choose_gpu(gpu, name, service.gpu.enabled, service.gpu.force_cpu, service.gpu.devices, variants)
+    image = service.image if isinstance(service.image, str) else service.image[choice.key]
+    return image, choice
 
 
 def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
@@ -101,7 +105,7 @@ def server_images(config: Config, gpu: HostGpu) -> dict[str, tuple[str, ...] | N
     for name, service in config.services.items():
         if runs_llama_server(service, kind_of(config, name)):
             entrypoint = service.entrypoint_override
-            images[select_image(service, gpu)[0]] = tuple(entrypoint) if entrypoint else None
+            images[select_image(service, gpu, name)[0]] = tuple(entrypoint) if entrypoint else None
     return images
 
 
@@ -121,14 +125,15 @@ def build_service(
     Raises ConfigError for command_args the service's llama-server does not take."""
     service = config.services[name]
     kind = kind_of(config, name)
-    image, variant = select_image(service, gpu)
+    image, choice = select_image(service, gpu, name)
+    variant = choice.variant
     table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
     mounts = tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes)
     presets: tuple[Preset, ...] = ()
     args = render_command_args(service.command_args, table, key_path(("services", name, "command_args")))
     if table:
         check_server_env(service.env, table, key_path(("services", name, "env")))
-    env = list(service.env.items())
+    env = list(service.env.items()) + [(k, v) for k, v in choice.env if k not in service.env]
     secrets: list[SecretUse] = []
     defs: list[SecretDef] = []
     key_args: list[str] = []
@@ -164,7 +169,7 @@ def build_service(
         container_ports=tuple(p.container for p in service.ports),
         mounts=mounts,
         env=tuple(env),
-        gpu_request=gpu_request(gpu) if variant != "cpu" else None,
+        gpu_request=choice.request,
         entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
         args=tuple(args),
         key_args=tuple(key_args),
@@ -175,6 +180,8 @@ def build_service(
         secrets=tuple(secrets),
         health=HealthCheck(service.health.path, tuple(service.health.expected_status), service.health.timeout_s),
         flag_table=table.source if table else "",
+        gpu_reason=choice.reason,
+        gpu_warning=choice.warning or "",
         presets=presets,
     ), defs
 
@@ -228,7 +235,7 @@ def volume_sizes(config: Config, names: Sequence[str]) -> tuple[tuple[str, str],
 
 
 def stack_warnings(services: Sequence[ServiceSpec]) -> list[str]:
-    warnings: list[str] = []
+    warnings: list[str] = [s.gpu_warning for s in services if s.gpu_warning]
     llama = [s for s in services if s.kind == LLAMACPP]
     if len(llama) > 1:
         names = ", ".join(s.name for s in llama)

@@ -18,7 +18,7 @@ from typing import Any
 
 from airpods import __version__
 from airpods.config.files import default_toml_text
-from airpods.gpu import GpuRequest, HostGpu
+from airpods.gpu import GpuCard, GpuRequest, HostGpu
 from airpods.stack.model import (
     HealthCheck,
     Mount,
@@ -80,7 +80,7 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         fields["mounts"] = tuple(Mount(*m) for m in fields["mounts"])
         fields["secrets"] = tuple(SecretUse(**u) for u in raw["secrets"])
         fields["gpu_request"] = (
-            GpuRequest(request["vendor"], tuple(request["devices"]), request["keep_groups"])
+            GpuRequest(request["vendor"], tuple(request["devices"]), request["keep_groups"], tuple(request["groups"]))
             if (request := raw["gpu_request"])
             else None
         )
@@ -94,7 +94,17 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
     gpu = data["gpu"]
     return Stack(
         network=data["network"],
-        gpu=HostGpu(gpu["vendor"], gpu["cdi"], tuple(gpu["nodes"])),
+        gpu=HostGpu(
+            gpu["vendor"],
+            gpu["cdi"],
+            tuple(gpu["nodes"]),
+            gpu["driver"],
+            gpu["problem"],
+            tuple(gpu["cdi_names"]),
+            tuple(GpuCard(**card) for card in gpu["cards"]),
+            tuple(gpu["groups"]),
+            gpu["runtime"],
+        ),
         services=tuple(services),
         warnings=tuple(data["warnings"]),
         settings=Settings(**data["settings"]),

@@ -128,6 +128,10 @@ class ServiceSpec:
     # `config validate` and `start --dry-run`, no part of how the container is made.
     flag_table: str = field(default="", compare=False)
     presets: tuple[Preset, ...] = ()  # a router's declared model presets (part of the config hash)
+    # The GPU decision said by start, doctor and status (the variant and request above are what
+    # counts for the container): why this image, and a warning when a GPU goes unused.
+    gpu_reason: str = field(default="", compare=False)
+    gpu_warning: str = field(default="", compare=False)
 
     @property
     def config_hash(self) -> str:
@@ -138,6 +142,10 @@ class ServiceSpec:
         data = asdict(self)
         data.pop("health")
         data.pop("flag_table")
+        data.pop("gpu_reason")
+        data.pop("gpu_warning")
+        if data["gpu_request"] and not data["gpu_request"]["groups"]:  # added later: old hashes hold
+            data["gpu_request"].pop("groups")
         if not data["presets"]:  # added later: a service without presets keeps the hash it had
             data.pop("presets")
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -11,6 +11,8 @@ from airpods.gpu import HostGpu
 
 KEY = "sk-airpods-test"
 NO_GPU = HostGpu("none")
+# An NVIDIA host whose driver runs the CUDA 12.8 images, with a usable CDI spec.
+NVIDIA = HostGpu("nvidia", cdi=True, driver="570.86.10", cdi_names=("0", "all"))
 
 
 GOLDEN = Path(__file__).parent / "golden"

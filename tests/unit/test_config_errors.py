@@ -76,7 +76,7 @@ CASES = [
     pytest.param(
         '[services.ollama.image]\ntpu = "x"',
         "services.ollama.image.tpu",
-        "'cpu', 'cuda', 'rocm' or 'vulkan'",
+        "expected an image variant: cpu, cuda, cuda-X.Y",
         id="unknown-variant",
     ),
     pytest.param(

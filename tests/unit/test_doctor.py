@@ -47,3 +47,19 @@ def test_low_ports(tmp_path):
     low = unprivileged_port_check([80, 3000], root)
     assert low.level == "FAIL" and "80" in low.detail and "ip_unprivileged_port_start=80" in low.fix
     assert os.path.exists(root)
+
+
+def test_doctor_says_each_services_gpu_decision_and_the_fix(tmp_path, capsys, monkeypatch):
+    """One place says it: per service the image, the device flags and why (issue 19)."""
+    import json
+
+    from tests.unit.helpers import run_cli
+    from tests.unit.test_gpu import nvidia
+
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", tree(tmp_path / "host", nvidia(cdi="stale")))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman: the host checks still run
+    done = run_cli(capsys, "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(done.out)["checks"]}
+    assert checks["gpu"]["level"] == "WARN" and "nvidia-ctk cdi generate" in checks["gpu"]["fix"]
+    llama = checks["gpu llamacpp"]
+    assert llama["level"] == "WARN" and "llama.cpp:server " in llama["detail"] and "stale" in llama["detail"]

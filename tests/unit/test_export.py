@@ -15,7 +15,7 @@ from airpods.export.kube import export_secret_json, kubernetes_documents, podman
 from airpods.export.quadlet import quadlet_units
 from airpods.gpu import HostGpu
 from airpods.secrets import key_id
-from tests.unit.helpers import KEY, check_golden, stack_of
+from tests.unit.helpers import KEY, NVIDIA, check_golden, stack_of
 
 pytestmark = pytest.mark.usefixtures("fixed_state_path")
 
@@ -96,7 +96,7 @@ def test_kubernetes_default_stack_golden_and_valid(tmp_path):
 
 
 def test_kubernetes_two_instance_gpu_stack_golden_and_valid(tmp_path):
-    stack = stack_of(tmp_path, TWO_GPU, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big", "open-webui"])
+    stack = stack_of(tmp_path, TWO_GPU, NVIDIA, ["llamacpp", "llama-big", "open-webui"])
     docs = kubernetes_documents(stack, KEY)
     validate(docs)
     check_golden(GOLDEN / "kube-kubernetes-two-gpu.yaml", to_yaml(docs, ""))
@@ -176,7 +176,7 @@ def quadlet_generator() -> str:
     [
         pytest.param("", HostGpu("none"), (), True, id="default-pods"),
         pytest.param("", HostGpu("none"), (), False, id="default-no-pods"),
-        pytest.param(TWO_GPU, HostGpu("nvidia", cdi=True), ("llamacpp", "llama-big", "open-webui"), True, id="two-gpu"),
+        pytest.param(TWO_GPU, NVIDIA, ("llamacpp", "llama-big", "open-webui"), True, id="two-gpu"),
         pytest.param(TWO_GPU, HostGpu("amd", nodes=("/dev/kfd", "/dev/dri")), ("llama-big",), False, id="amd-no-pods"),
         pytest.param(
             '[services.ollama.env]\nPROMPT = "100% of $HOME"\n', HostGpu("none"), ("ollama",), True, id="escaping"

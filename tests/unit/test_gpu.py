@@ -1,13 +1,62 @@
-"""GPU detection on fake device trees, and what each result means for images and flags."""
+"""GPU decisions on fake device trees (issue 19): every container airpods gives a GPU can use it,
+or airpods says why not. Each case is a tree as the kernel, the driver and the NVIDIA Container
+Toolkit lay it out; the table checks image, podman flags, env and the warning."""
 
 from __future__ import annotations
 
 import pytest
 
 from airpods.engine.podman_argv import gpu_options
-from airpods.gpu import HostGpu, detect_gpu, gpu_request
-from airpods.stack.build import build_stack, select_image
+from airpods.errors import RuntimeFailure
+from airpods.gpu import HostGpu, detect_gpu
+from airpods.stack.build import build_stack
 from tests.unit.helpers import load_text
+
+CDI = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: {node}
+containerEdits:
+  deviceNodes:
+  - path: /dev/nvidiactl
+"""
+
+
+def nvidia(driver: str = "570.86.10", cdi: str | None = "valid") -> dict[str, str]:
+    files = {
+        "dev/nvidia0": "",
+        "dev/nvidiactl": "",
+        "proc/driver/nvidia/version": f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Release Build\n",
+    }
+    if cdi:
+        files["etc/cdi/nvidia.yaml"] = CDI.replace(
+            "{node}", "/dev/nvidia0" if cdi == "valid" else "/dev/dri/renderD129"
+        )
+    return files
+
+
+def amd(*cards: tuple[int, int, int]) -> dict[str, str]:
+    """cards: (gfx_target_version, render minor, VRAM bytes); node 0 is the CPU."""
+    files = {"dev/kfd": "", "sys/class/kfd/kfd/topology/nodes/0/properties": "simd_count 0\n"}
+    for i, (gfx, minor, vram) in enumerate(cards, start=1):
+        files[f"sys/class/kfd/kfd/topology/nodes/{i}/properties"] = (
+            f"cpu_cores_count 0\nsimd_count 256\ngfx_target_version {gfx}\ndrm_render_minor {minor}\n"
+        )
+        files[f"dev/dri/renderD{minor}"] = ""
+        files[f"sys/class/drm/renderD{minor}/device/mem_info_vram_total"] = str(vram)
+        files[f"sys/class/drm/renderD{minor}/device/vendor"] = "0x1002"
+    return files
+
+
+GiB = 2**30
+INTEL = {"dev/dri/renderD128": "", "dev/dri/card0": "", "sys/class/drm/renderD128/device/vendor": "0x8086"}
 
 
 def make_tree(root, files: dict[str, str]):
@@ -18,89 +67,184 @@ def make_tree(root, files: dict[str, str]):
     return root
 
 
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    """containers.conf names the OCI runtime (crun honours --group-add keep-groups, runc does not)."""
+
+    def use(name: str) -> None:
+        conf = tmp_path / "containers.conf"
+        conf.write_text(f'[engine]\nruntime = "{name}"\n')
+        monkeypatch.setenv("CONTAINERS_CONF", str(conf))
+
+    use("crun")
+    return use
+
+
+def decide(tmp_path, files, service="llamacpp", config=""):
+    root = tmp_path / f"root{len(list(tmp_path.glob('root*')))}"  # a tree of its own per call
+    gpu = detect_gpu(make_tree(root, files))
+    stack = build_stack(load_text(tmp_path, config).config, gpu, [service])
+    return gpu, stack.service(service), stack.warnings
+
+
 @pytest.mark.parametrize(
-    "files, vendor, flags",
+    "files, image, flags, warning",
     [
-        pytest.param({}, "none", [], id="no-gpu"),
+        pytest.param({}, "server", [], None, id="no-gpu"),
+        pytest.param(nvidia(), "server-cuda", ["--device", "nvidia.com/gpu=all"], None, id="nvidia-cdi"),
+        pytest.param(nvidia(cdi=None), "server", [], "no CDI spec names nvidia.com/gpu", id="nvidia-without-cdi"),
         pytest.param(
-            {"dev/nvidia0": "", "dev/nvidiactl": "", "etc/cdi/nvidia.yaml": "kind: nvidia.com/gpu"},
-            "nvidia",
-            ["--device", "nvidia.com/gpu=all"],
-            id="nvidia-cdi-etc",
+            nvidia(cdi="stale"), "server", [], "lists /dev/dri/renderD129, which does not exist", id="nvidia-stale-cdi"
         ),
+        pytest.param(nvidia(driver="550.54.15"), "server", [], "driver 550.54.15 is too old", id="nvidia-old-driver"),
         pytest.param(
-            {"dev/nvidia0": "", "var/run/cdi/nvidia.json": '{"kind": "nvidia.com/gpu"}'},
-            "nvidia",
-            ["--device", "nvidia.com/gpu=all"],
-            id="nvidia-cdi-var-run",
-        ),
-        pytest.param(
-            {"dev/nvidia0": "", "dev/nvidiactl": "", "dev/nvidia-uvm": ""},
-            "nvidia",
-            ["--device", "/dev/nvidia0", "--device", "/dev/nvidiactl", "--device", "/dev/nvidia-uvm"],
-            id="nvidia-legacy-without-cdi",
-        ),
-        pytest.param(
-            {"proc/driver/nvidia/version": "NVRM", "etc/cdi/nvidia.yaml": "nvidia.com/gpu"},
-            "nvidia",
-            ["--device", "nvidia.com/gpu=all"],
-            id="nvidia-by-proc",
-        ),
-        pytest.param(
-            {"dev/kfd": "", "dev/dri/renderD128": ""},
-            "amd",
+            amd((110000, 128, 24 * GiB)),
+            "server-rocm",
             ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "keep-groups"],
-            id="amd",
+            None,
+            id="amd-dgpu",
         ),
         pytest.param(
-            {"dev/dri/renderD128": "", "dev/dri/card0": ""}, "other", ["--device", "/dev/dri"], id="vulkan-dri"
+            amd((90012, 128, 512 * 2**20)),
+            "server-vulkan",
+            ["--device", "/dev/dri/renderD128", "--group-add", "keep-groups"],
+            None,
+            id="amd-apu-gfx90c",
         ),
-        pytest.param({"dev/dri/card0": ""}, "none", [], id="dri-without-render-node"),
+        pytest.param(
+            amd((90012, 128, 512 * 2**20), (110000, 129, 16 * GiB)),
+            "server-rocm",
+            ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "keep-groups"],
+            None,
+            id="amd-igpu-and-dgpu",
+        ),
+        pytest.param(
+            amd((80003, 128, 8 * GiB)),
+            "server-vulkan",
+            ["--device", "/dev/dri/renderD128", "--group-add", "keep-groups"],
+            None,
+            id="amd-unsupported-gfx803",
+        ),
+        pytest.param(INTEL, "server-vulkan", ["--device", "/dev/dri", "--group-add", "keep-groups"], None, id="intel"),
     ],
 )
-def test_detection(tmp_path, files, vendor, flags):
-    gpu = detect_gpu(make_tree(tmp_path, files))
-    assert gpu.vendor == vendor
-    assert gpu_options(gpu_request(gpu)) == flags
+def test_decisions_on_fake_trees(tmp_path, runtime, files, image, flags, warning):
+    _, spec, warnings = decide(tmp_path, files)
+    assert spec.image == f"ghcr.io/ggml-org/llama.cpp:{image}"
+    assert gpu_options(spec.gpu_request) == flags
+    assert spec.args[-2:] == ("--n-gpu-layers", "0" if image == "server" else "all")
+    gpu_warnings = [w for w in warnings if "runs on the CPU" in w]
+    assert (warning is None and not gpu_warnings) or (warning and any(warning in w for w in gpu_warnings)), warnings
+    assert spec.gpu_reason  # said by start, doctor and status
 
 
-@pytest.mark.parametrize(
-    "vendor, image",
-    [
-        ("none", "ghcr.io/ggml-org/llama.cpp:server"),
-        ("nvidia", "ghcr.io/ggml-org/llama.cpp:server-cuda"),
-        ("amd", "ghcr.io/ggml-org/llama.cpp:server-rocm"),
-        ("other", "ghcr.io/ggml-org/llama.cpp:server-vulkan"),
-    ],
-)
-def test_llamacpp_image_variant_per_vendor(tmp_path, vendor, image):
-    config = load_text(tmp_path, "").config
-    assert select_image(config.services["llamacpp"], HostGpu(vendor))[0] == image
+def test_the_fix_for_a_missing_or_stale_cdi_spec_is_named(tmp_path, runtime):
+    _, _, warnings = decide(tmp_path, nvidia(cdi="stale"))
+    assert any("nvidia-ctk cdi generate" in w for w in warnings)
 
 
-@pytest.mark.parametrize(
-    "gpu_table, image_suffix, devices, layers",
-    [
-        pytest.param("{ enabled = true }", "server-cuda", ("--device", "nvidia.com/gpu=all"), "all", id="gpu"),
-        pytest.param("{ enabled = true, force_cpu = true }", "server", (), "0", id="force-cpu"),
-        pytest.param("{ enabled = false }", "server", (), "0", id="disabled"),
-    ],
-)
-def test_force_cpu_and_disabled(tmp_path, gpu_table, image_suffix, devices, layers):
-    config = load_text(tmp_path, f"[services.llamacpp]\ngpu = {gpu_table}\n").config
-    spec = build_stack(config, HostGpu("nvidia", cdi=True), ["llamacpp"]).service("llamacpp")
-    assert spec.image.endswith(":" + image_suffix)
-    assert tuple(gpu_options(spec.gpu_request)) == devices
-    assert spec.args[-2:] == ("--n-gpu-layers", layers)
+def test_amd_exposes_the_discrete_gpu_only_and_a_users_value_wins(tmp_path, runtime):
+    tree = amd((90012, 128, 512 * 2**20), (110000, 129, 16 * GiB))
+    _, spec, _ = decide(tmp_path, tree)
+    assert ("ROCR_VISIBLE_DEVICES", "1") in spec.env and ("HIP_VISIBLE_DEVICES", "1") in spec.env  # KFD order
+    _, mine, _ = decide(tmp_path, tree, config='[services.llamacpp.env]\nHIP_VISIBLE_DEVICES = "0"\n')
+    assert ("HIP_VISIBLE_DEVICES", "0") in mine.env and ("HIP_VISIBLE_DEVICES", "1") not in mine.env
 
 
-def test_user_n_gpu_layers_wins(tmp_path):
-    config = load_text(tmp_path, "[services.llamacpp.command_args]\nn_gpu_layers = 20\n").config
-    spec = build_stack(config, HostGpu("nvidia", cdi=True), ["llamacpp"]).service("llamacpp")
+def test_the_unsupported_gfx_is_the_reason(tmp_path, runtime):
+    _, spec, _ = decide(tmp_path, amd((90012, 128, 512 * 2**20)))
+    assert "gfx90c is not a target of the ROCm image" in spec.gpu_reason
+
+
+def test_runc_gets_the_node_groups_by_id(tmp_path, runtime):
+    """keep-groups is a crun feature: with runc the plan carries the nodes' group IDs."""
+    import os
+
+    runtime("runc")
+    root = make_tree(tmp_path / "root0", amd((110000, 128, 24 * GiB)))
+    gid = 993 if os.geteuid() == 0 else os.getgid()  # a render group (root's own group 0 is never added)
+    for node in (root / "dev/kfd", root / "dev/dri/renderD128"):
+        os.chown(node, -1, gid)
+    gpu = detect_gpu(root)
+    spec = build_stack(load_text(tmp_path, "").config, gpu, ["llamacpp"]).service("llamacpp")
+    assert gpu.runtime == "runc" and gpu.groups == (gid,)
+    assert gpu_options(spec.gpu_request)[-2:] == ["--group-add", str(gid)]
+
+
+def test_comfyui_cuda_image_follows_the_driver(tmp_path, runtime):
+    _, new, _ = decide(tmp_path, nvidia(driver="580.76.05"), "comfyui", "[services.comfyui]\nenabled = true\n")
+    assert new.image.endswith(":cu130-slim-v2")
+    _, older, _ = decide(tmp_path, nvidia(driver="565.57.01"), "comfyui", "[services.comfyui]\nenabled = true\n")
+    assert older.image.endswith(":cu126-slim")
+    _, old, warnings = decide(tmp_path, nvidia(driver="535.183.01"), "comfyui", "[services.comfyui]\nenabled = true\n")
+    assert old.image.endswith(":cpu") and any("too old" in w for w in warnings)
+
+
+def test_required_gpu_is_an_error_not_a_cpu_fallback(tmp_path, runtime):
+    with pytest.raises(RuntimeFailure) as caught:
+        decide(tmp_path, nvidia(cdi=None), config='[services.llamacpp.gpu]\nenabled = "required"\n')
+    assert "requires a GPU" in caught.value.message and "nvidia-ctk" in caught.value.message
+
+
+def test_gpu_devices_pick_gpus_and_an_absent_one_is_an_error(tmp_path, runtime):
+    _, spec, _ = decide(tmp_path, nvidia(), config="[services.llamacpp.gpu]\nenabled = true\ndevices = [0]\n")
+    assert gpu_options(spec.gpu_request) == ["--device", "nvidia.com/gpu=0"]
+    with pytest.raises(RuntimeFailure) as caught:
+        decide(tmp_path, nvidia(), config="[services.llamacpp.gpu]\nenabled = true\ndevices = [3]\n")
+    assert "asks for GPU 3" in caught.value.message
+    _, rocm, _ = decide(
+        tmp_path,
+        amd((110000, 128, 8 * GiB), (110000, 129, 24 * GiB)),
+        config="[services.llamacpp.gpu]\nenabled = true\ndevices = [1]\n",
+    )
+    assert ("ROCR_VISIBLE_DEVICES", "0") in rocm.env  # the second by VRAM is KFD's first
+
+
+def test_force_cpu_and_disabled(tmp_path, runtime):
+    for table, image in (("{ enabled = true, force_cpu = true }", "server"), ("{ enabled = false }", "server")):
+        _, spec, _ = decide(tmp_path, nvidia(), config=f"[services.llamacpp]\ngpu = {table}\n")
+        assert spec.image.endswith(":" + image) and spec.gpu_request is None
+
+
+def test_user_n_gpu_layers_wins(tmp_path, runtime):
+    _, spec, _ = decide(tmp_path, nvidia(), config="[services.llamacpp.command_args]\nn_gpu_layers = 20\n")
     assert spec.args.count("--n-gpu-layers") == 1 and "20" in spec.args
 
 
-def test_variant_missing_falls_back_to_cpu_without_devices(tmp_path):
-    config = load_text(tmp_path, "").config
-    spec = build_stack(config, HostGpu("other"), ["ollama"]).service("ollama")
-    assert spec.variant == "cpu" and spec.gpu_request is None
+def test_an_image_variant_key_is_checked(tmp_path, capsys):
+    from tests.unit.helpers import run_cli, write_toml
+
+    path = write_toml(tmp_path, '[services.llamacpp]\nimage = { cpu = "a/b:1", cuda12 = "a/b:2" }\n')
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and "services.llamacpp.image" in done.err and "cuda-X.Y" in done.err
+
+
+def test_detection_reads_the_driver_and_the_cdi_names(tmp_path, runtime):
+    gpu = detect_gpu(make_tree(tmp_path, nvidia()))
+    assert (gpu.vendor, gpu.driver, gpu.cdi, gpu.cdi_names) == ("nvidia", "570.86.10", True, ("0", "all"))
+    assert isinstance(gpu, HostGpu) and "driver 570.86.10" in gpu.describe()
+
+
+def test_the_real_gpu_check_script_decides_before_it_runs_anything(tmp_path, runtime):
+    """scripts/gpu-check runs for real on a GPU machine; here its dry mode on fake trees."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "scripts" / "gpu-check"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+    def dry(files):
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "AIRPODS_PYTHON": sys.executable,
+            "AIRPODS_HOST_ROOT": str(make_tree(tmp_path / f"t{len(files)}", files)),
+        }
+        return subprocess.run([str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+
+    ready = dry(nvidia())
+    assert ready.returncode == 0, ready.stderr
+    assert "server-cuda" in ready.stdout and "+ airpods start llamacpp" in ready.stdout
+    stale = dry(nvidia(cdi="stale"))
+    assert stale.returncode == 1 and "would not get the CUDA image" in stale.stderr

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from airpods.engine.podman_argv import step_argv
-from airpods.gpu import HostGpu
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, pull_plan
-from tests.unit.helpers import KEY, run_cli, stack_of
+from tests.unit.helpers import KEY, NVIDIA, run_cli, stack_of
 from tests.unit.helpers import check_golden as golden
 
 pytestmark = pytest.mark.usefixtures("fixed_state_path")
@@ -39,7 +38,7 @@ def test_default_stack_plan(tmp_path):
 
 
 def test_two_instance_llamacpp_plan_on_nvidia(tmp_path):
-    stack = stack_of(tmp_path, TWO_INSTANCES, HostGpu("nvidia", cdi=True), ["llamacpp", "llama-big"])
+    stack = stack_of(tmp_path, TWO_INSTANCES, NVIDIA, ["llamacpp", "llama-big"])
     check_golden("two-llamacpp-nvidia-start.txt", build_start_plan(stack, Observed(), api_key=KEY).render(step_argv))
 
 
@@ -56,7 +55,10 @@ def no_podman(monkeypatch, tmp_path):
 def test_default_dry_run_through_the_cli(capsys, no_podman):
     result = run_cli(capsys, "start", "--dry-run")
     assert result.code == 0, result.err
-    checked = "# command_args of llamacpp checked against airpods' built-in table (llama-server of llama.cpp b11434)\n"
+    checked = (
+        "# command_args of llamacpp checked against airpods' built-in table (llama-server of llama.cpp b11434)\n"
+        "# gpu: ollama: CPU image: no GPU was found\n# gpu: llamacpp: CPU image: no GPU was found\n"
+    )
     assert result.out == "# no GPU found: CPU images\n" + checked + (GOLDEN / "default-start.txt").read_text()
 
 
