@@ -125,15 +125,21 @@ def _amd_cards(root: Path) -> list[GpuCard]:
     )
     for node in numbered:
         props = dict(line.split(None, 1) for line in (_read(node / "properties") or "").splitlines() if " " in line)
-        if int(props.get("simd_count", "0") or 0) == 0:
-            continue
-        minor = props.get("drm_render_minor", "").strip()
-        vram = (_read(root / f"sys/class/drm/renderD{minor}/device/mem_info_vram_total") or "0").strip()
-        target = int(props.get("gfx_target_version", "0") or 0)
-        cards.append(
-            GpuCard("amd", f"/dev/dri/renderD{minor}", _gfx(target) if target else None, int(vram or 0), len(cards))
-        )
+        minor = _number(props.get("drm_render_minor"))
+        if not _number(props.get("simd_count")) or minor is None:
+            continue  # a CPU node, or a GPU without a render node (nothing to hand a container)
+        vram = _number(_read(root / f"sys/class/drm/renderD{minor}/device/mem_info_vram_total")) or 0
+        target = _number(props.get("gfx_target_version"))
+        cards.append(GpuCard("amd", f"/dev/dri/renderD{minor}", _gfx(target) if target else None, vram, len(cards)))
     return sorted(cards, key=lambda c: -c.vram)
+
+
+def _number(text: str | None) -> int | None:
+    """A sysfs number, None when the file or value is missing or not a number."""
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
 
 
 def _drm_cards(root: Path) -> list[GpuCard]:

@@ -92,9 +92,10 @@ def read_key(source: str, *, create: bool) -> str | None:
         if create:
             raise ConfigError(problem, key="runtime.api_key", hint=hint)
         return None
-    if any(c.isspace() or c in ",;" for c in value):
+    if any(c.isspace() or c in ",;" or not c.isascii() or not c.isprintable() for c in value):
         raise ConfigError(
-            f"the key from {source} holds whitespace, ',' or ';' (llama-server and Open WebUI split key lists on them)",
+            f"the key from {source} holds whitespace, ',', ';' or characters outside printable ASCII "
+            "(llama-server and Open WebUI split key lists on the first, HTTP headers carry only ASCII)",
             key="runtime.api_key",
             hint="use a key of letters, digits and -_.~+/= only",
         )

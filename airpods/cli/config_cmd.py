@@ -48,6 +48,8 @@ def validate(
     """Check a configuration file; exit 2 with the key path of the first problem. llama-server
     command_args are checked against the flags of the image that will run (read from it when
     it is present), else against airpods' built-in table; the output says which."""
+    from airpods.errors import ConfigError
+    from airpods.secrets import key_source, read_key
     from airpods.server_flags import resolve_checked
     from airpods.stack.resolve import configured_server_images, resolve_stack
 
@@ -58,6 +60,12 @@ def validate(
         lambda: configured_server_images(chosen),
         engine_if_present(),
     )
+    source = key_source(loaded.config.runtime.api_key)
+    if source not in ("generated", "none"):  # your own key: readable and usable, as start needs it
+        try:
+            read_key(source, create=True)
+        except ConfigError as exc:
+            raise exc.located(loaded.source_of(exc.key)) from None
     where = str(loaded.path) if loaded.path else "built-in defaults"
     enabled = ", ".join(loaded.config.enabled_services())
     print(f"ok: {where}: {len(loaded.config.services)} services, enabled: {enabled}")

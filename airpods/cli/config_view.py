@@ -28,7 +28,9 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     kid = (key_id(secret) if secret else "not-made-yet") if source != "none" else None
     for name in loaded.config.services:
         try:
-            spec, _ = build_service(loaded.config, name, gpu, kid, loaded.config.enabled_services(), tables)
+            spec, _ = build_service(
+                loaded.config, name, gpu, kid, loaded.config.enabled_services(), tables, user_wrote=loaded.user_wrote
+            )
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None
         args = [*spec.args, *spec.key_args]

@@ -34,8 +34,9 @@ def _after_change(everything, engine) -> None:
     from airpods.models.manage import reload_routers
     from airpods.models.presets import write_presets
 
-    write_presets(everything, engine)
-    reloaded = reload_routers(everything, _running(engine), stack_key(everything))
+    running = {c.name: c.config_hash for c in engine.containers() if c.running}
+    write_presets(everything, engine, running)
+    reloaded = reload_routers(everything, set(running), stack_key(everything))
     if reloaded:
         print(f"reloaded the model list of {', '.join(reloaded)}")
 

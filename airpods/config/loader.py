@@ -37,6 +37,27 @@ class LoadedConfig:
         """Where a key's error is reported: see `source_of`."""
         return source_of(self.user, self.path, key)
 
+    def user_wrote(self, key: str) -> bool:
+        """Whether the user's file has this key, on the service or on one it extends (not a
+        default's)."""
+        parts = key_parts(key)
+        seen: set[str] = set()
+        while True:
+            node: Any = self.user
+            for part in parts:
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+            else:
+                return True
+            if len(parts) < 2 or parts[0] != "services" or parts[1] in seen:
+                return False
+            seen.add(parts[1])
+            parent = (self.merged.get("services") or {}).get(parts[1], {}).get("extends")
+            if not isinstance(parent, str):
+                return False
+            parts = ["services", parent, *parts[2:]]
+
 
 def source_of(user: dict[str, Any], path: Path | None, key: str | None) -> str:
     """The user file when the key's section (e.g. services.NAME) is in it, else the defaults."""

@@ -86,9 +86,10 @@ def hf_listing(ref: HfRef) -> list[RepoFile]:
         raise RuntimeFailure(
             f"cannot list {ref.repo}: {exc}", hint="check the name; private repos need HF_TOKEN"
         ) from None
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001  (huggingface_hub's transport errors: httpx's or requests')
         raise RuntimeFailure(
-            f"cannot reach the Hugging Face hub: {exc}", hint="check the network, or HF_ENDPOINT if you use a mirror"
+            f"cannot reach the Hugging Face hub to list {ref.repo}: {exc}",
+            hint="check the network, or HF_ENDPOINT if you use a mirror",
         ) from None
 
 

@@ -163,6 +163,26 @@ class _Items(int):
     __str__ = __repr__
 
 
+def _check_data(path: Path, header_end: int, alignment: Any, tensors: list[tuple[int, int, int]]) -> None:
+    """A file cut after its header (a download that stopped, a copy that did not finish) is not a
+    model: its tensors must end within the file. Sizes per type from the gguf package's
+    GGML_QUANT_SIZES (ggml's type traits); a type it does not know is not checked."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    align = alignment if isinstance(alignment, int) and alignment > 0 else 32
+    start = -(-header_end // align) * align
+    end = 0
+    for offset, kind, elements in tensors:
+        try:
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        except (ValueError, KeyError):
+            continue
+        end = max(end, start + offset + elements // block * size)
+    actual = path.stat().st_size
+    if end > actual:
+        raise NotGguf(f"the file is cut short: its tensors end at byte {end}, the file has {actual} (truncated)")
+
+
 def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any], list[tuple[str, int]]]:
     """(metadata, [(tensor name, elements)]) of a GGUF file, from its header alone. With
     `model_only`, the metadata up to the tokenizer's (a vocabulary is most of a header) and no
@@ -186,12 +206,15 @@ def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any]
                     return metadata, []
                 metadata[key] = reader.value(reader.take("<I"))
             shapes = []
+            ends = []
             for _ in range(0 if model_only else tensors):
                 name = reader.string()
                 dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
-                reader.take("<I")  # the tensor's type
-                reader.take("<Q")  # its offset
+                kind, offset = reader.take("<I"), reader.take("<Q")
                 shapes.append((name, math.prod(dims)))
+                ends.append((offset, kind, math.prod(dims)))
+            if ends:
+                _check_data(path, handle.tell(), metadata.get("general.alignment", 32), ends)
     except OSError as exc:
         raise NotGguf(f"cannot read {path}: {exc.strerror or exc}") from None
     except NotGguf as exc:

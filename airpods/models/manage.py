@@ -252,6 +252,8 @@ def convert_model(
     Hugging Face folder `hf_dir` becomes the model `out` (F16), written under a hidden name and
     renamed into place when the converter succeeded. The folder and the name are checked before
     anything runs. Returns its path."""
+    if not hf_dir.is_dir():
+        raise UsageError(f"{hf_dir} does not exist or is not a folder")
     if not (hf_dir / "config.json").is_file():
         raise UsageError(
             f"{hf_dir} is not a Hugging Face model folder (no config.json)",

@@ -6,7 +6,7 @@ volume when it lacks them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from airpods.engine.base import Engine
@@ -60,11 +60,13 @@ def existing_store(stack: Stack, engine: Engine) -> ModelStore | None:
     return ModelStore(engine, mount.source, stack.labels, folder=not mount.named)
 
 
-def write_presets(stack: Stack, engine: Engine) -> list[str]:
+def write_presets(stack: Stack, engine: Engine, running: Mapping[str, str | None] | None = None) -> list[str]:
     """Write each router's preset file (declared presets, and the sections detected from the
     volume's models) into its folder. Returns the routers whose file changed (a running one
-    rereads it on `GET /models?reload=1`). Raises RuntimeFailure when a file cannot be written."""
-    specs = routers(stack)
+    rereads it on `GET /models?reload=1`). `running` (container → its config hash): a router
+    running with another config (started with another file) is left alone, its presets kept.
+    Raises RuntimeFailure when a file cannot be written."""
+    specs = [s for s in routers(stack) if running is None or running.get(s.container, s.config_hash) == s.config_hash]
     if not specs:
         return []
     store = existing_store(stack, engine)

@@ -63,9 +63,10 @@ class ModelStore:
     - a plain named volume: its mountpoint;
     - a named volume bound to a device folder (`--opt type=none --opt o=bind --opt device=DIR`):
       DIR (the mountpoint's own folder is hidden from containers by the bind);
-    - a named volume with other driver options (tmpfs, NFS): mounted on this host by podman the
-      way a container gets it (`podman volume mount`, released when airpods exits); rootless
-      Podman mounts it only in its own namespace, so that case is refused with the way out."""
+    - a named volume with other driver options (NFS): mounted on this host by podman the way a
+      container gets it (`podman volume mount`, released when airpods exits); rootless Podman
+      mounts it only in its own namespace, so that case is refused with the way out;
+    - a tmpfs volume is refused: every mount of it starts empty."""
 
     def __init__(self, engine: Engine, volume: str, labels: dict[str, str], *, folder: bool = False) -> None:
         """`volume`: the named volume, or with `folder` the host folder; `labels`: what the
@@ -96,6 +97,13 @@ class ModelStore:
             path = self.engine.volume_mountpoint(self.volume)
         elif "bind" in options.get("o", "").split(",") and options.get("device"):
             path = Path(options["device"])
+        elif options.get("type") == "tmpfs":
+            raise RuntimeFailure(
+                f"the model volume {self.volume} is a tmpfs: it holds files only while a container has it "
+                "mounted (each mount starts empty), so a model put into it would be lost",
+                hint="use a bind device (podman volume create --opt type=none --opt o=bind --opt device=DIR) or a "
+                "host folder as the volume source of services.llamacpp",
+            )
         elif self.engine.rootless():
             shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
             raise RuntimeFailure(

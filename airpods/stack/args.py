@@ -14,7 +14,7 @@ written (`ctx_size` → --ctx-size, `-x` verbatim), true → bare flag, false �
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airpods.config.validation import key_parts, owned_flag_error
@@ -91,21 +91,28 @@ def render_command_args(
     args: Mapping[str, Any], table: FlagTable | None = None, where: str = "command_args"
 ) -> list[str]:
     """The argv `args` render to, checked against `table`: see `command_flags`."""
-    return [
-        arg for spelling, value in command_flags(args, table, where) for arg in (spelling, value) if arg is not None
-    ]
+    return flat(command_flags(args, table, where))
 
 
-def command_flags(args: Mapping[str, Any], table: FlagTable | None, where: str) -> list[FlagArg]:
+def flat(flags: list[FlagArg]) -> list[str]:
+    """Flags as argv: each spelling, then its value when it has one."""
+    return [arg for spelling, value in flags for arg in (spelling, value) if arg is not None]
+
+
+def command_flags(
+    args: Mapping[str, Any], table: FlagTable | None, where: str, user_wrote: Callable[[str], bool] | None = None
+) -> list[FlagArg]:
     """The flags `args` render to, in order, checked against `table` (see the module docstring).
 
-    `where` is the key path of the table (services.NAME.command_args), for errors. Raises
-    ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a value the flag
-    cannot take, two keys naming one flag, or a flag airpods sets itself (host, port, API key)."""
+    `where` is the key path of the table (services.NAME.command_args), for errors. Two keys that
+    name one flag: when `user_wrote` (a key path → whether the user's file has it) says only one
+    of them is the user's, the other (a default, or inherited through extends) gives way;
+    otherwise it is an error. A key that leaves its flag unset (`false` on a value flag) names
+    nothing. Raises ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a
+    value the flag cannot take, two keys naming one flag, or a flag airpods sets itself."""
     if table is None:
         return _fixed_rules(args)
-    flags: list[FlagArg] = []
-    seen: dict[str, str] = {}
+    rendered: dict[str, tuple[str, list[FlagArg]]] = {}  # flag name → (key, its flags), in order
     for key, value in args.items():
         found = table.lookup(key)
         if found is None:
@@ -127,15 +134,24 @@ def command_flags(args: Mapping[str, Any], table: FlagTable | None, where: str) 
         owned = owned_flag_error(flag.name, f"{where}.{key}", key_parts(where)[1])
         if owned:
             raise owned
-        if flag.name in seen:
-            raise ConfigError(
-                f"{flag.name} is set twice: here and at {where}.{seen[flag.name]}",
-                key=f"{where}.{key}",
-                hint="keep one of the two keys",
-            )
-        seen[flag.name] = key
-        flags += _flag_args(key, value, flag, negated, where, table)
-    return flags
+        flags = _flag_args(key, value, flag, negated, where, table)
+        if not flags:
+            continue  # unset: an inherited value of this flag is dropped, nothing is named
+        if flag.name in rendered:
+            other = rendered[flag.name][0]
+            mine, theirs = (user_wrote(f"{where}.{key}"), user_wrote(f"{where}.{other}")) if user_wrote else (1, 1)
+            if mine and not theirs:
+                del rendered[flag.name]  # the user's own spelling wins over a default's
+            elif theirs and not mine:
+                continue
+            else:
+                raise ConfigError(
+                    f"{flag.name} is set twice: here and at {where}.{other}",
+                    key=f"{where}.{key}",
+                    hint="keep one of the two keys",
+                )
+        rendered[flag.name] = (key, flags)
+    return [f for _, flags in rendered.values() for f in flags]
 
 
 def check_server_env(env: Mapping[str, str], table: FlagTable, where: str) -> None:

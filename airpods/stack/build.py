@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
@@ -11,7 +11,7 @@ from airpods.errors import ConfigError, UsageError
 from airpods.gpu import GpuChoice, HostGpu, choose_gpu
 from airpods.labels import default_container, default_pod
 from airpods.secrets import key_source
-from airpods.stack.args import check_server_env, render_command_args, sets_flag
+from airpods.stack.args import check_server_env, command_flags, flat, sets_flag
 from airpods.stack.flag_table import FlagTable, builtin_table
 from airpods.stack.model import HealthCheck, Mount, Preset, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
 from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, build_presets, preset_folder
@@ -74,6 +74,11 @@ def flag_table_for(service: Service, kind: str, image: str, tables: Mapping[str,
     return (tables.get(image) or builtin_table()) if runs_llama_server(service, kind) else None
 
 
+def _canonical(table: FlagTable, spelling: str) -> str:
+    found = table.lookup(spelling)
+    return found[0].name if found else spelling
+
+
 def router_presets(
     config: Config, name: str, table: FlagTable | None, runs_server: bool
 ) -> tuple[tuple[Preset, ...], tuple[Mount, ...]]:
@@ -117,20 +122,30 @@ def build_service(
     backends: Sequence[str] = (),
     flag_tables: Mapping[str, FlagTable] | None = None,
     check_flags: bool = True,
+    user_wrote: Callable[[str], bool] | None = None,
 ) -> tuple[ServiceSpec, list[SecretDef]]:
     """One service's spec, and the secrets it needs created. `backends` are the stack's other
     instances (Open WebUI is wired to them); `flag_tables` see `flag_table_for`. Without
     `check_flags` (pulling images only) command_args are rendered by the plain rules, unchecked.
+    `user_wrote` (key path → in the user's file?) lets a user's spelling of a flag replace a
+    default's (args.command_flags).
 
     Raises ConfigError for command_args the service's llama-server does not take."""
     service = config.services[name]
     kind = kind_of(config, name)
+    if service.models and kind != LLAMACPP:
+        raise ConfigError(
+            "model presets are for llama.cpp services (llamacpp and the ones that extend it)",
+            key=key_path(("services", name, "models")),
+            hint="remove the table",
+        )
     image, choice = select_image(service, gpu, name)
     variant = choice.variant
     table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
     mounts = tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes)
     presets: tuple[Preset, ...] = ()
-    args = render_command_args(service.command_args, table, key_path(("services", name, "command_args")))
+    flags = command_flags(service.command_args, table, key_path(("services", name, "command_args")), user_wrote)
+    args = flat(flags)
     if table:
         check_server_env(service.env, table, key_path(("services", name, "env")))
     env = list(service.env.items()) + [(k, v) for k, v in choice.env if k not in service.env]
@@ -141,12 +156,22 @@ def build_service(
         # airpods owns where the server listens: every address inside its pod (the host sees only
         # bind_address), on the container port of `ports` (an inherited template cannot point it
         # elsewhere); the config refuses host and port in command_args.
-        args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *args]
         presets, preset_mounts = router_presets(config, name, table, runs_llama_server(service, kind))
-        args += ["--models-preset", f"{PRESETS_DIR}/{PRESET_FILE}"] if preset_mounts else []
-        mounts += preset_mounts
+        gpu_layers: list[tuple[str, str | None]] = []
         if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
-            args += ["--n-gpu-layers", "0" if variant == "cpu" else "all"]
+            gpu_layers = [("--n-gpu-layers", "0" if variant == "cpu" else "all")]
+        if presets and table:
+            # llama-server's own command line beats a model's section: a flag some model sets is
+            # given to every model in the [*] section instead, which the model's section overrides.
+            per_model = {_canonical(table, s) for p in presets for s, _ in p.flags}
+            shared = [f for f in flags + gpu_layers if _canonical(table, f[0]) in per_model]
+            flags = [f for f in flags if f not in shared]
+            gpu_layers = [f for f in gpu_layers if f not in shared]
+            presets = ((Preset("*", tuple(shared)),) if shared else ()) + presets
+        args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *flat(flags)]
+        args += ["--models-preset", f"{PRESETS_DIR}/{PRESET_FILE}"] if preset_mounts else []
+        args += flat(gpu_layers)
+        mounts += preset_mounts
         extra, key_args, secrets = llama_extra_args(service, table, key_id, config.runtime.project)
         args += extra
         defs += [api_key_secret(key_id, config.runtime.project)] if secrets and key_id else []
@@ -194,6 +219,7 @@ def build_stack(
     present: Sequence[str] = (),
     flag_tables: Mapping[str, FlagTable] | None = None,
     check_flags: bool = True,
+    user_wrote: Callable[[str], bool] | None = None,
 ) -> Stack:
     """The named services (`only`), else every enabled one plus every configured one in
     `present` (services whose pods exist: a disabled service started by name stays part of the
@@ -204,7 +230,7 @@ def build_stack(
     names = select_services(config, only) if only else list(dict.fromkeys([*config.enabled_services(), *present]))
     key_id = key_id if config.runtime.api_key else None
     backends = list(dict.fromkeys([*config.enabled_services(), *present, *names]))
-    built = [build_service(config, name, gpu, key_id, backends, flag_tables, check_flags) for name in names]
+    built = [build_service(config, name, gpu, key_id, backends, flag_tables, check_flags, user_wrote) for name in names]
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli

@@ -28,6 +28,10 @@ ROUTER_FLAGS = {
 }
 
 
+def _key(spelling: str) -> str:
+    return spelling.lstrip("-").replace("_", "-")
+
+
 def preset_folder(state: Path, project: str, service: str) -> Path:
     """The host folder holding a router's preset file."""
     return state / "presets" / project / service
@@ -52,8 +56,9 @@ def build_presets(models: Mapping[str, ModelPreset], table: FlagTable | None, se
 
 def preset_ini(presets: Sequence[Preset], detected: Mapping[str, Sequence[FlagArg]] = {}) -> str:  # noqa: B006
     """The INI file: a section per declared preset, and one per `detected` model (flags airpods
-    derived from a model's own metadata, e.g. an embedding model's pooling) that has no
-    declared preset: a declared preset wins whole."""
+    derived from a model's own metadata, e.g. an embedding model's pooling); a declared preset
+    for a detected model keeps the detected flags it does not set itself (tuning one flag of an
+    embedding model must not turn its embeddings off)."""
     declared = {p.name for p in presets}
     lines = ["; written by airpods from the [services.*.models] tables and the model volume", "version = 1"]
     sections: list[tuple[str, Sequence[FlagArg], bool | None, str]] = [
@@ -61,7 +66,13 @@ def preset_ini(presets: Sequence[Preset], detected: Mapping[str, Sequence[FlagAr
         for name, flags in sorted(detected.items())
         if name not in declared
     ]
-    sections += [(p.name, p.flags, p.load_on_startup, "declared in the config") for p in presets]
+    shared = [(p.name, p.flags, None, "every model's (a model's own section wins)") for p in presets if p.name == "*"]
+    sections = shared + sections
+    for p in presets:
+        if p.name != "*":
+            own = {_key(s) for s, _ in p.flags}
+            found = [f for f in detected.get(p.name, ()) if _key(f[0]) not in own]
+            sections.append((p.name, (*p.flags, *found), p.load_on_startup, "declared in the config"))
     for name, flags, load, why in sections:
         lines += ["", f"; {why}", f"[{name}]"]
         lines += [f"{spelling.lstrip('-')} = {'true' if value is None else value}" for spelling, value in flags]

@@ -62,6 +62,7 @@ def resolve_stack(
                 present,
                 known_tables(),
                 check_flags,
+                loaded.user_wrote,
             )
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None

@@ -48,21 +48,15 @@ def test_a_volume_bound_to_another_disk_gets_the_model(airpods, tiny_model, tmp_
     assert [r["name"] for r in airpods("models", "list", "--json").json()["models"]] == ["tiny"]
 
 
-def test_a_tmpfs_volume_gets_the_model_while_the_server_runs_or_a_clear_refusal(airpods, tiny_model):
-    # (no size= in o: podman reads that as an XFS project quota)
+def test_a_tmpfs_volume_is_refused_rather_than_losing_the_model(airpods, tiny_model):
+    """Each mount of a tmpfs volume starts empty: an import used to say "imported" and the model
+    was gone (seen in a trial)."""
     podman("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "airpods_llamacpp_models")
-    assert airpods("start", "llamacpp").code == 0
     imported = airpods("models", "import", str(tiny_model))
-    rootless = podman("info", "--format", "{{.Host.Security.Rootless}}").stdout.strip() == "true"
-    if rootless:  # rootless Podman mounts it in its own namespace only: refused, with the way out
-        assert imported.code == 1 and "driver options" in imported.err and "bind device" in imported.err
-        assert "internal error" not in imported.err
-        return
-    assert imported.code == 0, imported.err
-    assert "tiny.gguf" in podman("exec", "llamacpp-0", "ls", "/models").stdout  # the running server's tmpfs
-    env = openai_env(airpods)
-    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
-    assert "tiny" in [m.id for m in api.models.list().data]
+    assert imported.code == 1 and "is a tmpfs" in imported.err and "bind device" in imported.err, imported.err
+    assert "internal error" not in imported.err
+    started = airpods("start", "llamacpp")  # the server itself still starts (on an empty tmpfs)
+    assert started.code == 0, started.err
 
 
 def test_a_host_folder_is_a_model_store(airpods, tiny_model, tmp_path):

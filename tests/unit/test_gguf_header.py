@@ -46,6 +46,7 @@ def test_a_tensor_type_newer_than_the_gguf_package_is_read(tmp_path, tiny):
         (lambda data: data[:200], "truncated"),
         (lambda data: data[:4] + struct.pack("<I", 9) + data[8:], "GGUF version 9"),
         (lambda data: b"", "is not a GGUF model"),
+        (lambda data: data[:300000], "cut short"),  # a whole header, part of the tensor data
     ],
 )
 def test_a_file_that_is_not_a_whole_model_is_one_problem(tmp_path, tiny, make, words):

@@ -248,3 +248,18 @@ def test_the_real_gpu_check_script_decides_before_it_runs_anything(tmp_path, run
     assert "server-cuda" in ready.stdout and "+ airpods start llamacpp" in ready.stdout
     stale = dry(nvidia(cdi="stale"))
     assert stale.returncode == 1 and "would not get the CUDA image" in stale.stderr
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"dev/kfd": "", "dev/dri/renderD128": "", "sys/class/kfd/kfd/topology/nodes/1/properties": "simd_count abc\n"},
+        {**amd((110000, 128, 1)), "sys/class/drm/renderD128/device/mem_info_vram_total": "lots"},
+        {"dev/kfd": "", "sys/class/kfd/kfd/topology/nodes/1/properties": "simd_count 64\ngfx_target_version 110000\n"},
+    ],
+    ids=["garbage-simd-count", "garbage-vram", "no-render-node"],
+)
+def test_malformed_sysfs_values_never_crash_nor_make_bogus_devices(tmp_path, runtime, files):
+    _, spec, _ = decide(tmp_path, files)
+    assert "/dev/dri/renderD " not in " ".join(gpu_options(spec.gpu_request)) + " "
+    assert not any(d.endswith("renderD") for d in (spec.gpu_request.devices if spec.gpu_request else ()))

@@ -20,8 +20,9 @@ def test_declared_presets_render_to_sections_and_detected_ones_fill_in():
     detected = {"minilm": [("--embeddings", None), ("--pooling", "mean")], "tiny": [("--embeddings", None)]}
     text = preset_ini(declared, detected)
     assert "[minilm]\nembeddings = true\npooling = mean\n" in text
-    assert "[tiny]\nctx-size = 256\nno-jinja = true\nload-on-startup = true\n" in text
-    assert text.count("[tiny]") == 1 and "version = 1" in text  # a declared preset wins whole
+    # the declared section keeps the detected flags it does not set (embeddings stay on)
+    assert "[tiny]\nctx-size = 256\nno-jinja = true\nembeddings = true\nload-on-startup = true\n" in text
+    assert text.count("[tiny]") == 1 and "version = 1" in text
 
 
 def test_presets_are_checked_like_command_args_and_mounted(tmp_path):
@@ -37,8 +38,12 @@ def test_presets_are_checked_like_command_args_and_mounted(tmp_path):
         """,
     ).config
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
-    (preset,) = spec.presets
+    shared, preset = spec.presets
     assert preset.flags == (("--ctx-size", "256"), ("--flash-attn", "on"), ("--no-jinja", None))
+    # llama-server's command line beats a model's section (a trial found ctx_size = 256 ignored):
+    # the default --ctx-size 4096 moves to [*], which the model's own section overrides.
+    assert shared.name == "*" and shared.flags == (("--ctx-size", "4096"),) and "--ctx-size" not in spec.args
+    assert preset_ini(spec.presets).index("[*]") < preset_ini(spec.presets).index("[tiny]")
     assert (preset.load_on_startup, preset.source) == (True, "acme/tiny-GGUF:Q8_0")
     assert "--models-preset" in spec.args and any(m.target == "/presets" and m.mode == "ro" for m in spec.mounts)
 
@@ -153,3 +158,37 @@ def test_folder_models_are_one_model_named_after_the_folder(tmp_path):
     assert store.model("one.gguf").name == "one"  # .gguf optional
     (tmp_path / "big" / "big-00002-of-00002.gguf").unlink()
     assert store.model("big").problem == "incomplete split set: 1 of 2 shards"
+
+
+def test_a_per_model_gpu_layers_moves_the_default_to_the_shared_section(tmp_path):
+    config = load_text(tmp_path, "[services.llamacpp.models.tiny]\nn_gpu_layers = 3\n").config
+    spec, _ = build_service(config, "llamacpp", HostGpu("none"))
+    assert ("--n-gpu-layers", "0") in spec.presets[0].flags and "--n-gpu-layers" not in spec.args
+
+
+def test_the_users_spelling_replaces_a_defaults_and_false_unsets(tmp_path, capsys):
+    """README: any spelling works (c, LLAMA_ARG_CTX_SIZE); the defaults' ctx_size used to make it
+    "set twice"; `ctx_size = false` with `c` did too."""
+    import json
+
+    from tests.unit.helpers import run_cli, write_toml
+
+    for body in ("c = 8192", "LLAMA_ARG_CTX_SIZE = 8192", "ctx_size = false\nc = 8192", "webui = true"):
+        path = write_toml(tmp_path, f"[services.llamacpp.command_args]\n{body}\n")
+        assert run_cli(capsys, "-c", str(path), "config", "validate").code == 0, body
+        shown = json.loads(run_cli(capsys, "-c", str(path), "config", "show", "--resolved", "--json").out)
+        argv = shown["rendered"]["llamacpp"]["argv"]
+        assert argv.count("--ctx-size") + argv.count("--webui") + argv.count("--no-webui") <= 2, (body, argv)
+        if "8192" in body:
+            assert argv[argv.index("--ctx-size") + 1] == "8192" and argv.count("--ctx-size") == 1
+    twice = write_toml(tmp_path, "[services.llamacpp.command_args]\nc = 1\nctx_size = 2\n")
+    done = run_cli(capsys, "-c", str(twice), "config", "validate")
+    assert done.code == 2 and "set twice" in done.err  # both the user's: still an error
+
+
+def test_presets_outside_llama_services_are_refused(tmp_path, capsys):
+    from tests.unit.helpers import run_cli, write_toml
+
+    path = write_toml(tmp_path, "[services.ollama.models.a]\nctx_size = 5\n")
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and "services.ollama.models" in done.err and "llama.cpp services" in done.err

@@ -78,3 +78,13 @@ def test_a_key_file_and_its_errors(tmp_path, capsys, monkeypatch):
     unset = write_toml(tmp_path, '[runtime]\napi_key = "env:UNSET_KEY_VAR"\n', "unset.toml")
     done = run_cli(capsys, "-c", str(unset), "start", "--dry-run")
     assert done.code == 2 and "UNSET_KEY_VAR is not set" in done.err and "export UNSET_KEY_VAR" in done.err
+
+
+def test_validate_checks_your_own_key_as_start_does(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NOT_SET_KEY", raising=False)
+    path = write_toml(tmp_path, '[runtime]\napi_key = "env:NOT_SET_KEY"\n')
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and "NOT_SET_KEY is not set" in done.err
+    monkeypatch.setenv("NOT_SET_KEY", "kéy")  # HTTP headers carry ASCII: a client would get 401
+    accented = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert accented.code == 2 and "printable ASCII" in accented.err and "kéy" not in accented.err
