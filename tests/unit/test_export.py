@@ -13,7 +13,7 @@ import yaml
 
 from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, to_yaml
 from airpods.export.quadlet import quadlet_units
-from airpods.gpu import HostGpu
+from airpods.gpu import GpuCard, HostGpu
 from airpods.secrets import key_id
 from tests.unit.helpers import KEY, NVIDIA, check_golden, stack_of
 
@@ -177,7 +177,13 @@ def quadlet_generator() -> str:
         pytest.param("", HostGpu("none"), (), True, id="default-pods"),
         pytest.param("", HostGpu("none"), (), False, id="default-no-pods"),
         pytest.param(TWO_GPU, NVIDIA, ("llamacpp", "llama-big", "open-webui"), True, id="two-gpu"),
-        pytest.param(TWO_GPU, HostGpu("amd", nodes=("/dev/kfd", "/dev/dri")), ("llama-big",), False, id="amd-no-pods"),
+        pytest.param(
+            TWO_GPU,
+            HostGpu("amd", nodes=("/dev/kfd", "/dev/dri"), cards=(GpuCard("amd", "/dev/dri/renderD128", "gfx1100"),)),
+            ("llama-big",),
+            False,
+            id="amd-no-pods",
+        ),
         pytest.param(
             '[services.ollama.env]\nPROMPT = "100% of $HOME"\n', HostGpu("none"), ("ollama",), True, id="escaping"
         ),
