@@ -263,7 +263,7 @@ def choose_gpu(
         )
 
     if not enabled:
-        return GpuChoice("cpu", "cpu", reason="CPU image (gpu.enabled = false)")
+        return GpuChoice("cpu", "cpu")  # no GPU asked for: nothing to say
     if force_cpu:
         return GpuChoice("cpu", "cpu", reason="CPU image (gpu.force_cpu)")
     if host.vendor == "none":

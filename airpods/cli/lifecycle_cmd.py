@@ -269,8 +269,8 @@ def _check_since(value: str) -> None:
 
 
 def gpu_said(spec) -> bool:
-    """Whether start says a service's GPU decision: when the service asked for a GPU."""
-    return bool(spec.gpu_reason) and not spec.gpu_reason.endswith("(gpu.enabled = false)")
+    """Whether start says a service's GPU decision: when the service asked for a GPU (a reason)."""
+    return bool(spec.gpu_reason)
 
 
 def register(app: typer.Typer) -> None:
