@@ -37,7 +37,7 @@ from airpods.plan import (
 )
 from airpods.ports import port_holder, port_is_free
 from airpods.secrets import read_key
-from airpods.server_flags import learn_tables, server_images
+from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
 
@@ -321,7 +321,7 @@ def _start(
         unpulled: list[Readiness] = []
         if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             observed = replace(observed, images=engine.image_ids(stack.images))
-            if learn_tables(engine, server_images(stack)):  # a pulled llama-server: check against its flags
+            if learn_tables(engine, checked_images(stack)):  # a pulled llama-server: check against its flags
                 stack = result.stack = stack_in_use(stack_for, observed.pods)
             absent = [s for s in stack.services if s.image not in observed.images]
             unpulled = [

@@ -66,7 +66,7 @@ def known_tables() -> dict[str, FlagTable]:
     return tables
 
 
-def server_images(stack: Stack) -> dict[str, tuple[str, ...] | None]:
+def checked_images(stack: Stack) -> dict[str, tuple[str, ...] | None]:
     """The images whose services' command_args are checked against a flag table."""
     return {s.image: s.entrypoint for s in stack.services if s.flag_table}
 
@@ -95,7 +95,7 @@ def resolve_checked(
             raise
         return resolve()
     try:
-        if engine is not None and learn_tables(engine, server_images(stack)):
+        if engine is not None and learn_tables(engine, checked_images(stack)):
             return resolve()
     except EngineError:
         pass

@@ -57,7 +57,7 @@ def existing_store(stack: Stack, engine: Engine) -> ModelStore | None:
         return None
     if not mount.named and not Path(mount.source).is_dir():
         return None
-    return ModelStore(engine, mount.source, stack.labels, folder=not mount.named)
+    return model_store(stack, engine)
 
 
 def write_presets(stack: Stack, engine: Engine, running: Mapping[str, str | None] | None = None) -> list[str]:
