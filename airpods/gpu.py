@@ -232,9 +232,9 @@ class GpuUnavailable(RuntimeFailure):
 
 
 def _node_access(host: HostGpu) -> dict[str, Any]:
-    if host.runtime == "crun":
-        return {"keep_groups": True}
-    return {"groups": host.groups}
+    """Both ways to open the nodes: podman uses keep-groups under crun, else the group IDs;
+    Docker, which has no keep-groups, always the IDs."""
+    return {"keep_groups": host.runtime == "crun", "groups": host.groups}
 
 
 def choose_gpu(

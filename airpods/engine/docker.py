@@ -1,0 +1,339 @@
+"""The Docker Engine implementation of engine.base.Engine (issue 20, in progress on this branch:
+not selectable from the CLI yet). Runs the `docker` CLI (DOCKER_HOST honoured) with a timeout on
+every call and carries docker's stderr in the same typed errors as Podman. See docker_argv.py
+for how the Stack maps onto an engine without pods or secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from airpods.engine.base import ContainerState, OneOff
+from airpods.engine.docker_argv import POD_LABEL, gpu_options, step_argv, volume_option
+from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
+from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
+
+LONG_TIMEOUT_S = 24 * 3600.0
+
+
+class Docker:
+    """Docker Engine 20.10 and newer, through its CLI."""
+
+    def __init__(self, binary: str | None = None, secrets: Path | None = None) -> None:
+        found = binary or shutil.which("docker")
+        if not found:
+            raise EngineMissing(
+                "docker is not installed",
+                hint="install Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io), then `airpods doctor`",
+            )
+        self.binary = found
+        if secrets is None:
+            from airpods.state import state_dir
+
+            secrets = state_dir() / "docker-secrets"
+        self.secrets = secrets
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        args = list(args)
+        return [self.binary, *args[1:]] if args and args[0] == "docker" else [self.binary, *args]
+
+    def run(
+        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(args)
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input_text,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise EngineTimeout(argv, timeout) from None
+        if check and done.returncode != 0:
+            raise EngineError(argv, done.returncode, done.stderr)
+        return done
+
+    def lines_json(self, args: Sequence[str]) -> list[dict[str, Any]]:
+        """`--format '{{json .}}'` output: one JSON object a line."""
+        out = self.run([*args, "--format", "{{json .}}"]).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def inspect(self, kind: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        if not names:
+            return []
+        done = self.run([kind, "inspect", *names], check=False)
+        return json.loads(done.stdout or "[]")
+
+    # -- running the plan -------------------------------------------------------------------------
+
+    def execute(self, step: Step) -> None:
+        if step.kind == "secret":
+            self.create_secret(step.target, step.stdin or "", dict(step.labels))
+            return
+        if step.kind in ("stop", "remove"):
+            names = self._pod_containers(step.target)
+            if not names:
+                return
+            if step.kind == "stop":
+                self.run(["stop", "--time", str(step.grace_s or 0), *names], step.timeout_s)
+            else:
+                self.run(["rm", "--force", *names], step.timeout_s)
+            return
+        argv = step_argv(step, self.secrets)
+        if argv:
+            self.run(argv, step.timeout_s, input_text=step.stdin)
+
+    def _pod_containers(self, pod: str) -> list[str]:
+        return self.run(["ps", "-aq", "--filter", f"label={POD_LABEL}={pod}"]).stdout.split()
+
+    def remove_pod(self, pod: str) -> bool:
+        names = self._pod_containers(pod)
+        return bool(names) and self.run(["rm", "--force", *names], check=False).returncode == 0
+
+    # -- observing --------------------------------------------------------------------------------
+
+    def _inspected(self, everyone: bool) -> list[dict[str, Any]]:
+        where = [] if everyone else ["--filter", f"label={MANAGED_FILTER.split('=', 1)[1]}"]
+        ids = self.run(["ps", "-aq", *where]).stdout.split()
+        return self.inspect("container", ids)
+
+    def containers(self, project: str | None = None, *, everyone: bool = False) -> list[ContainerState]:
+        states = []
+        for row in self._inspected(everyone):
+            labels = (row.get("Config") or {}).get("Labels") or {}
+            owner = project_of(labels)
+            if project is not None and owner != project:
+                continue
+            state = row.get("State") or {}
+            ports = tuple(
+                (b.get("HostIp") or "", int(b.get("HostPort") or 0), int(port.split("/")[0]))
+                for port, binds in ((row.get("NetworkSettings") or {}).get("Ports") or {}).items()
+                for b in binds or []
+            )
+            states.append(
+                ContainerState(
+                    name=str(row.get("Name", "?")).lstrip("/"),
+                    id=str(row.get("Id", "")),
+                    service=labels.get(SERVICE),
+                    config_hash=labels.get(CONFIG_HASH),
+                    state=str(state.get("Status", "")).lower(),
+                    exit_code=int(state.get("ExitCode") or 0),
+                    started_at=_unix(state.get("StartedAt")),
+                    image=str((row.get("Config") or {}).get("Image", "")),
+                    ports=ports,
+                    project=owner,
+                    image_id=str(row.get("Image") or ""),
+                    pod=labels.get(POD_LABEL, ""),
+                    legacy=bool(owner) and PROJECT not in labels,
+                )
+            )
+        return states
+
+    def pods(self) -> dict[str, ObservedPod]:
+        """Docker has no pods: each airpods container stands for its pod (by its pod label)."""
+        pods = {}
+        for c in self.containers(everyone=True):
+            if c.pod:
+                pods[c.pod] = ObservedPod(c.pod, c.service, c.config_hash, c.running, c.project, c.image_id)
+        return pods
+
+    def published_ports(self) -> dict[int, str]:
+        owners: dict[int, str] = {}
+        for c in self.containers(everyone=True):
+            if c.running:
+                for _, host, _ in c.ports:
+                    owners[host] = f"airpods service {c.service}" if c.service else f"container {c.name}"
+        return owners
+
+    def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
+        networks = {row.get("Name") for row in self.lines_json(["network", "ls"])}
+        existing = {row.get("Name") for row in self.lines_json(["volume", "ls"])}
+        containers = self.containers(everyone=True)
+        self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Observed(
+            networks=frozenset(n for n in networks if n == network),
+            volumes=frozenset(v for v in volumes if v in existing),
+            images=self.image_ids(images),
+            pods=self.pods(),
+            containers={c.name: c.project for c in containers},
+            secrets=frozenset(p.name for p in self.secrets.iterdir() if not p.name.endswith(".env")),
+        )
+
+    def observe_images(self, images: Iterable[str]) -> Observed:
+        return Observed(images=self.image_ids(images))
+
+    def image_ids(self, images: Iterable[str]) -> dict[str, str]:
+        wanted = list(images)
+        found = {}
+        for image in wanted:
+            done = self.run(["image", "inspect", "--format", "{{.Id}}", image], check=False)
+            if done.returncode == 0 and done.stdout.strip():
+                found[image] = done.stdout.strip()
+        return found
+
+    def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
+        sizes = {}
+        for image in images:
+            done = self.run(["image", "inspect", "--format", "{{.Size}}", image], check=False)
+            if done.returncode == 0 and done.stdout.strip().isdigit():
+                sizes[image] = int(done.stdout.strip())
+        return sizes
+
+    def last_exit(self, container_id: str) -> tuple[int | None, int]:
+        rows = self.inspect("container", [container_id])
+        if not rows:
+            return None, 0
+        return int((rows[0].get("State") or {}).get("ExitCode") or 0), int(rows[0].get("RestartCount") or 0)
+
+    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
+        done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
+        return (done.stdout + done.stderr).splitlines()[-lines:]
+
+    def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
+        argv = ["logs", *(["--follow"] if follow else []), *(["--tail", str(lines)] if lines is not None else [])]
+        return self.argv([*argv, *(["--since", since] if since else []), container])
+
+    def rootless(self) -> bool:
+        return any("rootless" in str(o) for o in self.info().get("SecurityOptions") or [])
+
+    def limits_problem(self) -> str | None:
+        return None
+
+    def version(self) -> str:
+        return self.run(["version", "--format", "{{.Server.Version}}"]).stdout.strip()
+
+    def info(self) -> dict[str, Any]:
+        return json.loads(self.run(["info", "--format", "{{json .}}"]).stdout or "{}")
+
+    # -- volumes, secrets, images -------------------------------------------------------------------
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.run(["volume", "create", *label_args(labels), name])
+
+    def volume_exists(self, name: str) -> bool:
+        return self.run(["volume", "inspect", name], check=False).returncode == 0
+
+    def volume_mountpoint(self, name: str) -> Path | None:
+        rows = self.inspect("volume", [name])
+        return Path(rows[0]["Mountpoint"]) if rows and rows[0].get("Mountpoint") else None
+
+    def volume_options(self, name: str) -> dict[str, str] | None:
+        rows = self.inspect("volume", [name])
+        return {str(k): str(v) for k, v in (rows[0].get("Options") or {}).items()} if rows else None
+
+    def mount_volume(self, name: str) -> Path:
+        raise EngineError(["docker", "volume", "mount", name], 1, "Docker cannot mount a volume outside a container")
+
+    def unmount_volume(self, name: str) -> None:
+        return None
+
+    def export_volume(self, name: str, tar: Path) -> None:
+        """The volume's files as a tar archive, through the first image airpods knows has tar."""
+        self.run(
+            [
+                "run",
+                "--rm",
+                "-v",
+                f"{name}:/v:ro",
+                "-v",
+                f"{tar.parent}:/out",
+                "--entrypoint",
+                "tar",
+                self._tool_image(),
+                "-C",
+                "/v",
+                "-cf",
+                f"/out/{tar.name}",
+                ".",
+            ],
+            timeout=LONG_TIMEOUT_S,
+        )
+
+    def import_volume(self, name: str, tar: Path) -> None:
+        self.run(
+            [
+                "run",
+                "--rm",
+                "-v",
+                f"{name}:/v",
+                "-v",
+                f"{tar.parent}:/in:ro",
+                "--entrypoint",
+                "tar",
+                self._tool_image(),
+                "-C",
+                "/v",
+                "-xf",
+                f"/in/{tar.name}",
+            ],
+            timeout=LONG_TIMEOUT_S,
+        )
+
+    def _tool_image(self) -> str:
+        return os.environ.get("AIRPODS_DOCKER_TOOL_IMAGE", "ghcr.io/ggml-org/llama.cpp:server")
+
+    def remove_volume(self, name: str, *, force: bool = False) -> str | None:
+        done = self.run(["volume", "rm", *(["--force"] if force else []), name], check=False)
+        return None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["docker refused"])[-1])
+
+    def volume_projects(self) -> dict[str, str | None]:
+        names = [str(row.get("Name")) for row in self.lines_json(["volume", "ls"])]
+        return {str(r.get("Name")): project_of(r.get("Labels")) for r in self.inspect("volume", names)}
+
+    def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
+        """A 0400 file (mounted read-only where the stack wants it) and its env-file twin (0600)."""
+        from airpods.files import write_atomic
+
+        self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(self.secrets / name, value.encode(), mode=0o400)
+        variable = "OPENAI_API_KEYS"  # the one env secret the stack hands over (Open WebUI's)
+        write_atomic(self.secrets / f"{name}.env", f"{variable}={value}\n".encode(), mode=0o600)
+
+    def remove_secrets(self, names: Iterable[str]) -> None:
+        for name in names:
+            for path in (self.secrets / name, self.secrets / f"{name}.env"):
+                path.unlink(missing_ok=True)
+
+    def secret_projects(self) -> dict[str, str | None]:
+        if not self.secrets.is_dir():
+            return {}
+        return {p.name: None for p in self.secrets.iterdir() if not p.name.endswith(".env")}
+
+    def remove_image(self, image: str) -> bool:
+        return self.run(["rmi", image], check=False).returncode == 0
+
+    def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
+        argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
+        argv += [arg for m in job.mounts for arg in ("--volume", volume_option(m))]
+        argv += gpu_options(job.gpu) + (["--entrypoint", job.entrypoint] if job.entrypoint else [])
+        return self.argv([*argv, job.image, *job.args])
+
+    def run_one_off(
+        self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        done = self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
+        if on_line:
+            for line in (done.stdout + done.stderr).splitlines():
+                on_line(line)
+        return done
+
+
+def _unix(stamp: str | None) -> int:
+    """Docker's RFC 3339 time (with nanoseconds) as unix seconds; 0 for its zero time."""
+    from datetime import datetime
+
+    if not stamp or stamp.startswith("0001-"):
+        return 0
+    try:
+        return int(datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp())
+    except ValueError:
+        return 0

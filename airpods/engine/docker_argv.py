@@ -1,0 +1,97 @@
+"""The Stack's facts and the Plan's steps as Docker Engine argv (the second engine, issue 20;
+work in progress on this branch: the renderer and its tests, not wired into the CLI yet).
+
+Docker has no pods: a service's container joins the stack network itself with the service's
+aliases and publishes its own ports; a pod step renders to nothing, and stop/remove act on the
+containers labelled with the pod's name. Docker has no secrets outside Swarm: a secret the stack
+mounts as a file is a 0400 file in airpods' state folder bind-mounted read-only at the same
+target (never env or argv); one handed over as env is an `--env-file` (0600), which `docker
+inspect` shows, as podman's env secrets are shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from airpods.gpu import GpuRequest
+from airpods.labels import label_args
+from airpods.plan import Step
+from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
+
+POD_LABEL = "io.airpods.pod"
+
+
+def publish_option(publish: Publish) -> str:
+    host = f"[{publish.host_ip}]" if ":" in publish.host_ip else publish.host_ip
+    return f"{host}:{publish.host}:{publish.container}"
+
+
+def volume_option(mount: Mount) -> str:
+    """docker's --volume value; a host folder is relabelled shared (`z`) for SELinux hosts."""
+    return f"{mount.source}:{mount.target}:{mount.mode}" + ("" if mount.named else ",z")
+
+
+def secret_options(use: SecretUse, secrets: Path) -> list[str]:
+    """A secret as Docker can carry it: a read-only bind of its 0400 file, or an env file."""
+    if use.type == "mount":
+        return ["--volume", f"{secrets / use.name}:{use.target}:ro"]
+    return ["--env-file", str(secrets / f"{use.name}.env")]
+
+
+def gpu_options(request: GpuRequest | None) -> list[str]:
+    """NVIDIA through Docker's device requests (`--gpus`; CDI names map to them), other GPUs as
+    device nodes; the nodes' groups by ID (Docker has no keep-groups)."""
+    if request is None:
+        return []
+    flags: list[str] = []
+    cdi = [d.split("=", 1)[1] for d in request.devices if d.startswith("nvidia.com/gpu=")]
+    if cdi:
+        flags += ["--gpus", "all" if "all" in cdi else f'"device={",".join(cdi)}"']
+    flags += [arg for d in request.devices if not d.startswith("nvidia.com/") for arg in ("--device", d)]
+    return flags + [arg for gid in request.groups for arg in ("--group-add", str(gid))]
+
+
+def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
+    argv = ["docker", "run", "--detach", "--name", spec.container, "--network", spec.network]
+    argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
+    argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
+    argv += ["--restart", spec.restart_policy, "--pull", "never"]
+    argv += label_args({**spec.labels, POD_LABEL: spec.pod})
+    argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
+    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
+    argv += [arg for use in spec.secrets for arg in secret_options(use, secrets)]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    if spec.cpus:
+        argv += ["--cpus", f"{spec.cpus:g}"]
+    argv += gpu_options(spec.gpu_request)
+    if spec.entrypoint:
+        argv += ["--entrypoint", spec.entrypoint[0]]
+    argv += [spec.image, *(spec.entrypoint or ())[1:], *spec.args, *spec.key_args]
+    return tuple(argv)
+
+
+def step_argv(step: Step, secrets: Path) -> tuple[str, ...]:
+    """The docker command a step runs ("docker" first); () for a step Docker has no command for
+    (a pod; a secret, which the engine writes as a file)."""
+    labels = label_args(dict(step.labels))
+    if step.kind == "network":
+        return ("docker", "network", "create", *labels, step.target)
+    if step.kind == "volume":
+        return ("docker", "volume", "create", *labels, step.target)
+    if step.kind == "pull":
+        return ("docker", "pull", step.target)
+    if step.kind in ("pod", "secret"):
+        return ()
+    if step.kind == "container" and step.spec is not None:
+        return container_run_argv(step.spec, secrets)
+    if step.kind == "stop":
+        return ("docker", "stop", "--time", str(step.grace_s or 0), *_pod_containers(step.target))
+    if step.kind == "remove":
+        return ("docker", "rm", "--force", *_pod_containers(step.target))
+    raise ValueError(f"docker cannot render a {step.kind} step without its service")
+
+
+def _pod_containers(pod: str) -> tuple[str, ...]:
+    """The containers standing for a pod, as the dry-run shows them (the engine lists them)."""
+    return (f"$(docker ps -aq --filter label={POD_LABEL}={json.dumps(pod)[1:-1]})",)

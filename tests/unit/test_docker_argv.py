@@ -1,0 +1,39 @@
+"""The Docker renderer of the same Stack (issue 20, in progress): no pods, aliases and ports per
+container, secrets as read-only files, GPUs as device requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airpods.engine.docker_argv import container_run_argv, gpu_options, step_argv
+from airpods.gpu import GpuRequest
+from airpods.plan import Observed, build_start_plan
+from tests.unit.helpers import KEY, stack_of
+
+SECRETS = Path("/state/secrets")
+
+
+def test_the_default_stack_renders_without_pods(tmp_path):
+    plan = build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY)
+    argvs = [step_argv(s, SECRETS) for s in plan.steps]
+    assert not [a for a in argvs if "pod" in a[:3]]
+    llama = next(a for a in argvs if a[:2] == ("docker", "run") and "llamacpp-0" in a)
+    joined = " ".join(llama)
+    assert "--network airpods --network-alias llamacpp --publish 127.0.0.1:8081:8080" in joined
+    assert "--label io.airpods.pod=llamacpp" in joined and "--pull never" in joined
+    secret = next(a for a in argvs if "--volume" in a and any(x.endswith(":/run/secrets/api_key:ro") for x in a))
+    assert KEY not in " ".join(secret)  # the key is a file's content, never argv
+
+
+def test_gpus_as_docker_device_requests():
+    assert gpu_options(GpuRequest("nvidia", ("nvidia.com/gpu=all",))) == ["--gpus", "all"]
+    assert gpu_options(GpuRequest("nvidia", ("nvidia.com/gpu=0", "nvidia.com/gpu=1"))) == ["--gpus", '"device=0,1"']
+    amd = gpu_options(GpuRequest("amd", ("/dev/kfd", "/dev/dri"), keep_groups=True, groups=(993,)))
+    assert amd == ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "993"]
+
+
+def test_an_entrypoint_override_keeps_its_arguments(tmp_path):
+    stack = stack_of(tmp_path, '[services.llamacpp]\nentrypoint_override = ["/app/tools.sh", "--server"]\n')
+    argv = container_run_argv(stack.service("llamacpp"), SECRETS)
+    i = argv.index("--entrypoint")
+    assert argv[i + 1] == "/app/tools.sh" and argv[argv.index("ghcr.io/ggml-org/llama.cpp:server") + 1] == "--server"
