@@ -24,7 +24,7 @@ class Check:
     fix: str = ""
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:2]:
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -108,19 +108,17 @@ def unprivileged_port_check(ports: list[int], root: str = "/") -> Check | None:
     )
 
 
-def run_checks(config_path: object = None) -> list[Check]:
-    from airpods.config.loader import load_config
+def podman_checks() -> tuple[list[Check], Engine | None]:
+    """Podman's version, mode, OCI runtime and network backend, and the engine when it answers."""
     from airpods.engine.errors import EngineMissing
     from airpods.engine.podman import Podman
-    from airpods.gpu import detect_host_gpu
-    from airpods.ports import port_holder, port_is_free
 
     checks: list[Check] = []
-    engine = None
+    engine: Engine | None = None
     try:
         engine = Podman()
         version = engine.version()
-        ok = _version_tuple(version) >= MIN_PODMAN
+        ok = version_tuple(version) >= MIN_PODMAN
         checks.append(
             Check(
                 "podman",
@@ -166,6 +164,28 @@ def run_checks(config_path: object = None) -> list[Check]:
         except AirpodsError as exc:
             checks.append(Check("podman info", "FAIL", exc.message, "`podman info` shows what is wrong"))
 
+    return checks, engine
+
+
+def run_checks(config_path: object = None, engine_choice: str | None = None) -> list[Check]:
+    """Every check, for the engine chosen by `engine_choice` (--engine) or the config."""
+    from airpods.config.loader import load_config
+    from airpods.engine.choose import configured_engine, engine_name
+    from airpods.gpu import detect_host_gpu
+    from airpods.ports import port_holder, port_is_free
+
+    try:
+        choice = engine_choice or configured_engine(config_path)  # type: ignore[arg-type]
+    except AirpodsError:
+        choice = "auto"  # the config check below reports it
+    engine: Engine | None
+    if engine_name(choice) == "docker":
+        from airpods.doctor_docker import docker_checks
+
+        checks, engine = docker_checks()
+    else:
+        checks, engine = podman_checks()
+
     gpu = detect_host_gpu()
     checks.append(Check("gpu", "WARN" if gpu.problem else "OK", gpu.describe(), gpu.problem or ""))
 
@@ -176,7 +196,11 @@ def run_checks(config_path: object = None) -> list[Check]:
         return checks
     checks.append(Check("config", "OK", str(loaded.path or "built-in defaults")))
     checks += gpu_decisions(loaded.config, gpu)
-    if engine is not None:
+    if engine is not None and engine_name(choice) == "docker":
+        from airpods.doctor_docker import reboot_check
+
+        checks.append(reboot_check(loaded.config.runtime.restart_policy))
+    elif engine is not None:
         checks.append(autostart_check(engine, loaded.config.runtime.project))
 
     owners = engine.published_ports() if engine is not None else {}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from airpods import __version__
@@ -16,7 +17,7 @@ from airpods.errors import AirpodsError
 
 app = typer.Typer(
     name="airpods",
-    help="Run a local AI stack (llama.cpp, Ollama, Open WebUI, ComfyUI) as Podman pods.",
+    help="Run a local AI stack (llama.cpp, Ollama, Open WebUI, ComfyUI) on Podman or Docker.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,11 +42,20 @@ def root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            click_type=click.Choice(["podman", "docker", "auto"]),
+            help="Container engine (else [runtime] engine of the config, else auto: Podman if installed, else Docker).",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    ctx.obj = Options(config=config, debug=debug)
+    ctx.obj = Options(config=config, debug=debug, engine=engine)
 
 
 # Command modules, in help order, and the commands each one registers. Only the module of the
@@ -61,7 +71,7 @@ COMMAND_MODULES = {
     "maintenance_cmd": ("doctor", "clean"),
     "config_cmd": ("config",),
 }
-ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
+ROOT_OPTIONS_WITH_VALUE = ("--config", "-c", "--engine")
 
 
 def _command_of(args: list[str]) -> str | None:

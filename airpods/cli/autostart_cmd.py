@@ -27,9 +27,17 @@ def autostart(
     rootful, user unit with linger when rootless). Only what exists at shutdown comes back:
     `airpods stop` removes pods, so a stopped service stays stopped."""
     from airpods import autostart as use_case
+    from airpods.cli.context import engine_name
     from airpods.cli.output import print_json
     from airpods.engine.podman import Podman
+    from airpods.errors import UsageError
 
+    if engine_name(options_of(ctx)) == "docker":
+        raise UsageError(
+            "autostart is for Podman: with Docker, the stack's containers come back when the Docker daemon "
+            "starts (restart policy runtime.restart_policy, unless-stopped by default)",
+            hint="sudo systemctl enable docker; `airpods doctor` checks it",
+        )
     project = stack(options_of(ctx), None).project
     engine = Podman()
     notes: list[str] = []

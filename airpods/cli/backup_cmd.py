@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from airpods.cli.context import engine as engine_of
 from airpods.cli.context import options_of, stack
 
 ServicesOption = Annotated[
@@ -37,13 +38,12 @@ def backup(
     from airpods.cli.output import warn
     from airpods.cli.progress import ByteProgress, ConsoleReporter, human_size
     from airpods.config.files import locate_config
-    from airpods.engine.podman import Podman
     from airpods.secrets import api_key_path
 
     options = options_of(ctx)
     names = _names(services)
     chosen = stack(options, names, every_service=not names)
-    engine = Podman()
+    engine = engine_of(options)
     present = set(engine.volume_projects())
     volumes = [
         (v, users) for v, users in backup_volumes(chosen, with_models) if v in present
@@ -105,13 +105,12 @@ def restore(
     """Verify the whole archive, then restore into stopped services. Never overwrites without --force."""
     from airpods.backup import restore_archive
     from airpods.config.files import locate_config, user_config_path
-    from airpods.engine.podman import Podman
     from airpods.secrets import api_key_path
 
     options = options_of(ctx)
     everything = stack(options, None, every_service=True)
     done = restore_archive(
-        Podman(),
+        engine_of(options),
         archive,
         everything,
         _names(services) or [],

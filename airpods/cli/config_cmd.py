@@ -48,6 +48,8 @@ def validate(
     """Check a configuration file; exit 2 with the key path of the first problem. llama-server
     command_args are checked against the flags of the image that will run (read from it when
     it is present), else against airpods' built-in table; the output says which."""
+    from dataclasses import replace
+
     from airpods.errors import ConfigError
     from airpods.secrets import key_source, read_key
     from airpods.server_flags import resolve_checked
@@ -58,7 +60,7 @@ def validate(
     stack = resolve_checked(
         lambda: resolve_stack(chosen, (), every_service=True),
         lambda: configured_server_images(chosen),
-        engine_if_present(),
+        engine_if_present(replace(options_of(ctx), config=chosen)),
     )
     source = key_source(loaded.config.runtime.api_key)
     if source not in ("generated", "none"):  # your own key: readable and usable, as start needs it

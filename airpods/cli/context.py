@@ -10,6 +10,7 @@ from pathlib import Path
 class Options:
     config: Path | None = None
     debug: bool = False
+    engine: str | None = None  # --engine: podman | docker | auto
 
 
 def options_of(ctx: object) -> Options:
@@ -56,12 +57,39 @@ def stack_source(
     return stack_for
 
 
-def engine_if_present():  # -> Podman | None (lazy import keeps --help fast)
-    """Podman when it is installed (for the commands that also work without it)."""
+def engine_name(options: Options) -> str:
+    """ "podman" or "docker": --engine, else the config's [runtime] engine (see engine.choose)."""
+    from airpods.engine.choose import configured_engine
+    from airpods.engine.choose import engine_name as name_of
+
+    return name_of(options.engine or configured_engine(options.config))
+
+
+def engine(options: Options):  # -> Engine (lazy import keeps --help fast)
+    """The chosen engine; EngineMissing (exit 1, with the install hint) when it is not installed."""
+    from airpods.engine.choose import make_engine
+
+    return make_engine(engine_name(options))
+
+
+def engine_if_present(options: Options):  # -> Engine | None
+    """The chosen engine when it is installed (for the commands that also work without it)."""
     from airpods.engine.errors import EngineMissing
-    from airpods.engine.podman import Podman
 
     try:
-        return Podman()
+        return engine(options)
     except EngineMissing:
         return None
+
+
+def step_renderer(options: Options):  # -> Callable[[Step], tuple[str, ...]]
+    """How the chosen engine's commands are shown (dry runs), whether or not it is installed."""
+    if engine_name(options) == "docker":
+        from functools import partial
+
+        from airpods.engine.docker_argv import secrets_folder, step_argv
+
+        return partial(step_argv, secrets=secrets_folder())
+    from airpods.engine.podman_argv import step_argv as podman_step_argv
+
+    return podman_step_argv

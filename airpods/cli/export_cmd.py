@@ -75,7 +75,7 @@ def kube(
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
             "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n"
         )
-        _write_presets(stack)  # the preset folders the Pods mount (hostPath), as `start` writes them
+        _write_presets(ctx, stack)  # the preset folders the Pods mount (hostPath), as `start` writes them
         name = secret_name(stack)
         if name:
             _ensure_kube_secret(name, export_secret_json(stack, key), stack.labels)
@@ -92,12 +92,12 @@ def kube(
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
 
 
-def _write_presets(stack) -> None:
-    """The routers' preset files on this host (with podman: the volume's models are read too)."""
+def _write_presets(ctx: typer.Context, stack) -> None:
+    """The routers' preset files on this host (with an engine: the volume's models are read too)."""
     from airpods.cli.context import engine_if_present
     from airpods.models.presets import write_presets
 
-    engine = engine_if_present()
+    engine = engine_if_present(options_of(ctx))
     if engine is not None:
         write_presets(stack, engine)
 
@@ -129,7 +129,7 @@ def quadlet(
 
     stack = _stack(ctx, services, None)
     units = quadlet_units(stack, pods)
-    _write_presets(stack)  # the routers' preset files the units mount, as `start` writes them
+    _write_presets(ctx, stack)  # the routers' preset files the units mount, as `start` writes them
     folder = output or Path("airpods-quadlet")
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from airpods.cli.context import engine_if_present, options_of, stack_source
+from airpods.cli.context import engine as engine_of
+from airpods.cli.context import engine_if_present, options_of, stack_source, step_renderer
 
 Services = Annotated[
     list[str] | None,
@@ -57,11 +58,9 @@ def start(
     from airpods.cli.output import print_json, warn
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
-    from airpods.engine.podman import Podman
-    from airpods.engine.podman_argv import step_argv
     from airpods.stack.presets import preset_ini
 
-    present = engine_if_present()
+    present = engine_if_present(options_of(ctx))
     # Pulling only: command_args are not checked (the image's own flag table comes with it).
     stack_for = stack_source(options_of(ctx), services, ensure_key=True, engine=present, check_flags=not pre_fetch)
     if dry_run:
@@ -70,7 +69,7 @@ def start(
         )
         checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
         if as_json:
-            print_json({**plan.to_json(step_argv), "flag_tables": checked})
+            print_json({**plan.to_json(step_renderer(options_of(ctx))), "flag_tables": checked})
         else:
             print(f"# {wanted.gpu.describe()}")
             for source in dict.fromkeys(checked.values()):
@@ -82,9 +81,9 @@ def start(
             for spec in (s for s in wanted.services if s.presets):
                 shown = preset_ini(spec.presets).replace("\n", "\n#   ").rstrip("# ")
                 print(f"# {spec.name}'s preset file (plus sections for models found in the volume):\n#   {shown}")
-            print(plan.render(step_argv))
+            print(plan.render(step_renderer(options_of(ctx))))
         return
-    engine = present or Podman()  # podman missing: Podman() says so
+    engine = present or engine_of(options_of(ctx))  # not installed: this says so
     with ConsoleReporter(quiet=as_json) as reporter:
         if pre_fetch:
             plan = lifecycle.pre_fetch(stack_for(()), engine, reporter, pull.value)
@@ -115,11 +114,14 @@ def stop(
     """Stop and remove the pods. Volumes and their data are always kept."""
     from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
-    from airpods.engine.podman import Podman
 
     with ConsoleReporter() as reporter:
         plan = lifecycle.stop(
-            stack_source(options_of(ctx), services), Podman(), reporter, timeout, remove_orphans=remove_orphans
+            stack_source(options_of(ctx), services),
+            engine_of(options_of(ctx)),
+            reporter,
+            timeout,
+            remove_orphans=remove_orphans,
         )
     for note in plan.notes:
         print(note)
@@ -142,9 +144,8 @@ def restart(
     from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
-    from airpods.engine.podman import Podman
 
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     with ConsoleReporter(quiet=as_json) as reporter:
         _, result = lifecycle.restart(
             stack_source(options_of(ctx), services, ensure_key=True, engine=engine),
@@ -166,9 +167,8 @@ def status(ctx: typer.Context, services: Services = None, as_json: Json = False)
     """State, health, URL, image and uptime of each service (exit 0 even when some are down)."""
     from airpods import lifecycle
     from airpods.cli.render import render_status
-    from airpods.engine.podman import Podman
 
-    render_status(lifecycle.status(stack_source(options_of(ctx), services), Podman()), as_json)
+    render_status(lifecycle.status(stack_source(options_of(ctx), services), engine_of(options_of(ctx))), as_json)
 
 
 def logs(
@@ -180,14 +180,13 @@ def logs(
 ) -> None:
     """Print container logs: one service as is, several interleaved with a service prefix."""
     from airpods.engine.logs import stream_logs
-    from airpods.engine.podman import Podman
     from airpods.errors import RuntimeFailure
     from airpods.lifecycle import stack_in_use
 
     if since is not None:
         _check_since(since)
     stack_for = stack_source(options_of(ctx), services)
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     wanted = stack_in_use(stack_for, engine.pods())
     existing = {c.name for c in engine.containers(wanted.project)}
     chosen = {s.name: s.container for s in wanted.services if s.container in existing}
@@ -209,10 +208,9 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
     from airpods.cli.output import print_json
     from airpods.cli.progress import ConsoleReporter, human_size
     from airpods.cli.table import format_table
-    from airpods.engine.podman import Podman
 
     stack_for = stack_source(options_of(ctx), services, check_flags=False)  # see start --pre-fetch
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     wanted = lifecycle.stack_in_use(stack_for, engine.pods())
     with ConsoleReporter(quiet=as_json) as reporter:
         results = lifecycle.pull(wanted, engine, reporter)

@@ -6,17 +6,19 @@ from typing import Annotated
 
 import typer
 
+from airpods.cli.context import engine as engine_of
 from airpods.cli.context import options_of, stack
 
 
 def doctor(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
 ) -> None:
-    """Check podman, its mode, runtime and network, the GPU, the config and the ports."""
+    """Check the engine (Podman or Docker: its daemon, mode, runtime and network), the GPU, the config
+    and the ports."""
     from airpods.cli.output import print_json
     from airpods.doctor import run_checks
 
-    checks = run_checks(options_of(ctx).config)
+    checks = run_checks(options_of(ctx).config, options_of(ctx).engine)
     if as_json:
         print_json({"checks": [c.__dict__ for c in checks]})
     else:
@@ -44,13 +46,12 @@ def clean(
 ) -> None:
     """Remove what airpods created for this project: only what the flags name."""
     from airpods import lifecycle
-    from airpods.engine.podman import Podman
     from airpods.errors import UsageError
 
     if not (pods or volumes or images):
         raise UsageError("say what to clean: --pods, --volumes and/or --images")
     everything = stack(options_of(ctx), None, every_service=True)
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     if volumes and not yes:
         owners = engine.volume_projects()
         doomed = [v for v in everything.volumes if owners.get(v, "") == everything.project]  # what clean deletes

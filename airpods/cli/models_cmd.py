@@ -7,6 +7,7 @@ from typing import Annotated, cast
 
 import typer
 
+from airpods.cli.context import engine as engine_of
 from airpods.cli.context import options_of, stack
 
 app = typer.Typer(help="GGUF models in the shared llama.cpp volume (and Ollama's).", no_args_is_help=True)
@@ -15,11 +16,10 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing file o
 
 
 def _context(ctx: typer.Context):
-    from airpods.engine.podman import Podman
     from airpods.models.manage import model_store
 
     everything = stack(options_of(ctx), None, every_service=True)
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     return everything, engine, model_store(everything, engine)
 
 
@@ -277,7 +277,6 @@ def chat(
     """Chat in the terminal: through a running instance's API, else llama-cli in a one-off container."""
     import subprocess
 
-    from airpods.engine.podman import Podman
     from airpods.errors import UsageError
     from airpods.lifecycle import stack_key
     from airpods.models.chat import api_chat, first_model
@@ -288,7 +287,7 @@ def chat(
     if not instances:
         raise UsageError("no llama.cpp instance to chat with")
     spec = instances[0]
-    engine = Podman()
+    engine = engine_of(options_of(ctx))
     key = stack_key(wanted) if spec.secrets else None
     if spec.url and spec.container in _running(engine):
         chosen = model or first_model(spec.url, key)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from airpods.errors import ConfigError
 
@@ -44,3 +47,24 @@ def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str
             return path
     path = user_config_path(env)
     return path if path.is_file() else None
+
+
+def parse_toml(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        line = int(found.group(1)) if found else None
+        detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
+        raise ConfigError(f"invalid TOML: {detail}", file=label, line=line) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the file: not UTF-8 text", file=str(path)) from None
+    return parse_toml(text, str(path))

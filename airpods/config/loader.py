@@ -7,8 +7,6 @@ Every failure is one ConfigError naming the file, the key path and what was expe
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from airpods.config.files import DEFAULTS_LABEL, default_toml_text, locate_config
+from airpods.config.files import DEFAULTS_LABEL, default_toml_text, locate_config, parse_toml, read_toml
 from airpods.config.merge import apply_extends, deep_merge
 from airpods.config.paths import resolve_host_folders
 from airpods.config.schema import Config
@@ -67,27 +65,6 @@ def source_of(user: dict[str, Any], path: Path | None, key: str | None) -> str:
             return DEFAULTS_LABEL
         node = node[part]
     return str(path)
-
-
-def parse_toml(text: str, label: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        line = int(found.group(1)) if found else None
-        detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
-        raise ConfigError(f"invalid TOML: {detail}", file=label, line=line) from None
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("cannot read the file: not UTF-8 text", file=str(path)) from None
-    return parse_toml(text, str(path))
 
 
 def load_config(

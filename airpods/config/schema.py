@@ -321,7 +321,7 @@ class Service(_Model):
 
 
 class Runtime(_Model):
-    engine: Literal["podman"] = "podman"
+    engine: Literal["podman", "docker", "auto"] = "auto"  # see engine/choose.py
     project: DnsLabel = "airpods"
     bind_address: str = "127.0.0.1"
     network: Name = "airpods"

@@ -1,7 +1,7 @@
-"""The Docker Engine implementation of engine.base.Engine (issue 20, in progress on this branch:
-not selectable from the CLI yet). Runs the `docker` CLI (DOCKER_HOST honoured) with a timeout on
-every call and carries docker's stderr in the same typed errors as Podman. See docker_argv.py
-for how the Stack maps onto an engine without pods or secrets."""
+"""The Docker Engine implementation of engine.base.Engine (`--engine docker`, engine/choose.py).
+Runs the `docker` CLI (DOCKER_HOST honoured) with a timeout on every call and carries docker's
+stderr in the same typed errors as Podman. See docker_argv.py for how the Stack maps onto an
+engine without pods or secrets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
-from airpods.engine.docker_argv import POD_LABEL, gpu_options, step_argv, volume_option
+from airpods.engine.docker_argv import POD_LABEL, gpu_options, secrets_folder, step_argv, volume_option
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
@@ -33,11 +33,7 @@ class Docker:
                 hint="install Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io), then `airpods doctor`",
             )
         self.binary = found
-        if secrets is None:
-            from airpods.state import state_dir
-
-            secrets = state_dir() / "docker-secrets"
-        self.secrets = secrets
+        self.secrets = secrets or secrets_folder()
 
     def argv(self, args: Sequence[str]) -> list[str]:
         args = list(args)

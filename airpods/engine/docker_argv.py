@@ -1,5 +1,4 @@
-"""The Stack's facts and the Plan's steps as Docker Engine argv (the second engine, issue 20;
-work in progress on this branch: the renderer and its tests, not wired into the CLI yet).
+"""The Stack's facts and the Plan's steps as Docker Engine argv (the second engine).
 
 Docker has no pods: a service's container joins the stack network itself with the service's
 aliases and publishes its own ports; a pod step renders to nothing, and stop/remove act on the
@@ -19,6 +18,14 @@ from airpods.plan import Step
 from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
 
 POD_LABEL = "io.airpods.pod"
+
+
+def secrets_folder() -> Path:
+    """Where the Docker engine keeps the stack's secrets as files (in airpods' private state
+    folder, 0700)."""
+    from airpods.state import state_path
+
+    return state_path() / "docker-secrets"
 
 
 def publish_option(publish: Publish) -> str:

@@ -1,7 +1,8 @@
-"""Typed engine failures carrying podman's own words."""
+"""Typed engine failures carrying the engine's own words (podman's or docker's)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 
@@ -9,17 +10,17 @@ from airpods.errors import RuntimeFailure
 
 
 class EngineMissing(RuntimeFailure):
-    """podman is not installed or not on PATH."""
+    """The engine's CLI (podman, docker) is not installed or not on PATH."""
 
 
 class EngineError(RuntimeFailure):
-    """A podman command failed: argv, exit code and the tail of its stderr."""
+    """An engine command failed: argv, exit code and the tail of its stderr."""
 
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str, hint: str | None = None) -> None:
         self.argv, self.returncode = list(argv), returncode
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         self.stderr_tail = "\n".join(lines[-5:])
-        command = shlex.join(["podman", *self.argv[1:]])
+        command = shlex.join([_tool(self.argv), *self.argv[1:]])
         message = f"`{command}` failed (exit {returncode})" + (f": {self.stderr_tail}" if lines else "")
         super().__init__(message, hint)
 
@@ -30,5 +31,10 @@ class EngineTimeout(EngineError):
             argv,
             -1,
             f"timed out after {timeout:g} s",
-            hint="podman did not answer; `podman info` shows whether it is healthy",
+            hint=f"{_tool(argv)} did not answer; `{_tool(argv)} info` shows whether it is healthy",
         )
+
+
+def _tool(argv: Sequence[str]) -> str:
+    """The engine CLI's name as the user types it ("podman", "docker"), not its full path."""
+    return os.path.basename(argv[0]) if argv else "podman"

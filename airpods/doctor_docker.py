@@ -1,0 +1,165 @@
+"""`airpods doctor` for the Docker engine: the CLI, the daemon's socket and who may use it, the
+daemon's version and mode. Facts: the socket is $DOCKER_HOST (unix://PATH) else
+/var/run/docker.sock, owned by root and the `docker` group, mode 0660 (dockerd(8) `--group`);
+group membership reaches a session only after a new login or `newgrp docker` (usermod(8))."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from airpods.doctor import Check, version_tuple
+from airpods.errors import AirpodsError
+
+if TYPE_CHECKING:
+    from airpods.engine.docker import Docker
+
+MIN_DOCKER = (20, 10)
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+
+
+def socket_path(env: dict[str, str] | None = None) -> Path | None:
+    """The daemon's unix socket ($DOCKER_HOST unix://…, else the default); None for tcp/ssh hosts."""
+    host = (os.environ if env is None else env).get("DOCKER_HOST", "")
+    if not host:
+        return DEFAULT_SOCKET
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
+
+
+@dataclass(frozen=True)
+class Who:
+    """The user running doctor: name, uid, the groups this process has, and a group's members."""
+
+    user: str
+    uid: int
+    groups: frozenset[int]
+    members: Callable[[int], frozenset[str]]
+
+    @classmethod
+    def current(cls) -> Who:
+        uid = os.getuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+
+        def members(gid: int) -> frozenset[str]:
+            try:
+                return frozenset(grp.getgrgid(gid).gr_mem)
+            except KeyError:
+                return frozenset()
+
+        return cls(user, uid, frozenset([os.getgid(), *os.getgroups()]), members)
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def socket_check(path: Path, who: Who) -> Check:
+    """Whether this user may talk to the daemon through its socket, with the exact fix if not."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Check(
+            "docker socket",
+            "FAIL",
+            f"{path} does not exist: the Docker daemon is not running",
+            "sudo systemctl enable --now docker"
+            + ("" if path == DEFAULT_SOCKET else f" (or start the daemon on {path})"),
+        )
+    except OSError as exc:
+        return Check("docker socket", "FAIL", f"{path}: {exc.strerror}", "check the folder's permissions")
+    group = group_name(st.st_gid)
+    mode = f"{st.st_mode & 0o777:04o}"
+    detail = f"{path} (owner uid {st.st_uid}, group {group}, mode {mode})"
+    usable = who.uid in (0, st.st_uid) or (st.st_gid in who.groups and st.st_mode & 0o060 == 0o060)
+    if usable:
+        note = "; members of its group are root-equivalent on this machine" if who.uid != 0 else ""
+        return Check("docker socket", "OK", detail + note)
+    if who.user in who.members(st.st_gid):
+        return Check(
+            "docker socket",
+            "FAIL",
+            f"{detail}: {who.user} is in group {group}, but this login session is not yet",
+            f"log out and in again (or run `newgrp {group}`)",
+        )
+    return Check(
+        "docker socket",
+        "FAIL",
+        f"{detail}: {who.user} may not use it",
+        f"sudo usermod -aG {group} {who.user}, then log out and in again "
+        f"(membership of {group} is root-equivalent; rootless Docker is the alternative)",
+    )
+
+
+def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
+    """The Docker checks and the engine when the daemon answers (else None)."""
+    from airpods.engine.docker import Docker
+    from airpods.engine.errors import EngineMissing
+
+    try:
+        engine = Docker()
+    except EngineMissing as exc:
+        return [Check("docker", "FAIL", exc.message, exc.hint or "")], None
+    checks = []
+    path = socket_path()
+    if path is not None:
+        checks.append(socket_check(path, who or Who.current()))
+    try:
+        version = engine.version()
+        info = engine.info()
+    except AirpodsError as exc:
+        if not any(c.level == "FAIL" for c in checks):
+            checks.append(Check("docker daemon", "FAIL", exc.message, "`docker info` shows what is wrong"))
+        return checks, None
+    ok = version_tuple(version) >= MIN_DOCKER
+    checks.append(
+        Check(
+            "docker",
+            "OK" if ok else "WARN",
+            f"{engine.binary} (daemon {version})",
+            "" if ok else "airpods needs Docker Engine 20.10 or newer: upgrade docker",
+        )
+    )
+    rootless = any("rootless" in str(o) for o in info.get("SecurityOptions") or [])
+    checks.append(Check("mode", "OK", "rootless" if rootless else "rootful"))
+    runtime = info.get("DefaultRuntime") or "?"
+    checks.append(Check("runtime", "OK", f"{runtime} (storage {info.get('Driver', '?')})"))
+    return checks, engine
+
+
+def reboot_check(restart_policy: str) -> Check:
+    """Docker brings containers back itself when its daemon starts at boot (with a restart
+    policy other than "no"); `airpods autostart` is Podman's way."""
+    import shutil
+    import subprocess
+
+    if restart_policy == "no":
+        return Check(
+            "reboot",
+            "WARN",
+            'runtime.restart_policy = "no": after a reboot the stack stays down',
+            'set runtime.restart_policy = "unless-stopped" and run `airpods start`',
+        )
+    if not shutil.which("systemctl"):
+        return Check("reboot", "OK", f"containers restart with the Docker daemon (policy {restart_policy})")
+    done = subprocess.run(
+        ["systemctl", "is-enabled", "docker.service"], capture_output=True, text=True, timeout=10, check=False
+    )
+    enabled = done.stdout.strip() == "enabled"
+    return Check(
+        "reboot",
+        "OK" if enabled else "WARN",
+        f"containers restart with the Docker daemon (policy {restart_policy}); docker.service is "
+        f"{done.stdout.strip() or 'unknown to systemd'}",
+        "" if enabled else "sudo systemctl enable docker",
+    )
