@@ -37,7 +37,7 @@ class Docker:
 
     def argv(self, args: Sequence[str]) -> list[str]:
         args = list(args)
-        return [self.binary, *args[1:]] if args and args[0] == "docker" else [self.binary, *args]
+        return [self.binary, *args[1:]] if args and args[0] in ("docker", self.binary) else [self.binary, *args]
 
     def run(
         self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None

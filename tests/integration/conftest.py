@@ -1,7 +1,10 @@
-"""Integration fixtures: the real airpods CLI against real Podman on the offline rig.
+"""Integration fixtures: the real airpods CLI against real Podman (and real Docker Engine) on the
+offline rig.
 
 The rig (scripts/rig, run by scripts/test) serves the real image names from a loopback registry
-and gives the tests a Podman store of their own.
+and gives the tests a Podman store of their own and, as root, a Docker daemon of their own.
+Engine-neutral tests take the `engine` fixture and run once per engine of AIRPODS_TEST_ENGINES
+(the rig says which: "podman docker" as root, "podman" for the rootless pass).
 Every test starts from nothing airpods-made and leaves nothing behind, even when it fails."""
 
 from __future__ import annotations
@@ -20,10 +23,52 @@ from pathlib import Path
 import pytest
 
 MANAGED = "label=io.airpods.managed=true"
+ENGINES = tuple(os.environ.get("AIRPODS_TEST_ENGINES", "podman").split())
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def docker_json(*args: str) -> list:
+    """`docker … --format '{{json .}}'`: one object a line."""
+    out = docker(*args, "--format", "{{json .}}").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def docker_inspect(*names: str) -> list:
+    return json.loads(docker("inspect", *names).stdout) if names else []
+
+
+def pytest_generate_tests(metafunc):
+    if "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ENGINES, scope="function")
+
+
+def remove_everything_docker_made() -> None:
+    """The Docker twin of remove_everything_airpods_made, in the rig's own dockerd."""
+    ids = docker("ps", "-aq", "--filter", MANAGED).stdout.split()
+    if ids:
+        docker("rm", "--force", *ids, check=False)
+    for volume in docker_json("volume", "ls"):
+        if volume["Name"].startswith("airpods_") or "io.airpods.managed=true" in (volume.get("Labels") or ""):
+            docker("volume", "rm", "--force", volume["Name"], check=False)
+    for network in docker_json("network", "ls", "--filter", MANAGED):
+        docker("network", "rm", network["Name"], check=False)
+
+
+def docker_problem() -> str | None:
+    """Why the rig's Docker daemon cannot serve the tests here, or None."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not shutil.which("docker") or not host.startswith("unix:///run/airpods-test"):
+        return "needs the rig's own Docker daemon (scripts/rig up as root exports DOCKER_HOST)"
+    if docker("version", check=False, timeout=30).returncode != 0:
+        return f"the rig's Docker daemon at {host} does not answer (see $AIRPODS_RIG/../docker/dockerd.log)"
+    return None
 
 
 def podman_json(*args: str):
@@ -89,18 +134,57 @@ class Run:
 
 
 class Airpods:
-    """Runs the real `airpods` command in a subprocess, with this test's config file."""
+    """Runs the real `airpods` command in a subprocess, with this test's config file, on one
+    engine (Podman: as a user without a setting gets it, by `auto`; Docker: `--engine docker`)."""
 
-    def __init__(self, tmp_path: Path, name: str = "airpods.toml") -> None:
+    def __init__(self, tmp_path: Path, name: str = "airpods.toml", engine: str = "podman") -> None:
         self.config = tmp_path / name
+        self.engine = engine
         if not self.config.exists():
             self.config.write_text("")
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The engine's own CLI (podman or docker), for what a test checks behind airpods' back."""
+        return (docker if self.engine == "docker" else podman)(*args, check=check, timeout=timeout)
+
+    def pods(self) -> set[str]:
+        """airpods' pods (Docker: the pod labels of its containers)."""
+        if self.engine == "docker":
+            out = docker("ps", "-a", "--filter", MANAGED, "--format", '{{.Label "io.airpods.pod"}}').stdout
+            return set(out.split())
+        return {p["Name"] for p in podman_json("pod", "ps", "--filter", MANAGED)}
+
+    def volumes(self, *filters: str) -> set[str]:
+        out = self.ctr("volume", "ls", *(arg for f in filters for arg in ("--filter", f)), "--format", "{{.Name}}")
+        return set(out.stdout.split())
+
+    def container_ids(self) -> dict[str, str]:
+        """Container name → ID of airpods' containers (not pods' infra containers)."""
+        if self.engine == "docker":
+            rows = docker("ps", "-a", "--filter", MANAGED, "--format", "{{.Names}} {{.ID}}").stdout.splitlines()
+            ids = dict(row.split() for row in rows if row.strip())
+            full = {c["Id"][:12]: c["Id"] for c in docker_inspect(*ids.values())}
+            return {name: full[short[:12]] for name, short in ids.items()}
+        return container_ids()
+
+    def published(self) -> set[tuple[str, int]]:
+        """(host address, host port) of every running container's published ports."""
+        if self.engine == "docker":
+            ids = docker("ps", "-q").stdout.split()
+            return {
+                (b["HostIp"], int(b["HostPort"]))
+                for c in docker_inspect(*ids)
+                for binds in (c["NetworkSettings"]["Ports"] or {}).values()
+                for b in binds or []
+            }
+        return {(p["host_ip"], p["host_port"]) for c in podman_json("ps") for p in c.get("Ports") or []}
 
     def write_config(self, text: str) -> None:
         self.config.write_text(textwrap.dedent(text))
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "airpods", "--config", str(self.config), *args]
+        engine = ["--engine", "docker"] if self.engine == "docker" else []
+        return [sys.executable, "-m", "airpods", "--config", str(self.config), *engine, *args]
 
     def __call__(self, *args: str, timeout: float = 300) -> Run:
         done = subprocess.run(
@@ -128,25 +212,36 @@ class Airpods:
 
 
 @pytest.fixture
+def engine(request) -> str:
+    """The engine an engine-neutral test runs on (parametrised by pytest_generate_tests)."""
+    if request.param == "docker" and (why := docker_problem()):
+        pytest.skip(why)
+    return request.param
+
+
+@pytest.fixture
 def airpods(rig, tmp_path, request) -> Airpods:
-    remove_everything_airpods_made()
-    yield Airpods(tmp_path)
+    engine = request.getfixturevalue("engine") if "engine" in request.fixturenames else "podman"
+    clean = remove_everything_docker_made if engine == "docker" else remove_everything_airpods_made
+    clean()
+    yield Airpods(tmp_path, engine=engine)
     failed = getattr(request.node, "rep_call_failed", False)
     if failed:
-        _save_artifacts(request.node.name)
+        _save_artifacts(request.node.name, engine)
     if not (failed and os.environ.get("AIRPODS_E2E_KEEP_FAILED") == "1"):
-        remove_everything_airpods_made()
+        clean()
 
 
-def _save_artifacts(name: str) -> None:
-    """On failure: podman ps and every airpods container's log, for the CI log reader."""
+def _save_artifacts(name: str, engine: str = "podman") -> None:
+    """On failure: the engine's ps and every airpods container's log, for the CI log reader."""
     out = Path(os.environ.get("AIRPODS_E2E_ARTIFACTS", "/tmp/airpods-e2e-artifacts")) / name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ps.json").write_text(podman("ps", "-a", "--format", "json", check=False).stdout)
-    for ctr in podman_json("ps", "-a", "--filter", MANAGED):
-        for cname in ctr.get("Names") or []:
-            logs = podman("logs", cname, check=False)
-            (out / f"{cname}.log").write_text(logs.stdout + logs.stderr)
+    cli = docker if engine == "docker" else podman
+    (out / "ps.json").write_text(cli("ps", "-a", "--format", "{{json .}}", check=False).stdout)
+    names = cli("ps", "-a", "--filter", MANAGED, "--format", "{{.Names}}", check=False).stdout.split()
+    for cname in names:
+        logs = cli("logs", cname, check=False)
+        (out / f"{cname}.log").write_text(logs.stdout + logs.stderr)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

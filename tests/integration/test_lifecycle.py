@@ -1,4 +1,5 @@
-"""start / status / stop / logs / pre-fetch on real Podman, with images served offline."""
+"""start / status / stop / logs / pre-fetch on real Podman and (the engine-neutral tests, those
+taking `engine`) on real Docker Engine, with images served offline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import socket
 import time
 
-from tests.integration.conftest import container_ids, eventually, podman, podman_json
+from tests.integration.conftest import eventually, podman, podman_json
 
 STACK = ["ollama", "open-webui", "llamacpp"]
 
@@ -17,7 +18,7 @@ def pods() -> set[str]:
     return {p["Name"] for p in podman_json("pod", "ps", "--filter", "label=io.airpods.managed=true")}
 
 
-def test_start_brings_the_default_stack_up_healthy_and_status_reports_it(airpods):
+def test_start_brings_the_default_stack_up_healthy_and_status_reports_it(airpods, engine):
     started = airpods("start", "--json")
     assert started.code == 0, started.err
     data = started.json()
@@ -35,53 +36,53 @@ def test_start_brings_the_default_stack_up_healthy_and_status_reports_it(airpods
     assert llama["pod"] == "llamacpp" and llama["container"] == "llamacpp-0"
     assert isinstance(llama["uptime_s"], int) and llama["up_to_date"] is True
     # Published on loopback only, on the ports the defaults document.
-    published = {(p["host_ip"], p["host_port"]) for c in podman_json("ps") for p in c.get("Ports") or []}
+    published = airpods.published()
     assert {("127.0.0.1", 11434), ("127.0.0.1", 3000), ("127.0.0.1", 8081)} <= published
 
 
-def test_pods_reach_each_other_by_alias_on_the_airpods_network(airpods):
+def test_pods_reach_each_other_by_alias_on_the_airpods_network(airpods, engine):
     assert airpods("start", "ollama", "open-webui").code == 0
     # The Open WebUI stand-in asks Ollama at the alias its env was given.
-    env = podman("exec", "open-webui-0", "env").stdout
+    env = airpods.ctr("exec", "open-webui-0", "env").stdout
     assert "OLLAMA_BASE_URLS=http://ollama:11434" in env
-    answer = podman("exec", "open-webui-0", "wget", "-qO-", "http://ollama:11434/api/version").stdout
+    answer = airpods.ctr("exec", "open-webui-0", "wget", "-qO-", "http://ollama:11434/api/version").stdout
     assert "standin" in answer
 
 
-def test_second_start_leaves_healthy_services_alone(airpods):
+def test_second_start_leaves_healthy_services_alone(airpods, engine):
     assert airpods("start").code == 0
-    before = container_ids()
+    before = airpods.container_ids()
     again = airpods("start", "--json")
     assert again.code == 0, again.err
-    assert container_ids() == before
+    assert airpods.container_ids() == before
     assert "llamacpp: running and unchanged, left alone" in again.json()["notes"]
 
 
-def test_config_change_recreates_only_that_service(airpods):
+def test_config_change_recreates_only_that_service(airpods, engine):
     assert airpods("start").code == 0
-    before = container_ids()
+    before = airpods.container_ids()
     airpods.write_config("[services.llamacpp.command_args]\nctx_size = 2048\n")
     assert airpods("status", "--json").json()["services"][2]["up_to_date"] is False
     changed = airpods("start")
     assert changed.code == 0, changed.err
-    after = container_ids()
+    after = airpods.container_ids()
     assert after["ollama-0"] == before["ollama-0"] and after["open-webui-0"] == before["open-webui-0"]
     assert after["llamacpp-0"] != before["llamacpp-0"]
-    args = podman("inspect", "llamacpp-0", "--format", "{{json .Config.Cmd}}").stdout
+    args = airpods.ctr("inspect", "llamacpp-0", "--format", "{{json .Config.Cmd}}").stdout
     assert '"--ctx-size","2048"' in args.replace(" ", "")
 
 
-def test_stop_removes_pods_and_keeps_volume_data(airpods):
+def test_stop_removes_pods_and_keeps_volume_data(airpods, engine):
     assert airpods("start", "ollama").code == 0
-    podman("exec", "ollama-0", "sh", "-c", "echo kept > /root/.ollama/marker")
+    airpods.ctr("exec", "ollama-0", "sh", "-c", "echo kept > /root/.ollama/marker")
     stopped = airpods("stop")
     assert stopped.code == 0 and "volumes kept" in stopped.out
-    assert pods() == set()
-    assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
+    assert airpods.pods() == set()
+    assert "airpods_ollama_data" in airpods.volumes()
     again = airpods("stop")
     assert again.code == 0 and "nothing to stop" in again.out
     assert airpods("start", "ollama").code == 0
-    assert podman("exec", "ollama-0", "cat", "/root/.ollama/marker").stdout.strip() == "kept"
+    assert airpods.ctr("exec", "ollama-0", "cat", "/root/.ollama/marker").stdout.strip() == "kept"
 
 
 def test_pre_fetch_pulls_through_the_mirror_without_starting(airpods):
@@ -103,7 +104,7 @@ def test_pre_fetch_pulls_through_the_mirror_without_starting(airpods):
     assert all(f"{image}: already present" in again.out + again.err for image in images)
 
 
-def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airpods):
+def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airpods, engine):
     airpods.write_config("""
         [services.ollama]
         entrypoint_override = ["/bin/sh", "-c", "echo model-store-corrupt >&2; sleep 1; exit 3"]
@@ -116,22 +117,22 @@ def test_container_that_exits_during_start_fails_at_once_and_is_rolled_back(airp
     assert "ollama" in failed.err and "exit code 3" in failed.err
     assert "model-store-corrupt" in failed.err  # its last log lines are shown
     assert took < 20  # not the 120 s health timeout
-    assert pods() == {"open-webui", "llamacpp"}  # only the failed service's pod was removed
+    assert airpods.pods() == {"open-webui", "llamacpp"}  # only the failed service's pod was removed
     assert "removed the failed services' pods (ollama)" in failed.err
     assert "open-webui, llamacpp are up and kept running" in failed.err
-    assert "airpods_ollama_data" in {v["Name"] for v in podman_json("volume", "ls")}
+    assert "airpods_ollama_data" in airpods.volumes()
 
 
-def test_keep_failed_keeps_the_pods(airpods):
+def test_keep_failed_keeps_the_pods(airpods, engine):
     airpods.write_config("""
         [services.ollama]
         entrypoint_override = ["/bin/sh", "-c", "exit 4"]
     """)
     assert airpods("start", "ollama", "--keep-failed").code == 1
-    assert pods() == {"ollama"}
+    assert airpods.pods() == {"ollama"}
 
 
-def test_health_timeout_names_the_last_answer(airpods):
+def test_health_timeout_names_the_last_answer(airpods, engine):
     airpods.write_config("""
         [services.open-webui.health]
         path = "/not-there"
@@ -140,10 +141,10 @@ def test_health_timeout_names_the_last_answer(airpods):
     failed = airpods("start", "open-webui")
     assert failed.code == 1
     assert "not ready after 2 s (last answer: HTTP 404)" in failed.err
-    assert pods() == set()
+    assert airpods.pods() == set()
 
 
-def test_port_conflict_is_found_before_anything_is_created(airpods):
+def test_port_conflict_is_found_before_anything_is_created(airpods, engine):
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 3000))
@@ -151,8 +152,8 @@ def test_port_conflict_is_found_before_anything_is_created(airpods):
         failed = airpods("start")
     assert failed.code == 1
     assert "127.0.0.1:3000" in failed.err and "python" in failed.err and "nothing was created" in failed.err
-    assert pods() == set()
-    assert not podman_json("volume", "ls", "--filter", "label=io.airpods.managed=true")
+    assert airpods.pods() == set()
+    assert not airpods.volumes("label=io.airpods.managed=true")
 
 
 def test_second_concurrent_start_waits_for_the_lock_then_fails_clearly(airpods, tmp_path):
@@ -176,22 +177,22 @@ def test_two_starts_at_once_both_succeed_one_after_the_other(airpods):
     assert pods() == {"ollama", "open-webui", "llamacpp"}
 
 
-def test_ctrl_c_during_start_leaves_no_half_created_pods(airpods):
+def test_ctrl_c_during_start_leaves_no_half_created_pods(airpods, engine):
     airpods.write_config("""
         [services.llamacpp.health]
         path = "/never-ready"
         timeout_s = 300
     """)
     proc = airpods.popen("start")
-    assert eventually(lambda: "llamacpp" in pods(), timeout=60)
+    assert eventually(lambda: "llamacpp" in airpods.pods(), timeout=60)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130, proc.stderr.read()
     assert "interrupted" in proc.stderr.read()
-    assert pods() == set()
+    assert airpods.pods() == set()
 
 
-def test_logs_tail_and_follow(airpods):
+def test_logs_tail_and_follow(airpods, engine):
     assert airpods("start", "ollama", "llamacpp").code == 0
     one = airpods("logs", "ollama", "-n", "1")
     assert one.code == 0 and one.out.strip() == "stand-in for ollama listening on 11434"
@@ -201,7 +202,7 @@ def test_logs_tail_and_follow(airpods):
     follow = airpods.popen("logs", "-f", "ollama")
     try:
         assert "stand-in for ollama" in follow.stdout.readline()
-        podman("exec", "ollama-0", "sh", "-c", "echo followed-line > /proc/1/fd/1")
+        airpods.ctr("exec", "ollama-0", "sh", "-c", "echo followed-line > /proc/1/fd/1")
         assert "followed-line" in follow.stdout.readline()
     finally:
         follow.terminate()
