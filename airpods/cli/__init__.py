@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from airpods import __version__
@@ -24,6 +24,12 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class EngineChoice(StrEnum):  # engine/choose.py's CHOICES (importing it here would slow --help)
+    auto = "auto"
+    podman = "podman"
+    docker = "docker"
 
 
 def _print_version(value: bool) -> None:
@@ -43,10 +49,9 @@ def root(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     engine: Annotated[
-        str | None,
+        EngineChoice | None,
         typer.Option(
             "--engine",
-            click_type=click.Choice(["podman", "docker", "auto"]),
             help="Container engine (else [runtime] engine of the config, else auto: Podman if installed, else Docker).",
             show_default=False,
         ),
@@ -55,7 +60,7 @@ def root(
         bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    ctx.obj = Options(config=config, debug=debug, engine=engine)
+    ctx.obj = Options(config=config, debug=debug, engine=engine.value if engine else None)
 
 
 # Command modules, in help order, and the commands each one registers. Only the module of the

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
-from airpods.engine.docker_argv import POD_LABEL, gpu_options, secrets_folder, step_argv, volume_option
+from airpods.engine.docker_argv import POD_LABEL, env_file, gpu_options, secrets_folder, step_argv, volume_option
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.engine.process import run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
+from airpods.stack.model import SecretUse
 
 LONG_TIMEOUT_S = 24 * 3600.0
 
@@ -55,7 +57,7 @@ class Docker:
         except subprocess.TimeoutExpired:
             raise EngineTimeout(argv, timeout) from None
         if check and done.returncode != 0:
-            raise EngineError(argv, done.returncode, done.stderr)
+            raise EngineError(argv, done.returncode, done.stderr, hint=daemon_hint(done.stderr))
         return done
 
     def lines_json(self, args: Sequence[str]) -> list[dict[str, Any]]:
@@ -84,9 +86,20 @@ class Docker:
             else:
                 self.run(["rm", "--force", *names], step.timeout_s)
             return
+        if step.kind == "container" and step.spec is not None:
+            self._write_env_files(step.spec.secrets)
         argv = step_argv(step, self.secrets)
         if argv:
             self.run(argv, step.timeout_s, input_text=step.stdin)
+
+    def _write_env_files(self, uses: Iterable[SecretUse]) -> None:
+        """The env files of the secrets a container gets as variables (docker run --env-file)."""
+        from airpods.files import write_atomic
+
+        for use in uses:
+            if use.type == "env":
+                value = (self.secrets / use.name).read_text()
+                write_atomic(env_file(use, self.secrets), f"{use.target}={value}\n".encode(), mode=0o600)
 
     def _pod_containers(self, pod: str) -> list[str]:
         return self.run(["ps", "-aq", "--filter", f"label={POD_LABEL}={pod}"]).stdout.split()
@@ -286,17 +299,18 @@ class Docker:
         return {str(r.get("Name")): project_of(r.get("Labels")) for r in self.inspect("volume", names)}
 
     def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
-        """A 0400 file (mounted read-only where the stack wants it) and its env-file twin (0600)."""
+        """A 0400 file in airpods' private state folder, mounted read-only where the stack wants
+        it (or turned into a 0600 env file when a container starts: _write_env_files)."""
         from airpods.files import write_atomic
+        from airpods.state import state_dir
 
+        state_dir()  # the parent: private (0700)
         self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(self.secrets / name, value.encode(), mode=0o400)
-        variable = "OPENAI_API_KEYS"  # the one env secret the stack hands over (Open WebUI's)
-        write_atomic(self.secrets / f"{name}.env", f"{variable}={value}\n".encode(), mode=0o600)
 
     def remove_secrets(self, names: Iterable[str]) -> None:
         for name in names:
-            for path in (self.secrets / name, self.secrets / f"{name}.env"):
+            for path in (self.secrets / name, *self.secrets.glob(f"{name}.*.env")):
                 path.unlink(missing_ok=True)
 
     def secret_projects(self) -> dict[str, str | None]:
@@ -316,11 +330,19 @@ class Docker:
     def run_one_off(
         self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
-        done = self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
-        if on_line:
-            for line in (done.stdout + done.stderr).splitlines():
-                on_line(line)
-        return done
+        """As Podman.run_one_off: output captured, `on_line` sees each line as it comes."""
+        if on_line is None:
+            return self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
+        return run_streaming(self.one_off_argv(job), on_line, timeout_s)
+
+
+def daemon_hint(stderr: str) -> str | None:
+    """The next step when docker's client could not reach its daemon (its own words)."""
+    if "permission denied while trying to connect to the Docker daemon" in stderr:
+        return "this user may not use the Docker socket: `airpods --engine docker doctor` gives the exact fix"
+    if "Cannot connect to the Docker daemon" in stderr:
+        return "start the Docker daemon (sudo systemctl enable --now docker); `airpods doctor` checks it"
+    return None
 
 
 def _unix(stamp: str | None) -> int:

@@ -42,7 +42,12 @@ def secret_options(use: SecretUse, secrets: Path) -> list[str]:
     """A secret as Docker can carry it: a read-only bind of its 0400 file, or an env file."""
     if use.type == "mount":
         return ["--volume", f"{secrets / use.name}:{use.target}:ro"]
-    return ["--env-file", str(secrets / f"{use.name}.env")]
+    return ["--env-file", str(env_file(use, secrets))]
+
+
+def env_file(use: SecretUse, secrets: Path) -> Path:
+    """The 0600 env file that hands secret `use.name` over as variable `use.target`."""
+    return secrets / f"{use.name}.{use.target}.env"
 
 
 def gpu_options(request: GpuRequest | None) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 from airpods.engine.base import ContainerState, OneOff
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.engine.podman_argv import one_off_args, step_argv
+from airpods.engine.process import run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
@@ -295,32 +296,7 @@ class Podman:
         container is stopped)."""
         if on_line is None:
             return self.run(one_off_args(job), timeout=timeout_s, check=False)
-        import threading
-
-        argv = self.argv(one_off_args(job))
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
-        )
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            process.kill()
-
-        timer = threading.Timer(timeout_s, expire)
-        timer.start()
-        lines: list[str] = []
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.append(line)
-                on_line(line.rstrip("\n"))
-            process.wait()
-        finally:
-            timer.cancel()
-        if expired.is_set():
-            raise EngineTimeout(argv, timeout_s)
-        return subprocess.CompletedProcess(argv, process.returncode, "".join(lines), "")
+        return run_streaming(self.argv(one_off_args(job)), on_line, timeout_s)
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""

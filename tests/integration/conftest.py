@@ -274,11 +274,18 @@ def tiny_model(tmp_path_factory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
 
 
-def put_in_volume(volume: str, *files: Path) -> None:
-    """Copy files into a named volume through podman (rootful or rootless alike)."""
+def put_in_volume(volume: str, *files: Path, engine: str = "podman") -> None:
+    """Copy files into a named volume through podman (rootful or rootless alike), or into a
+    volume of the rig's rootful dockerd through its mountpoint."""
     import tarfile
     import tempfile
 
+    if engine == "docker":
+        docker("volume", "create", "--label", "io.airpods.managed=true", volume)
+        mountpoint = Path(docker("volume", "inspect", "--format", "{{.Mountpoint}}", volume).stdout.strip())
+        for path in files:
+            shutil.copyfile(path, mountpoint / path.name)
+        return
     if podman("volume", "exists", volume, check=False).returncode != 0:
         podman("volume", "create", "--label", "io.airpods.managed=true", volume)
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,7 +298,7 @@ def put_in_volume(volume: str, *files: Path) -> None:
 
 @pytest.fixture
 def model_volume(airpods, tiny_model) -> str:
-    put_in_volume("airpods_llamacpp_models", tiny_model)
+    put_in_volume("airpods_llamacpp_models", tiny_model, engine=airpods.engine)
     return "airpods_llamacpp_models"
 
 

@@ -1,5 +1,6 @@
 """llama.cpp through `airpods start` only: a real llama-server serving a real tiny GGUF model
-to the real `openai` client, with the stack's API key, on one or more instances."""
+to the real `openai` client, with the stack's API key, on one or more instances; every test on
+Podman and on Docker Engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import urllib.request
 import openai
 import pytest
 
-from tests.integration.conftest import openai_env, podman
+from tests.integration.conftest import openai_env
 from tests.unit.helpers import single_model_toml
 
 EMBEDDINGS = """
@@ -25,7 +26,7 @@ def client(airpods, name=None) -> openai.OpenAI:
     return openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=60)
 
 
-def test_openai_client_models_chat_stream_completions_embeddings(airpods, model_volume):
+def test_openai_client_models_chat_stream_completions_embeddings(airpods, engine, model_volume):
     airpods.write_config(EMBEDDINGS)
     started = airpods("start", "llamacpp")
     assert started.code == 0, started.err
@@ -54,7 +55,7 @@ def test_openai_client_models_chat_stream_completions_embeddings(airpods, model_
     assert len(vector) == 64 and any(v != 0 for v in vector)
 
 
-def test_requests_without_the_key_get_401_and_the_key_stays_out_of_argv_and_inspect(airpods, model_volume):
+def test_requests_without_the_key_get_401_and_the_key_stays_out_of_argv_and_inspect(airpods, engine, model_volume):
     assert airpods("start", "llamacpp").code == 0
     env = openai_env(airpods)
     with pytest.raises(openai.AuthenticationError):
@@ -64,13 +65,13 @@ def test_requests_without_the_key_get_401_and_the_key_stays_out_of_argv_and_insp
         urllib.request.urlopen(request, timeout=10)
     assert denied.value.code == 401
     key = env["OPENAI_API_KEY"]
-    assert key not in podman("inspect", "llamacpp-0").stdout
-    assert key not in podman("ps", "-a", "--no-trunc").stdout
+    assert key not in airpods.ctr("inspect", "llamacpp-0").stdout
+    assert key not in airpods.ctr("ps", "-a", "--no-trunc").stdout
     status = airpods("status")
     assert key not in status.out and "airpods env" in status.out
 
 
-def test_two_instances_answer_on_their_own_ports(airpods, model_volume):
+def test_two_instances_answer_on_their_own_ports(airpods, engine, model_volume):
     airpods.write_config("""
         [services.llama-fast]
         extends = "llamacpp"
@@ -84,11 +85,11 @@ def test_two_instances_answer_on_their_own_ports(airpods, model_volume):
         assert str(api.base_url).startswith(f"http://127.0.0.1:{port}/")
         reply = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": name}], max_tokens=4)
         assert reply.usage.completion_tokens > 0
-    args = podman("inspect", "llama-fast-0", "--format", "{{json .Config.Cmd}}").stdout
+    args = airpods.ctr("inspect", "llama-fast-0", "--format", "{{json .Config.Cmd}}").stdout
     assert '"--ctx-size","1024"' in args.replace(" ", "")
 
 
-def test_single_model_shape_serves_the_default_model(airpods, model_volume):
+def test_single_model_shape_serves_the_default_model(airpods, engine, model_volume):
     airpods.write_config(single_model_toml("tiny.gguf"))
     started = airpods("start", "llamacpp")
     assert started.code == 0, started.err
@@ -98,16 +99,16 @@ def test_single_model_shape_serves_the_default_model(airpods, model_volume):
     assert reply.usage.completion_tokens > 0
 
 
-def test_missing_model_file_fails_start_with_llama_servers_own_words(airpods, model_volume):
+def test_missing_model_file_fails_start_with_llama_servers_own_words(airpods, engine, model_volume):
     airpods.write_config(single_model_toml("missing.gguf"))
     failed = airpods("start", "llamacpp")
     assert failed.code == 1
     assert "failed to open GGUF file '/models/missing.gguf'" in failed.err
     assert "llamacpp did not become ready" in failed.err
-    assert not podman("pod", "exists", "llamacpp", check=False).returncode == 0
+    assert "llamacpp" not in airpods.pods()
 
 
-def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, model_volume):
+def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, engine, model_volume):
     airpods.write_config("""
         [services.llama-fast]
         extends = "llamacpp"
@@ -115,20 +116,22 @@ def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, model
     """)
     started = airpods("start")
     assert started.code == 0, started.err
-    env = dict(line.split("=", 1) for line in podman("exec", "open-webui-0", "env").stdout.splitlines() if "=" in line)
+    env = dict(
+        line.split("=", 1) for line in airpods.ctr("exec", "open-webui-0", "env").stdout.splitlines() if "=" in line
+    )
     urls, keys = env["OPENAI_API_BASE_URLS"].split(";"), env["OPENAI_API_KEYS"].split(";")
     assert urls == ["http://llamacpp:8080/v1", "http://llama-fast:8080/v1"] and len(keys) == len(urls)
     for url, key in zip(urls, keys, strict=True):
-        answer = podman(
+        answer = airpods.ctr(
             "exec", "open-webui-0", "wget", "-qO-", "--header", f"Authorization: Bearer {key}", f"{url}/models"
         ).stdout
         assert "tiny" in [m["id"] for m in json.loads(answer)["data"]], url
     for url in env["OLLAMA_BASE_URLS"].split(";"):
-        assert "models" in json.loads(podman("exec", "open-webui-0", "wget", "-qO-", f"{url}/api/tags").stdout)
+        assert "models" in json.loads(airpods.ctr("exec", "open-webui-0", "wget", "-qO-", f"{url}/api/tags").stdout)
     assert env["ENABLE_PERSISTENT_CONFIG"] == "False"
 
 
-def test_llamacpp_ui_serves_its_web_ui_and_is_healthy(airpods, model_volume):
+def test_llamacpp_ui_serves_its_web_ui_and_is_healthy(airpods, engine, model_volume):
     started = airpods("start", "llamacpp-ui")
     assert started.code == 0, started.err
     request = urllib.request.Request("http://127.0.0.1:8082/", headers={"Accept-Encoding": "gzip"})

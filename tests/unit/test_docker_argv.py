@@ -1,5 +1,5 @@
-"""The Docker renderer of the same Stack (issue 20, in progress): no pods, aliases and ports per
-container, secrets as read-only files, GPUs as device requests."""
+"""The Docker renderer of the same Stack: no pods, aliases and ports per container, secrets as
+read-only files or env files, GPUs as device requests."""
 
 from __future__ import annotations
 
@@ -37,3 +37,15 @@ def test_an_entrypoint_override_keeps_its_arguments(tmp_path):
     argv = container_run_argv(stack.service("llamacpp"), SECRETS)
     i = argv.index("--entrypoint")
     assert argv[i + 1] == "/app/tools.sh" and argv[argv.index("ghcr.io/ggml-org/llama.cpp:server") + 1] == "--server"
+
+
+def test_an_env_secret_is_an_env_file_named_for_its_variable(tmp_path):
+    plan = build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY)
+    webui = next(
+        step_argv(s, SECRETS)
+        for s in plan.steps
+        if s.kind == "container" and s.spec is not None and s.spec.name == "open-webui"
+    )
+    env_file = webui[webui.index("--env-file") + 1]
+    assert env_file.startswith(f"{SECRETS}/") and env_file.endswith(".OPENAI_API_KEYS.env")
+    assert KEY not in " ".join(webui)

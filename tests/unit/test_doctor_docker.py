@@ -1,0 +1,54 @@
+"""doctor's Docker socket check, on real files: who may use the daemon, and the exact fix."""
+
+from __future__ import annotations
+
+import os
+
+from airpods.doctor_docker import DEFAULT_SOCKET, Who, socket_check, socket_path
+
+
+def who(uid: int, groups: set[int], members: dict[int, set[str]] | None = None) -> Who:
+    return Who("ada", uid, frozenset(groups), lambda gid: frozenset((members or {}).get(gid, set())))
+
+
+def socket_file(tmp_path, mode: int = 0o660):
+    path = tmp_path / "docker.sock"
+    path.write_text("")
+    path.chmod(mode)
+    return path, path.stat().st_gid
+
+
+def test_the_socket_comes_from_docker_host():
+    assert socket_path({}) == DEFAULT_SOCKET
+    assert str(socket_path({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"})) == "/run/user/1000/docker.sock"
+    assert socket_path({"DOCKER_HOST": "tcp://10.0.0.2:2376"}) is None
+
+
+def test_a_user_outside_the_group_gets_the_usermod_fix(tmp_path):
+    path, gid = socket_file(tmp_path)
+    check = socket_check(path, who(4242, {4242}))
+    assert check.level == "FAIL" and "ada may not use it" in check.detail
+    assert check.fix.startswith("sudo usermod -aG ") and "ada, then log out and in again" in check.fix
+
+
+def test_a_member_whose_session_lacks_the_group_is_told_to_log_in_again(tmp_path):
+    path, gid = socket_file(tmp_path)
+    check = socket_check(path, who(4242, {4242}, {gid: {"ada"}}))
+    assert check.level == "FAIL" and "not yet" in check.detail and "newgrp" in check.fix
+
+
+def test_group_access_root_and_owner_are_fine(tmp_path):
+    path, gid = socket_file(tmp_path)
+    assert socket_check(path, who(4242, {4242, gid})).level == "OK"
+    assert socket_check(path, who(0, {0})).level == "OK"
+    assert socket_check(path, who(os.getuid(), set())).level == "OK"  # the owner
+
+
+def test_a_socket_without_group_rights_refuses_group_members(tmp_path):
+    path, gid = socket_file(tmp_path, 0o600)
+    assert socket_check(path, who(4242, {gid})).level == "FAIL"
+
+
+def test_a_missing_socket_means_the_daemon_is_not_running(tmp_path):
+    check = socket_check(tmp_path / "absent.sock", who(4242, set()))
+    assert check.level == "FAIL" and "not running" in check.detail and "systemctl" in check.fix
