@@ -77,8 +77,20 @@ def require_rig_store() -> None:
         raise SystemExit(f"bench: {why}; run bench/run")
 
 
-def remove_pods() -> None:
+def remove_pods(engine: str = "podman") -> None:
+    """Every airpods pod (Docker: container) in the rig's own store, volumes and secrets kept."""
     require_rig_store()
+    if engine == "docker":
+        from tests.integration.conftest import docker_problem
+
+        if why := docker_problem():
+            raise SystemExit(f"bench: {why}")
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=io.airpods.managed=true"], capture_output=True, text=True
+        ).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "--force", *ids], capture_output=True)
+        return
     pods = subprocess.run(
         ["podman", "pod", "ps", "-q", "--filter", "label=io.airpods.managed=true"], capture_output=True, text=True
     ).stdout.split()

@@ -34,6 +34,9 @@ def main(out: Path) -> int:
         "host": platform.node(),
         "python": platform.python_version(),
         "podman": podman,
+        "docker": subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+        ).stdout.strip(),
         "seconds": round(time.time() - began),
         "entries": entries,
     }

@@ -5,6 +5,8 @@
    (target: airpods <= bare + 150 ms);
 2. `airpods start` with images present vs a plain shell script running the same podman commands
    (taken from `start --dry-run`) and polling health the same way (target: <= 1.15x).
+Both on Podman and, where the rig runs its Docker daemon (as root), on Docker with `docker ps`
+and docker commands as the baselines.
 
 Prints JSON entries; median/min/max over BENCH_RUNS runs (default 5), the two sides alternated.
 Never asserted in tests.
@@ -13,6 +15,7 @@ Never asserted in tests.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import tempfile
@@ -34,14 +37,14 @@ poll() {  # poll HOST PORT PATH: GET until HTTP 2xx/3xx, every 0.2 s (what airpo
 """
 
 
-def shell_script() -> str:
-    """The same podman commands as `start --dry-run`, then the same health polling."""
+def shell_script(airpods: list[str]) -> str:
+    """The same engine commands as `start --dry-run`, then the same health polling."""
     plan = json.loads(
-        subprocess.run([AIRPODS, "start", "--dry-run", "--json"], check=True, capture_output=True, text=True).stdout
+        subprocess.run([*airpods, "start", "--dry-run", "--json"], check=True, capture_output=True, text=True).stdout
     )
     lines = ["#!/bin/bash", "set -e", HEALTH_POLL]
     lines += [shlex.join(step["argv"]) + " >/dev/null" for step in plan["steps"] if step["kind"] != "secret"]
-    status = json.loads(subprocess.run([AIRPODS, "status", "--json"], capture_output=True, text=True).stdout)
+    status = json.loads(subprocess.run([*airpods, "status", "--json"], capture_output=True, text=True).stdout)
     from airpods.config.loader import load_config
 
     config = load_config().config
@@ -54,35 +57,43 @@ def shell_script() -> str:
 
 
 def run() -> list[dict]:
-    subprocess.run([AIRPODS, "start"], check=True, capture_output=True)  # images, volumes, secrets made
+    entries = on_engine("podman")
+    if "docker" in os.environ.get("AIRPODS_TEST_ENGINES", "").split():
+        entries += on_engine("docker")
+    return entries
+
+
+def on_engine(engine: str) -> list[dict]:
+    airpods = [AIRPODS, "--engine", engine]
+    subprocess.run([*airpods, "start"], check=True, capture_output=True)  # images, volumes, secrets made
     status_a, status_b = [], []
     for _ in range(RUNS):
-        status_b.append(timed_ms(["podman", "ps", "--format", "json"]))
-        status_a.append(timed_ms([AIRPODS, "status"]))
-    remove_pods()
+        status_b.append(timed_ms([engine, "ps", "--format", "json" if engine == "podman" else "{{json .}}"]))
+        status_a.append(timed_ms([*airpods, "status"]))
+    remove_pods(engine)
     script = Path(tempfile.mkdtemp()) / "start.sh"
-    script.write_text(shell_script())
+    script.write_text(shell_script(airpods))
     script.chmod(0o755)
     start_a, start_b = [], []
     for _ in range(RUNS):
-        remove_pods()
+        remove_pods(engine)
         start_b.append(timed_ms([str(script)]))
-        remove_pods()
-        start_a.append(timed_ms([AIRPODS, "start"]))
-    remove_pods()
+        remove_pods(engine)
+        start_a.append(timed_ms([*airpods, "start"]))
+    remove_pods(engine)
     sa, sb, ta, tb = stats(status_a), stats(status_b), stats(start_a), stats(start_b)
     return [
         entry(
-            "status (default stack up) vs bare podman ps",
+            f"status (default stack up) vs bare {engine} ps",
             "ms",
             sa,
             sb,
             "<= baseline + 150 ms",
             sa["median"] <= sb["median"] + 150,
-            note=f"{sa['median'] - sb['median']:.1f} ms over podman ps",
+            note=f"{sa['median'] - sb['median']:.1f} ms over {engine} ps",
         ),
         entry(
-            "start (images present) vs a shell script of the same podman commands",
+            f"start (images present) vs a shell script of the same {engine} commands",
             "ms",
             ta,
             tb,

@@ -36,6 +36,7 @@ class Docker:
             )
         self.binary = found
         self.secrets = secrets or secrets_folder()
+        self._volumes: dict[str, dict[str, Any]] = {}
 
     def argv(self, args: Sequence[str]) -> list[str]:
         args = list(args)
@@ -147,10 +148,10 @@ class Docker:
             )
         return states
 
-    def pods(self) -> dict[str, ObservedPod]:
+    def pods(self, containers: list[ContainerState] | None = None) -> dict[str, ObservedPod]:
         """Docker has no pods: each airpods container stands for its pod (by its pod label)."""
         pods = {}
-        for c in self.containers(everyone=True):
+        for c in self.containers(everyone=True) if containers is None else containers:
             if c.pod:
                 pods[c.pod] = ObservedPod(c.pod, c.service, c.config_hash, c.running, c.project, c.image_id)
         return pods
@@ -172,7 +173,7 @@ class Docker:
             networks=frozenset(n for n in networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing),
             images=self.image_ids(images),
-            pods=self.pods(),
+            pods=self.pods(containers),
             containers={c.name: c.project for c in containers},
             secrets=frozenset(p.name for p in self.secrets.iterdir() if not p.name.endswith(".env")),
         )
@@ -180,10 +181,22 @@ class Docker:
     def observe_images(self, images: Iterable[str]) -> Observed:
         return Observed(images=self.image_ids(images))
 
+    def _tagged_images(self) -> dict[str, str]:
+        """Every tagged local image's ID by its full name ("docker.io/library/…"), from one
+        `docker images` call (docker lists docker.io names short: "ollama/ollama")."""
+        rows = {}
+        for row in self.lines_json(["images", "--no-trunc"]):
+            repo, tag = str(row.get("Repository", "")), str(row.get("Tag", ""))
+            if repo != "<none>" and tag != "<none>":
+                rows[full_image_name(f"{repo}:{tag}")] = str(row.get("ID", ""))
+        return rows
+
     def image_ids(self, images: Iterable[str]) -> dict[str, str]:
+        """Local image ID of each present image (tags from one listing; digests inspected)."""
         wanted = list(images)
-        found = {}
-        for image in wanted:
+        rows = self._tagged_images() if any("@" not in image for image in wanted) else {}
+        found = {image: rows[full_image_name(image)] for image in wanted if full_image_name(image) in rows}
+        for image in (i for i in wanted if "@" in i):
             done = self.run(["image", "inspect", "--format", "{{.Id}}", image], check=False)
             if done.returncode == 0 and done.stdout.strip():
                 found[image] = done.stdout.strip()
@@ -226,18 +239,29 @@ class Docker:
     # -- volumes, secrets, images -------------------------------------------------------------------
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self._volumes.pop(name, None)
         self.run(["volume", "create", *label_args(labels), name])
 
     def volume_exists(self, name: str) -> bool:
         return self.run(["volume", "inspect", name], check=False).returncode == 0
 
+    def _volume(self, name: str) -> dict[str, Any] | None:
+        """`docker volume inspect` of one volume, remembered for this command (a volume's
+        mountpoint and options are fixed while it exists; create/remove forget it)."""
+        if name not in self._volumes:
+            rows = self.inspect("volume", [name])
+            if not rows:
+                return None
+            self._volumes[name] = rows[0]
+        return self._volumes[name]
+
     def volume_mountpoint(self, name: str) -> Path | None:
-        rows = self.inspect("volume", [name])
-        return Path(rows[0]["Mountpoint"]) if rows and rows[0].get("Mountpoint") else None
+        row = self._volume(name)
+        return Path(row["Mountpoint"]) if row and row.get("Mountpoint") else None
 
     def volume_options(self, name: str) -> dict[str, str] | None:
-        rows = self.inspect("volume", [name])
-        return {str(k): str(v) for k, v in (rows[0].get("Options") or {}).items()} if rows else None
+        row = self._volume(name)
+        return None if row is None else {str(k): str(v) for k, v in (row.get("Options") or {}).items()}
 
     def mount_volume(self, name: str) -> Path:
         raise EngineError(["docker", "volume", "mount", name], 1, "Docker cannot mount a volume outside a container")
@@ -291,6 +315,7 @@ class Docker:
         return os.environ.get("AIRPODS_DOCKER_TOOL_IMAGE", "ghcr.io/ggml-org/llama.cpp:server")
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
+        self._volumes.pop(name, None)
         done = self.run(["volume", "rm", *(["--force"] if force else []), name], check=False)
         return None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["docker refused"])[-1])
 
@@ -334,6 +359,20 @@ class Docker:
         if on_line is None:
             return self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
         return run_streaming(self.one_off_argv(job), on_line, timeout_s)
+
+
+def full_image_name(image: str) -> str:
+    """An image reference as Podman writes it: registry and, for Docker Hub, library/ spelled out
+    ("ollama/ollama:latest" -> "docker.io/ollama/ollama:latest", "busybox" ->
+    "docker.io/library/busybox:latest"), so names from the config and from `docker images` meet."""
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and not digest:
+        name += ":latest"
+    first = name.split("/", 1)[0]
+    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        name = "docker.io/" + ("library/" + name if "/" not in name else name)
+    return name + (f"@{digest}" if digest else "")
 
 
 def daemon_hint(stderr: str) -> str | None:

@@ -49,3 +49,15 @@ def test_an_env_secret_is_an_env_file_named_for_its_variable(tmp_path):
     env_file = webui[webui.index("--env-file") + 1]
     assert env_file.startswith(f"{SECRETS}/") and env_file.endswith(".OPENAI_API_KEYS.env")
     assert KEY not in " ".join(webui)
+
+
+def test_docker_hub_names_meet_the_configs_full_names():
+    from airpods.engine.docker import full_image_name
+
+    assert full_image_name("ollama/ollama:latest") == "docker.io/ollama/ollama:latest"
+    assert full_image_name("docker.io/ollama/ollama:latest") == "docker.io/ollama/ollama:latest"
+    assert full_image_name("busybox") == "docker.io/library/busybox:latest"
+    assert full_image_name("ghcr.io/ggml-org/llama.cpp:server") == "ghcr.io/ggml-org/llama.cpp:server"
+    assert full_image_name("127.0.0.1:5115/x/y") == "127.0.0.1:5115/x/y:latest"
+    assert full_image_name("localhost/tool") == "localhost/tool:latest"
+    assert full_image_name("ghcr.io/a/b@sha256:00") == "ghcr.io/a/b@sha256:00"
