@@ -15,8 +15,8 @@ from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
 from airpods.engine.docker_argv import POD_LABEL, env_file, gpu_options, secrets_folder, step_argv, volume_option
-from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
-from airpods.engine.process import run_streaming
+from airpods.engine.errors import EngineError, EngineMissing
+from airpods.engine.process import run_cli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 from airpods.stack.model import SecretUse
@@ -45,21 +45,7 @@ class Docker:
     def run(
         self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        argv = self.argv(args)
-        try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input_text,
-                stdin=None if input_text is not None else subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise EngineTimeout(argv, timeout) from None
-        if check and done.returncode != 0:
-            raise EngineError(argv, done.returncode, done.stderr, hint=daemon_hint(done.stderr))
-        return done
+        return run_cli(self.argv(args), timeout, check, input_text, hint=daemon_hint)
 
     def lines_json(self, args: Sequence[str]) -> list[dict[str, Any]]:
         """`--format '{{json .}}'` output: one JSON object a line."""

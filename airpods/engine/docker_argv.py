@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from airpods.engine.run_options import env_volume_limit_args
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
@@ -69,13 +70,9 @@ def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
     argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
     argv += ["--restart", spec.restart_policy, "--pull", "never"]
     argv += label_args({**spec.labels, POD_LABEL: spec.pod})
-    argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
-    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
-    argv += [arg for use in spec.secrets for arg in secret_options(use, secrets)]
-    if spec.memory:
-        argv += ["--memory", spec.memory]
-    if spec.cpus:
-        argv += ["--cpus", f"{spec.cpus:g}"]
+    argv += env_volume_limit_args(
+        spec, volume_option, [arg for use in spec.secrets for arg in secret_options(use, secrets)]
+    )
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", spec.entrypoint[0]]

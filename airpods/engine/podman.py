@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
-from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.engine.errors import EngineMissing
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import run_streaming
+from airpods.engine.process import run_cli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
@@ -41,21 +41,7 @@ class Podman:
     def run(
         self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        argv = self.argv(args)
-        try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                input=input_text,
-                stdin=None if input_text is not None else subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise EngineTimeout(argv, timeout) from None
-        if check and done.returncode != 0:
-            raise EngineError(argv, done.returncode, done.stderr)
-        return done
+        return run_cli(self.argv(args), timeout, check, input_text)
 
     def json(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         out = self.run(args, timeout).stdout.strip()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from airpods.engine.base import OneOff
+from airpods.engine.run_options import env_volume_limit_args
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
@@ -62,13 +63,9 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
         "never",
     ]
     argv += label_args(spec.labels)
-    argv += [arg for key, value in spec.env for arg in ("--env", f"{key}={value}")]
-    argv += [arg for mount in spec.mounts for arg in ("--volume", volume_option(mount))]
-    argv += [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
-    if spec.memory:
-        argv += ["--memory", spec.memory]
-    if spec.cpus:
-        argv += ["--cpus", f"{spec.cpus:g}"]
+    argv += env_volume_limit_args(
+        spec, volume_option, [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
+    )
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]

@@ -1,4 +1,5 @@
-"""Running an engine command whose output is shown as it comes (one-off tool containers)."""
+"""Running an engine's CLI: one command with a timeout and its stderr in a typed error, or one
+whose output is shown as it comes (one-off tool containers)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,33 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 
-from airpods.engine.errors import EngineTimeout
+from airpods.engine.errors import EngineError, EngineTimeout
+
+
+def run_cli(
+    argv: Sequence[str],
+    timeout: float,
+    check: bool = True,
+    input_text: str | None = None,
+    hint: Callable[[str], str | None] = lambda _stderr: None,
+) -> subprocess.CompletedProcess[str]:
+    """`argv` run with its output captured (stdin: `input_text`, else nothing). Raises
+    EngineTimeout after `timeout` seconds, and with `check` EngineError (exit code, stderr's
+    tail, `hint(stderr)` as the next step) when it fails."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineTimeout(argv, timeout) from None
+    if check and done.returncode != 0:
+        raise EngineError(argv, done.returncode, done.stderr, hint=hint(done.stderr))
+    return done
 
 
 def run_streaming(
