@@ -186,7 +186,7 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     else:
         checks, engine = podman_checks()
 
-    gpu = detect_host_gpu()
+    gpu = detect_host_gpu(engine_name(choice))
     checks.append(Check("gpu", "WARN" if gpu.problem else "OK", gpu.describe(), gpu.problem or ""))
 
     try:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from airpods.errors import RuntimeFailure
-from airpods.gpu_facts import CDI_FIX, PCI_VENDORS, ROCM_TARGETS, cuda_runs, driver_tuple
+from airpods.gpu_facts import (
+    CDI_FIX,
+    DOCKER_GPU_FIX,
+    NVIDIA_HOOK,
+    PCI_VENDORS,
+    ROCM_TARGETS,
+    cuda_runs,
+    driver_tuple,
+)
 
 Vendor = Literal["nvidia", "amd", "intel", "other", "none"]
 Variant = Literal["cpu", "cuda", "rocm", "vulkan"]
@@ -39,7 +47,7 @@ class GpuCard:
 @dataclass(frozen=True)
 class HostGpu:
     vendor: Vendor
-    cdi: bool = False  # NVIDIA: a usable CDI spec names nvidia.com/gpu
+    cdi: bool = False  # NVIDIA: the engine can hand it over (Podman: a usable CDI spec; Docker: --gpus)
     nodes: tuple[str, ...] = ()  # device nodes present, as container paths (/dev/...)
     driver: str | None = None  # NVIDIA: the kernel module's version
     problem: str | None = None  # why the GPU cannot be handed over as it is, and the fix
@@ -47,12 +55,14 @@ class HostGpu:
     cards: tuple[GpuCard, ...] = ()  # AMD/Intel/other: the discrete (most VRAM) first
     groups: tuple[int, ...] = ()  # the group IDs that own the device nodes
     runtime: str = "crun"  # the OCI runtime podman uses (crun honours --group-add keep-groups)
+    handover: str = "CDI"  # NVIDIA: how the engine hands it over: "CDI" (Podman) or "--gpus" (Docker)
 
     def describe(self) -> str:
         if self.vendor == "none":
             return "no GPU found: CPU images"
         if self.vendor == "nvidia":
-            how = "CDI nvidia.com/gpu" if self.cdi else "no usable CDI spec"
+            usable = "CDI nvidia.com/gpu" if self.handover == "CDI" else "Docker --gpus"
+            how = usable if self.cdi else f"no usable {self.handover}"
             return f"nvidia GPU, driver {self.driver or 'unknown'}: {how}" + (
                 f" ({self.problem})" if self.problem else ""
             )
@@ -178,17 +188,31 @@ def _runtime(root: Path) -> str:
     return "crun" if any((root / d / "crun").exists() for d in ("usr/bin", "usr/local/bin")) else "runc"
 
 
-def detect_gpu(root: str | Path = "/") -> HostGpu:
+def _docker_gpus(root: Path) -> tuple[bool, tuple[str, ...], str | None]:
+    """(usable, device names, problem) of NVIDIA GPUs for Docker's --gpus: the toolkit's hook
+    must be installed (gpu_facts.NVIDIA_HOOK); the names are the /dev/nvidiaN indexes and "all"."""
+    hooked = any((root / d / NVIDIA_HOOK).exists() for d in ("usr/bin", "usr/local/bin", "usr/sbin"))
+    dev = root / "dev"
+    indexes = sorted(int(p.name[6:]) for p in dev.glob("nvidia*") if p.name[6:].isdigit()) if dev.is_dir() else []
+    names = (*(str(i) for i in indexes), "all")
+    if not hooked:
+        return False, names, f"{NVIDIA_HOOK} is not installed; fix: {DOCKER_GPU_FIX}"
+    return True, names, None
+
+
+def detect_gpu(root: str | Path = "/", engine: str = "podman") -> HostGpu:
     """NVIDIA (device nodes or the driver's proc file), AMD (/dev/kfd), any other DRM render
-    node (Intel and others: Vulkan), else none."""
+    node (Intel and others: Vulkan), else none. NVIDIA's handover depends on the engine: a CDI
+    spec for Podman, the NVIDIA Container Toolkit's hook for Docker's --gpus."""
     root = Path(root)
     runtime = _runtime(root)
     if (root / "dev/nvidia0").exists() or (root / "proc/driver/nvidia/version").exists():
         found = re.search(r"Kernel Module\s+([\d.]+)", _read(root / "proc/driver/nvidia/version") or "")
-        usable, names, problem = _cdi(root)
+        usable, names, problem = _docker_gpus(root) if engine == "docker" else _cdi(root)
         nodes = tuple("/" + n for n in NVIDIA_NODES if (root / n).exists())
         driver = found.group(1) if found else None
-        return HostGpu("nvidia", usable, nodes, driver, problem, names, (), _groups(root, nodes), runtime)
+        handover = "--gpus" if engine == "docker" else "CDI"
+        return HostGpu("nvidia", usable, nodes, driver, problem, names, (), _groups(root, nodes), runtime, handover)
     if (root / "dev/kfd").exists():
         cards = tuple(_amd_cards(root)) or tuple(c for c in _drm_cards(root))
         nodes = ("/dev/kfd",) + (("/dev/dri",) if (root / "dev/dri").is_dir() else ())
@@ -296,7 +320,7 @@ def _pick(cards: list[GpuCard], devices: Sequence[int] | None, service: str) -> 
 def _nvidia(host: HostGpu, service: str, devices: Sequence[int] | None, variants: Collection[str], on_cpu) -> GpuChoice:
     if not host.cdi:
         return on_cpu(
-            f"the NVIDIA GPU has no usable CDI spec ({host.problem}); raw /dev/nvidia* nodes do not bring "
+            f"the NVIDIA GPU cannot be handed over ({host.problem}); raw /dev/nvidia* nodes do not bring "
             "the driver's libraries into the container"
         )
     cudas = {key: (m.group(1) or "") for key in variants if (m := CUDA_KEY_RE.match(key))}
@@ -315,7 +339,7 @@ def _nvidia(host: HostGpu, service: str, devices: Sequence[int] | None, variants
         absent = [str(i) for i in devices if str(i) not in host.cdi_names]
         if absent:
             raise RuntimeFailure(
-                f"services.{service}.gpu.devices asks for GPU {absent[0]}, but the CDI spec offers "
+                f"services.{service}.gpu.devices asks for GPU {absent[0]}, but {host.handover} offers "
                 + ", ".join(host.cdi_names),
                 hint="`nvidia-smi -L` lists the GPUs by index",
             )
@@ -326,7 +350,8 @@ def _nvidia(host: HostGpu, service: str, devices: Sequence[int] | None, variants
         key,
         "cuda",
         GpuRequest("nvidia", names),
-        reason=f"CUDA image ({key}{version}) on driver {host.driver or 'unknown'}, CDI {', '.join(names)}",
+        reason=f"CUDA image ({key}{version}) on driver {host.driver or 'unknown'}, {host.handover} "
+        + ", ".join(names if host.handover == "CDI" else (n.split("=", 1)[1] for n in names)),
     )
 
 
@@ -350,6 +375,7 @@ def _amd(host: HostGpu, service: str, devices: Sequence[int] | None, variants: C
     return on_cpu(why)
 
 
-def detect_host_gpu() -> HostGpu:
-    """This host's GPU. AIRPODS_HOST_ROOT points detection at another tree (tests, doctor)."""
-    return detect_gpu(os.environ.get("AIRPODS_HOST_ROOT", "/"))
+def detect_host_gpu(engine: str = "podman") -> HostGpu:
+    """This host's GPU as `engine` hands it over. AIRPODS_HOST_ROOT points detection at another
+    tree (tests, doctor)."""
+    return detect_gpu(os.environ.get("AIRPODS_HOST_ROOT", "/"), engine)

@@ -41,6 +41,16 @@ PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd", "0x8086": "intel"}
 
 CDI_FIX = "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml (NVIDIA Container Toolkit)"
 
+# Docker's `--gpus` hands NVIDIA GPUs over through the NVIDIA Container Toolkit's prestart hook:
+# dockerd registers its "nvidia" device driver only when this program is on its PATH (moby,
+# daemon/nvidia_linux.go); without it `docker run --gpus` fails with "could not select device
+# driver". The toolkit's package installs it in /usr/bin.
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
+DOCKER_GPU_FIX = (
+    "install the NVIDIA Container Toolkit (package nvidia-container-toolkit), then "
+    "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
+)
+
 
 def driver_tuple(version: str) -> tuple[int, ...]:
     """ "570.86.10" → (570, 86, 10), for comparing driver versions."""

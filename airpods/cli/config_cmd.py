@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from airpods.cli.context import engine_if_present, load, options_of
+from airpods.cli.context import engine_if_present, engine_name, host_gpu, load, options_of
 
 app = typer.Typer(help="Show, check and create the configuration file.", no_args_is_help=True)
 
@@ -25,7 +25,7 @@ def show(
     from airpods.cli.output import print_json
 
     loaded = load(options_of(ctx))
-    data = show_config(loaded, resolved=resolved)
+    data = show_config(loaded, resolved=resolved, engine=engine_name(options_of(ctx)))
     if as_json:
         print_json(data)
         return
@@ -57,10 +57,12 @@ def validate(
 
     loaded = load(options_of(ctx), path)
     chosen = path or options_of(ctx).config
+    options = replace(options_of(ctx), config=chosen)
+    gpu = host_gpu(options)
     stack = resolve_checked(
-        lambda: resolve_stack(chosen, (), every_service=True),
-        lambda: configured_server_images(chosen),
-        engine_if_present(replace(options_of(ctx), config=chosen)),
+        lambda: resolve_stack(chosen, (), every_service=True, gpu=gpu),
+        lambda: configured_server_images(chosen, gpu),
+        engine_if_present(options),
     )
     source = key_source(loaded.config.runtime.api_key)
     if source not in ("generated", "none"):  # your own key: readable and usable, as start needs it

@@ -9,7 +9,7 @@ from airpods.config.loader import LoadedConfig
 from airpods.errors import ConfigError
 
 
-def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
+def show_config(loaded: LoadedConfig, *, resolved: bool, engine: str = "podman") -> dict[str, Any]:
     if not resolved:
         return dict(loaded.merged)
     from airpods.gpu import detect_host_gpu
@@ -19,7 +19,7 @@ def show_config(loaded: LoadedConfig, *, resolved: bool) -> dict[str, Any]:
     from airpods.stack.presets import preset_ini
 
     data: dict[str, Any] = dict(loaded.resolved)
-    gpu = detect_host_gpu()
+    gpu = detect_host_gpu(engine)
     tables = known_tables()
     rendered: dict[str, Any] = {}
     # Showing the config makes no key: the rendered flags are the same before `start` makes one.

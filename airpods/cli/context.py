@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 
@@ -28,7 +29,9 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
     """-> Stack (lazy import keeps --help fast); `ensure_key`: see stack.resolve.resolve_stack."""
     from airpods.stack.resolve import resolve_stack
 
-    return resolve_stack(options.config, names or (), every_service=every_service, ensure_key=ensure_key)
+    return resolve_stack(
+        options.config, names or (), every_service=every_service, ensure_key=ensure_key, gpu=host_gpu(options)
+    )
 
 
 def stack_source(
@@ -44,25 +47,34 @@ def stack_source(
     from airpods.stack.resolve import configured_server_images, resolve_stack
 
     resolved: dict[tuple[object, ...], object] = {}
+    gpu = host_gpu(options)
 
     def stack_for(present):
         key = (*present, store_stamp())
         if key not in resolved:
             resolved[key] = resolve_stack(
-                options.config, names or (), present=present, ensure_key=ensure_key, check_flags=check_flags
+                options.config, names or (), present=present, ensure_key=ensure_key, check_flags=check_flags, gpu=gpu
             )
         return resolved[key]
 
-    resolve_checked(lambda: stack_for(()), lambda: configured_server_images(options.config), engine)
+    resolve_checked(lambda: stack_for(()), lambda: configured_server_images(options.config, gpu), engine)
     return stack_for
 
 
+@cache  # one read of the config file per command
 def engine_name(options: Options) -> str:
     """ "podman" or "docker": --engine, else the config's [runtime] engine (see engine.choose)."""
     from airpods.engine.choose import configured_engine
     from airpods.engine.choose import engine_name as name_of
 
     return name_of(options.engine or configured_engine(options.config))
+
+
+def host_gpu(options: Options):  # -> HostGpu
+    """This host's GPU as the chosen engine hands it over (gpu.detect_host_gpu)."""
+    from airpods.gpu import detect_host_gpu
+
+    return detect_host_gpu(engine_name(options))
 
 
 def engine(options: Options):  # -> Engine (lazy import keeps --help fast)

@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
-from airpods.engine.docker_argv import POD_LABEL, env_file, gpu_options, secrets_folder, step_argv, volume_option
+from airpods.engine.docker_argv import (
+    POD_LABEL,
+    env_file,
+    gpu_options,
+    project_secrets,
+    secrets_folder,
+    step_argv,
+    volume_option,
+)
 from airpods.engine.errors import EngineError, EngineMissing
 from airpods.engine.process import run_cli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
-from airpods.stack.model import SecretUse
+from airpods.stack.model import ServiceSpec
 
 LONG_TIMEOUT_S = 24 * 3600.0
 
@@ -74,19 +82,20 @@ class Docker:
                 self.run(["rm", "--force", *names], step.timeout_s)
             return
         if step.kind == "container" and step.spec is not None:
-            self._write_env_files(step.spec.secrets)
+            self._write_env_files(step.spec)
         argv = step_argv(step, self.secrets)
         if argv:
             self.run(argv, step.timeout_s, input_text=step.stdin)
 
-    def _write_env_files(self, uses: Iterable[SecretUse]) -> None:
+    def _write_env_files(self, spec: ServiceSpec) -> None:
         """The env files of the secrets a container gets as variables (docker run --env-file)."""
         from airpods.files import write_atomic
 
-        for use in uses:
+        folder = project_secrets(self.secrets, spec.labels)
+        for use in spec.secrets:
             if use.type == "env":
-                value = (self.secrets / use.name).read_text()
-                write_atomic(env_file(use, self.secrets), f"{use.target}={value}\n".encode(), mode=0o600)
+                value = (folder / use.name).read_text()
+                write_atomic(env_file(use, folder), f"{use.target}={value}\n".encode(), mode=0o600)
 
     def _pod_containers(self, pod: str) -> list[str]:
         return self.run(["ps", "-aq", "--filter", f"label={POD_LABEL}={pod}"]).stdout.split()
@@ -154,14 +163,13 @@ class Docker:
         networks = {row.get("Name") for row in self.lines_json(["network", "ls"])}
         existing = {row.get("Name") for row in self.lines_json(["volume", "ls"])}
         containers = self.containers(everyone=True)
-        self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
         return Observed(
             networks=frozenset(n for n in networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing),
             images=self.image_ids(images),
             pods=self.pods(containers),
             containers={c.name: c.project for c in containers},
-            secrets=frozenset(p.name for p in self.secrets.iterdir() if not p.name.endswith(".env")),
+            secrets=frozenset(self.secret_projects()),
         )
 
     def observe_images(self, images: Iterable[str]) -> Observed:
@@ -316,18 +324,28 @@ class Docker:
         from airpods.state import state_dir
 
         state_dir()  # the parent: private (0700)
-        self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(self.secrets / name, value.encode(), mode=0o400)
+        folder = project_secrets(self.secrets, labels)
+        for made in (self.secrets, folder):
+            made.mkdir(exist_ok=True, mode=0o700)
+        write_atomic(folder / name, value.encode(), mode=0o400)
 
     def remove_secrets(self, names: Iterable[str]) -> None:
-        for name in names:
-            for path in (self.secrets / name, *self.secrets.glob(f"{name}.*.env")):
-                path.unlink(missing_ok=True)
+        for folder in self._project_folders():
+            for name in names:
+                for path in (folder / name, *folder.glob(f"{name}.*.env")):
+                    path.unlink(missing_ok=True)
 
     def secret_projects(self) -> dict[str, str | None]:
-        if not self.secrets.is_dir():
-            return {}
-        return {p.name: None for p in self.secrets.iterdir() if not p.name.endswith(".env")}
+        """Every secret file's name → the project whose folder holds it."""
+        return {
+            p.name: folder.name
+            for folder in self._project_folders()
+            for p in folder.iterdir()
+            if not p.name.endswith(".env")
+        }
+
+    def _project_folders(self) -> list[Path]:
+        return [p for p in self.secrets.iterdir() if p.is_dir()] if self.secrets.is_dir() else []
 
     def remove_image(self, image: str) -> bool:
         return self.run(["rmi", image], check=False).returncode == 0

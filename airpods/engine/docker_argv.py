@@ -10,11 +10,12 @@ inspect` shows, as podman's env secrets are shown."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from airpods.engine.run_options import env_volume_limit_args
 from airpods.gpu import GpuRequest
-from airpods.labels import label_args
+from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
 from airpods.plan import Step
 from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
 
@@ -22,11 +23,16 @@ POD_LABEL = "io.airpods.pod"
 
 
 def secrets_folder() -> Path:
-    """Where the Docker engine keeps the stack's secrets as files (in airpods' private state
-    folder, 0700)."""
+    """Where the Docker engine keeps the stacks' secrets as files (in airpods' private state
+    folder, 0700), a folder per project (project_secrets)."""
     from airpods.state import state_path
 
     return state_path() / "docker-secrets"
+
+
+def project_secrets(secrets: Path, labels: Mapping[str, str]) -> Path:
+    """The folder of the secrets of the project these labels name (io.airpods.project)."""
+    return secrets / labels.get(PROJECT, DEFAULT_PROJECT)
 
 
 def publish_option(publish: Publish) -> str:
@@ -70,8 +76,9 @@ def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
     argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
     argv += ["--restart", spec.restart_policy, "--pull", "never"]
     argv += label_args({**spec.labels, POD_LABEL: spec.pod})
+    folder = project_secrets(secrets, spec.labels)
     argv += env_volume_limit_args(
-        spec, volume_option, [arg for use in spec.secrets for arg in secret_options(use, secrets)]
+        spec, volume_option, [arg for use in spec.secrets for arg in secret_options(use, folder)]
     )
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:

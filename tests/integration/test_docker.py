@@ -70,8 +70,9 @@ def test_doctor_checks_the_daemon_its_socket_and_version(on_docker):
 def test_secrets_are_read_only_files_never_env_or_argv(on_docker):
     started = on_docker("start", "llamacpp", "open-webui")
     assert started.code == 0, started.err
-    folder = Path(os.environ["XDG_STATE_HOME"]) / "airpods" / "docker-secrets"
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    secrets = Path(os.environ["XDG_STATE_HOME"]) / "airpods" / "docker-secrets"
+    folder = secrets / "airpods"  # the project's
+    assert stat.S_IMODE(secrets.stat().st_mode) == stat.S_IMODE(folder.stat().st_mode) == 0o700
     files = sorted(folder.iterdir())
     assert files and all(stat.S_IMODE(f.stat().st_mode) in (0o400, 0o600) for f in files)
     key_files = [f for f in files if not f.name.endswith(".env")]
@@ -116,3 +117,22 @@ def test_status_says_the_same_on_both_engines(airpods, on_docker):
     assert on_docker("start", "ollama", "llamacpp").code == 0
     assert normalized(on_docker) == on_podman
     assert on_docker("logs", "ollama", "-n", "1").out == podman_log == "stand-in for ollama listening on 11434\n"
+
+
+def test_clean_removes_this_projects_secret_files_and_keeps_the_others(on_docker):
+    other = Airpods(on_docker.config.parent, name="other.toml", engine="docker")
+    other.write_config("""
+        [runtime]
+        project = "second"
+        [services.ollama]
+        ports = [{ host = 11435, container = 11434 }]
+    """)
+    assert on_docker("start", "llamacpp").code == 0 and other("start", "ollama").code == 0
+    secrets = Path(os.environ["XDG_STATE_HOME"]) / "airpods" / "docker-secrets"
+    assert [p.name for p in (secrets / "airpods").iterdir()]
+    cleaned = on_docker("clean", "--pods", "--yes")
+    assert cleaned.code == 0, cleaned.err
+    assert not list((secrets / "airpods").iterdir())
+    assert docker("ps", "-aq", "--filter", "label=io.airpods.project=second").stdout.split()  # not this project's
+    assert [p.name for p in (secrets / "second").iterdir()]
+    assert on_docker("start", "llamacpp").code == 0  # made again from the key file

@@ -4,6 +4,8 @@ Toolkit lay it out; the table checks image, podman flags, env and the warning.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airpods.engine.podman_argv import gpu_options
@@ -263,3 +265,30 @@ def test_malformed_sysfs_values_never_crash_nor_make_bogus_devices(tmp_path, run
     _, spec, _ = decide(tmp_path, files)
     assert "/dev/dri/renderD " not in " ".join(gpu_options(spec.gpu_request)) + " "
     assert not any(d.endswith("renderD") for d in (spec.gpu_request.devices if spec.gpu_request else ()))
+
+
+def docker_argv_of(spec) -> list[str]:
+    from airpods.engine.docker_argv import container_run_argv
+
+    return list(container_run_argv(spec, Path("/secrets")))
+
+
+def test_docker_hands_nvidia_over_with_the_toolkits_hook_not_a_cdi_spec(tmp_path, runtime):
+    hooked = {**nvidia(cdi=None), "usr/bin/nvidia-container-runtime-hook": "", "dev/nvidia1": ""}
+    gpu = detect_gpu(make_tree(tmp_path / "hooked", hooked), engine="docker")
+    assert (gpu.cdi, gpu.cdi_names, gpu.handover) == (True, ("0", "1", "all"), "--gpus")
+    assert "Docker --gpus" in gpu.describe()
+    stack = build_stack(load_text(tmp_path, "").config, gpu, ["llamacpp"])
+    spec = stack.service("llamacpp")
+    assert spec.image.endswith(":server-cuda") and "--gpus all" in " ".join(docker_argv_of(spec))
+    assert "--gpus all" in spec.gpu_reason
+    two = build_stack(load_text(tmp_path, "[services.llamacpp.gpu]\ndevices = [1]\n").config, gpu, ["llamacpp"])
+    assert '--gpus "device=1"' in " ".join(docker_argv_of(two.service("llamacpp")))
+
+    # The same host without the hook: the CPU image, and the toolkit's fix named.
+    bare = detect_gpu(make_tree(tmp_path / "bare", nvidia()), engine="docker")
+    cpu = build_stack(load_text(tmp_path, "").config, bare, ["llamacpp"])
+    assert cpu.service("llamacpp").image.endswith(":server")
+    assert any("nvidia-ctk runtime configure --runtime=docker" in w for w in cpu.warnings)
+    # Podman on the hooked host still needs its CDI spec.
+    assert not detect_gpu(make_tree(tmp_path / "hooked", {}), engine="podman").cdi
