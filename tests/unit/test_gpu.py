@@ -236,20 +236,26 @@ def test_the_real_gpu_check_script_decides_before_it_runs_anything(tmp_path, run
     script = Path(__file__).parents[2] / "scripts" / "gpu-check"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
 
-    def dry(files):
+    def dry(files, *args):
         env = {
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
             "AIRPODS_PYTHON": sys.executable,
-            "AIRPODS_HOST_ROOT": str(make_tree(tmp_path / f"t{len(files)}", files)),
+            "AIRPODS_HOST_ROOT": str(make_tree(tmp_path / f"t{len(list(tmp_path.glob('t*')))}", files)),
         }
-        return subprocess.run([str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run([str(script), "--dry-run", *args], env=env, capture_output=True, text=True, timeout=120)
 
     ready = dry(nvidia())
     assert ready.returncode == 0, ready.stderr
     assert "server-cuda" in ready.stdout and "+ airpods start llamacpp" in ready.stdout
     stale = dry(nvidia(cdi="stale"))
     assert stale.returncode == 1 and "would not get the CUDA image" in stale.stderr
+    # Docker: the toolkit's hook, not a CDI spec, decides.
+    hooked = dry({**nvidia(cdi=None), "usr/bin/nvidia-container-runtime-hook": ""}, "--engine", "docker")
+    assert hooked.returncode == 0 and "--gpus all" in hooked.stdout, hooked.stderr
+    unhooked = dry(nvidia(), "--engine", "docker")
+    assert unhooked.returncode == 1 and "would not get the CUDA image" in unhooked.stderr
+    assert dry({}, "--bogus").returncode == 2
 
 
 @pytest.mark.parametrize(
