@@ -124,10 +124,10 @@ def test_clean_removes_this_projects_secret_files_and_keeps_the_others(on_docker
     other.write_config("""
         [runtime]
         project = "second"
-        [services.ollama]
-        ports = [{ host = 11435, container = 11434 }]
+        [services.llamacpp]
+        ports = [{ host = 8091, container = 8080 }]
     """)
-    assert on_docker("start", "llamacpp").code == 0 and other("start", "ollama").code == 0
+    assert on_docker("start", "llamacpp").code == 0 and other("start", "llamacpp").code == 0
     secrets = Path(os.environ["XDG_STATE_HOME"]) / "airpods" / "docker-secrets"
     assert [p.name for p in (secrets / "airpods").iterdir()]
     cleaned = on_docker("clean", "--pods", "--yes")
