@@ -205,10 +205,28 @@ class Docker:
         return sizes
 
     def last_exit(self, container_id: str) -> tuple[int | None, int]:
+        """(exit code of its last run, restart count). Docker resets the exit code when its
+        restart policy starts the container again, so a restarted one's code comes from its last
+        `die` event (the daemon keeps recent events)."""
         rows = self.inspect("container", [container_id])
         if not rows:
             return None, 0
-        return int((rows[0].get("State") or {}).get("ExitCode") or 0), int(rows[0].get("RestartCount") or 0)
+        state, restarts = rows[0].get("State") or {}, int(rows[0].get("RestartCount") or 0)
+        code: int | None = int(state.get("ExitCode") or 0)
+        if restarts:
+            events = self.run(
+                ["events", "--since", "1h", "--until", "0s", "--filter", f"container={container_id}"]
+                + ["--filter", "event=die", "--format", "{{json .}}"],
+                check=False,
+                timeout=30,
+            )
+            for line in reversed(events.stdout.splitlines()):
+                try:
+                    code = int(json.loads(line)["Actor"]["Attributes"]["exitCode"])
+                    break
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return code, restarts
 
     def logs_tail(self, container: str, lines: int = 20) -> list[str]:
         done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
