@@ -104,6 +104,7 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
             tuple(GpuCard(**card) for card in gpu["cards"]),
             tuple(gpu["groups"]),
             gpu["runtime"],
+            gpu["handover"],
         ),
         services=tuple(services),
         warnings=tuple(data["warnings"]),

@@ -298,3 +298,14 @@ def test_docker_hands_nvidia_over_with_the_toolkits_hook_not_a_cdi_spec(tmp_path
     assert any("nvidia-ctk runtime configure --runtime=docker" in w for w in cpu.warnings)
     # Podman on the hooked host still needs its CDI spec.
     assert not detect_gpu(make_tree(tmp_path / "hooked", {}), engine="podman").cdi
+
+
+def test_the_stack_cache_keeps_the_engines_gpu_handover(tmp_path):
+    from airpods.stack.cache import cached_stack
+
+    gpu = HostGpu("nvidia", cdi=True, driver="570.86.10", cdi_names=("0", "all"), handover="--gpus")
+    stack = build_stack(load_text(tmp_path, "").config, gpu, ["llamacpp"])
+    path = tmp_path / "cache.json"
+    assert cached_stack(path, "k", lambda: stack) == stack
+    again = cached_stack(path, "k", lambda: pytest.fail("served from the cache"))
+    assert again == stack and again.gpu.handover == "--gpus"
