@@ -196,6 +196,7 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
         return checks
     checks.append(Check("config", "OK", str(loaded.path or "built-in defaults")))
     checks += gpu_decisions(loaded.config, gpu)
+    checks += exposure_checks(config_path, gpu)
     if engine is not None and engine_name(choice) == "docker":
         from airpods.doctor_docker import reboot_check
 
@@ -227,6 +228,23 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
             else:
                 checks.append(Check("port", "OK", f"{where}: free"))
     return checks
+
+
+def exposure_checks(config_path: object, gpu: HostGpu) -> list[Check]:
+    """What the stack publishes beyond this machine (runtime.expose), one line a service."""
+    from airpods.stack.exposure import exposed
+    from airpods.stack.resolve import resolve_stack
+
+    try:
+        stack = resolve_stack(config_path, (), gpu=gpu)  # type: ignore[arg-type]
+    except AirpodsError:
+        return []  # the config check says why
+    return [
+        Check(
+            "exposed", "WARN" if e.open else "OK", e.describe(), "" if not e.open else "keep it off untrusted networks"
+        )
+        for e in exposed(stack)
+    ]
 
 
 def autostart_check(engine: Engine, project: str) -> Check:

@@ -36,7 +36,7 @@ from airpods.plan import (
     pull_steps,
 )
 from airpods.ports import port_holder, port_is_free
-from airpods.secrets import read_key
+from airpods.secrets import read_key, stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
@@ -278,7 +278,14 @@ def _start(
     from airpods.models.presets import fetch_declared, write_presets
 
     stack, observed = observe_stack(stack_for, engine)
-    plan = build_start_plan(stack, observed, api_key=stack_key(stack) or "", pull=pull, remove_orphans=remove_orphans)
+    plan = build_start_plan(
+        stack,
+        observed,
+        api_key=stack_key(stack) or "",
+        values=stack_secret_values(stack),
+        pull=pull,
+        remove_orphans=remove_orphans,
+    )
     check_ports(stack, plan, engine, observed.pods)
     check_limits(stack, plan, engine)
     presets_changed = set(write_presets(stack, engine))  # the preset folders exist before the check

@@ -13,6 +13,7 @@ from typing import Literal
 
 from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT
+from airpods.redact import MASK, redact_argv
 from airpods.stack.model import ServiceSpec, Stack
 
 StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
@@ -101,7 +102,8 @@ class Plan:
         lines += [f"# {note}" for note in self.notes]
         for step in self.steps:
             lines.append(f"# {step.why}")
-            lines.append(shlex.join(argv_of(step)) + (" <<< '********'" if step.stdin is not None else ""))
+            shown = shlex.join(redact_argv(argv_of(step)))
+            lines.append(shown + (f" <<< '{MASK}'" if step.stdin is not None else ""))
         return "\n".join(lines)
 
     def to_json(self, argv_of: Render) -> dict[str, object]:
@@ -109,7 +111,13 @@ class Plan:
             "action": self.action,
             "notes": list(self.notes),
             "steps": [
-                {"kind": s.kind, "target": s.target, "service": s.service, "why": s.why, "argv": list(argv_of(s))}
+                {
+                    "kind": s.kind,
+                    "target": s.target,
+                    "service": s.service,
+                    "why": s.why,
+                    "argv": redact_argv(argv_of(s)),
+                }
                 for s in self.steps
             ],
         }
@@ -170,9 +178,16 @@ def pull_plan(stack: Stack, observed: Observed, policy: PullPolicy = "missing") 
 
 
 def build_start_plan(
-    stack: Stack, observed: Observed, *, api_key: str = "", pull: PullPolicy = "missing", remove_orphans: bool = False
+    stack: Stack,
+    observed: Observed,
+    *,
+    api_key: str = "",
+    values: Mapping[str, str] | None = None,
+    pull: PullPolicy = "missing",
+    remove_orphans: bool = False,
 ) -> Plan:
-    """`api_key` is the value behind stack.secrets (only read for secrets that do not exist yet).
+    """`api_key` is the value behind stack.secrets, `values` the value of each user secret by
+    name (secrets.stack_secret_values; only read for secrets that do not exist yet).
     A service's pod is left alone when it runs with the same config hash and image ID; it is
     recreated when either changed or it stopped. Raises RuntimeFailure on a pod name clash or
     (`pull="never"`) a missing image."""
@@ -194,12 +209,17 @@ def build_start_plan(
             steps.append(Step("volume", volume, f"volume {volume}: kept by stop", labels=labels))
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
+            what = (
+                f"{secret.config_key}, an env variable kept out of argv"
+                if secret.source
+                else "the stack's API key, kept out of argv and env"
+            )
             steps.append(
                 Step(
                     "secret",
                     secret.name,
-                    f"secret {secret.name}: the stack's API key, kept out of argv and env",
-                    stdin=secret.value(api_key),
+                    f"secret {secret.name}: {what}",
+                    stdin=(values or {}).get(secret.name, secret.value(api_key)),
                     labels=labels,
                 )
             )

@@ -7,9 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airpods.errors import ConfigError
+from airpods.redact import register
 from airpods.state import state_dir
+
+if TYPE_CHECKING:
+    from airpods.stack.model import Stack
 
 KEY_FILE = "api-key"
 
@@ -20,16 +25,26 @@ def api_key_path() -> Path:
 
 def existing_api_key() -> str | None:
     """The key if one was made, else None (reading never creates it)."""
+    return _existing(api_key_path())
+
+
+def _existing(path: Path) -> str | None:
     try:
-        return api_key_path().read_text().strip() or None
+        return path.read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
 def api_key() -> str:
-    """The key, created on first use: 0600, complete before it is visible, and the first of two
-    racing commands wins (the other reads the winner's key)."""
-    path = api_key_path()
+    """The key, created on first use (see `generated`)."""
+    return generated(KEY_FILE, "sk-airpods-")
+
+
+def generated(name: str, prefix: str = "") -> str:
+    """The secret in airpods' state file `name`, created on first use: random (32 bytes,
+    URL-safe base64 after `prefix`), 0600, written in full and synced before it is visible, and
+    the first of two racing commands wins (the other reads the winner's)."""
+    path = state_dir() / name
     try:
         key = path.read_text().strip()
         if key:
@@ -39,9 +54,11 @@ def api_key() -> str:
     import secrets  # only when a key is made: its import costs every command ~5 ms
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".api-key.")  # mode 0600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")  # mode 0600
     with os.fdopen(fd, "w") as handle:
-        handle.write("sk-airpods-" + secrets.token_urlsafe(32) + "\n")
+        handle.write(prefix + secrets.token_urlsafe(32) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     try:
         os.link(tmp, path)  # fails if another command made the key first
     except FileExistsError:
@@ -61,6 +78,54 @@ def key_source(setting: bool | str) -> str:
     return ("generated" if setting else "none") if isinstance(setting, bool) else setting
 
 
+def read_secret(source: str, *, key: str, create: bool, noun: str = "secret") -> str | None:
+    """The value behind "env:VAR" (that variable of airpods' environment) or "file:PATH" (the
+    file's text), surrounding whitespace stripped. With `create` (the commands that hand the
+    value over) a value that cannot be read is a ConfigError at `key` (its config key path);
+    without it, None."""
+    kind, _, where = source.partition(":")
+    problem, value = "", ""
+    if kind == "generated":  # one airpods makes (Open WebUI's session key): created, never missing
+        made = generated(where) if create else _existing(state_dir() / where)
+        register(made)
+        return made
+    if kind == "env":
+        value = os.environ.get(where, "").strip()
+        problem = "" if value else f"{where} is not set (or empty) in airpods' environment"
+        hint = f"export {where}=YOUR_{noun.upper()} before running airpods, or change {key}"
+    else:
+        path = Path(where).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+            problem = "" if value else f"the {noun} file {path} is empty"
+        except OSError as exc:
+            problem = f"cannot read the {noun} file {path}: {exc.strerror or exc}"
+        except UnicodeDecodeError:
+            problem = f"the {noun} file {path} is not UTF-8 text"
+        hint = f"write your {noun} to {path} (chmod 600), or change {key}"
+    if problem:
+        if create:
+            raise ConfigError(problem, key=key, hint=hint)
+        return None
+    register(value)
+    return value
+
+
+def stack_secret_values(stack: Stack) -> dict[str, str]:
+    """Secret name → value for the stack's user secrets ([services.X.secrets]), read now.
+    Raises ConfigError (at the secret's key) for one that cannot be read."""
+    return {d.name: read_secret(d.source, key=d.config_key, create=True) or "" for d in stack.secrets if d.source}
+
+
+def register_stack_secrets(stack: Stack) -> None:
+    """Read (never create) the stack's key and user secrets, so what this process shows masks
+    them (redact.py): `airpods logs`, whose services may print them."""
+    read_key(stack.key_source, create=False)
+    for secret in stack.secrets:
+        if secret.source:
+            read_secret(secret.source, key=secret.config_key, create=False)
+
+
 def read_key(source: str, *, create: bool) -> str | None:
     """The key behind a key source (see `key_source`). `create`: make the generated key if it
     does not exist yet, and treat a user key that cannot be read as an error (the commands that
@@ -71,26 +136,11 @@ def read_key(source: str, *, create: bool) -> str | None:
     if source == "none":
         return None
     if source == "generated":
-        return api_key() if create else existing_api_key()
-    kind, _, where = source.partition(":")
-    problem, value = "", ""
-    if kind == "env":
-        value = os.environ.get(where, "").strip()
-        problem = "" if value else f"{where} is not set (or empty) in airpods' environment"
-        hint = f"export {where}=YOUR_KEY before running airpods, or change runtime.api_key"
-    else:
-        path = Path(where).expanduser()
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-            problem = "" if value else f"the key file {path} is empty"
-        except OSError as exc:
-            problem = f"cannot read the key file {path}: {exc.strerror or exc}"
-        except UnicodeDecodeError:
-            problem = f"the key file {path} is not UTF-8 text"
-        hint = f"write your key to {path} (chmod 600), or change runtime.api_key"
-    if problem:
-        if create:
-            raise ConfigError(problem, key="runtime.api_key", hint=hint)
+        generated = api_key() if create else existing_api_key()
+        register(generated)
+        return generated
+    value = read_secret(source, key="runtime.api_key", create=create, noun="key")
+    if value is None:
         return None
     if any(c.isspace() or c in ",;" or not c.isascii() or not c.isprintable() for c in value):
         raise ConfigError(

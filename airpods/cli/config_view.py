@@ -9,16 +9,35 @@ from airpods.config.loader import LoadedConfig
 from airpods.errors import ConfigError
 
 
+def masked(data: dict[str, Any]) -> dict[str, Any]:
+    """The config as shown: a secret-like env value of any service masked (redact.py)."""
+    from airpods.redact import redact_env
+
+    shown = dict(data)
+    services = shown.get("services")
+    if isinstance(services, dict):
+        shown["services"] = {
+            name: {**svc, "env": {k: redact_env(k, str(v)) for k, v in svc["env"].items()}}
+            if isinstance(svc, dict) and isinstance(svc.get("env"), dict)
+            else svc
+            for name, svc in services.items()
+        }
+    return shown
+
+
 def show_config(loaded: LoadedConfig, *, resolved: bool, engine: str = "podman") -> dict[str, Any]:
+    """The merged config (with `resolved`: after templates, with each service's rendered
+    command), secret-like env values masked."""
     if not resolved:
-        return dict(loaded.merged)
+        return masked(dict(loaded.merged))
     from airpods.gpu import detect_host_gpu
+    from airpods.redact import redact_argv
     from airpods.secrets import key_id, key_source, read_key
     from airpods.server_flags import known_tables
     from airpods.stack.build import build_service
     from airpods.stack.presets import preset_ini
 
-    data: dict[str, Any] = dict(loaded.resolved)
+    data: dict[str, Any] = masked(dict(loaded.resolved))
     gpu = detect_host_gpu(engine)
     tables = known_tables()
     rendered: dict[str, Any] = {}
@@ -33,7 +52,7 @@ def show_config(loaded: LoadedConfig, *, resolved: bool, engine: str = "podman")
             )
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None
-        args = [*spec.args, *spec.key_args]
+        args = redact_argv([*spec.args, *spec.key_args])
         argv = [*(spec.entrypoint or ()), spec.image, *args]
         rendered[name] = {"image": spec.image, "argv": args, "display": shlex.join(argv)}
         if spec.presets:

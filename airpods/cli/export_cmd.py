@@ -61,6 +61,7 @@ def kube(
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
     from airpods.lifecycle import stack_key
+    from airpods.secrets import stack_secret_values
 
     if target not in ("podman", "kubernetes"):
         raise UsageError(f"unknown target {target!r}", hint="podman or kubernetes")
@@ -70,6 +71,7 @@ def kube(
         raise UsageError("--shared-models is for --target kubernetes (podman mounts the volume itself)")
     stack = _stack(ctx, services, gpu)
     key = stack_key(stack) or ""  # only a stack that hands a key over needs one
+    values = stack_secret_values(stack)  # the user's [services.X.secrets]
     if target == "podman":
         header = (
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
@@ -78,7 +80,7 @@ def kube(
         _write_presets(ctx, stack)  # the preset folders the Pods mount (hostPath), as `start` writes them
         name = secret_name(stack)
         if name:
-            _ensure_kube_secret(name, export_secret_json(stack, key), stack.labels)
+            _ensure_kube_secret(name, export_secret_json(stack, key, values), stack.labels)
             header += f"# The API key comes from the podman secret {name} (created on this host by the export).\n"
         text = to_yaml(podman_documents(stack), header)
     else:
@@ -87,8 +89,8 @@ def kube(
             "# Job that runs `airpods models pull`, or copy GGUF files in with a pod that mounts it).\n"
         )
         if stack.secrets:
-            header += "# The Secret holds the API key: this file is private (0600).\n"
-        text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models), header)
+            header += "# The Secret holds the API key and secrets: this file is private (0600).\n"
+        text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models, values=values), header)
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
 
 

@@ -58,6 +58,7 @@ def start(
     from airpods.cli.output import print_json, warn
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
+    from airpods.stack.exposure import exposed
     from airpods.stack.presets import preset_ini
 
     present = engine_if_present(options_of(ctx))
@@ -94,6 +95,8 @@ def start(
             return
         for message in stack_for(()).warnings:
             warn(message)
+        for opening in exposed(stack_for(())):
+            warn(opening.describe())
         for spec in stack_for(()).services:
             if gpu_said(spec):
                 reporter.line(f"gpu: {spec.name}: {spec.gpu_reason}")
@@ -182,12 +185,14 @@ def logs(
     from airpods.engine.logs import stream_logs
     from airpods.errors import RuntimeFailure
     from airpods.lifecycle import stack_in_use
+    from airpods.secrets import register_stack_secrets
 
     if since is not None:
         _check_since(since)
     stack_for = stack_source(options_of(ctx), services)
     engine = engine_of(options_of(ctx))
     wanted = stack_in_use(stack_for, engine.pods())
+    register_stack_secrets(wanted)
     existing = {c.name for c in engine.containers(wanted.project)}
     chosen = {s.name: s.container for s in wanted.services if s.container in existing}
     absent = [s.name for s in wanted.services if s.container not in existing]

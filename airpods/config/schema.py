@@ -180,6 +180,56 @@ class Health(_Model):
         return any(lo <= status <= hi for lo, hi in self.expected_status)
 
 
+# Linux capabilities (capabilities(7), as of Linux 6.x), without the CAP_ prefix.
+CAPABILITIES = frozenset(
+    "AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN DAC_OVERRIDE "
+    "DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE MAC_ADMIN "
+    "MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST NET_RAW PERFMON SETFCAP SETGID "
+    "SETPCAP SETUID SYS_ADMIN SYS_BOOT SYS_CHROOT SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE "
+    "SYS_RAWIO SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG SYSLOG WAKE_ALARM".split()
+)
+
+
+def _check_capability(value: str) -> str:
+    name = value.upper().removeprefix("CAP_")
+    if name not in CAPABILITIES:
+        raise ValueError(f'\'{value}\' is not a Linux capability (capabilities(7)), e.g. "CHOWN" or "NET_BIND_SERVICE"')
+    return name
+
+
+def _check_container_path(value: str) -> str:
+    if not value.startswith("/") or value.rstrip("/") == "":
+        raise ValueError(f"expected an absolute path inside the container other than /, got '{value}'")
+    return value.rstrip("/")
+
+
+def is_secret_source(value: str) -> bool:
+    """ "env:VARIABLE" or "file:/absolute/path" (or "file:~/path"): where airpods reads a secret."""
+    kind, _, where = value.partition(":")
+    return bool(kind == "env" and ENV_KEY_RE.match(where)) or (
+        kind == "file" and (where.startswith("/") or where.startswith("~/"))
+    )
+
+
+def _check_secret_source(value: str) -> str:
+    if not is_secret_source(value):
+        raise ValueError(
+            f'expected "env:VARIABLE" (read from that variable of airpods\' environment when it starts the '
+            f"service) or \"file:/absolute/path\" (read from that file), got '{value}'"
+        )
+    return value
+
+
+class Security(_Model):
+    """Least privilege: every container runs with no capabilities and no-new-privileges; a
+    service adds back only what its image needs, and keeps a read-only root filesystem (with
+    tmpfs at /tmp, /var/tmp, /run and the `tmpfs` paths) unless `read_only = false`."""
+
+    cap_add: list[Annotated[str, AfterValidator(_check_capability)]] = []
+    read_only: bool = True
+    tmpfs: list[Annotated[str, AfterValidator(_check_container_path)]] = []
+
+
 class Resources(_Model):
     memory: str | None = None
     cpus: float | None = Field(default=None, gt=0)
@@ -291,6 +341,12 @@ class Service(_Model):
     health: Health = Health()
     env: dict[Annotated[str, AfterValidator(_check_env_key)], str] = {}
     resources: Resources = Resources()
+    security: Security = Security()
+    # Secrets handed to the container as env variables, never on a command line: NAME = where
+    # airpods reads the value ("env:VAR" or "file:/path") when it starts the service.
+    secrets: dict[
+        Annotated[str, AfterValidator(_check_env_key)], Annotated[str, AfterValidator(_check_secret_source)]
+    ] = {}
     command_args: dict[str, ArgValue] = {}
     # Per-model presets of a llama.cpp router (llama-server --models-preset), by model name.
     models: dict[Annotated[str, AfterValidator(_check_model_name)], ModelPreset] = {}
@@ -324,6 +380,7 @@ class Runtime(_Model):
     engine: Literal["podman", "docker", "auto"] = "auto"  # see engine/choose.py
     project: DnsLabel = "airpods"
     bind_address: str = "127.0.0.1"
+    expose: bool = False  # required for a bind_address other than loopback (config/validation.py)
     network: Name = "airpods"
     restart_policy: Literal["no", "always", "on-failure", "unless-stopped"] = "unless-stopped"
     # true: a key airpods generates; false: none; "env:VARIABLE" or "file:/path": your own key.
@@ -332,12 +389,7 @@ class Runtime(_Model):
     @field_validator("api_key")
     @classmethod
     def _key_source(cls, value: bool | str) -> bool | str:
-        if isinstance(value, bool):
-            return value
-        kind, _, where = value.partition(":")
-        if kind == "env" and ENV_KEY_RE.match(where):
-            return value
-        if kind == "file" and (where.startswith("/") or where.startswith("~/")):
+        if isinstance(value, bool) or is_secret_source(value):
             return value
         raise ValueError(
             'expected true (a key airpods generates), false (no key), "env:VARIABLE" (your key, read from '

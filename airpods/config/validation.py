@@ -180,10 +180,26 @@ def check_owned_flags(config: Config) -> None:
                 raise error
 
 
+def check_exposure(config: Config) -> None:
+    """A bind address other than loopback publishes every service to the network: only when the
+    config says so too (runtime.expose = true)."""
+    import ipaddress
+
+    if not ipaddress.ip_address(config.runtime.bind_address).is_loopback and not config.runtime.expose:
+        raise ConfigError(
+            f"bind_address {config.runtime.bind_address} publishes every service to the network, "
+            "Ollama and ComfyUI without any authentication; runtime.expose is not set",
+            key="runtime.bind_address",
+            hint="set runtime.expose = true to mean it (`airpods doctor` then lists what is reachable), "
+            'or keep bind_address = "127.0.0.1"',
+        )
+
+
 def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:
     """Rules across enabled services: unique host ports, pods and containers. A clash is reported
     at the key the user wrote (`user_set`), since the defaults alone never clash."""
     check_owned_flags(config)
+    check_exposure(config)
     owners: dict[tuple[str, Any], str] = {}
     sizes: dict[str, tuple[str, str]] = {}
     for name in config.enabled_services():

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from airpods.engine.run_options import env_volume_limit_args
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args
 from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
 from airpods.plan import Step
@@ -80,6 +80,7 @@ def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
     argv += env_volume_limit_args(
         spec, volume_option, [arg for use in spec.secrets for arg in secret_options(use, folder)]
     )
+    argv += least_privilege_args(spec)
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", spec.entrypoint[0]]

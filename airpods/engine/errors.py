@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Sequence
 
 from airpods.errors import RuntimeFailure
+from airpods.redact import redact, redact_argv
 
 
 class EngineMissing(RuntimeFailure):
@@ -18,9 +19,9 @@ class EngineError(RuntimeFailure):
 
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str, hint: str | None = None) -> None:
         self.argv, self.returncode = list(argv), returncode
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        lines = [line for line in redact(stderr).strip().splitlines() if line.strip()]
         self.stderr_tail = "\n".join(lines[-5:])
-        command = shlex.join([_tool(self.argv), *self.argv[1:]])
+        command = shlex.join(redact_argv([_tool(self.argv), *self.argv[1:]]))
         message = f"`{command}` failed (exit {returncode})" + (f": {self.stderr_tail}" if lines else "")
         super().__init__(message, hint)
 

@@ -1,4 +1,5 @@
-"""`podman logs` for one container as is, or several interleaved with a service prefix."""
+"""`podman logs` (or docker's) for one container as is, or several interleaved with a service
+prefix; every line passes redact.redact (a secret a service prints shows as ********)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from collections.abc import Mapping
 
 from airpods.engine.base import Engine
+from airpods.redact import redact
 
 COLORS = ("36", "35", "33", "32", "34", "31")
 
@@ -15,14 +17,8 @@ COLORS = ("36", "35", "33", "32", "34", "31")
 def stream_logs(
     engine: Engine, containers: Mapping[str, str], *, follow: bool, lines: int | None, since: str | None
 ) -> int:
-    """Returns podman's exit code (the worst of them). Ctrl-C ends the stream quietly."""
+    """Returns the engine's exit code (the worst of them). Ctrl-C ends the stream quietly."""
     argvs = {name: engine.logs_argv(ctr, follow=follow, lines=lines, since=since) for name, ctr in containers.items()}
-    if len(argvs) == 1:
-        (argv,) = argvs.values()
-        try:
-            return subprocess.call(argv, stdin=subprocess.DEVNULL)
-        except KeyboardInterrupt:
-            return 0
     width = max(map(len, argvs))
     color = sys.stdout.isatty()
     out_lock = threading.Lock()
@@ -39,13 +35,13 @@ def stream_logs(
     }
 
     def pump(index: int, name: str, proc: subprocess.Popen[str]) -> None:
-        prefix = f"{name:<{width}} | "
-        if color:
+        prefix = f"{name:<{width}} | " if len(procs) > 1 else ""
+        if color and prefix:
             prefix = f"\033[{COLORS[index % len(COLORS)]}m{prefix}\033[0m"
         assert proc.stdout is not None
         for line in proc.stdout:
             with out_lock:
-                sys.stdout.write(prefix + line)
+                sys.stdout.write(prefix + redact(line))
                 sys.stdout.flush()
 
     threads = [threading.Thread(target=pump, args=(i, n, p), daemon=True) for i, (n, p) in enumerate(procs.items())]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from airpods.engine.base import OneOff
-from airpods.engine.run_options import env_volume_limit_args
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
@@ -66,6 +66,7 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv += env_volume_limit_args(
         spec, volume_option, [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
     )
+    argv += least_privilege_args(spec)
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]

@@ -16,6 +16,7 @@ import base64
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from airpods.stack.model import Mount, ServiceSpec, Stack
@@ -33,15 +34,21 @@ def secret_name(stack: Stack) -> str | None:
     return f"{stack.project}-api-keys" if stack.secrets else None
 
 
-def secret_values(stack: Stack, api_key: str) -> dict[str, str]:
-    """Secret data key (the secret's purpose: `api-key`, `openai-api-keys`) → value. A stack has
-    one of each at most: every Open WebUI instance gets the same list of keys."""
-    return {s.purpose: s.value(api_key) for s in stack.secrets}
+def data_key(purpose: str, name: str) -> str:
+    """A secret's key in the Secret: its purpose (`api-key`, `openai-api-keys`: a stack has one
+    of each at most, every Open WebUI instance gets the same list of keys), a user secret's name."""
+    return name if purpose == "user" else purpose
 
 
-def export_secret_json(stack: Stack, api_key: str) -> str:
+def secret_values(stack: Stack, api_key: str, values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Secret data key → value; `values`: the user secrets' values by name."""
+    return {data_key(s.purpose, s.name): (values or {}).get(s.name, s.value(api_key)) for s in stack.secrets}
+
+
+def export_secret_json(stack: Stack, api_key: str, values: Mapping[str, str] | None = None) -> str:
     """The podman secret content that Podman's kube play reads for secretKeyRef."""
-    return json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in secret_values(stack, api_key).items()})
+    data = secret_values(stack, api_key, values)
+    return json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in data.items()})
 
 
 def memory_quantity(value: str) -> str:
@@ -54,7 +61,8 @@ def _secret_env(spec: ServiceSpec, name: str | None) -> list[dict[str, Any]]:
     env = []
     for use in spec.secrets:
         variable = use.target if use.type == "env" else KEY_ENV_IN_KUBE
-        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": use.purpose}}})
+        key = data_key(use.purpose, use.name)
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
     return env
 
 
@@ -79,7 +87,12 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
     mounts = [
         {"name": _mount_name(m), "mountPath": m.target, **({"readOnly": True} if m.mode == "ro" else {})}
         for m in spec.mounts
-    ]
+    ] + [{"name": _scratch_name(path), "mountPath": path} for path in spec.scratch]
+    container["securityContext"] = {
+        "capabilities": {"drop": ["ALL"], **({"add": list(spec.cap_add)} if spec.cap_add else {})},
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": spec.read_only,
+    }
     if mounts:
         container["volumeMounts"] = mounts
     if target == "kubernetes":
@@ -88,6 +101,11 @@ def _container(spec: ServiceSpec, secret: str | None, target: str) -> dict[str, 
         if resources:
             container["resources"] = resources
     return container
+
+
+def _scratch_name(path: str) -> str:
+    """The memory-backed emptyDir standing for a tmpfs scratch folder."""
+    return ("scratch-" + re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-"))[:63].rstrip("-")
 
 
 def _volume_name(source: str) -> str:
@@ -116,6 +134,7 @@ def _volumes(spec: ServiceSpec, claim_name, target: str) -> list[dict[str, Any]]
             volumes.append({"name": _mount_name(m), "configMap": {"name": f"{spec.pod}-presets"}})
         else:
             volumes.append({"name": _mount_name(m), "hostPath": {"path": m.source}})
+    volumes += [{"name": _scratch_name(path), "emptyDir": {"medium": "Memory"}} for path in spec.scratch]
     return volumes
 
 
@@ -191,7 +210,9 @@ def _restart(spec: ServiceSpec) -> str:
     return {"no": "Never", "on-failure": "OnFailure"}.get(spec.restart_policy, "Always")
 
 
-def kubernetes_documents(stack: Stack, api_key: str, *, shared_models: bool = False) -> list[dict[str, Any]]:
+def kubernetes_documents(
+    stack: Stack, api_key: str, *, shared_models: bool = False, values: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Deployments, Services and PVCs per service, one Secret. Build `stack` for the cluster's
     GPU (not this host's): images and device requests follow each service's variant. Claims are
     ReadWriteOnce, which every provisioner binds (the local-path ones of kind, k3s and k3d take
@@ -206,7 +227,7 @@ def kubernetes_documents(stack: Stack, api_key: str, *, shared_models: bool = Fa
                 "kind": "Secret",
                 "metadata": {"name": secret},
                 "type": "Opaque",
-                "stringData": secret_values(stack, api_key),
+                "stringData": secret_values(stack, api_key, values),
             }
         )
     sizes = dict(stack.volume_sizes)

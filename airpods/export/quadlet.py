@@ -74,6 +74,10 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         ("Secret", f"{s.name},type={s.type},target={s.target}" + (",mode=0400" if s.type == "mount" else ""))
         for s in spec.secrets
     ]
+    entries += [("DropCapability", "all"), *(("AddCapability", cap) for cap in spec.cap_add)]
+    entries.append(("NoNewPrivileges", "true"))
+    entries += [("ReadOnly", "true")] if spec.read_only else []
+    entries += [("Tmpfs", path) for path in spec.scratch]
     if spec.gpu_request:
         entries += [("AddDevice", device) for device in spec.gpu_request.devices]
         if spec.gpu_request.keep_groups:

@@ -13,7 +13,18 @@ from airpods.labels import default_container, default_pod
 from airpods.secrets import key_source
 from airpods.stack.args import check_server_env, command_flags, flat, sets_flag
 from airpods.stack.flag_table import FlagTable, builtin_table
-from airpods.stack.model import HealthCheck, Mount, Preset, Publish, SecretDef, SecretUse, ServiceSpec, Settings, Stack
+from airpods.stack.model import (
+    UNSET,
+    HealthCheck,
+    Mount,
+    Preset,
+    Publish,
+    SecretDef,
+    SecretUse,
+    ServiceSpec,
+    Settings,
+    Stack,
+)
 from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, build_presets, preset_folder
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
@@ -23,6 +34,7 @@ from airpods.stack.wiring import (
     listen_port,
     llama_extra_args,
     open_webui_wiring,
+    project_suffix,
 )
 from airpods.state import state_path
 
@@ -123,12 +135,14 @@ def build_service(
     flag_tables: Mapping[str, FlagTable] | None = None,
     check_flags: bool = True,
     user_wrote: Callable[[str], bool] | None = None,
+    secret_ids: Mapping[str, str] | None = None,
 ) -> tuple[ServiceSpec, list[SecretDef]]:
     """One service's spec, and the secrets it needs created. `backends` are the stack's other
     instances (Open WebUI is wired to them); `flag_tables` see `flag_table_for`. Without
     `check_flags` (pulling images only) command_args are rendered by the plain rules, unchecked.
     `user_wrote` (key path → in the user's file?) lets a user's spelling of a flag replace a
-    default's (args.command_flags).
+    default's (args.command_flags). `secret_ids` name the value each user secret's source gives
+    (source → id; see user_secrets).
 
     Raises ConfigError for command_args the service's llama-server does not take."""
     service = config.services[name]
@@ -176,11 +190,11 @@ def build_service(
         args += extra
         defs += [api_key_secret(key_id, config.runtime.project)] if secrets and key_id else []
     elif kind == OPEN_WEBUI:
-        wired_env, secrets, defs = open_webui_wiring(
-            config, [(b, kind_of(config, b)) for b in backends], service.env, key_id
-        )
+        wired_env, secrets, defs = open_webui_wiring(config, name, [(b, kind_of(config, b)) for b in backends], key_id)
         env += wired_env
     bind = config.runtime.bind_address
+    mine, mine_defs = user_secrets(config, name, secret_ids)
+    secrets, defs = [*secrets, *mine], [*defs, *mine_defs]
     return ServiceSpec(
         name=name,
         project=config.runtime.project,
@@ -208,6 +222,9 @@ def build_service(
         gpu_reason=choice.reason,
         gpu_warning=choice.warning or "",
         presets=presets,
+        cap_add=tuple(dict.fromkeys(service.security.cap_add)),
+        read_only=service.security.read_only,
+        tmpfs=tuple(dict.fromkeys(service.security.tmpfs)),
     ), defs
 
 
@@ -220,6 +237,7 @@ def build_stack(
     flag_tables: Mapping[str, FlagTable] | None = None,
     check_flags: bool = True,
     user_wrote: Callable[[str], bool] | None = None,
+    secret_ids: Mapping[str, str] | None = None,
 ) -> Stack:
     """The named services (`only`), else every enabled one plus every configured one in
     `present` (services whose pods exist: a disabled service started by name stays part of the
@@ -230,7 +248,10 @@ def build_stack(
     names = select_services(config, only) if only else list(dict.fromkeys([*config.enabled_services(), *present]))
     key_id = key_id if config.runtime.api_key else None
     backends = list(dict.fromkeys([*config.enabled_services(), *present, *names]))
-    built = [build_service(config, name, gpu, key_id, backends, flag_tables, check_flags, user_wrote) for name in names]
+    built = [
+        build_service(config, name, gpu, key_id, backends, flag_tables, check_flags, user_wrote, secret_ids)
+        for name in names
+    ]
     services = tuple(spec for spec, _ in built)
     secrets = tuple(dict.fromkeys(d for _, defs in built for d in defs))
     cli = config.cli
@@ -238,7 +259,7 @@ def build_stack(
         network=config.runtime.network,
         gpu=gpu,
         services=services,
-        warnings=tuple(stack_warnings(services)),
+        warnings=tuple(stack_warnings(services)) + tuple(env_secret_warnings(config, names)),
         settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
         secrets=secrets,
         project=config.runtime.project,
@@ -247,7 +268,54 @@ def build_stack(
         volume_sizes=volume_sizes(config, names),
         key_source=key_source(config.runtime.api_key),
         key_id=key_id or "",
+        secret_ids=tuple(
+            sorted(
+                {(d.source, (secret_ids or {}).get(d.source, UNSET)) for d in secrets if d.source in (secret_ids or {})}
+            )
+        ),
     )
+
+
+def user_secrets(
+    config: Config, name: str, secret_ids: Mapping[str, str] | None
+) -> tuple[list[SecretUse], list[SecretDef]]:
+    """The service's [services.X.secrets] as secrets handed over as env variables (never argv).
+    A secret's name carries the id of its value (`secret_ids`: source → id, UNSET when it
+    cannot be read now), so a new value makes a new secret and recreates the container."""
+    service, project = config.services[name], config.runtime.project
+    uses, defs = [], []
+    for variable, source in service.secrets.items():
+        key = key_path(("services", name, "secrets", variable))
+        if variable in service.env:
+            raise ConfigError(
+                f"{variable} is set both here and in services.{name}.env", key=key, hint="keep it in secrets only"
+            )
+        sid = (secret_ids or {}).get(source, UNSET)
+        label = variable.lower().replace("_", "-")
+        secret = SecretDef(
+            f"airpods-secret-{name}-{label}-{sid}{project_suffix(project)}",
+            purpose="user",
+            source=source,
+            config_key=key,
+        )
+        defs.append(secret)
+        uses.append(SecretUse(secret.name, "env", variable, "user"))
+    return uses, defs
+
+
+def env_secret_warnings(config: Config, names: Sequence[str]) -> list[str]:
+    """An env value whose name says it is a credential is on the engine's command line (and
+    `podman inspect`): say so, with the way to hand it over as a secret instead."""
+    from airpods.redact import secret_like
+
+    return [
+        f"services.{name}.env.{variable} looks like a secret: env values are on the engine's command line "
+        f'and in `inspect`; move it to [services.{name}.secrets] as {variable} = "env:{variable}" '
+        '(read from airpods\' environment) or "file:/path"'
+        for name in names
+        for variable in config.services[name].env
+        if secret_like(variable)
+    ]
 
 
 def volume_sizes(config: Config, names: Sequence[str]) -> tuple[tuple[str, str], ...]:

@@ -116,6 +116,7 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
         volume_sizes=tuple((v, size) for v, size in data["volume_sizes"]),
         key_source=data["key_source"],
         key_id=data["key_id"],
+        secret_ids=tuple((source, sid) for source, sid in data["secret_ids"]),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airpods.gpu import HostGpu
-from airpods.stack.model import Stack
+from airpods.stack.model import UNSET, Stack
 
 
 def resolve_stack(
@@ -32,7 +32,7 @@ def resolve_stack(
     from airpods.config.files import locate_config
     from airpods.errors import ConfigError
     from airpods.gpu import detect_host_gpu
-    from airpods.secrets import key_id, read_key
+    from airpods.secrets import key_id, read_key, read_secret
     from airpods.server_flags import store_stamp
     from airpods.stack.cache import cache_key, cached_stack
     from airpods.state import state_dir
@@ -43,6 +43,11 @@ def resolve_stack(
     def key_of(source: str) -> str:
         secret = read_key(source, create=ensure_key)
         return key_id(secret) if secret else ""
+
+    def secret_id(source: str) -> str:
+        """Names the value a user secret's source gives now (UNSET: none, start says why)."""
+        value = read_secret(source, key="", create=False)
+        return key_id(value) if value else UNSET
 
     def build() -> Stack:
         from airpods.config.loader import load_config
@@ -63,14 +68,18 @@ def resolve_stack(
                 known_tables(),
                 check_flags,
                 loaded.user_wrote,
+                {s: secret_id(s) for service in config.services.values() for s in service.secrets.values()},
             )
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None
 
     def still_holds(stack: Stack) -> bool:
-        """A cached stack was derived for one key: it holds while its source gives that key."""
+        """A cached stack was derived for one key (and user secret values): it holds while their
+        sources give them."""
         try:
-            return key_of(stack.key_source) == stack.key_id
+            return key_of(stack.key_source) == stack.key_id and all(
+                secret_id(source) == sid for source, sid in stack.secret_ids
+            )
         except ConfigError:
             return False  # rebuilt, so the error is reported with its file
 

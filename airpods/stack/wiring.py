@@ -58,10 +58,13 @@ def llama_extra_args(
 
 
 def open_webui_wiring(
-    config: Config, backends: Iterable[tuple[str, str]], user_env: dict[str, str], key_id: str | None
+    config: Config, name: str, backends: Iterable[tuple[str, str]], key_id: str | None
 ) -> tuple[list[tuple[str, str]], list[SecretUse], list[SecretDef]]:
-    """Env (and the key list as an env secret) pointing Open WebUI at every backend.
-    `backends` are (name, kind) of the stack's instances; what the user set in env wins."""
+    """Env (and the key list as an env secret) pointing Open WebUI service `name` at every
+    backend, and its session key (WEBUI_SECRET_KEY, generated once per stack) as an env secret.
+    `backends` are (name, kind) of the stack's instances; what the user set in env or secrets
+    wins."""
+    user_env, user_secrets = config.services[name].env, config.services[name].secrets
     project = config.runtime.project
     backends = list(backends)
     ollamas = [_in_network(config, n, 11434) for n, kind in backends if kind == OLLAMA]
@@ -74,6 +77,17 @@ def open_webui_wiring(
         if name not in user_env:
             env.append((name, value))
 
+    if "WEBUI_SECRET_KEY" not in user_env and "WEBUI_SECRET_KEY" not in user_secrets:
+        # Open WebUI signs sessions with it and makes one in its container when unset (a new
+        # one whenever the container is recreated, logging everyone out): one per stack instead.
+        session = SecretDef(
+            f"airpods-webui-secret-key{project_suffix(project)}",
+            purpose="user",
+            source=f"generated:webui-secret-key{project_suffix(project)}",
+            config_key=f"services.{name}.secrets.WEBUI_SECRET_KEY",
+        )
+        defs.append(session)
+        secrets.append(SecretUse(session.name, "env", "WEBUI_SECRET_KEY", "user"))
     if ollamas and not {"OLLAMA_BASE_URL", "OLLAMA_BASE_URLS"} & set(user_env):
         add("OLLAMA_BASE_URLS", ";".join(f"http://{alias}:{port}" for alias, port in ollamas))
     if llamas and not {"OPENAI_API_BASE_URL", "OPENAI_API_BASE_URLS"} & set(user_env):

@@ -244,10 +244,27 @@ def airpods(rig, tmp_path, request) -> Airpods:
         clean()
 
 
+def artifacts_folder() -> Path:
+    """Where a failed test's artifacts go: $AIRPODS_E2E_ARTIFACTS (scripts/test makes one with
+    mktemp), else a fresh private folder of this run (never a predictable /tmp path that another
+    user could have planted a symlink at)."""
+    global _artifacts
+    if _artifacts is None:
+        import tempfile
+
+        named = os.environ.get("AIRPODS_E2E_ARTIFACTS")
+        _artifacts = Path(named) if named else Path(tempfile.mkdtemp(prefix="airpods-e2e-artifacts-"))
+        _artifacts.mkdir(mode=0o700, exist_ok=True)
+    return _artifacts
+
+
+_artifacts: Path | None = None
+
+
 def _save_artifacts(name: str, engine: str = "podman") -> None:
     """On failure: the engine's ps and every airpods container's log, for the CI log reader."""
-    out = Path(os.environ.get("AIRPODS_E2E_ARTIFACTS", "/tmp/airpods-e2e-artifacts")) / name
-    out.mkdir(parents=True, exist_ok=True)
+    out = artifacts_folder() / name
+    out.mkdir(exist_ok=True)
     cli = docker if engine == "docker" else podman
     (out / "ps.json").write_text(cli("ps", "-a", "--format", "{{json .}}", check=False).stdout)
     names = cli("ps", "-a", "--filter", MANAGED, "--format", "{{.Names}}", check=False).stdout.split()
@@ -337,3 +354,10 @@ def hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     yield hub
     server.shutdown()
+
+
+def capabilities(airpods: Airpods, container: str) -> tuple[str, str]:
+    """(CapEff, NoNewPrivs) of the container's first process, from its /proc/1/status."""
+    status = airpods.ctr("exec", container, "cat", "/proc/1/status").stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return fields["CapEff"].strip(), fields["NoNewPrivs"].strip()

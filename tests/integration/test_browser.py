@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import openai_env, put_in_volume
+from tests.integration.conftest import artifacts_folder, openai_env, put_in_volume
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -42,8 +41,8 @@ def browser(tmp_path, request):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     if getattr(request.node, "rep_call_failed", False):
-        out = Path(os.environ.get("AIRPODS_E2E_ARTIFACTS", "/tmp/airpods-e2e-artifacts")) / request.node.name
-        out.mkdir(parents=True, exist_ok=True)
+        out = artifacts_folder() / request.node.name
+        out.mkdir(exist_ok=True)
         driver.save_screenshot(str(out / "page.png"))
     driver.quit()
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import put_in_volume
+from tests.integration.conftest import capabilities, put_in_volume
 
 pytestmark = pytest.mark.real_webui
 IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
@@ -59,3 +59,12 @@ def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_m
     assert reply["usage"]["completion_tokens"] > 0 and reply["model"] == "tiny"
     with pytest.raises(urllib.error.HTTPError):
         call("GET", "/api/models")  # Open WebUI's own auth is on
+
+    # Least privilege, with the real thing: no capabilities, no privilege gain.
+    for container in ("open-webui-0", "llamacpp-0"):
+        assert capabilities(airpods, container) == ("0000000000000000", "1"), container
+    # Its session key is the stack's (WEBUI_SECRET_KEY, generated once): a recreated container
+    # still accepts the session it signed before.
+    restarted = airpods("restart", "open-webui", timeout=1200)
+    assert restarted.code == 0, restarted.err
+    assert call("GET", "/api/v1/auths/", token=token)["email"] == "admin@example.org"

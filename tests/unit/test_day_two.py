@@ -338,8 +338,13 @@ def test_exports_fail_clearly_and_make_no_key_they_do_not_need(tmp_path, capsys,
     out = tmp_path / "k8s.yaml"
     done = run_cli(capsys, "-c", str(off), "export", "kube", "--target", "kubernetes", "-o", str(out))
     assert done.code == 0, done.err
-    assert not api_key_path().exists() and "kind: Secret" not in out.read_text()
-    assert "holds the API key" not in done.err and out.stat().st_mode & 0o777 == 0o644
+    # No API key is made; the Secret holds Open WebUI's session key alone, and the file is private.
+    assert (
+        not api_key_path().exists()
+        and "api-key:" not in out.read_text()
+        and "airpods-webui-secret-key" in out.read_text()
+    )
+    assert out.stat().st_mode & 0o777 == 0o600
     shared = run_cli(capsys, "export", "kube", "--target", "podman", "--shared-models")
     assert shared.code == 2 and "--shared-models is for --target kubernetes" in shared.err
     nowhere = run_cli(capsys, "-c", str(off), "export", "kube", "--target", "kubernetes", "-o", "/nonexistent/x.yaml")

@@ -46,8 +46,9 @@ def test_an_env_secret_is_an_env_file_named_for_its_variable(tmp_path):
         for s in plan.steps
         if s.kind == "container" and s.spec is not None and s.spec.name == "open-webui"
     )
-    env_file = webui[webui.index("--env-file") + 1]
-    assert env_file.startswith(f"{SECRETS}/") and env_file.endswith(".OPENAI_API_KEYS.env")
+    env_files = [webui[i + 1] for i, arg in enumerate(webui) if arg == "--env-file"]
+    assert all(f.startswith(f"{SECRETS}/airpods/") for f in env_files)
+    assert sorted(f.rsplit(".", 2)[1] for f in env_files) == ["OPENAI_API_KEYS", "WEBUI_SECRET_KEY"]
     assert KEY not in " ".join(webui)
 
 

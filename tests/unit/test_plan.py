@@ -66,7 +66,7 @@ def test_ports_are_published_on_loopback_by_default_and_on_the_configured_addres
     default = build_start_plan(stack_of(tmp_path), Observed())
     published = [a for s in default.steps for a in step_argv(s) if a.count(":") == 2 and a[0].isdigit()]
     assert published == ["127.0.0.1:11434:11434", "127.0.0.1:3000:8080", "127.0.0.1:8081:8080"]
-    exposed = build_start_plan(stack_of(tmp_path, '[runtime]\nbind_address = "0.0.0.0"'), Observed())
+    exposed = build_start_plan(stack_of(tmp_path, '[runtime]\nbind_address = "0.0.0.0"\nexpose = true'), Observed())
     assert "0.0.0.0:3000:8080" in [a for s in exposed.steps for a in step_argv(s)]
 
 

@@ -29,7 +29,7 @@ def test_open_webui_gets_every_backend_by_alias_and_aligned_keys(tmp_path):
     assert keys.type == "env"
     (definition,) = [d for d in stack.secrets if d.name == keys.name]
     assert definition.value("K") == "K;K"
-    assert {d.name for d in stack.secrets} == {keys.name, "airpods-api-key-abc123"}
+    assert {d.name for d in stack.secrets} == {keys.name, "airpods-api-key-abc123", "airpods-webui-secret-key"}
 
 
 def test_wiring_covers_enabled_backends_even_when_only_open_webui_starts(tmp_path):
@@ -62,7 +62,7 @@ def test_llama_server_reads_the_key_from_a_mounted_secret(tmp_path):
 
 def test_api_key_off_means_no_secrets_and_none_keys(tmp_path):
     stack = build_stack(load_text(tmp_path, "[runtime]\napi_key = false\n").config, HostGpu("none"), (), "abc123")
-    assert stack.secrets == ()
+    assert [d.name for d in stack.secrets] == ["airpods-webui-secret-key"]  # Open WebUI's sessions only
     assert "--api-key-file" not in stack.service("llamacpp").args
     assert env_of(stack.service("open-webui"))["OPENAI_API_KEYS"] == "none"
 

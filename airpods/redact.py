@@ -1,0 +1,56 @@
+"""One way to keep secrets out of what airpods shows: dry runs, `config show`, engine error
+messages and `airpods logs` all pass through here. Two kinds of secret are masked: the values
+airpods knows are secret (the API key, the user's [services.X.secrets], registered when read),
+and the value of any env variable whose name says it is one (HF_TOKEN, WEBUI_SECRET_KEY,
+OPENAI_API_KEY…), which a user may have put under `env` by mistake."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+MASK = "********"
+# Names that hold credentials by convention (Hugging Face, OpenAI, Open WebUI, databases…).
+SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEYS?|PRIVATE_?KEY|CREDENTIALS?|AUTH)", re.IGNORECASE)
+MIN_SECRET_LENGTH = 4  # shorter values ("no", "1") would mask ordinary words
+
+_known: set[str] = set()
+
+
+def register(*values: str | None) -> None:
+    """Values from now on masked wherever this process shows text (a key, a user secret)."""
+    _known.update(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
+
+
+def secret_like(name: str) -> bool:
+    """Whether an env variable's name says it holds a credential."""
+    return bool(SECRET_NAME_RE.search(name))
+
+
+def redact(text: str, also: Iterable[str] = ()) -> str:
+    """`text` with every registered secret value (and those of `also`) replaced by MASK."""
+    for value in sorted({*_known, *(v for v in also if v and len(v) >= MIN_SECRET_LENGTH)}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def redact_env(name: str, value: str) -> str:
+    """An env value as shown: MASK for a secret-like name, else the value with secrets masked."""
+    return MASK if secret_like(name) and value else redact(value)
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """A command line as shown: `--env NAME=VALUE` (and `-e`) with a secret-like NAME masked,
+    and every registered secret value masked wherever it appears."""
+    shown: list[str] = []
+    after_env = False
+    for arg in argv:
+        if after_env and "=" in arg:
+            name, _, value = arg.partition("=")
+            arg = f"{name}={redact_env(name, value)}"
+        elif arg.startswith("--env="):
+            name, _, value = arg[len("--env=") :].partition("=")
+            arg = f"--env={name}={redact_env(name, value)}"
+        shown.append(redact(arg))
+        after_env = arg in ("--env", "-e")
+    return shown
