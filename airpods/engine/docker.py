@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -23,37 +22,28 @@ from airpods.engine.docker_argv import (
     step_argv,
     volume_option,
 )
-from airpods.engine.errors import EngineError, EngineMissing
-from airpods.engine.process import run_cli, run_streaming
+from airpods.engine.errors import EngineError
+from airpods.engine.process import EngineCli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
-from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
+from airpods.plan import Observed, ObservedPod, Step
 from airpods.stack.model import ServiceSpec
 
 LONG_TIMEOUT_S = 24 * 3600.0
 
 
-class Docker:
+class Docker(EngineCli):
     """Docker Engine 20.10 and newer, through its CLI."""
 
+    name = "docker"
+    install_hint = "install Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io), then `airpods doctor`"
+
     def __init__(self, binary: str | None = None, secrets: Path | None = None) -> None:
-        found = binary or shutil.which("docker")
-        if not found:
-            raise EngineMissing(
-                "docker is not installed",
-                hint="install Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io), then `airpods doctor`",
-            )
-        self.binary = found
+        super().__init__(binary)
         self.secrets = secrets or secrets_folder()
         self._volumes: dict[str, dict[str, Any]] = {}
 
-    def argv(self, args: Sequence[str]) -> list[str]:
-        args = list(args)
-        return [self.binary, *args[1:]] if args and args[0] in ("docker", self.binary) else [self.binary, *args]
-
-    def run(
-        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return run_cli(self.argv(args), timeout, check, input_text, hint=daemon_hint)
+    def hint(self, stderr: str) -> str | None:
+        return daemon_hint(stderr)
 
     def lines_json(self, args: Sequence[str]) -> list[dict[str, Any]]:
         """`--format '{{json .}}'` output: one JSON object a line."""
@@ -214,23 +204,13 @@ class Docker:
         state, restarts = rows[0].get("State") or {}, int(rows[0].get("RestartCount") or 0)
         code: int | None = int(state.get("ExitCode") or 0)
         if restarts:
-            events = self.run(
+            found = self.last_event_code(
                 ["events", "--since", "1h", "--until", "0s", "--filter", f"container={container_id}"]
                 + ["--filter", "event=die", "--format", "{{json .}}"],
-                check=False,
-                timeout=30,
+                lambda event: event["Actor"]["Attributes"]["exitCode"],
             )
-            for line in reversed(events.stdout.splitlines()):
-                try:
-                    code = int(json.loads(line)["Actor"]["Attributes"]["exitCode"])
-                    break
-                except (ValueError, KeyError, TypeError):
-                    continue
+            code = code if found is None else found
         return code, restarts
-
-    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
-        done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
-        return (done.stdout + done.stderr).splitlines()[-lines:]
 
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
         argv = ["logs", *(["--follow"] if follow else []), *(["--tail", str(lines)] if lines is not None else [])]

@@ -4,44 +4,27 @@ every call, podman's stderr carried in typed errors. Works with Podman 4.3 throu
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff
-from airpods.engine.errors import EngineMissing
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import run_cli, run_streaming
+from airpods.engine.process import EngineCli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
 LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 
-class Podman:
+class Podman(EngineCli):
     """The Podman implementation of engine.base.Engine (4.3 through 5.x)."""
 
-    def __init__(self, binary: str | None = None) -> None:
-        found = binary or shutil.which("podman")
-        if not found:
-            raise EngineMissing(
-                "podman is not installed",
-                hint="install it (Debian/Ubuntu: sudo apt-get install podman), then run `airpods doctor`",
-            )
-        self.binary = found
+    name = "podman"
+    install_hint = "install it (Debian/Ubuntu: sudo apt-get install podman), then run `airpods doctor`"
 
     # -- running commands ---------------------------------------------------------------------
-
-    def argv(self, args: Sequence[str]) -> list[str]:
-        args = list(args)
-        return [self.binary, *args[1:]] if args and args[0] == "podman" else [self.binary, *args]
-
-    def run(
-        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return run_cli(self.argv(args), timeout, check, input_text)
 
     def json(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         out = self.run(args, timeout).stdout.strip()
@@ -180,7 +163,7 @@ class Podman:
         parts = done.stdout.split()
         code, restarts = (int(parts[0]), int(parts[1])) if done.returncode == 0 and len(parts) == 2 else (None, 0)
         if restarts:
-            events = self.run(
+            found = self.last_event_code(
                 [
                     "events",
                     "--stream=false",
@@ -193,20 +176,10 @@ class Podman:
                     "--filter",
                     "event=died",
                 ],
-                check=False,
-                timeout=30,
+                lambda event: event["ContainerExitCode"],
             )
-            for line in reversed(events.stdout.splitlines()):
-                try:
-                    code = int(json.loads(line)["ContainerExitCode"])
-                    break
-                except (ValueError, KeyError, TypeError):
-                    continue
+            code = code if found is None else found
         return code, restarts
-
-    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
-        done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
-        return (done.stdout + done.stderr).splitlines()[-lines:]
 
     def remove_pod(self, pod: str) -> bool:
         """Remove a pod and its containers; True only when podman says it removed it (it prints

@@ -1,13 +1,18 @@
 """Running an engine's CLI: one command with a timeout and its stderr in a typed error, or one
-whose output is shown as it comes (one-off tool containers)."""
+whose output is shown as it comes (one-off tool containers); and EngineCli, what the Podman and
+Docker engines share."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from airpods.engine.errors import EngineError, EngineTimeout
+from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.plan import DEFAULT_TIMEOUT_S
 
 
 def run_cli(
@@ -65,3 +70,46 @@ def run_streaming(
     if expired.is_set():
         raise EngineTimeout(argv, timeout_s)
     return subprocess.CompletedProcess(list(argv), process.returncode, "".join(lines), "")
+
+
+class EngineCli:
+    """An engine's command-line client (`name` on PATH, or `binary`): commands run with a
+    timeout, their failures as EngineError with `hint(stderr)` as the next step. Raises
+    EngineMissing when the client is not installed."""
+
+    name = ""
+    install_hint = ""
+
+    def __init__(self, binary: str | None = None) -> None:
+        found = binary or shutil.which(self.name)
+        if not found:
+            raise EngineMissing(f"{self.name} is not installed", hint=self.install_hint)
+        self.binary = found
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """`args` as a command line of this client (a leading "podman"/"docker" is replaced)."""
+        args = list(args)
+        return [self.binary, *args[1:]] if args and args[0] in (self.name, self.binary) else [self.binary, *args]
+
+    def hint(self, stderr: str) -> str | None:
+        return None
+
+    def run(
+        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint)
+
+    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
+        done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)
+        return (done.stdout + done.stderr).splitlines()[-lines:]
+
+    def last_event_code(self, events: Sequence[str], code_of: Callable[[Any], Any]) -> int | None:
+        """The exit code in the newest of the JSON event lines `events` prints (`code_of` picks
+        it out of one event), None when there is none."""
+        done = self.run(events, check=False, timeout=30)
+        for line in reversed(done.stdout.splitlines()):
+            try:
+                return int(code_of(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return None
