@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from airpods.errors import ConfigError
@@ -34,7 +34,7 @@ def configured_engine(config: str | os.PathLike[str] | None) -> str:
     return str(value)
 
 
-def engine_name(choice: str, which=shutil.which) -> str:
+def engine_name(choice: str, which: Callable[[str], str | None] = shutil.which) -> str:
     """ "podman" or "docker" for a choice of CHOICES: auto is Podman when `podman` is on PATH,
     else Docker when `docker` is, else Podman (whose constructor then says it is missing)."""
     if choice != "auto":
@@ -51,8 +51,3 @@ def make_engine(name: str) -> Engine:
     from airpods.engine.podman import Podman
 
     return Podman()
-
-
-def choose_engine(option: str | None, config: str | os.PathLike[str] | Path | None) -> Engine:
-    """The engine for this command: `option` (--engine) over the config file's setting."""
-    return make_engine(engine_name(option or configured_engine(config)))
