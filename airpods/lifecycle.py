@@ -310,7 +310,7 @@ def _start(
                     spec.name,
                     False,
                     0.0,
-                    f"podman could not create its {step.kind}: {exc.stderr_tail or f'exit {exc.returncode}'}",
+                    f"{engine.name} could not create its {step.kind}: {exc.stderr_tail or f'exit {exc.returncode}'}",
                 )
         return wait_one(engine, watch, spec, reporter.waiting, cancel, key)
 
@@ -751,7 +751,7 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
             secrets = [name for name, project in engine.secret_projects().items() if project == stack.project]
             if secrets:
                 engine.remove_secrets(secrets)
-                done.append(f"removed {len(secrets)} podman secret{'s' if len(secrets) > 1 else ''}")
+                done.append(f"removed {len(secrets)} {engine.name} secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             owners = engine.volume_projects()
             for volume in (v for v in stack.volumes if v in owners):

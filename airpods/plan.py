@@ -102,8 +102,9 @@ class Plan:
         lines += [f"# {note}" for note in self.notes]
         for step in self.steps:
             lines.append(f"# {step.why}")
-            shown = shlex.join(redact_argv(argv_of(step)))
-            lines.append(shown + (f" <<< '{MASK}'" if step.stdin is not None else ""))
+            argv = argv_of(step)
+            if argv:  # Docker runs no command for a pod (it has none) or a secret (a file it writes)
+                lines.append(shlex.join(redact_argv(argv)) + (f" <<< '{MASK}'" if step.stdin is not None else ""))
         return "\n".join(lines)
 
     def to_json(self, argv_of: Render) -> dict[str, object]:

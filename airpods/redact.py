@@ -10,8 +10,13 @@ import re
 from collections.abc import Iterable, Sequence
 
 MASK = "********"
-# Names that hold credentials by convention (Hugging Face, OpenAI, Open WebUI, databases…).
-SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEYS?|PRIVATE_?KEY|CREDENTIALS?|AUTH)", re.IGNORECASE)
+# Names that hold credentials by convention (Hugging Face, OpenAI, Open WebUI, databases…), as
+# whole words of the name: HF_TOKEN, OPENAI_API_KEY, WEBUI_SECRET_KEY — not WEBUI_AUTH or
+# TOKENIZERS_PARALLELISM, which are settings.
+SECRET_NAME_RE = re.compile(
+    r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEYS?|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(?:_|$)",
+    re.IGNORECASE,
+)
 MIN_SECRET_LENGTH = 4  # shorter values ("no", "1") would mask ordinary words
 
 _known: set[str] = set()

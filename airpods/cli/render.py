@@ -66,7 +66,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
     healthy = [r.service for r in result.readiness if r.ready]
     cleanup = f"removed the failed services' pods ({', '.join(result.rolled_back)}); " if result.rolled_back else ""
     kept = f"{', '.join(healthy)} {'is' if len(healthy) == 1 else 'are'} up and kept running; " if healthy else ""
-    why = "the log lines above show why" if any(r.logs for r in failed) else "podman's words above say why"
+    why = "the log lines above show why" if any(r.logs for r in failed) else "the engine's words above say why"
     keep = "" if result.kept_failed else "; `--keep-failed` keeps failed pods for `airpods logs`"
     raise RuntimeFailure(
         f"{names} did not become ready: " + "; ".join(f"{r.service}: {r.detail}" for r in failed),

@@ -198,8 +198,10 @@ def _check_capability(value: str) -> str:
 
 
 def _check_container_path(value: str) -> str:
-    if not value.startswith("/") or value.rstrip("/") == "":
-        raise ValueError(f"expected an absolute path inside the container other than /, got '{value}'")
+    if not value.startswith("/") or value.rstrip("/") == "" or any(c in value for c in ":,"):
+        raise ValueError(
+            f"expected an absolute path inside the container other than /, without options (':', ','), got '{value}'"
+        )
     return value.rstrip("/")
 
 
@@ -214,8 +216,9 @@ def is_secret_source(value: str) -> bool:
 def _check_secret_source(value: str) -> str:
     if not is_secret_source(value):
         raise ValueError(
-            f'expected "env:VARIABLE" (read from that variable of airpods\' environment when it starts the '
-            f"service) or \"file:/absolute/path\" (read from that file), got '{value}'"
+            'expected "env:VARIABLE" (read from that variable of airpods\' environment when it starts the '
+            'service) or "file:/absolute/path" (read from that file), not the secret itself (which this '
+            "message does not repeat)"
         )
     return value
 

@@ -51,6 +51,7 @@ class OneOff:
 
 
 class Engine(Protocol):
+    name: str  # "podman" | "docker": how messages name it
     binary: str
 
     # running the plan

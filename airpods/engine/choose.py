@@ -30,7 +30,10 @@ def configured_engine(config: str | os.PathLike[str] | None) -> str:
     runtime = read_toml(path).get("runtime")
     value = runtime.get("engine", "auto") if isinstance(runtime, dict) else "auto"
     if value not in CHOICES:
-        raise ConfigError(f"{EXPECTED}, got {value!r}", file=str(path), key="runtime.engine")
+        import json
+
+        shown = json.dumps(value) if isinstance(value, str | bool | int | float) else type(value).__name__
+        raise ConfigError(f"{EXPECTED}, got {shown}", file=str(path), key="runtime.engine")
     return str(value)
 
 

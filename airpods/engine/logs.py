@@ -41,17 +41,55 @@ def stream_logs(
         assert proc.stdout is not None
         for line in proc.stdout:
             with out_lock:
-                sys.stdout.write(prefix + redact(line))
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(prefix + redact(line))
+                    sys.stdout.flush()
+                except BrokenPipeError:  # the reader went away (`| head`): stop every stream
+                    reader_gone.set()
+                    for other in procs.values():
+                        other.terminate()
+                    return
+
+    reader_gone = threading.Event()
+
+    def watch_reader() -> None:
+        """Following, a closed pipe shows only on the next write, which may never come: poll it."""
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR | select.POLLHUP)
+        while not reader_gone.is_set() and any(p.poll() is None for p in procs.values()):
+            if poller.poll(500):
+                reader_gone.set()
+                for proc in procs.values():
+                    proc.terminate()
 
     threads = [threading.Thread(target=pump, args=(i, n, p), daemon=True) for i, (n, p) in enumerate(procs.items())]
+    if follow and _is_pipe(sys.stdout):
+        threads.append(threading.Thread(target=watch_reader, daemon=True))
     for thread in threads:
         thread.start()
     try:
         for thread in threads:
             thread.join()
-        return max(proc.wait() for proc in procs.values())
+        codes = [proc.wait() for proc in procs.values()]
+        if reader_gone.is_set():
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+            return 0
+        return max(codes)
     except KeyboardInterrupt:
         for proc in procs.values():
             proc.terminate()
         return 0
+
+
+def _is_pipe(stream: object) -> bool:
+    import os
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
