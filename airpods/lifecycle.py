@@ -36,7 +36,7 @@ from airpods.plan import (
     pull_steps,
 )
 from airpods.ports import port_holder, port_is_free
-from airpods.secrets import read_key, stack_secret_values
+from airpods.secrets import forget_values, read_key, stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.state import state_lock
@@ -198,8 +198,25 @@ def check_ports(stack: Stack, plan: Plan, engine: Engine, observed_pods: Mapping
                 + "; nothing was created",
                 hint="`airpods start --remove-orphans` removes it first"
                 if orphan
-                else f"stop that program, or give services.{spec.name}.ports another host port",
+                else other_engine_hint(holder, engine.name)
+                or f"stop that program, or give services.{spec.name}.ports another host port",
             )
+
+
+# The processes that hold a container's published port for each engine (measured: Docker's
+# userland proxy; Podman's conmon when rootful, rootlessport/pasta/slirp4netns when rootless).
+PORT_HOLDERS = {"docker": ("docker-proxy",), "podman": ("conmon", "rootlessport", "pasta", "slirp4netns")}
+
+
+def other_engine_hint(holder: str, engine: str) -> str | None:
+    """When the port is held by the other engine's forwarder: the stack may run there."""
+    for other, programs in PORT_HOLDERS.items():
+        if other != engine and any(program in holder for program in programs):
+            return (
+                f"a container of {other} holds it — this stack may be running on {other}: "
+                f"`airpods --engine {other} status` shows it, `airpods --engine {other} stop` stops it"
+            )
+    return None
 
 
 def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:
@@ -385,7 +402,32 @@ def _start(
     kept = [n for n in up if n in presets_changed and n not in created]
     reload_routers(stack_subset(stack, kept), set(ready_containers(stack, kept)), key)
     result.notes += model_notes(stack, engine, up)
+    prune_user_secrets(engine, stack, up)
     return result
+
+
+def prune_user_secrets(engine: Engine, stack: Stack, up: Sequence[str]) -> None:
+    """A user secret's older values (rotated: a new value made a new secret) go once its
+    service runs with the new one: from the engine and from airpods' copy (secrets.py)."""
+    from airpods.stack.build import user_secret_prefix
+
+    mine = [d for d in stack.secrets if d.purpose == "user" and d.config_key.startswith("services.")]
+    prefixes = tuple(
+        user_secret_prefix(service, variable)
+        for service, variable in (d.config_key.split(".")[1:4:2] for d in mine)
+        if service in up
+    )
+    if not prefixes:
+        return
+    current = {d.name for d in stack.secrets}
+    stale = [
+        name
+        for name, project in engine.secret_projects().items()
+        if project == stack.project and name.startswith(prefixes) and name not in current
+    ]
+    if stale:
+        engine.remove_secrets(stale)
+        forget_values(stale)
 
 
 def ready_containers(stack: Stack, names: Sequence[str]) -> list[str]:
@@ -751,6 +793,7 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
             secrets = [name for name, project in engine.secret_projects().items() if project == stack.project]
             if secrets:
                 engine.remove_secrets(secrets)
+                forget_values(secrets)
                 done.append(f"removed {len(secrets)} {engine.name} secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             owners = engine.volume_projects()

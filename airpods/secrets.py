@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,10 +112,29 @@ def read_secret(source: str, *, key: str, create: bool, noun: str = "secret") ->
     return value
 
 
+VALUES_DIR = "secret-values"  # airpods' copy of each user secret it handed over (0600 files)
+
+
 def stack_secret_values(stack: Stack) -> dict[str, str]:
-    """Secret name → value for the stack's user secrets ([services.X.secrets]), read now.
-    Raises ConfigError (at the secret's key) for one that cannot be read."""
-    return {d.name: read_secret(d.source, key=d.config_key, create=True) or "" for d in stack.secrets if d.source}
+    """Secret name → value for the stack's user secrets ([services.X.secrets]), read now, and
+    kept in airpods' private state folder so that later commands (`logs`, in a shell without
+    the variable) can still mask them. Raises ConfigError (at the secret's key) for one that
+    cannot be read."""
+    from airpods.files import write_atomic
+
+    values = {d.name: read_secret(d.source, key=d.config_key, create=True) or "" for d in stack.secrets if d.source}
+    folder = state_dir() / VALUES_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for name, value in values.items():
+        if not (folder / name).exists():
+            write_atomic(folder / name, value.encode(), mode=0o600)
+    return values
+
+
+def forget_values(names: Iterable[str]) -> None:
+    """Drop airpods' copies of these secrets (their engine secrets are gone)."""
+    for name in names:
+        (state_dir() / VALUES_DIR / name).unlink(missing_ok=True)
 
 
 def register_stack_secrets(stack: Stack) -> None:
@@ -124,6 +144,10 @@ def register_stack_secrets(stack: Stack) -> None:
     for secret in stack.secrets:
         if secret.source:
             read_secret(secret.source, key=secret.config_key, create=False)
+    # What was handed over (a shell without the variable cannot say what the service got).
+    folder = state_dir() / VALUES_DIR
+    for copy in folder.iterdir() if folder.is_dir() else ():
+        register(_existing(copy))
 
 
 def read_key(source: str, *, create: bool) -> str | None:

@@ -382,6 +382,10 @@ def daemon_hint(stderr: str) -> str | None:
     if "permission denied while trying to connect to the Docker daemon" in stderr:
         return "this user may not use the Docker socket: `airpods --engine docker doctor` gives the exact fix"
     if "Cannot connect to the Docker daemon" in stderr:
+        if os.environ.get("DOCKER_HOST"):
+            return (
+                f"nothing answers at DOCKER_HOST={os.environ['DOCKER_HOST']}: start that daemon, or unset DOCKER_HOST"
+            )
         return "start the Docker daemon (sudo systemctl enable --now docker); `airpods doctor` checks it"
     return None
 

@@ -259,7 +259,13 @@ def build_stack(
         network=config.runtime.network,
         gpu=gpu,
         services=services,
-        warnings=tuple(stack_warnings(services)) + tuple(env_secret_warnings(config, names)),
+        warnings=tuple(stack_warnings(services))
+        + tuple(env_secret_warnings(config, names))
+        + tuple(
+            f"{d.config_key}: {d.source} gives no value now; `start` refuses it until it does"
+            for d in secrets
+            if d.source in (secret_ids or {}) and (secret_ids or {})[d.source] == UNSET
+        ),
         settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
         secrets=secrets,
         project=config.runtime.project,
@@ -274,6 +280,11 @@ def build_stack(
             )
         ),
     )
+
+
+def user_secret_prefix(service: str, variable: str) -> str:
+    """Every value's secret of one [services.X.secrets] entry starts so (the value's id follows)."""
+    return f"airpods-secret-{service}-{variable.lower().replace('_', '-')}-"
 
 
 def user_secrets(
@@ -291,9 +302,8 @@ def user_secrets(
                 f"{variable} is set both here and in services.{name}.env", key=key, hint="keep it in secrets only"
             )
         sid = (secret_ids or {}).get(source, UNSET)
-        label = variable.lower().replace("_", "-")
         secret = SecretDef(
-            f"airpods-secret-{name}-{label}-{sid}{project_suffix(project)}",
+            f"{user_secret_prefix(name, variable)}{sid}{project_suffix(project)}",
             purpose="user",
             source=source,
             config_key=key,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airpods.gpu import HostGpu
 from airpods.stack.model import UNSET, Stack
+
+if TYPE_CHECKING:
+    from airpods.config.schema import Config
 
 
 def resolve_stack(
@@ -59,7 +63,7 @@ def resolve_stack(
         config = loaded.config
         try:
             kid = key_of(key_source(config.runtime.api_key)) or None
-            return build_stack(
+            stack = build_stack(
                 config,
                 gpu,
                 list(config.services) if every_service else names,
@@ -70,6 +74,12 @@ def resolve_stack(
                 loaded.user_wrote,
                 {s: secret_id(s) for service in config.services.values() for s in service.secrets.values()},
             )
+            if ensure_key:  # the commands that hand secrets over: one that gives no value is an error now
+                mine = user_keys(config)
+                for secret in stack.secrets:
+                    if secret.config_key in mine:
+                        read_secret(secret.source, key=secret.config_key, create=True)
+            return stack
         except ConfigError as exc:
             raise exc.located(loaded.source_of(exc.key)) from None
 
@@ -78,7 +88,7 @@ def resolve_stack(
         sources give them."""
         try:
             return key_of(stack.key_source) == stack.key_id and all(
-                secret_id(source) == sid for source, sid in stack.secret_ids
+                secret_id(source) == sid and not (ensure_key and sid == UNSET) for source, sid in stack.secret_ids
             )
         except ConfigError:
             return False  # rebuilt, so the error is reported with its file
@@ -86,6 +96,11 @@ def resolve_stack(
     tables = store_stamp() if check_flags else "unchecked"
     cache = cache_key(path, gpu, ["*"] if every_service else names, tables, present)
     return cached_stack(state_dir() / "stack-cache.json", cache, build, still_holds)
+
+
+def user_keys(config: Config) -> set[str]:
+    """The key paths of the user's [services.X.secrets] entries."""
+    return {f"services.{name}.secrets.{var}" for name, svc in config.services.items() for var in svc.secrets}
 
 
 def configured_server_images(

@@ -64,7 +64,7 @@ def test_doctor_checks_the_daemon_its_socket_and_version(on_docker):
     assert "fix: sudo systemctl enable --now docker" in down.stdout
     status = subprocess.run(on_docker.argv("status"), capture_output=True, text=True, env=env, timeout=120)
     assert status.returncode == 1 and "Cannot connect to the Docker daemon" in status.stderr
-    assert "systemctl enable --now docker" in status.stderr and "Traceback" not in status.stderr
+    assert f"nothing answers at DOCKER_HOST=unix://{stopped}" in status.stderr and "Traceback" not in status.stderr
 
 
 def test_secrets_are_read_only_files_never_env_or_argv(on_docker):
@@ -136,3 +136,10 @@ def test_clean_removes_this_projects_secret_files_and_keeps_the_others(on_docker
     assert docker("ps", "-aq", "--filter", "label=io.airpods.project=second").stdout.split()  # not this project's
     assert [p.name for p in (secrets / "second").iterdir()]
     assert on_docker("start", "llamacpp").code == 0  # made again from the key file
+
+
+def test_a_port_held_by_the_stack_on_the_other_engine_says_so(airpods, on_docker):
+    assert on_docker("start", "ollama").code == 0
+    blocked = airpods("start", "ollama")  # Podman: the port is Docker's
+    assert blocked.code == 1 and "nothing was created" in blocked.err
+    assert "`airpods --engine docker status`" in blocked.err, blocked.err

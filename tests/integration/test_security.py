@@ -73,11 +73,15 @@ def test_a_planted_secret_never_shows_in_argv_inspect_dry_run_config_errors_or_l
     if engine == "podman" and podman_version() >= (5, 3):
         assert PLANTED not in airpods.ctr("inspect", "ollama-0").stdout
     shown = [airpods(*args) for args in (["start", "--dry-run"], ["config", "show", "--resolved"], ["status"])]
-    # The service prints it: `airpods logs` masks it.
+    # The service prints it: `airpods logs` masks it, also from a shell without the variable.
     airpods.ctr("exec", "ollama-0", "sh", "-c", "echo token=$PLANTED_TOKEN > /proc/1/fd/1")
     logs = airpods("logs", "ollama")
     assert "token=********" in logs.out
-    shown.append(logs)
+    monkeypatch.delenv("AIRPODS_TEST_PLANTED")
+    elsewhere = airpods("logs", "ollama")
+    assert elsewhere.code == 0 and "token=********" in elsewhere.out
+    monkeypatch.setenv("AIRPODS_TEST_PLANTED", PLANTED)
+    shown += [logs, elsewhere]
     # A container the engine cannot start: its error (engine errors' argv: test_security unit).
     airpods.write_config(f"""
         [services.ollama.secrets]
@@ -92,6 +96,30 @@ def test_a_planted_secret_never_shows_in_argv_inspect_dry_run_config_errors_or_l
     shown.append(failed)
     for run in shown:
         assert PLANTED not in run.out + run.err and IN_ENV not in run.out + run.err
+
+
+def test_a_rotated_secret_leaves_no_old_value_behind(airpods, engine, monkeypatch):
+    airpods.write_config('[services.ollama.secrets]\nPLANTED_TOKEN = "env:AIRPODS_TEST_PLANTED"\n')
+    monkeypatch.setenv("AIRPODS_TEST_PLANTED", "first-" + PLANTED)
+    assert airpods("start", "ollama").code == 0
+    before = secret_names(airpods)
+    monkeypatch.setenv("AIRPODS_TEST_PLANTED", "second-" + PLANTED)
+    rotated = airpods("start", "ollama")
+    assert rotated.code == 0, rotated.err
+    after = secret_names(airpods)
+    assert len(before) == len(after) == 1 and before != after  # the old value's secret is gone
+    inside = airpods.ctr("exec", "ollama-0", "sh", "-c", "echo $PLANTED_TOKEN").stdout.strip()
+    assert inside == "second-" + PLANTED
+
+
+def secret_names(airpods) -> set[str]:
+    """The engine's user secrets of this stack (Docker: airpods' 0400 files)."""
+    if airpods.engine == "docker":
+        folder = Path(os.environ["XDG_STATE_HOME"]) / "airpods" / "docker-secrets" / "airpods"
+        names = {p.name for p in folder.iterdir() if not p.name.endswith(".env")}
+    else:
+        names = set(airpods.ctr("secret", "ls", "--format", "{{.Name}}").stdout.split())
+    return {n for n in names if n.startswith("airpods-secret-")}
 
 
 def test_a_public_bind_address_is_refused_until_it_is_meant_then_said_out_loud(airpods):
