@@ -66,9 +66,14 @@ def select_services(config: Config, only: Sequence[str] = ()) -> list[str]:
     """The named services (even if disabled: naming one asks for it), else every enabled one."""
     unknown = [name for name in only if name not in config.services]
     if unknown:
+        from difflib import get_close_matches
+
+        close = [m for n in unknown for m in get_close_matches(n, list(config.services), n=1)]
         raise UsageError(
             f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(n or repr(n) for n in unknown)}",
-            hint="services are: " + ", ".join(config.services),
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + "services are: "
+            + ", ".join(config.services),
         )
     return list(dict.fromkeys(only)) if only else config.enabled_services()
 

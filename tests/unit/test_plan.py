@@ -76,6 +76,8 @@ def test_named_services_only_and_unknown_names(tmp_path, capsys, no_podman):
     result = run_cli(capsys, "start", "--dry-run", "llama")
     assert result.code == 2
     assert "unknown service: llama" in result.err and "llamacpp-ui" in result.err
+    typo = run_cli(capsys, "start", "--dry-run", "olama")
+    assert typo.code == 2 and "did you mean ollama?" in typo.err
 
 
 def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tmp_path):
