@@ -105,6 +105,18 @@ def register_commands(args: list[str]) -> None:
             _registered.add(module)
 
 
+def _engine_flag(args: list[str]) -> str | None:
+    """The --engine value typed before the command (`--engine docker`, `--engine=docker`)."""
+    for i, arg in enumerate(args):
+        if arg == "--engine" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--engine="):
+            return arg.split("=", 1)[1]
+        if arg == _command_of(args):
+            return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("AIRPODS_DEBUG") == "1"
@@ -114,9 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     except AirpodsError as exc:
         if debug:
             raise
-        from airpods.cli.output import print_error
+        from airpods.cli import output
 
-        print_error(exc)
+        output.engine_flag = _engine_flag(args)
+        output.print_error(exc)
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001  (a bug: one clear line, the traceback with --debug)
         if debug:

@@ -8,11 +8,20 @@ from typing import Any
 
 from airpods.errors import AirpodsError
 
+# `--engine X` as the user typed it: the airpods commands an error suggests carry it too
+# (they would otherwise act on the configured engine).
+engine_flag: str | None = None
+
+
+def with_engine(text: str) -> str:
+    """`text` with each suggested "`airpods …`" command given the --engine the user typed."""
+    return text.replace("`airpods ", f"`airpods --engine {engine_flag} ") if engine_flag else text
+
 
 def print_error(exc: AirpodsError) -> None:
-    print(f"airpods: error: {exc.message}", file=sys.stderr)
+    print(f"airpods: error: {with_engine(exc.message)}", file=sys.stderr)
     if exc.hint:
-        print(f"  hint: {exc.hint}", file=sys.stderr)
+        print(f"  hint: {with_engine(exc.hint)}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:

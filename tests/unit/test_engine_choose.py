@@ -76,3 +76,17 @@ def test_the_cli_offers_exactly_the_choices():
     from airpods.engine.choose import CHOICES
 
     assert sorted(e.value for e in EngineChoice) == sorted(CHOICES)
+
+
+def test_an_errors_suggested_commands_carry_the_typed_engine(capsys, monkeypatch):
+    from airpods.cli import _engine_flag
+
+    assert _engine_flag(["--engine", "docker", "status"]) == "docker"
+    assert _engine_flag(["--engine=docker", "logs"]) == "docker"
+    assert _engine_flag(["-c", "x.toml", "logs", "--engine", "x"]) is None  # after the command: not ours
+    from airpods.cli import output
+    from airpods.errors import RuntimeFailure
+
+    monkeypatch.setattr(output, "engine_flag", "docker")
+    output.print_error(RuntimeFailure("no container for ollama", hint="`airpods start ollama` starts it"))
+    assert "`airpods --engine docker start ollama` starts it" in capsys.readouterr().err
