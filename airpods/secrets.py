@@ -125,9 +125,9 @@ def stack_secret_values(stack: Stack) -> dict[str, str]:
     values = {d.name: read_secret(d.source, key=d.config_key, create=True) or "" for d in stack.secrets if d.source}
     folder = state_dir() / VALUES_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
-    for name, value in values.items():
-        if not (folder / name).exists():
-            write_atomic(folder / name, value.encode(), mode=0o600)
+    handed = {d.name for d in stack.secrets if d.source and not d.source.startswith("generated:")}
+    for name in handed - {p.name for p in folder.iterdir()}:  # generated ones are in state already
+        write_atomic(folder / name, values[name].encode(), mode=0o600)
     return values
 
 
@@ -160,9 +160,9 @@ def read_key(source: str, *, create: bool) -> str | None:
     if source == "none":
         return None
     if source == "generated":
-        generated = api_key() if create else existing_api_key()
-        register(generated)
-        return generated
+        key = api_key() if create else existing_api_key()
+        register(key)
+        return key
     value = read_secret(source, key="runtime.api_key", create=create, noun="key")
     if value is None:
         return None
