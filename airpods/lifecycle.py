@@ -409,13 +409,16 @@ def _start(
 def prune_user_secrets(engine: Engine, stack: Stack, up: Sequence[str]) -> None:
     """A user secret's older values (rotated: a new value made a new secret) go once its
     service runs with the new one: from the engine and from airpods' copy (secrets.py)."""
-    from airpods.stack.build import user_secret_prefix
+    from airpods.stack.wiring import project_suffix
 
-    mine = [d for d in stack.secrets if d.purpose == "user" and d.config_key.startswith("services.")]
+    # A user secret is named PREFIX-ID[-project] (stack.build.user_secrets): its other values
+    # share PREFIX.
     prefixes = tuple(
-        user_secret_prefix(service, variable)
-        for service, variable in (d.config_key.split(".")[1:4:2] for d in mine)
-        if service in up
+        use.name.removesuffix(project_suffix(stack.project)).rsplit("-", 1)[0] + "-"
+        for spec in stack.services
+        if spec.name in up
+        for use in spec.secrets
+        if use.purpose == "user" and use.name.startswith("airpods-secret-")
     )
     if not prefixes:
         return
