@@ -78,10 +78,19 @@ def host_gpu(options: Options):  # -> HostGpu
 
 
 def engine(options: Options):  # -> Engine (lazy import keeps --help fast)
-    """The chosen engine; EngineMissing (exit 1, with the install hint) when it is not installed."""
-    from airpods.engine.choose import make_engine
+    """The chosen engine; EngineMissing (exit 1, with the install hint, and what chose it) when
+    it is not installed."""
+    from airpods.engine.choose import configured_engine, make_engine
+    from airpods.engine.errors import EngineMissing
 
-    return make_engine(engine_name(options))
+    try:
+        return make_engine(engine_name(options))
+    except EngineMissing as exc:
+        if options.engine:
+            exc.message += f" (chosen by --engine {options.engine})"
+        elif (chosen := configured_engine(options.config)) != "auto":
+            exc.message += f' (chosen by [runtime] engine = "{chosen}" in the config file)'
+        raise
 
 
 def engine_if_present(options: Options):  # -> Engine | None

@@ -90,3 +90,18 @@ def test_an_errors_suggested_commands_carry_the_typed_engine(capsys, monkeypatch
     monkeypatch.setattr(output, "engine_flag", "docker")
     output.print_error(RuntimeFailure("no container for ollama", hint="`airpods start ollama` starts it"))
     assert "`airpods --engine docker start ollama` starts it" in capsys.readouterr().err
+
+
+def test_a_missing_engine_says_what_chose_it(tmp_path, capsys, monkeypatch):
+    from airpods.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither engine installed
+    config = tmp_path / "airpods.toml"
+    config.write_text('[runtime]\nengine = "docker"\n')
+    with pytest.raises(SystemExit) as done:
+        main(["--config", str(config), "status"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and 'docker is not installed (chosen by [runtime] engine = "docker"' in err
+    with pytest.raises(SystemExit):
+        main(["--engine", "podman", "status"])
+    assert "podman is not installed (chosen by --engine podman)" in capsys.readouterr().err
