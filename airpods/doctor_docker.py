@@ -103,7 +103,7 @@ def socket_check(path: Path, who: Who) -> Check:
 
 def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
     """The Docker checks and the engine when the daemon answers (else None)."""
-    from airpods.engine.docker import Docker
+    from airpods.engine.docker import Docker, rootless_daemon
     from airpods.engine.errors import EngineMissing
 
     try:
@@ -115,8 +115,8 @@ def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
     if path is not None:
         checks.append(socket_check(path, who or Who.current()))
     try:
-        version = engine.version()
-        info = engine.info()
+        info = engine.info()  # one call: the daemon's version is in it too
+        version = str(info.get("ServerVersion") or engine.version())
     except AirpodsError as exc:
         if not any(c.level == "FAIL" for c in checks):
             checks.append(Check("docker daemon", "FAIL", exc.message, "`docker info` shows what is wrong"))
@@ -130,8 +130,7 @@ def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
             "" if ok else "airpods needs Docker Engine 20.10 or newer: upgrade docker",
         )
     )
-    rootless = any("rootless" in str(o) for o in info.get("SecurityOptions") or [])
-    checks.append(Check("mode", "OK", "rootless" if rootless else "rootful"))
+    checks.append(Check("mode", "OK", "rootless" if rootless_daemon(info) else "rootful"))
     runtime = info.get("DefaultRuntime") or "?"
     checks.append(Check("runtime", "OK", f"{runtime} (storage {info.get('Driver', '?')})"))
     return checks, engine

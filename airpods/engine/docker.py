@@ -217,7 +217,7 @@ class Docker(EngineCli):
         return self.argv([*argv, *(["--since", since] if since else []), container])
 
     def rootless(self) -> bool:
-        return any("rootless" in str(o) for o in self.info().get("SecurityOptions") or [])
+        return rootless_daemon(self.info())
 
     def limits_problem(self) -> str | None:
         return None
@@ -361,6 +361,11 @@ class Docker(EngineCli):
         if on_line is None:
             return self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
         return run_streaming(self.one_off_argv(job), on_line, timeout_s)
+
+
+def rootless_daemon(info: dict[str, Any]) -> bool:
+    """Whether `docker info` describes a rootless daemon (its security options say so)."""
+    return any("rootless" in str(o) for o in info.get("SecurityOptions") or [])
 
 
 def full_image_name(image: str) -> str:
