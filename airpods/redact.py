@@ -7,7 +7,7 @@ OPENAI_API_KEY…), which a user may have put under `env` by mistake."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 MASK = "********"
 # Names that hold credentials by convention (Hugging Face, OpenAI, Open WebUI, databases…), as
@@ -19,12 +19,13 @@ SECRET_NAME_RE = re.compile(
 )
 MIN_SECRET_LENGTH = 4  # shorter values ("no", "1") would mask ordinary words
 
-_known: set[str] = set()
+_known: list[str] = []  # longest first, so a secret that contains another is masked whole
 
 
 def register(*values: str | None) -> None:
     """Values from now on masked wherever this process shows text (a key, a user secret)."""
-    _known.update(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
+    fresh = {v for v in values if v and len(v) >= MIN_SECRET_LENGTH} - set(_known)
+    _known[:] = sorted([*_known, *fresh], key=len, reverse=True)
 
 
 def secret_like(name: str) -> bool:
@@ -32,9 +33,9 @@ def secret_like(name: str) -> bool:
     return bool(SECRET_NAME_RE.search(name))
 
 
-def redact(text: str, also: Iterable[str] = ()) -> str:
-    """`text` with every registered secret value (and those of `also`) replaced by MASK."""
-    for value in sorted({*_known, *(v for v in also if v and len(v) >= MIN_SECRET_LENGTH)}, key=len, reverse=True):
+def redact(text: str) -> str:
+    """`text` with every registered secret value replaced by MASK."""
+    for value in _known:
         text = text.replace(value, MASK)
     return text
 
