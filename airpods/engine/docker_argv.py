@@ -13,11 +13,11 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from airpods.engine.run_options import env_volume_limit_args, least_privilege_args
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
 from airpods.plan import Step
-from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
+from airpods.stack.model import Mount, SecretUse, ServiceSpec
 
 POD_LABEL = "io.airpods.pod"
 
@@ -33,11 +33,6 @@ def secrets_folder() -> Path:
 def project_secrets(secrets: Path, labels: Mapping[str, str]) -> Path:
     """The folder of the secrets of the project these labels name (io.airpods.project)."""
     return secrets / labels.get(PROJECT, DEFAULT_PROJECT)
-
-
-def publish_option(publish: Publish) -> str:
-    host = f"[{publish.host_ip}]" if ":" in publish.host_ip else publish.host_ip
-    return f"{host}:{publish.host}:{publish.container}"
 
 
 def volume_option(mount: Mount) -> str:

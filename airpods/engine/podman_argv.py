@@ -7,17 +7,11 @@ from __future__ import annotations
 import json
 
 from airpods.engine.base import OneOff
-from airpods.engine.run_options import env_volume_limit_args, least_privilege_args
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
-from airpods.stack.model import Mount, Publish, SecretUse, ServiceSpec
-
-
-def publish_option(publish: Publish) -> str:
-    """podman's --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman
-    parses the host IP up to the last colons."""
-    return f"{publish.address()}:{publish.container}"
+from airpods.stack.model import Mount, SecretUse, ServiceSpec
 
 
 def volume_option(mount: Mount) -> str:

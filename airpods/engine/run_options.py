@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from airpods.stack.model import Mount, ServiceSpec
+from airpods.stack.model import Mount, Publish, ServiceSpec
 
 
 def env_volume_limit_args(
@@ -30,3 +30,9 @@ def least_privilege_args(spec: ServiceSpec) -> list[str]:
     argv += [arg for cap in spec.cap_add for arg in ("--cap-add", cap)]
     argv += ["--read-only"] if spec.read_only else []
     return argv + [arg for path in spec.scratch for arg in ("--tmpfs", path)]
+
+
+def publish_option(publish: Publish) -> str:
+    """The --publish value; an IPv6 address in brackets ("[::1]:8081:8080"), as podman and docker
+    parse the host IP up to the last colons."""
+    return f"{publish.address()}:{publish.container}"
