@@ -337,6 +337,7 @@ def _start(
             if step.kind in ("network", "volume", "secret") or (step.kind == "remove" and step.service is None):
                 reporter.step(step)
                 engine.execute(step)
+        result.notes += make_volume_folders(stack, engine, reporter)
         pulls = run_pulls(
             engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
         )
@@ -404,6 +405,26 @@ def _start(
     result.notes += model_notes(stack, engine, up)
     prune_user_secrets(engine, stack, up)
     return result
+
+
+def make_volume_folders(stack: Stack, engine: Engine, reporter: Reporter) -> list[str]:
+    """Creates the `folders` of the services' volumes that are missing (ComfyUI's checkpoints/,
+    loras/ … on its first start), saying so; returns notes for the ones that could not be made
+    (a volume this host cannot reach, a full disk): the service still starts."""
+    from airpods.models.store import ModelStore
+
+    problems = []
+    for spec in stack.services:
+        for mount in (m for m in spec.mounts if m.folders):
+            store = ModelStore(engine, mount.source, stack.labels, folder=not mount.named, service=spec.name)
+            try:
+                made = store.make_folders(mount.folders)
+            except (RuntimeFailure, OSError) as exc:
+                problems.append(f"{spec.name}: could not create its folders in {mount.source}: {exc}")
+                continue
+            if made:
+                reporter.line(f"{spec.name}: created {len(made)} folders in {mount.source}: {', '.join(made)}")
+    return problems
 
 
 def prune_user_secrets(engine: Engine, stack: Stack, up: Sequence[str]) -> None:

@@ -40,6 +40,9 @@ def pytest_collection_modifyitems(config, items):
                 raise pytest.UsageError(f"{item.nodeid}: unit tests may not use the podman rig")
 
 
+REAL_TIER: list[tuple[str, str, float]] = []  # (test, outcome, seconds) of the real Open WebUI tier
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -47,3 +50,15 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and os.environ.get("AIRPODS_REQUIRE_E2E") == "1":
         report.outcome = "failed"
         report.longrepr = f"skipped with AIRPODS_REQUIRE_E2E=1 (a skip is a failure in CI): {report.longrepr}"
+    if item.get_closest_marker("real_webui") and (report.when == "call" or report.outcome != "passed"):
+        REAL_TIER.append((f"{item.name} ({report.when})", report.outcome, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The real Open WebUI tier's own lines, so a log shows it ran and how long each test took."""
+    if os.environ.get("AIRPODS_E2E_REAL_WEBUI") != "1":
+        return
+    write = terminalreporter.write_line
+    write(f"real Open WebUI tier: {len(REAL_TIER)} results")
+    for name, outcome, seconds in REAL_TIER:
+        write(f"real Open WebUI tier: {name}: {outcome} in {seconds:.1f} s")

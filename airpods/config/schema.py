@@ -92,12 +92,27 @@ class Volume(_Model):
     target: str
     mode: Literal["rw", "ro"] = "rw"
     size: str | None = None  # a named volume's claim size in `export kube` (e.g. "50Gi")
+    # Sub-folders `start` creates in it when missing (ComfyUI's checkpoints/, loras/, vae/ …):
+    # relative paths, never removed.
+    folders: list[str] = []
 
     @field_validator("size")
     @classmethod
     def _quantity(cls, value: str | None) -> str | None:
         if value is not None and (not QUANTITY_RE.match(value) or float(value.rstrip("KMGTPEik")) <= 0):
             raise ValueError(f'expected a Kubernetes quantity above zero such as "50Gi" or "500Mi", got \'{value}\'')
+        return value
+
+    @field_validator("folders")
+    @classmethod
+    def _relative_folders(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            parts = folder.split("/")
+            if not all(MODEL_NAME_RE.match(part) for part in parts):
+                raise ValueError(
+                    "expected folders inside the volume: relative paths of names made of letters, digits, "
+                    f"'.', '_' and '-' (no '..', no leading '/'), got '{folder}'"
+                )
         return value
 
     @field_validator("source")

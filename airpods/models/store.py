@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +68,14 @@ class ModelStore:
       mounts it only in its own namespace, so that case is refused with the way out;
     - a tmpfs volume is refused: every mount of it starts empty."""
 
-    def __init__(self, engine: Engine, volume: str, labels: dict[str, str], *, folder: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, volume: str, labels: dict[str, str], *, folder: bool = False, service: str = "llamacpp"
+    ) -> None:
         """`volume`: the named volume, or with `folder` the host folder; `labels`: what the
-        volume gets if this store creates it (the project's labels)."""
+        volume gets if this store creates it (the project's labels); `service`: the service whose
+        volumes entry a hint names."""
         self.engine, self.volume, self.labels, self.folder = engine, volume, labels, folder
+        self.service = service
         self._root: Path | None = None
 
     @property
@@ -102,7 +106,7 @@ class ModelStore:
                 f"the model volume {self.volume} is a tmpfs: it holds files only while a container has it "
                 "mounted (each mount starts empty), so a model put into it would be lost",
                 hint="use a bind device (podman volume create --opt type=none --opt o=bind --opt device=DIR) or a "
-                "host folder as the volume source of services.llamacpp",
+                f"host folder as the volume source of services.{self.service}",
             )
         elif self.engine.rootless():
             shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
@@ -110,7 +114,7 @@ class ModelStore:
                 f"the model volume {self.volume} has driver options ({shown}): rootless Podman mounts such a "
                 "volume only inside its own namespace, so airpods cannot put models into it from here",
                 hint="use a bind device (podman volume create --opt type=none --opt o=bind --opt device=DIR) or a "
-                "host folder as the volume source of services.llamacpp",
+                f"host folder as the volume source of services.{self.service}",
             )
         else:
             path = self.engine.mount_volume(self.volume)
@@ -123,6 +127,27 @@ class ModelStore:
                 hint="airpods reads and writes models where the volume's data is; run it where podman runs",
             )
         return path
+
+    def make_folders(self, folders: Iterable[str]) -> list[str]:
+        """Creates the missing ones of `folders` (paths relative to the store's root) with the
+        root's owner, and returns the ones it created; existing folders and files are left as
+        they are. RuntimeFailure when the store cannot be reached (see `root`); OSError when
+        the disk refuses."""
+        root = self.root
+        owner = root.stat()
+        made = []
+        for folder in folders:
+            if (root / folder).is_dir():
+                continue
+            path = root
+            for part in folder.split("/"):
+                path = path / part
+                if not path.is_dir():
+                    path.mkdir(mode=0o755)
+                    if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+                        os.chown(path, owner.st_uid, owner.st_gid)  # the container's user writes into it
+            made.append(folder)
+        return made
 
     def mount(self, mode: str = "rw") -> Mount:
         """The store as a container mounts it at /models (for one-off tools)."""

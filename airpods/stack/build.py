@@ -161,7 +161,7 @@ def build_service(
     image, choice = select_image(service, gpu, name)
     variant = choice.variant
     table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
-    mounts = tuple(Mount(v.source, v.target, v.mode, v.named) for v in service.volumes)
+    mounts = tuple(Mount(v.source, v.target, v.mode, v.named, tuple(v.folders)) for v in service.volumes)
     presets: tuple[Preset, ...] = ()
     flags = command_flags(service.command_args, table, key_path(("services", name, "command_args")), user_wrote)
     args = flat(flags)

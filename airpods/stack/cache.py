@@ -124,7 +124,7 @@ def _to_json(stack: Stack) -> dict[str, Any]:
     data = asdict(stack)
     for raw in data["services"]:
         raw["publish"] = [[p["host_ip"], p["host"], p["container"]] for p in raw["publish"]]
-        raw["mounts"] = [[m["source"], m["target"], m["mode"], m["named"]] for m in raw["mounts"]]
+        raw["mounts"] = [[m["source"], m["target"], m["mode"], m["named"], m["folders"]] for m in raw["mounts"]]
     return data
 
 

@@ -42,6 +42,7 @@ class Mount:
     target: str
     mode: str
     named: bool
+    folders: tuple[str, ...] = ()  # sub-folders `start` creates in it (relative paths)
 
 
 # What a secret holds: the stack's API key, or Open WebUI's list of keys (one per OpenAI URL).
@@ -171,6 +172,8 @@ class ServiceSpec:
             data["gpu_request"].pop("groups")
         if not data["presets"]:  # added later: a service without presets keeps the hash it had
             data.pop("presets")
+        for mount in data["mounts"]:
+            mount.pop("folders")  # made by `start` on the host: the container is the same
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

@@ -1,8 +1,10 @@
-"""How services find each other: Open WebUI → Ollama and every llama.cpp instance, by network
-alias, with the stack's API key handed over as podman secrets (never on a command line)."""
+"""How services find each other: Open WebUI → Ollama and every llama.cpp instance (chat), and
+→ ComfyUI (image generation), by network alias, with the stack's API key handed over as podman
+secrets (never on a command line)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
@@ -12,7 +14,7 @@ from airpods.stack.args import sets_flag
 from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import SecretDef, SecretUse
 
-OLLAMA, LLAMACPP, OPEN_WEBUI = "ollama", "llamacpp", "open-webui"
+OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI = "ollama", "llamacpp", "open-webui", "comfyui"
 KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
 DEFAULT_LLAMA_PORT = 8080
 
@@ -63,12 +65,17 @@ def open_webui_wiring(
     """Env (and the key list as an env secret) pointing Open WebUI service `name` at every
     backend, and its session key (WEBUI_SECRET_KEY, generated once per stack) as an env secret.
     `backends` are (name, kind) of the stack's instances; what the user set in env or secrets
-    wins."""
+    wins, variable by variable. Variable names are Open WebUI's documented env
+    (docs.openwebui.com/getting-started/env-configuration): OLLAMA_BASE_URLS,
+    OPENAI_API_BASE_URLS/OPENAI_API_KEYS (';'-separated, aligned), and for image generation
+    ENABLE_IMAGE_GENERATION, IMAGE_GENERATION_ENGINE=comfyui and COMFYUI_BASE_URL (one engine:
+    the first ComfyUI instance)."""
     user_env, user_secrets = config.services[name].env, config.services[name].secrets
     project = config.runtime.project
     backends = list(backends)
     ollamas = [_in_network(config, n, 11434) for n, kind in backends if kind == OLLAMA]
     llamas = [_in_network(config, n, DEFAULT_LLAMA_PORT) for n, kind in backends if kind == LLAMACPP]
+    comfyuis = [_in_network(config, n, 8188) for n, kind in backends if kind == COMFYUI]
     env: list[tuple[str, str]] = []
     secrets: list[SecretUse] = []
     defs: list[SecretDef] = []
@@ -104,4 +111,30 @@ def open_webui_wiring(
                 secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS", "openai-api-keys"))
             else:
                 add("OPENAI_API_KEYS", ";".join(["none"] * len(llamas)))
+    if comfyuis and not {"COMFYUI_BASE_URL", "IMAGE_GENERATION_ENGINE"} & set(user_env):
+        alias, port = comfyuis[0]
+        add("ENABLE_IMAGE_GENERATION", "True")
+        add("IMAGE_GENERATION_ENGINE", "comfyui")
+        add("COMFYUI_BASE_URL", f"http://{alias}:{port}")
+        if "COMFYUI_WORKFLOW" not in user_env:  # a workflow of the user's has its own node ids
+            add("COMFYUI_WORKFLOW_NODES", DEFAULT_WORKFLOW_NODES)
     return env, secrets, defs
+
+
+# Where Open WebUI's default ComfyUI workflow (open_webui/config.py COMFYUI_DEFAULT_WORKFLOW:
+# 3 KSampler, 4 CheckpointLoaderSimple, 5 EmptyLatentImage, 6 the prompt's CLIPTextEncode) takes
+# each request's values. Open WebUI's admin page asks for these node ids; set by env alone they
+# are empty, and every image would be drawn from the workflow's placeholder text "Prompt".
+# The model is IMAGE_GENERATION_MODEL (a file in ComfyUI's checkpoints/).
+DEFAULT_WORKFLOW_NODES = json.dumps(
+    [
+        {"type": "prompt", "key": "text", "node_ids": ["6"]},
+        {"type": "model", "key": "ckpt_name", "node_ids": ["4"]},
+        {"type": "width", "key": "width", "node_ids": ["5"]},
+        {"type": "height", "key": "height", "node_ids": ["5"]},
+        {"type": "n", "key": "batch_size", "node_ids": ["5"]},
+        {"type": "steps", "key": "steps", "node_ids": ["3"]},
+        {"type": "seed", "key": "seed", "node_ids": ["3"]},
+    ],
+    separators=(",", ":"),
+)

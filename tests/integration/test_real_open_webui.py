@@ -1,6 +1,7 @@
-"""The heavy tier (AIRPODS_E2E_REAL_WEBUI=1; image from scripts/build-open-webui, ~8 GB, ~8 min
-once): the real Open WebUI, started by `airpods start`, lists the llama.cpp model through
-airpods' wiring and completes a chat with it, checked through its own HTTP API."""
+"""The real tier (AIRPODS_E2E_REAL_WEBUI=1, in every whole-suite run; image from
+scripts/build-open-webui, 8 GB, ~5 min once): the real Open WebUI, started by `airpods start`,
+lists the models of every backend airpods wired it to, chats with the second llama.cpp instance
+and generates an image through ComfyUI (the rig's stand-in), checked through its own HTTP API."""
 
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ def call(method: str, path: str, body: dict | None = None, token: str | None = N
         return json.loads(answer.read() or b"null")
 
 
-def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_model, monkeypatch):
+def test_real_open_webui_is_the_hub_of_every_backend(airpods, tiny_model, monkeypatch):
     """With the user's own key (runtime.api_key = "env:…"): the key llama-server requires is
-    the one Open WebUI is handed (the generated key takes the same path from there)."""
+    the one Open WebUI is handed (the generated key takes the same path from there). Two
+    llama.cpp instances, Ollama and ComfyUI (stand-ins for the last two) at once, all wired by
+    airpods and checked from Open WebUI's side, as its signed-up admin."""
     put_in_volume("airpods_llamacpp_models", tiny_model)
     monkeypatch.setenv("AIRPODS_TEST_OWN_KEY", "sk-own-key-for-open-webui")
     airpods.write_config(f"""
@@ -37,6 +40,13 @@ def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_m
         [services.open-webui]
         image = "{IMAGE}"
         health = {{ path = "/health", expected_status = 200, timeout_s = 900 }}
+        env = {{ IMAGE_GENERATION_MODEL = "standin.safetensors" }}
+        [services.comfyui]
+        enabled = true
+        [services.llama-fast]
+        extends = "llamacpp"
+        ports = [{{ host = 8083, container = 8080 }}]
+        command_args = {{ model = "/models/tiny.gguf", alias = "tiny-fast" }}
     """)
     started = airpods("start", timeout=1200)
     assert started.code == 0, started.err
@@ -47,18 +57,41 @@ def test_real_open_webui_lists_and_chats_with_the_llamacpp_model(airpods, tiny_m
     )
     token = admin["token"]
     assert admin["role"] == "admin"
-    models = [m["id"] for m in call("GET", "/api/models", token=token)["data"]]
-    assert "tiny" in models
+
+    # Every model of every backend: the router's, the second instance's, Ollama's.
+    models = {m["id"]: m for m in call("GET", "/api/models", token=token)["data"]}
+    assert {"tiny", "tiny-fast", "standin-ollama:latest"} <= set(models), sorted(models)
+    assert models["standin-ollama:latest"]["owned_by"] == "ollama" and models["tiny-fast"]["owned_by"] == "openai"
+    # A chat through Open WebUI to the second instance, answered by it.
     reply = call(
         "POST",
         "/api/chat/completions",
-        {"model": "tiny", "stream": False, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]},
+        {"model": "tiny-fast", "stream": False, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]},
         token,
     )
     # Tokens from the tiny model (random weights: the text itself may be empty when it stops at once).
-    assert reply["usage"]["completion_tokens"] > 0 and reply["model"] == "tiny"
+    assert reply["usage"]["completion_tokens"] > 0 and reply["model"] == "tiny-fast"
+    assert "stop processing" in airpods("logs", "llama-fast").out  # its slot ran the task
     with pytest.raises(urllib.error.HTTPError):
         call("GET", "/api/models")  # Open WebUI's own auth is on
+
+    # Image generation: wired to ComfyUI by alias, as Open WebUI's admin config reports it.
+    images = call("GET", "/api/v1/images/config", token=token)
+    assert images["ENABLE_IMAGE_GENERATION"] is True and images["IMAGE_GENERATION_ENGINE"] == "comfyui"
+    assert images["COMFYUI_BASE_URL"] == "http://comfyui:8188"
+    airpods.ctr("exec", "comfyui-0", "sh", "-c", "echo w > /root/ComfyUI/models/checkpoints/standin.safetensors")
+    assert {"id": "standin.safetensors", "name": "standin.safetensors"} in call(
+        "GET", "/api/v1/images/models", token=token
+    )
+    made = call("POST", "/api/v1/images/generations", {"prompt": "a lighthouse at dusk"}, token)
+    assert len(made) == 1 and made[0]["url"], made  # the stand-in's PNG, stored by Open WebUI
+    with urllib.request.urlopen("http://127.0.0.1:8188/_last_prompt", timeout=30) as answer:
+        queued = json.loads(answer.read())
+    # Open WebUI's default workflow, with the request's values where airpods' node map puts them.
+    workflow = queued["prompt"]
+    assert workflow["6"]["inputs"]["text"] == "a lighthouse at dusk" and queued["client_id"]
+    assert workflow["4"]["inputs"]["ckpt_name"] == "standin.safetensors"
+    assert (workflow["5"]["inputs"]["width"], workflow["5"]["inputs"]["batch_size"]) == (512, 1)
 
     # Least privilege, with the real thing: no capabilities, no privilege gain.
     for container in ("open-webui-0", "llamacpp-0"):

@@ -7,6 +7,18 @@ import pytest
 from tests.unit.helpers import run_cli, write_toml
 
 CASES = [
+    pytest.param(
+        '[[services.comfyui.volumes]]\nsource = "cv"\ntarget = "/m"\nfolders = ["../escape"]',
+        "services.comfyui.volumes.0.folders",
+        "expected folders inside the volume",
+        id="volume-folder-escapes",
+    ),
+    pytest.param(
+        '[[services.comfyui.volumes]]\nsource = "cv"\ntarget = "/m"\nfolders = ["/abs"]',
+        "services.comfyui.volumes.0.folders",
+        "no leading '/'",
+        id="volume-folder-absolute",
+    ),
     pytest.param('[services.llamacpp\nimage = "x"', "line 1", "invalid TOML", id="toml-syntax-with-line"),
     pytest.param(
         "[services.ollama]\nimage = 5", "services.ollama.image", "expected a string or a table", id="wrong-type"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from airpods.engine.podman_argv import container_run_argv, step_argv
 from airpods.gpu import HostGpu
 from airpods.stack.build import build_stack
@@ -51,6 +55,48 @@ def test_user_env_wins(tmp_path):
     assert env["OPENAI_API_BASE_URLS"] == "http://elsewhere:1/v1"
     assert "OLLAMA_BASE_URLS" not in env and env["OLLAMA_BASE_URL"] == "http://my-ollama:11434"
     assert not [s for s in webui.secrets if s.target == "OPENAI_API_KEYS"]
+
+
+def test_open_webui_gets_comfyui_for_image_generation_when_it_is_enabled(tmp_path):
+    off = build_stack(load_text(tmp_path, "").config, HostGpu("none"), ["open-webui"], "abc123")
+    assert not {"ENABLE_IMAGE_GENERATION", "COMFYUI_BASE_URL"} & set(env_of(off.service("open-webui")))
+    on = load_text(tmp_path, '[services.comfyui]\nenabled = true\nnetwork_aliases = ["comfy", "comfyui"]\n').config
+    env = env_of(build_stack(on, HostGpu("none"), ["open-webui"], "abc123").service("open-webui"))
+    assert env["ENABLE_IMAGE_GENERATION"] == "True" and env["IMAGE_GENERATION_ENGINE"] == "comfyui"
+    assert env["COMFYUI_BASE_URL"] == "http://comfy:8188"  # its first alias, its container port
+    nodes = {node["type"]: node for node in json.loads(env["COMFYUI_WORKFLOW_NODES"])}
+    assert nodes["prompt"] == {"type": "prompt", "key": "text", "node_ids": ["6"]}
+    assert nodes["model"]["key"] == "ckpt_name"
+    own = load_text(
+        tmp_path, '[services.comfyui]\nenabled = true\n[services.open-webui.env]\nCOMFYUI_WORKFLOW = "{}"\n'
+    )
+    assert "COMFYUI_WORKFLOW_NODES" not in env_of(
+        build_stack(own.config, HostGpu("none"), (), "a").service("open-webui")
+    )
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        # Opting out of image generation: Open WebUI's own switch, the rest is inert.
+        (
+            'ENABLE_IMAGE_GENERATION = "False"',
+            {"ENABLE_IMAGE_GENERATION": "False", "COMFYUI_BASE_URL": "http://comfyui:8188"},
+        ),
+        # Another engine or another ComfyUI: airpods adds none of its image-generation wiring.
+        ('IMAGE_GENERATION_ENGINE = "openai"', {"IMAGE_GENERATION_ENGINE": "openai", "COMFYUI_BASE_URL": None}),
+        (
+            'COMFYUI_BASE_URL = "http://gpu-box:8188"',
+            {"COMFYUI_BASE_URL": "http://gpu-box:8188", "IMAGE_GENERATION_ENGINE": None},
+        ),
+    ],
+)
+def test_a_user_value_wins_over_the_comfyui_wiring(tmp_path, user, expected):
+    text = f"[services.comfyui]\nenabled = true\n[services.open-webui.env]\n{user}\n"
+    env = env_of(
+        build_stack(load_text(tmp_path, text).config, HostGpu("none"), ["open-webui"], "abc").service("open-webui")
+    )
+    assert {name: env.get(name) for name in expected} == expected
 
 
 def test_llama_server_reads_the_key_from_a_mounted_secret(tmp_path):
