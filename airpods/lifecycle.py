@@ -219,6 +219,16 @@ def other_engine_hint(holder: str, engine: str) -> str | None:
     return None
 
 
+def check_fit(stack: Stack, plan: Plan, engine: Engine, reporter: Reporter) -> None:
+    """Before anything is created: the models the llama.cpp instances this start creates load at
+    once, against their memory limit and the host's free memory (models/fit_check.py): a
+    warning, or for fit = "strict" a refusal."""
+    from airpods.models.fit_check import check_start, start_loads
+
+    creating = {step.service for step in plan.steps if step.kind == "container"}
+    check_start([(s, m) for s, m in start_loads(stack, engine) if s.name in creating], reporter.line)
+
+
 def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:
     """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
     creating = {s.service for s in plan.steps if s.kind == "container"}
@@ -304,6 +314,7 @@ def _start(
         remove_orphans=remove_orphans,
     )
     check_ports(stack, plan, engine, observed.pods)
+    check_fit(stack, plan, engine, reporter)
     check_limits(stack, plan, engine)
     presets_changed = set(write_presets(stack, engine))  # the preset folders exist before the check
     check_host_folders(stack, plan)

@@ -16,9 +16,10 @@ import lifecycle  # noqa: E402
 import llamacpp  # noqa: E402
 import prefetch  # noqa: E402
 import scaling  # noqa: E402
+import top  # noqa: E402
 from common import remove_pods  # noqa: E402
 
-MODULES = (cold_start, lifecycle, llamacpp, prefetch, scaling)
+MODULES = (cold_start, lifecycle, llamacpp, prefetch, scaling, top)
 
 
 def main(out: Path) -> int:

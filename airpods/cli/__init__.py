@@ -68,6 +68,7 @@ def root(
 # ~15 ms for all of them); --help and unknown commands get every module.
 COMMAND_MODULES = {
     "lifecycle_cmd": ("start", "stop", "restart", "status", "logs", "pull"),
+    "top_cmd": ("top",),
     "autostart_cmd": ("autostart",),
     "env_cmd": ("env",),
     "models_cmd": ("models", "chat"),

@@ -117,6 +117,8 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
     everything, engine, store = _context(ctx)
     running = _running(engine)
     rows = list_models(store, everything, running)
+    for row in rows:
+        row["fits"] = _fits(everything, store, row)
     for spec in everything.services:
         if spec.kind == "ollama" and spec.url and spec.container in running:
             rows += ollama_models(spec.url)
@@ -125,7 +127,7 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
         return
     print(
         format_table(
-            ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SERVED BY"),
+            ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "FITS", "SERVED BY"),
             [
                 (
                     _shown_name(r),
@@ -135,12 +137,28 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
                     _params(r["parameters"]),
                     str(r["quantization"] or "-"),
                     str(r["context_length"] or "-"),
+                    "-" if r.get("fits") is None else "yes" if r["fits"] else "no",
                     ", ".join(cast("list[str]", r["served_by"])) or "-",
                 )
                 for r in rows
             ],
         )
     )
+
+
+def _fits(everything, store, row: dict[str, object]) -> bool | None:
+    """Whether a stored model fits the instance that would serve it (`models fit`), None when
+    that cannot be told (a model with a problem, no llama.cpp instance)."""
+    from airpods.errors import AirpodsError
+    from airpods.models.fit_check import fit_report
+
+    if row.get("problem") or row.get("backend") != "llamacpp":
+        return None
+    try:
+        model = store.model(str(row["name"]))
+        return fit_report(_fit_instance(everything, model.name, None), model).fits
+    except AirpodsError:
+        return None
 
 
 def _tool_line(line: str) -> None:
@@ -164,6 +182,71 @@ def _params(value: object) -> str:
         if value >= size:
             return f"{value / size:.1f}{unit}"
     return str(value)
+
+
+@app.command()
+def fit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")],
+    context: Annotated[
+        int | None, typer.Option("--ctx", min=1, help="The context (--ctx-size) to check; default: the instance's.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", help="The llama.cpp instance; default: the one that serves it.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Will it fit? The memory llama-server will allocate for a model (weights, KV cache,
+    compute buffer; estimated from its GGUF header), against the instance's resources.memory and
+    the host's free memory, and the largest context that fits."""
+    from airpods.cli.output import print_json
+    from airpods.cli.progress import human_size
+    from airpods.models.fit_check import fit_report
+
+    everything, _, store = _context(ctx)
+    model = store.model(name)
+    report = fit_report(_fit_instance(everything, model.name, service), model, context)
+    if as_json:
+        print_json(report.to_json())
+        return
+    found = report.estimate
+    print(f"{report.model} on {report.service}, --ctx-size {found.ctx}:")
+    for label, host, gpu in (
+        ("weights", found.weights_host, found.weights_gpu),
+        ("KV cache", found.kv_host, found.kv_gpu),
+        ("compute buffer", found.compute_host, found.compute_gpu),
+        ("total", found.host, found.gpu),
+    ):
+        print(f"  {label:<16} {human_size(host):>10} host" + (f"  {human_size(gpu):>10} GPU" if found.gpu else ""))
+    limit = human_size(report.limit) if report.limit is not None else "none"
+    free = human_size(report.available) if report.available is not None else "unknown"
+    print(f"  memory limit     {limit:>10} (services.{report.service}.resources.memory)")
+    print(f"  host free        {free:>10} (MemAvailable now)")
+    print(f"  largest context that fits: {report.largest_ctx or 'none'}")
+    if report.problem:
+        print(f"does not fit: {report.problem}; {report.hint}")
+    else:
+        print("fits" if report.fits else "fits (no limit or host figure to compare with)")
+
+
+def _fit_instance(everything, model: str, wanted: str | None):
+    """The llama.cpp instance a model is checked on: `wanted`, else the one configured to
+    serve it, else the first router."""
+    from airpods.errors import UsageError
+    from airpods.models.manage import configured_model, llama_instances
+
+    instances = llama_instances(everything)
+    if wanted is not None:
+        for spec in instances:
+            if spec.name == wanted:
+                return spec
+        known = ", ".join(s.name for s in instances) or "none"
+        raise UsageError(f"{wanted!r} is not a llama.cpp service", hint=f"llama.cpp services: {known}")
+    serving = [s for s in instances if configured_model(s) == model]
+    routers = [s for s in instances if configured_model(s) is None]
+    if not (serving or routers or instances):
+        raise UsageError("no llama.cpp service is configured", hint="add [services.llamacpp] to the config")
+    return (serving or routers or instances)[0]
 
 
 @app.command()

@@ -359,6 +359,10 @@ class Service(_Model):
     health: Health = Health()
     env: dict[Annotated[str, AfterValidator(_check_env_key)], str] = {}
     resources: Resources = Resources()
+    # Before a llama.cpp model loads, `start` estimates its memory against resources.memory and
+    # the host's free memory: "warn" says so, "strict" refuses to start (also the case with
+    # gpu.enabled = "required"), "off" does not check.
+    fit: Literal["warn", "strict", "off"] = "warn"
     security: Security = Security()
     # Secrets handed to the container as env variables, never on a command line: NAME = where
     # airpods reads the value ("env:VAR" or "file:/path") when it starts the service.

@@ -16,6 +16,16 @@ from airpods.stack.model import Mount
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What one running container uses now (`podman stats` / `docker stats`, one sample)."""
+
+    name: str
+    cpu_percent: float  # of one CPU: 200.0 is two CPUs busy
+    memory: int  # bytes
+    memory_limit: int  # bytes: the container's limit, or the host's memory without one
+
+
+@dataclass(frozen=True)
 class ContainerState:
     """One container of a stack, as the engine lists it."""
 
@@ -66,6 +76,7 @@ class Engine(Protocol):
     def image_ids(self, images: Iterable[str]) -> dict[str, str]: ...
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]: ...
     def published_ports(self) -> dict[int, str]: ...
+    def stats(self, names: Iterable[str]) -> list[Usage]: ...
     def last_exit(self, container_id: str) -> tuple[int | None, int]: ...
     def logs_tail(self, container: str, lines: int = 20) -> list[str]: ...
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]: ...

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from airpods.engine.base import ContainerState, OneOff
+from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.podman_argv import one_off_args, step_argv
 from airpods.engine.process import EngineCli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
@@ -108,6 +108,23 @@ class Podman(EngineCli):
             for port in row.get("Ports") or []:
                 owners[int(port.get("host_port") or 0)] = who
         return owners
+
+    def stats(self, names: Iterable[str]) -> list[Usage]:
+        """One sample of the running ones of `names`, in one call: Podman's template gives the
+        raw numbers (its JSON output has only human-formatted sizes)."""
+        wanted = list(names)
+        if not wanted:
+            return []
+        template = "\t".join(f"{{{{.ContainerStats.{field}}}}}" for field in ("Name", "CPU", "MemUsage", "MemLimit"))
+        done = self.run(["stats", "--no-stream", "--no-reset", "--format", template, *wanted], check=False)
+        usage = []
+        for line in done.stdout.splitlines():
+            name, cpu, memory, limit = (line.split("\t") + ["", "", "", ""])[:4]
+            try:
+                usage.append(Usage(name, float(cpu), int(memory), int(limit)))
+            except ValueError:
+                continue
+        return usage
 
     def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
         """One snapshot of what exists: network, volumes, images (with their IDs), secrets and

@@ -7,7 +7,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from airpods.errors import RuntimeFailure
 
@@ -163,10 +163,11 @@ class _Items(int):
     __str__ = __repr__
 
 
-def _check_data(path: Path, header_end: int, alignment: Any, tensors: list[tuple[int, int, int]]) -> None:
+def _check_data(path: Path, header_end: int, alignment: Any, tensors: list[tuple[int, int, int]]) -> int:
     """A file cut after its header (a download that stopped, a copy that did not finish) is not a
     model: its tensors must end within the file. Sizes per type from the gguf package's
-    GGML_QUANT_SIZES (ggml's type traits); a type it does not know is not checked."""
+    GGML_QUANT_SIZES (ggml's type traits); a type it does not know is not checked. Returns where
+    the tensor data starts (byte offset in the file)."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     align = alignment if isinstance(alignment, int) and alignment > 0 else 32
@@ -181,10 +182,17 @@ def _check_data(path: Path, header_end: int, alignment: Any, tensors: list[tuple
     actual = path.stat().st_size
     if end > actual:
         raise NotGguf(f"the file is cut short: its tensors end at byte {end}, the file has {actual} (truncated)")
+    return start
 
 
-def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any], list[tuple[str, int]]]:
-    """(metadata, [(tensor name, elements)]) of a GGUF file, from its header alone. With
+class Tensor(NamedTuple):
+    name: str
+    elements: int
+    nbytes: int  # its data in the file: up to the next tensor's offset (alignment padding included)
+
+
+def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any], list[Tensor]]:
+    """(metadata, tensors) of a GGUF file, from its header alone. With
     `model_only`, the metadata up to the tokenizer's (a vocabulary is most of a header) and no
     tensors: what recognising a model needs, in a fraction of the time.
 
@@ -205,16 +213,23 @@ def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any]
                 if model_only and key.startswith("tokenizer."):
                     return metadata, []
                 metadata[key] = reader.value(reader.take("<I"))
-            shapes = []
+            names = []
             ends = []
             for _ in range(0 if model_only else tensors):
                 name = reader.string()
                 dims = [reader.take("<Q") for _ in range(reader.take("<I"))]
                 kind, offset = reader.take("<I"), reader.take("<Q")
-                shapes.append((name, math.prod(dims)))
+                names.append(name)
                 ends.append((offset, kind, math.prod(dims)))
+            shapes: list[Tensor] = []
             if ends:
-                _check_data(path, handle.tell(), metadata.get("general.alignment", 32), ends)
+                data_start = _check_data(path, handle.tell(), metadata.get("general.alignment", 32), ends)
+                bounds = sorted({offset for offset, _, _ in ends} | {path.stat().st_size - data_start})
+                following = {offset: bounds[bounds.index(offset) + 1] for offset, _, _ in ends}
+                shapes = [
+                    Tensor(name, elements, following[offset] - offset)
+                    for name, (offset, _, elements) in zip(names, ends, strict=True)
+                ]
     except OSError as exc:
         raise NotGguf(f"cannot read {path}: {exc.strerror or exc}") from None
     except NotGguf as exc:
@@ -267,7 +282,7 @@ def read_model(path: Path, *, full: bool = False) -> ModelInfo:
         size=path.stat().st_size,
         architecture=arch,
         name=fields.get("general.name"),
-        parameters=sum(elements for _, elements in shapes),
+        parameters=sum(tensor.elements for tensor in shapes),
         quantization=file_type_name(file_type if isinstance(file_type, int) else None),
         context_length=ctx if isinstance(ctx, int) else None,
         metadata=metadata,

@@ -177,8 +177,14 @@ def build_service(
         # elsewhere); the config refuses host and port in command_args.
         presets, preset_mounts = router_presets(config, name, table, runs_llama_server(service, kind))
         gpu_layers: list[tuple[str, str | None]] = []
-        if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
-            gpu_layers = [("--n-gpu-layers", "0" if variant == "cpu" else "all")]
+        # A server with --fit (on by default) places as many layers on the GPU as its memory
+        # holds when --n-gpu-layers is unset ("auto"); "all" would take that from it and fail on
+        # a model bigger than the GPU. An older server, without --fit, offloads nothing unless told.
+        server = table or flag_table_for(service, kind, image, flag_tables or {})
+        fits_itself = server is not None and server.lookup("fit") is not None
+        if variant != "cpu" and not fits_itself:
+            if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
+                gpu_layers = [("--n-gpu-layers", "all")]
         if presets and table:
             # llama-server's own command line beats a model's section: a flag some model sets is
             # given to every model in the [*] section instead, which the model's section overrides.
@@ -190,6 +196,8 @@ def build_service(
         args = ["--host", "0.0.0.0", "--port", str(listen_port(service, DEFAULT_LLAMA_PORT)), *flat(flags)]
         args += ["--models-preset", f"{PRESETS_DIR}/{PRESET_FILE}"] if preset_mounts else []
         args += flat(gpu_layers)
+        if server is not None and server.lookup("metrics") and not sets_flag(service.command_args, table, "metrics"):
+            args.append("--metrics")  # Prometheus /metrics (behind the API key) for `airpods top`
         mounts += preset_mounts
         extra, key_args, secrets = llama_extra_args(service, table, key_id, config.runtime.project)
         args += extra
@@ -230,6 +238,7 @@ def build_service(
         cap_add=tuple(dict.fromkeys(service.security.cap_add)),
         read_only=service.security.read_only,
         tmpfs=tuple(dict.fromkeys(service.security.tmpfs)),
+        fit="strict" if service.gpu.enabled == "required" and service.fit != "off" else service.fit,
     ), defs
 
 

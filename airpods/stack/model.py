@@ -147,6 +147,7 @@ class ServiceSpec:
     cap_add: tuple[str, ...] = ()
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()
+    fit: str = "warn"  # the memory fit check before start: warn | strict | off (models/fit.py)
 
     @property
     def scratch(self) -> tuple[str, ...]:
@@ -174,6 +175,7 @@ class ServiceSpec:
             data.pop("presets")
         for mount in data["mounts"]:
             mount.pop("folders")  # made by `start` on the host: the container is the same
+        data.pop("fit")  # a check before start, not part of the container
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

@@ -134,7 +134,7 @@ def test_decisions_on_fake_trees(tmp_path, runtime, files, image, flags, warning
     _, spec, warnings = decide(tmp_path, files)
     assert spec.image == f"ghcr.io/ggml-org/llama.cpp:{image}"
     assert gpu_options(spec.gpu_request) == flags
-    assert spec.args[-2:] == ("--n-gpu-layers", "0" if image == "server" else "all")
+    assert "--n-gpu-layers" not in spec.args  # unset: the server's --fit places the layers
     gpu_warnings = [w for w in warnings if "runs on the CPU" in w]
     assert (warning is None and not gpu_warnings) or (warning and any(warning in w for w in gpu_warnings)), warnings
     assert spec.gpu_reason  # said by start, doctor and status
@@ -309,3 +309,26 @@ def test_the_stack_cache_keeps_the_engines_gpu_handover(tmp_path):
     assert cached_stack(path, "k", lambda: stack) == stack
     again = cached_stack(path, "k", lambda: pytest.fail("served from the cache"))
     assert again == stack and again.gpu.handover == "--gpus"
+
+
+def test_a_server_without_fit_is_told_to_offload_every_layer(tmp_path):
+    """An image pulled before llama-server had --fit offloads nothing unless told: the table
+    learned from its --help has no --fit, so airpods passes --n-gpu-layers all (CPU images never)."""
+    from airpods.stack.build import build_service
+    from airpods.stack.flag_table import parse_help
+
+    old = parse_help(
+        "-c,    --ctx-size N       size of the prompt context\n"
+        "-ngl,  --gpu-layers, --n-gpu-layers N   number of layers to store in VRAM\n"
+        "--host HOST   ip address to listen\n--port PORT   port to listen\n",
+        "an older server",
+    )
+    gpu = detect_gpu(make_tree(tmp_path / "root", nvidia()))
+    config = load_text(tmp_path, "").config
+    image = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+    spec, _ = build_service(config, "llamacpp", gpu, flag_tables={image: old}, check_flags=False)
+    assert spec.image == image and spec.args[-2:] == ("--n-gpu-layers", "all")
+    assert "--n-gpu-layers" not in build_service(config, "llamacpp", gpu, check_flags=False)[0].args  # built-in: --fit
+    mine = load_text(tmp_path, "[services.llamacpp.command_args]\nn_gpu_layers = 20\n").config
+    spec, _ = build_service(mine, "llamacpp", gpu, flag_tables={image: old}, check_flags=False)
+    assert spec.args.count("--n-gpu-layers") == 1 and "20" in spec.args

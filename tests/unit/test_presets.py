@@ -160,10 +160,10 @@ def test_folder_models_are_one_model_named_after_the_folder(tmp_path):
     assert store.model("big").problem == "incomplete split set: 1 of 2 shards"
 
 
-def test_a_per_model_gpu_layers_moves_the_default_to_the_shared_section(tmp_path):
-    config = load_text(tmp_path, "[services.llamacpp.models.tiny]\nn_gpu_layers = 3\n").config
+def test_a_per_model_flag_moves_the_instances_value_to_the_shared_section(tmp_path):
+    config = load_text(tmp_path, "[services.llamacpp.models.tiny]\nctx_size = 1024\n").config
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
-    assert ("--n-gpu-layers", "0") in spec.presets[0].flags and "--n-gpu-layers" not in spec.args
+    assert ("--ctx-size", "4096") in spec.presets[0].flags and "--ctx-size" not in spec.args
 
 
 def test_the_users_spelling_replaces_a_defaults_and_false_unsets(tmp_path, capsys):

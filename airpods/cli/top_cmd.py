@@ -1,0 +1,92 @@
+"""`airpods top`: a live view of the stack (airpods/top.py), like `top`; `--once` and `--json`
+for scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from airpods.cli.context import engine as engine_of
+from airpods.cli.context import options_of, stack_source
+
+
+def top(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Two samples INTERVAL apart, printed once.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (implies --once).")] = False,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=0.2, help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """What the stack is doing: per service its state, CPU and memory; per llama.cpp instance
+    (per loaded model of a router) requests running and waiting, tokens/s and KV cache use."""
+    import time
+
+    from airpods.cli.output import print_json
+    from airpods.lifecycle import stack_in_use, stack_key
+    from airpods.top import Top
+
+    engine = engine_of(options_of(ctx))
+    stack = stack_in_use(stack_source(options_of(ctx), None), engine.pods())
+    watcher = Top(stack, engine, stack_key(stack))
+    if once or as_json:
+        watcher.refresh()
+        time.sleep(interval)
+        view = watcher.refresh()
+        if as_json:
+            print_json(view.to_json())
+        else:
+            from rich.console import Console
+
+            Console().print(_table(view))
+        return
+    from rich.live import Live
+
+    try:
+        with Live(_table(watcher.refresh()), auto_refresh=False, screen=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(_table(watcher.refresh()), refresh=True)
+    except KeyboardInterrupt:
+        return
+
+
+def _size(value: int | None) -> str:
+    from airpods.cli.progress import human_size
+
+    return "-" if value is None else human_size(value)
+
+
+def _table(view):  # -> rich.console.Group
+    from rich.console import Group
+    from rich.table import Table
+
+    services = Table(title="services", title_justify="left", expand=False)
+    for column in ("SERVICE", "STATE", "CPU %", "MEMORY", "LIMIT"):
+        services.add_column(column, justify="right" if column in ("CPU %", "MEMORY", "LIMIT") else "left", no_wrap=True)
+    for row in view.services:
+        cpu = "-" if row.cpu_percent is None else f"{row.cpu_percent:.1f}"
+        services.add_row(row.name, row.state, cpu, _size(row.memory), _size(row.memory_limit))
+    parts: list[Table | str] = [services]
+    if view.servers:
+        servers = Table(title="llama.cpp", title_justify="left", expand=False)
+        for column in ("INSTANCE", "MODEL", "RUN", "WAIT", "GEN T/S", "PROMPT T/S", "AVG T/S", "KV USED"):
+            servers.add_column(column, justify="left" if column in ("INSTANCE", "MODEL") else "right", no_wrap=True)
+        for s in view.servers:
+            kv = f"{s.kv_used}/{s.kv_cells}" if s.kv_cells else "-"
+            servers.add_row(
+                s.service,
+                s.model or "-",
+                str(s.processing),
+                str(s.deferred),
+                f"{s.generation_tps:.1f}",
+                f"{s.prompt_tps:.1f}",
+                f"{s.avg_generation_tps:.1f}",
+                kv,
+            )
+        parts.append(servers)
+    parts += [f"[yellow]{line}[/yellow]" for line in view.problems]
+    return Group(*parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(top)

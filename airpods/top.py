@@ -1,0 +1,192 @@
+"""`airpods top`: what the stack is doing now. Per service its state, CPU and memory (one
+`podman stats` / `docker stats` call per refresh, for every running container); per llama.cpp
+instance — per loaded model of a router — the requests processing and waiting, generation and
+prompt tokens/s and KV cache use, from llama-server's Prometheus /metrics (airpods passes
+--metrics) and /slots (live per-slot progress), both behind the stack's API key.
+
+Rates are differences between two samples: llama-server's counters (tokens_predicted_total,
+prompt_tokens_total) move when a request ends, so the tokens a running request has decoded so
+far (/slots: next_token.n_decoded, n_prompt_tokens_processed) are added to them, and a long
+stream shows its speed while it runs."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from airpods.engine.base import Engine
+from airpods.stack.model import ServiceSpec, Stack
+
+TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ServerSample:
+    """One llama-server (or one model of a router) at one moment."""
+
+    service: str
+    model: str | None  # a router's model; None for a single-model instance
+    at: float  # time.monotonic()
+    processing: int
+    deferred: int
+    decoded: float  # generation tokens so far: finished requests' and running ones'
+    prompted: float  # prompt tokens so far, the same way
+    kv_used: int  # cells the busy slots hold
+    kv_cells: int  # cells of every slot
+    avg_generation_tps: float  # llama-server's own average over finished requests
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    service: str
+    model: str | None
+    processing: int
+    deferred: int
+    generation_tps: float  # since the previous sample
+    prompt_tps: float
+    avg_generation_tps: float
+    kv_used: int
+    kv_cells: int
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    state: str
+    cpu_percent: float | None
+    memory: int | None
+    memory_limit: int | None
+
+
+@dataclass(frozen=True)
+class View:
+    services: list[ServiceRow]
+    servers: list[ServerRow]
+    problems: list[str]  # instances whose /metrics did not answer, and why
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "services": [asdict(s) for s in self.services],
+            "llamacpp": [asdict(s) for s in self.servers],
+            "problems": self.problems,
+        }
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition → {sample name: value} (prometheus_client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _get(url: str, key: str | None) -> str:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S) as answer:
+        return answer.read().decode()
+
+
+def sample_server(service: str, url: str, key: str | None, model: str | None = None) -> ServerSample:
+    """One sample of the server at `url` (of `model`, on a router). Raises OSError (URLError,
+    HTTPError, a timeout) or ValueError for an answer that is not what llama-server sends."""
+    query = f"?model={urllib.parse.quote(model)}" if model else ""
+    metrics = parse_metrics(_get(f"{url}/metrics{query}", key))
+    slots = json.loads(_get(f"{url}/slots{query}", key))
+    busy = [s for s in slots if isinstance(s, dict) and s.get("is_processing")]
+    decoded = [int((s.get("next_token") or [{}])[0].get("n_decoded", 0)) for s in busy]
+    prompting = sum(int(s.get("n_prompt_tokens_processed", 0)) for s in busy)
+    return ServerSample(
+        service=service,
+        model=model,
+        at=time.monotonic(),
+        processing=int(metrics.get("llamacpp:requests_processing", 0)),
+        deferred=int(metrics.get("llamacpp:requests_deferred", 0)),
+        decoded=metrics.get("llamacpp:tokens_predicted_total", 0.0) + sum(decoded),
+        prompted=metrics.get("llamacpp:prompt_tokens_total", 0.0) + prompting,
+        kv_used=sum(int(s.get("n_prompt_tokens", 0)) for s in busy) + sum(decoded),
+        kv_cells=sum(int(s.get("n_ctx", 0)) for s in slots if isinstance(s, dict)),
+        avg_generation_tps=metrics.get("llamacpp:predicted_tokens_seconds", 0.0),
+    )
+
+
+def loaded_models(url: str, key: str | None) -> list[str]:
+    """A router's loaded models (/v1/models entries whose status is "loaded")."""
+    data = json.loads(_get(f"{url}/v1/models", key)).get("data") or []
+    return [str(m["id"]) for m in data if (m.get("status") or {}).get("value") == "loaded"]
+
+
+def sample_servers(specs: Sequence[ServiceSpec], key: str | None) -> tuple[list[ServerSample], list[str]]:
+    """Every running llama.cpp instance (every loaded model of a router: its /metrics and /slots
+    answer per model): samples, and a line for each one that did not answer."""
+    from airpods.models.manage import configured_model
+
+    samples, problems = [], []
+    for spec in specs:
+        if not spec.url:
+            problems.append(f"{spec.name}: not published on this host (no port), not sampled")
+            continue
+        try:
+            models: list[str | None] = [None] if configured_model(spec) else list(loaded_models(spec.url, key))
+            for model in models:
+                samples.append(sample_server(spec.name, spec.url, key, model))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{spec.name}: /metrics did not answer: {exc}")
+    return samples, problems
+
+
+def rates(before: Mapping[tuple[str, str | None], ServerSample], now: Sequence[ServerSample]) -> list[ServerRow]:
+    """Rows from the newest samples, with tokens/s since the matching earlier sample (0 for a
+    model that was not there before)."""
+    rows = []
+    for sample in now:
+        earlier = before.get((sample.service, sample.model))
+        span = sample.at - earlier.at if earlier else 0.0
+        rows.append(
+            ServerRow(
+                service=sample.service,
+                model=sample.model,
+                processing=sample.processing,
+                deferred=sample.deferred,
+                generation_tps=max(sample.decoded - earlier.decoded, 0) / span if earlier and span > 0 else 0.0,
+                prompt_tps=max(sample.prompted - earlier.prompted, 0) / span if earlier and span > 0 else 0.0,
+                avg_generation_tps=sample.avg_generation_tps,
+                kv_used=sample.kv_used,
+                kv_cells=sample.kv_cells,
+            )
+        )
+    return rows
+
+
+class Top:
+    """Refreshes of one stack: each `refresh()` is one stats call and one /metrics and /slots
+    per llama.cpp instance (and loaded router model)."""
+
+    def __init__(self, stack: Stack, engine: Engine, key: str | None) -> None:
+        self.stack, self.engine, self.key = stack, engine, key
+        self.previous: dict[tuple[str, str | None], ServerSample] = {}
+
+    def refresh(self) -> View:
+        states = {c.service: c for c in self.engine.containers(self.stack.project) if c.service}
+        running = [s for s in self.stack.services if s.name in states and states[s.name].running]
+        usage = {u.name: u for u in self.engine.stats([s.container for s in running])}
+        services = []
+        for spec in self.stack.services:
+            state = states.get(spec.name)
+            used = usage.get(spec.container)
+            services.append(
+                ServiceRow(
+                    name=spec.name,
+                    state=state.state if state else "absent",
+                    cpu_percent=round(used.cpu_percent, 1) if used else None,
+                    memory=used.memory if used else None,
+                    memory_limit=used.memory_limit if used else None,
+                )
+            )
+        llamas = [s for s in running if s.kind == "llamacpp"]
+        samples, problems = sample_servers(llamas, self.key)
+        view = View(services, rates(self.previous, samples), problems)
+        self.previous = {(s.service, s.model): s for s in samples}
+        return view

@@ -1,0 +1,46 @@
+"""`airpods top` on the rig: per service state, CPU and memory from one stats call, and the
+llama.cpp router's loaded model with tokens/s > 0 while completions stream through it."""
+
+from __future__ import annotations
+
+import threading
+
+import openai
+
+from tests.integration.conftest import openai_env
+
+
+def test_top_once_json_shows_tokens_per_second_while_completions_stream(airpods, engine, model_volume):
+    started = airpods("start", "llamacpp", "ollama")
+    assert started.code == 0, started.err
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    streamed = []
+    done = threading.Event()
+
+    def stream() -> None:  # completions back to back until top has sampled
+        while not done.is_set():
+            for chunk in api.completions.create(
+                model="tiny", prompt="the", max_tokens=400, stream=True, extra_body={"ignore_eos": True}
+            ):
+                streamed.append(chunk)
+
+    worker = threading.Thread(target=stream, daemon=True)
+    worker.start()
+    try:
+        top = airpods("top", "--once", "--json", "--interval", "1")
+    finally:
+        done.set()
+        worker.join(timeout=120)
+    assert top.code == 0, top.err
+    data = top.json()
+    rows = {row["name"]: row for row in data["services"]}
+    assert rows["llamacpp"]["state"] == "running" and rows["llamacpp"]["memory"] > 0
+    assert rows["ollama"]["state"] == "running" and rows["ollama"]["cpu_percent"] is not None
+    assert rows["open-webui"]["state"] == "absent" and rows["open-webui"]["memory"] is None
+    (tiny,) = [s for s in data["llamacpp"] if s["model"] == "tiny"]
+    assert tiny["service"] == "llamacpp" and tiny["generation_tps"] > 0 and tiny["kv_cells"] > 0, tiny
+    assert streamed and not data["problems"]
+
+    shown = airpods("top", "--once", "--interval", "0.2")
+    assert shown.code == 0 and "llamacpp" in shown.out and "GEN T/S" in shown.out, shown.out
