@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from airpods.engine.base import Engine
+from airpods.errors import AirpodsError
 from airpods.stack.model import ServiceSpec, Stack
 
 TIMEOUT_S = 2.0
@@ -171,7 +172,12 @@ class Top:
     def refresh(self) -> View:
         states = {c.service: c for c in self.engine.containers(self.stack.project) if c.service}
         running = [s for s in self.stack.services if s.name in states and states[s.name].running]
-        usage = {u.name: u for u in self.engine.stats([s.container for s in running])}
+        problems: list[str] = []
+        try:
+            usage = {u.name: u for u in self.engine.stats([s.container for s in running])}
+        except AirpodsError as exc:
+            usage = {}
+            problems.append(f"CPU and memory: {exc.message}")
         services = []
         for spec in self.stack.services:
             state = states.get(spec.name)
@@ -186,7 +192,7 @@ class Top:
                 )
             )
         llamas = [s for s in running if s.kind == "llamacpp"]
-        samples, problems = sample_servers(llamas, self.key)
-        view = View(services, rates(self.previous, samples), problems)
+        samples, unanswered = sample_servers(llamas, self.key)
+        view = View(services, rates(self.previous, samples), problems + unanswered)
         self.previous = {(s.service, s.model): s for s in samples}
         return view

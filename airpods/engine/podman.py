@@ -12,6 +12,7 @@ from typing import Any
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.podman_argv import one_off_args, step_argv
 from airpods.engine.process import EngineCli, run_streaming
+from airpods.errors import RuntimeFailure
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
@@ -117,6 +118,9 @@ class Podman(EngineCli):
             return []
         template = "\t".join(f"{{{{.ContainerStats.{field}}}}}" for field in ("Name", "CPU", "MemUsage", "MemLimit"))
         done = self.run(["stats", "--no-stream", "--no-reset", "--format", template, *wanted], check=False)
+        if done.returncode != 0:  # e.g. rootless without cgroup v2: podman has no figures to give
+            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise RuntimeFailure(f"podman stats: {why}")
         usage = []
         for line in done.stdout.splitlines():
             name, cpu, memory, limit = (line.split("\t") + ["", "", "", ""])[:4]

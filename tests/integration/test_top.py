@@ -3,11 +3,20 @@ llama.cpp router's loaded model with tokens/s > 0 while completions stream throu
 
 from __future__ import annotations
 
+import json
 import threading
 
 import openai
 
 from tests.integration.conftest import openai_env
+
+
+def stats_work(airpods) -> bool:
+    """Whether the engine gives per-container figures: not rootless Podman on cgroup v1."""
+    if airpods.engine == "docker":
+        return True
+    host = json.loads(airpods.ctr("info", "--format", "json").stdout)["host"]
+    return not host["security"]["rootless"] or host.get("cgroupVersion") == "v2"
 
 
 def test_top_once_json_shows_tokens_per_second_while_completions_stream(airpods, engine, model_volume):
@@ -35,12 +44,17 @@ def test_top_once_json_shows_tokens_per_second_while_completions_stream(airpods,
     assert top.code == 0, top.err
     data = top.json()
     rows = {row["name"]: row for row in data["services"]}
-    assert rows["llamacpp"]["state"] == "running" and rows["llamacpp"]["memory"] > 0
-    assert rows["ollama"]["state"] == "running" and rows["ollama"]["cpu_percent"] is not None
+    assert rows["llamacpp"]["state"] == rows["ollama"]["state"] == "running"
     assert rows["open-webui"]["state"] == "absent" and rows["open-webui"]["memory"] is None
+    if stats_work(airpods):
+        assert rows["llamacpp"]["memory"] > 0 and rows["ollama"]["cpu_percent"] is not None
+        assert not data["problems"]
+    else:  # said, not left blank: rootless Podman without cgroup v2 has no figures
+        assert rows["llamacpp"]["memory"] is None
+        assert [p for p in data["problems"] if p.startswith("CPU and memory: podman stats")], data["problems"]
     (tiny,) = [s for s in data["llamacpp"] if s["model"] == "tiny"]
     assert tiny["service"] == "llamacpp" and tiny["generation_tps"] > 0 and tiny["kv_cells"] > 0, tiny
-    assert streamed and not data["problems"]
+    assert streamed
 
     shown = airpods("top", "--once", "--interval", "0.2")
     assert shown.code == 0 and "llamacpp" in shown.out and "GEN T/S" in shown.out, shown.out
