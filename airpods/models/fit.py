@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from airpods.models.gguf_meta import ENCODER_ARCHITECTURES, read_header
@@ -86,9 +86,8 @@ def _int(fields: dict[str, object], key: str, default: int = 0) -> int:
 def read_shape(parts: Sequence[Path]) -> Shape:
     """The shape of a model stored as `parts` (one file, or a split set's shards, first first).
     Raises NotGguf for a file whose header cannot be read."""
-    fields, tensors = read_header(parts[0])
-    for part in parts[1:]:
-        tensors += read_header(part)[1]
+    fields, first = read_header(parts[0])
+    tensors = [*first, *(t for part in parts[1:] for t in read_header(part)[1])]
     layer: dict[int, int] = {}
     other = output = 0
     for tensor in tensors:
@@ -214,7 +213,7 @@ def largest_context(shape: Shape, settings: Settings, budget: int) -> int:
     low, high = 0, math.ceil(top / CTX_PAD)
     while low < high:  # the host bytes grow with the context: bisect on multiples of 256
         middle = (low + high + 1) // 2
-        if estimate(shape, Settings(**{**asdict(settings), "ctx": middle * CTX_PAD})).host <= budget:
+        if estimate(shape, replace(settings, ctx=middle * CTX_PAD)).host <= budget:
             low = middle
         else:
             high = middle - 1

@@ -5,7 +5,7 @@ of `models list`, and the check `start` makes before a model loads."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
@@ -83,9 +83,7 @@ def instance_settings(spec: ServiceSpec, model: str | None = None, ctx: int | No
                 if value is not None:
                     args += [f"--{spelling.lstrip('-')}", value]
     settings = settings_from_args(args, gpu=spec.gpu_request is not None)
-    if ctx is not None:
-        settings = Settings(ctx, settings.cache_type_k, settings.cache_type_v, settings.ubatch, settings.gpu_layers)
-    return settings
+    return settings if ctx is None else replace(settings, ctx=ctx)
 
 
 def fit_report(spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, extra: int = 0) -> FitReport:
@@ -95,15 +93,7 @@ def fit_report(spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, e
     shape = read_shape(stored.weights)
     found = estimate(shape, settings)
     if extra:
-        found = Estimate(
-            found.ctx,
-            found.weights_host + extra,
-            found.weights_gpu,
-            found.kv_host,
-            found.kv_gpu,
-            found.compute_host,
-            found.compute_gpu,
-        )
+        found = replace(found, weights_host=found.weights_host + extra)
     limit = memory_bytes(spec.memory) if spec.memory else None
     available = mem_available()
     known = [v for v in (limit, available) if v is not None]

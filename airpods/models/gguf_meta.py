@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -194,10 +195,23 @@ class Tensor(NamedTuple):
 def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any], list[Tensor]]:
     """(metadata, tensors) of a GGUF file, from its header alone. With
     `model_only`, the metadata up to the tokenizer's (a vocabulary is most of a header) and no
-    tensors: what recognising a model needs, in a fraction of the time.
+    tensors: what recognising a model needs, in a fraction of the time. A file read before by
+    this process, unchanged since (same size and mtime), is not read again (`models list` reads
+    each header for its columns and for the fit check).
 
     Raises NotGguf (a runtime failure naming the file) for a file that is not GGUF, is truncated
     or damaged; tensor types unknown to airpods are fine (only names and shapes are read)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise NotGguf(f"cannot read {path}: {exc.strerror or exc}") from None
+    fields, tensors = _read_header(path, stat.st_size, stat.st_mtime_ns, model_only)
+    return dict(fields), list(tensors)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_header(path: Path, size: int, mtime_ns: int, model_only: bool) -> tuple[dict[str, Any], tuple[Tensor, ...]]:
+    """read_header's work, memoised by the file's identity (`size` and `mtime_ns` are the key)."""
     try:
         with path.open("rb") as handle:
             if handle.read(4) != MAGIC:
@@ -211,7 +225,7 @@ def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any]
             for _ in range(count):
                 key = reader.string()
                 if model_only and key.startswith("tokenizer."):
-                    return metadata, []
+                    return metadata, ()
                 metadata[key] = reader.value(reader.take("<I"))
             names = []
             ends = []
@@ -236,7 +250,7 @@ def read_header(path: Path, *, model_only: bool = False) -> tuple[dict[str, Any]
         if not exc.message.startswith(path.name) and not exc.message.startswith("cannot read"):
             exc.message = f"{path.name}: {exc.message}"
         raise
-    return metadata, shapes
+    return metadata, tuple(shapes)
 
 
 def _pooling(fields: dict[str, Any], arch: str) -> str | None:
