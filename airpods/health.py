@@ -134,6 +134,8 @@ def _crashed(engine: Engine, spec: ServiceSpec, state: ContainerState | None, el
         return Readiness(spec.name, False, elapsed, "container disappeared")
     code, restarts = engine.last_exit(state.id)
     detail = f"container exited with exit code {code}" if code is not None else f"container {state.state}"
+    if code == 137 and spec.memory:  # SIGKILL: what the kernel sends a cgroup over its limit
+        detail += f" (killed; its memory limit is {spec.memory}: services.{spec.name}.resources.memory)"
     if restarts:
         detail += f" and was restarted {restarts} time{'s' if restarts > 1 else ''} by its restart policy"
     return Readiness(spec.name, False, elapsed, detail, code, engine.logs_tail(spec.container, 20))

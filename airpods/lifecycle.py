@@ -121,7 +121,15 @@ def plan_start(
         stack, observed = observe_stack(stack_for, engine)
     if pull_only:
         return stack, pull_plan(stack, observed, pull)
-    return stack, build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
+    plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
+    if engine is None:
+        return stack, plan
+    said: list[str] = []  # the fit check `start` would make, said instead of refused
+    try:
+        check_fit(stack, plan, engine, said.append)
+    except RuntimeFailure as refused:
+        said.append(f"start would refuse: {refused.message}; {refused.hint}")
+    return stack, replace(plan, notes=plan.notes + tuple(said))
 
 
 @dataclass
@@ -219,14 +227,14 @@ def other_engine_hint(holder: str, engine: str) -> str | None:
     return None
 
 
-def check_fit(stack: Stack, plan: Plan, engine: Engine, reporter: Reporter) -> None:
-    """Before anything is created: the models the llama.cpp instances this start creates load at
-    once, against their memory limit and the host's free memory (models/fit_check.py): a
-    warning, or for fit = "strict" a refusal."""
+def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], None]) -> None:
+    """Before anything is created: the models the llama.cpp instances this start creates load,
+    against their memory limit and the host's free memory (models/fit_check.py): a warning
+    through `say`, or for fit = "strict" a refusal (RuntimeFailure)."""
     from airpods.models.fit_check import check_start, start_loads
 
     creating = {step.service for step in plan.steps if step.kind == "container"}
-    check_start([(s, m) for s, m in start_loads(stack, engine) if s.name in creating], reporter.line)
+    check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say)
 
 
 def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:
@@ -314,7 +322,7 @@ def _start(
         remove_orphans=remove_orphans,
     )
     check_ports(stack, plan, engine, observed.pods)
-    check_fit(stack, plan, engine, reporter)
+    check_fit(stack, plan, engine, reporter.line)
     check_limits(stack, plan, engine)
     presets_changed = set(write_presets(stack, engine))  # the preset folders exist before the check
     check_host_folders(stack, plan)
@@ -429,10 +437,11 @@ def make_volume_folders(stack: Stack, engine: Engine, reporter: Reporter) -> lis
         for mount in (m for m in spec.mounts if m.folders):
             store = ModelStore(engine, mount.source, stack.labels, folder=not mount.named, service=spec.name)
             try:
-                made = store.make_folders(mount.folders)
+                made, left = store.make_folders(mount.folders)
             except (RuntimeFailure, OSError) as exc:
                 problems.append(f"{spec.name}: could not create its folders in {mount.source}: {exc}")
                 continue
+            problems += [f"{spec.name}: folder not created in {mount.source}: {why}" for why in left]
             if made:
                 reporter.line(f"{spec.name}: created {len(made)} folders in {mount.source}: {', '.join(made)}")
     return problems

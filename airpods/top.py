@@ -18,8 +18,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from airpods.engine.base import Engine
+from airpods.engine.base import Engine, Usage
 from airpods.errors import AirpodsError
+from airpods.models.fit import meminfo
 from airpods.stack.model import ServiceSpec, Stack
 
 TIMEOUT_S = 2.0
@@ -37,8 +38,9 @@ class ServerSample:
     decoded: float  # generation tokens so far: finished requests' and running ones'
     prompted: float  # prompt tokens so far, the same way
     kv_used: int  # cells the busy slots hold
-    kv_cells: int  # cells of every slot
-    avg_generation_tps: float  # llama-server's own average over finished requests
+    kv_cells: int  # cells of the (unified) cache one slot may use
+    generation_s: float  # seconds llama-server spent generating, finished requests
+    finished: float  # tokens of finished requests
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,9 @@ class ServerRow:
     model: str | None
     processing: int
     deferred: int
-    generation_tps: float  # since the previous sample
+    generation_tps: float  # throughput since the previous sample, running requests included
     prompt_tps: float
-    avg_generation_tps: float
+    request_tps: float | None  # one request's speed: requests finished since the previous sample
     kv_used: int
     kv_cells: int
 
@@ -58,9 +60,9 @@ class ServerRow:
 class ServiceRow:
     name: str
     state: str
-    cpu_percent: float | None
+    cpu_percent: float | None  # of one CPU, since the previous refresh where the engine allows
     memory: int | None
-    memory_limit: int | None
+    memory_limit: int | None  # None: no limit (the engine reports the host's memory)
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,11 @@ def sample_server(service: str, url: str, key: str | None, model: str | None = N
         decoded=metrics.get("llamacpp:tokens_predicted_total", 0.0) + sum(decoded),
         prompted=metrics.get("llamacpp:prompt_tokens_total", 0.0) + prompting,
         kv_used=sum(int(s.get("n_prompt_tokens", 0)) for s in busy) + sum(decoded),
-        kv_cells=sum(int(s.get("n_ctx", 0)) for s in slots if isinstance(s, dict)),
-        avg_generation_tps=metrics.get("llamacpp:predicted_tokens_seconds", 0.0),
+        # One unified cache (llama-server's default): each slot may use all of it, so the
+        # cells are one slot's n_ctx, not their sum.
+        kv_cells=max((int(s.get("n_ctx", 0)) for s in slots if isinstance(s, dict)), default=0),
+        generation_s=metrics.get("llamacpp:tokens_predicted_seconds_total", 0.0),
+        finished=metrics.get("llamacpp:tokens_predicted_total", 0.0),
     )
 
 
@@ -153,7 +158,11 @@ def rates(before: Mapping[tuple[str, str | None], ServerSample], now: Sequence[S
                 deferred=sample.deferred,
                 generation_tps=max(sample.decoded - earlier.decoded, 0) / span if earlier and span > 0 else 0.0,
                 prompt_tps=max(sample.prompted - earlier.prompted, 0) / span if earlier and span > 0 else 0.0,
-                avg_generation_tps=sample.avg_generation_tps,
+                request_tps=(
+                    (sample.finished - earlier.finished) / (sample.generation_s - earlier.generation_s)
+                    if earlier and sample.generation_s > earlier.generation_s
+                    else None
+                ),
                 kv_used=sample.kv_used,
                 kv_cells=sample.kv_cells,
             )
@@ -168,6 +177,8 @@ class Top:
     def __init__(self, stack: Stack, engine: Engine, key: str | None) -> None:
         self.stack, self.engine, self.key = stack, engine, key
         self.previous: dict[tuple[str, str | None], ServerSample] = {}
+        self.cpu: dict[str, tuple[float, int]] = {}  # container → (when, CPU ns) of the previous refresh
+        self.host_memory = meminfo("MemTotal")
 
     def refresh(self) -> View:
         states = {c.service: c for c in self.engine.containers(self.stack.project) if c.service}
@@ -178,6 +189,7 @@ class Top:
         except AirpodsError as exc:
             usage = {}
             problems.append(f"CPU and memory: {exc.message}")
+        now = time.monotonic()
         services = []
         for spec in self.stack.services:
             state = states.get(spec.name)
@@ -186,9 +198,11 @@ class Top:
                 ServiceRow(
                     name=spec.name,
                     state=state.state if state else "absent",
-                    cpu_percent=round(used.cpu_percent, 1) if used else None,
+                    cpu_percent=None if used is None else round(self._cpu(used, now), 1),
                     memory=used.memory if used else None,
-                    memory_limit=used.memory_limit if used else None,
+                    memory_limit=used.memory_limit
+                    if used and not (self.host_memory and used.memory_limit >= self.host_memory)
+                    else None,
                 )
             )
         llamas = [s for s in running if s.kind == "llamacpp"]
@@ -196,3 +210,15 @@ class Top:
         view = View(services, rates(self.previous, samples), problems + unanswered)
         self.previous = {(s.service, s.model): s for s in samples}
         return view
+
+    def _cpu(self, used: Usage, now: float) -> float:
+        """CPU % since the previous refresh from the CPU time the engine counts (Podman's own
+        figure averages over the container's whole life); the engine's figure otherwise
+        (Docker's is already over its own short sample)."""
+        if used.cpu_ns is None:
+            return used.cpu_percent
+        before = self.cpu.get(used.name)
+        self.cpu[used.name] = (now, used.cpu_ns)
+        if before is None or now <= before[0]:
+            return used.cpu_percent
+        return max(used.cpu_ns - before[1], 0) / 1e9 / (now - before[0]) * 100

@@ -189,7 +189,10 @@ def fit(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")],
     context: Annotated[
-        int | None, typer.Option("--ctx", min=1, help="The context (--ctx-size) to check; default: the instance's.")
+        int | None,
+        typer.Option(
+            "--ctx", min=1, max=(1 << 31) - 1, help="The context (--ctx-size) to check; default: the instance's."
+        ),
     ] = None,
     service: Annotated[
         str | None, typer.Option("--service", help="The llama.cpp instance; default: the one that serves it.")
@@ -198,17 +201,17 @@ def fit(
 ) -> None:
     """Will it fit? The memory llama-server will allocate for a model (weights, KV cache,
     compute buffer; estimated from its GGUF header), against the instance's resources.memory and
-    the host's free memory, and the largest context that fits."""
+    the host's free memory, and the largest context that fits. Exit 1 when it does not fit."""
     from airpods.cli.output import print_json
-    from airpods.cli.progress import human_size
     from airpods.models.fit_check import fit_report
+    from airpods.models.fit_check import size_text as human_size
 
     everything, _, store = _context(ctx)
     model = store.model(name)
     report = fit_report(_fit_instance(everything, model.name, service), model, context)
     if as_json:
         print_json(report.to_json())
-        return
+        raise typer.Exit(1 if report.problem else 0)
     found = report.estimate
     print(f"{report.model} on {report.service}, --ctx-size {found.ctx}:")
     for label, host, gpu in (
@@ -222,9 +225,12 @@ def fit(
     free = human_size(report.available) if report.available is not None else "unknown"
     print(f"  memory limit     {limit:>10} (services.{report.service}.resources.memory)")
     print(f"  host free        {free:>10} (MemAvailable now)")
-    print(f"  largest context that fits: {report.largest_ctx or 'none'}")
+    largest = "unknown" if report.largest_ctx is None else report.largest_ctx or "none"
+    trained = f" (the model was trained for {report.n_ctx_train})" if report.n_ctx_train else ""
+    print(f"  largest context that fits: {largest}{trained}")
     if report.problem:
         print(f"does not fit: {report.problem}; {report.hint}")
+        raise typer.Exit(1)
     else:
         print("fits" if report.fits else "fits (no limit or host figure to compare with)")
 

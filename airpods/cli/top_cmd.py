@@ -39,14 +39,24 @@ def top(
 
             Console().print(_table(view))
         return
+    import sys
+
+    from rich.console import Console
     from rich.live import Live
 
     try:
+        if not sys.stdout.isatty():  # a pipe or a file: one table per refresh, each with its time
+            console = Console()
+            while True:
+                console.print(f"airpods top, {time.strftime('%H:%M:%S')}")
+                console.print(_table(watcher.refresh()))
+                sys.stdout.flush()
+                time.sleep(interval)
         with Live(_table(watcher.refresh()), auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(interval)
                 live.update(_table(watcher.refresh()), refresh=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         return
 
 
@@ -69,7 +79,7 @@ def _table(view):  # -> rich.console.Group
     parts: list[Table | str] = [services]
     if view.servers:
         servers = Table(title="llama.cpp", title_justify="left", expand=False)
-        for column in ("INSTANCE", "MODEL", "RUN", "WAIT", "GEN T/S", "PROMPT T/S", "AVG T/S", "KV USED"):
+        for column in ("INSTANCE", "MODEL", "RUN", "WAIT", "GEN T/S", "PROMPT T/S", "REQ T/S", "KV USED"):
             servers.add_column(column, justify="left" if column in ("INSTANCE", "MODEL") else "right", no_wrap=True)
         for s in view.servers:
             kv = f"{s.kv_used}/{s.kv_cells}" if s.kv_cells else "-"
@@ -80,7 +90,7 @@ def _table(view):  # -> rich.console.Group
                 str(s.deferred),
                 f"{s.generation_tps:.1f}",
                 f"{s.prompt_tps:.1f}",
-                f"{s.avg_generation_tps:.1f}",
+                "-" if s.request_tps is None else f"{s.request_tps:.1f}",
                 kv,
             )
         parts.append(servers)

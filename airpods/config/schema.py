@@ -111,7 +111,7 @@ class Volume(_Model):
             if not all(MODEL_NAME_RE.match(part) for part in parts):
                 raise ValueError(
                     "expected folders inside the volume: relative paths of names made of letters, digits, "
-                    f"'.', '_' and '-' (no '..', no leading '/'), got '{folder}'"
+                    f"'.', '_' and '-', each starting with a letter or digit (no '..', no leading '/'), got '{folder}'"
                 )
         return value
 
@@ -255,8 +255,12 @@ class Resources(_Model):
     @field_validator("memory")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
-        if value is not None and not MEMORY_RE.match(value):
-            raise ValueError(f'expected a size such as "512m" or "8g", got \'{value}\'')
+        units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+        if value is not None and (not MEMORY_RE.match(value) or float(value[:-1]) * units[value[-1].lower()] < 6 << 20):
+            raise ValueError(
+                f'expected a size of at least 6m (Podman\'s and Docker\'s smallest limit) such as "512m" or "8g", '
+                f"got '{value}'"
+            )
         return value
 
 

@@ -20,9 +20,10 @@ class Usage:
     """What one running container uses now (`podman stats` / `docker stats`, one sample)."""
 
     name: str
-    cpu_percent: float  # of one CPU: 200.0 is two CPUs busy
+    cpu_percent: float  # of one CPU: 200.0 is two CPUs busy (Podman: averaged since the container started)
     memory: int  # bytes
     memory_limit: int  # bytes: the container's limit, or the host's memory without one
+    cpu_ns: int | None = None  # CPU time used since the container started (Podman), for rates between samples
 
 
 @dataclass(frozen=True)

@@ -116,16 +116,18 @@ class Podman(EngineCli):
         wanted = list(names)
         if not wanted:
             return []
-        template = "\t".join(f"{{{{.ContainerStats.{field}}}}}" for field in ("Name", "CPU", "MemUsage", "MemLimit"))
+        template = "\t".join(
+            f"{{{{.ContainerStats.{field}}}}}" for field in ("Name", "CPU", "MemUsage", "MemLimit", "CPUNano")
+        )
         done = self.run(["stats", "--no-stream", "--no-reset", "--format", template, *wanted], check=False)
         if done.returncode != 0:  # e.g. rootless without cgroup v2: podman has no figures to give
             why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
             raise RuntimeFailure(f"podman stats: {why}")
         usage = []
         for line in done.stdout.splitlines():
-            name, cpu, memory, limit = (line.split("\t") + ["", "", "", ""])[:4]
+            name, cpu, memory, limit, cpu_ns = (line.split("\t") + [""] * 5)[:5]
             try:
-                usage.append(Usage(name, float(cpu), int(memory), int(limit)))
+                usage.append(Usage(name, float(cpu), int(memory), int(limit), int(cpu_ns)))
             except ValueError:
                 continue
         return usage

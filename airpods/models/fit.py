@@ -206,18 +206,21 @@ def compute_bytes(shape: Shape, ctx: int, ubatch: int = DEFAULT_UBATCH) -> int:
     return ubatch * 4 * max(ffn, shape.n_vocab + shape.n_embd) + ctx * ubatch * 2
 
 
+MAX_CTX = 1 << 22  # the largest context the search tries (llama.cpp models reach 1M–10M cells)
+
+
 def largest_context(shape: Shape, settings: Settings, budget: int) -> int:
-    """The largest --ctx-size (a multiple of 256, at most the model's training context when it
-    has one) whose host memory fits in `budget` bytes; 0 when not even 256 cells fit."""
-    top = shape.n_ctx_train or 1 << 20
-    low, high = 0, math.ceil(top / CTX_PAD)
+    """The largest --ctx-size (a multiple of 256, at most MAX_CTX) whose host memory fits in
+    `budget` bytes; 0 when not even 256 cells fit. Memory only: a context beyond the model's
+    training context is the caller's to point out."""
+    low, high = 0, MAX_CTX // CTX_PAD
     while low < high:  # the host bytes grow with the context: bisect on multiples of 256
         middle = (low + high + 1) // 2
         if estimate(shape, replace(settings, ctx=middle * CTX_PAD)).host <= budget:
             low = middle
         else:
             high = middle - 1
-    return min(low * CTX_PAD, top)
+    return low * CTX_PAD
 
 
 def settings_from_args(args: Sequence[str], gpu: bool) -> Settings:
@@ -247,13 +250,13 @@ def memory_bytes(value: str) -> int:
     return int(float(value[:-1]) * units[value[-1].lower()])
 
 
-def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """The host's MemAvailable in bytes (the kernel's estimate of memory free for new work,
-    page cache it can drop included), None where /proc/meminfo does not say. Read directly:
-    one line of a kernel file, no library needed."""
+def meminfo(field: str = "MemAvailable", path: Path = Path("/proc/meminfo")) -> int | None:
+    """A /proc/meminfo figure in bytes (MemAvailable: the kernel's estimate of memory free for
+    new work, droppable page cache included; MemTotal), None where the file does not say. Read
+    directly: one line of a kernel file, no library needed."""
     try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None

@@ -9,14 +9,14 @@ from dataclasses import dataclass, replace
 
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
-from airpods.models.fit import Estimate, Settings, estimate, largest_context, mem_available, memory_bytes, read_shape
+from airpods.models.fit import Estimate, Settings, estimate, largest_context, meminfo, memory_bytes, read_shape
 from airpods.models.store import StoredModel
 from airpods.stack.model import ServiceSpec, Stack
 
 
-def _size(value: int) -> str:
-    """Decimal units, as every size airpods prints (cli/progress.py human_size)."""
-    return f"{value / 1e9:.2f} GB" if value >= 1e9 else f"{value / 1e6:.1f} MB"
+def size_text(value: int) -> str:
+    """Binary units, as memory limits are read ("8m" is 8 MiB) and llama-server logs its buffers."""
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.1f} MiB"
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class FitReport:
     estimate: Estimate
     limit: int | None  # the service's resources.memory, bytes
     available: int | None  # the host's MemAvailable now, bytes
-    largest_ctx: int  # the largest --ctx-size whose host memory fits the tighter of the two
+    largest_ctx: int | None  # the largest --ctx-size whose host memory fits the tighter of the two
+    n_ctx_train: int | None  # the model's training context (beyond it, llama-server caps each slot)
 
     @property
     def budget(self) -> int | None:
@@ -43,17 +44,19 @@ class FitReport:
     @property
     def problem(self) -> str | None:
         """Why it does not fit, naming the setting to change; None when it fits."""
-        need = f"{self.model} needs about {_size(self.estimate.host)} at --ctx-size {self.estimate.ctx}"
+        need = f"{self.model} needs about {size_text(self.estimate.host)} at --ctx-size {self.estimate.ctx}"
         if self.limit is not None and self.estimate.host > self.limit:
-            return f"{need}, more than {self.service}'s resources.memory ({_size(self.limit)})"
+            return f"{need}, more than {self.service}'s resources.memory ({size_text(self.limit)})"
         if self.available is not None and self.estimate.host > self.available:
-            return f"{need}, more than this host has free ({_size(self.available)})"
+            return f"{need}, more than this host has free ({size_text(self.available)})"
         return None
 
     @property
     def hint(self) -> str:
         where = f"services.{self.service}"
         fits = f"at most {self.largest_ctx} fits" if self.largest_ctx else "not even 256 cells fit"
+        if self.largest_ctx and self.n_ctx_train and self.largest_ctx > self.n_ctx_train:
+            fits += f"; the model was trained for {self.n_ctx_train}"
         raise_limit = f"raise {where}.resources.memory, or " if self.limit is not None else "free memory, or "
         return f"{raise_limit}lower {where}.command_args.ctx_size ({fits})"
 
@@ -66,6 +69,7 @@ class FitReport:
             "limit": self.limit,
             "available": self.available,
             "largest_ctx": self.largest_ctx,
+            "n_ctx_train": self.n_ctx_train,
             "fits": self.fits,
             "problem": self.problem,
         }
@@ -95,46 +99,55 @@ def fit_report(spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, e
     if extra:
         found = replace(found, weights_host=found.weights_host + extra)
     limit = memory_bytes(spec.memory) if spec.memory else None
-    available = mem_available()
+    available = meminfo()
     known = [v for v in (limit, available) if v is not None]
-    largest = largest_context(shape, settings, min(known) - extra) if known else 0
-    return FitReport(stored.name, spec.name, settings, found, limit, available, largest)
+    largest = largest_context(shape, settings, min(known) - extra) if known else None
+    return FitReport(stored.name, spec.name, settings, found, limit, available, largest, shape.n_ctx_train)
 
 
-def check_start(loads: list[tuple[ServiceSpec, list[StoredModel]]], say: Callable[[str], None]) -> list[FitReport]:
-    """Before `start` creates anything: each instance's models that load at once (a
-    single-model instance's model, a router's load_on_startup ones), summed per instance.
-    Warns through `say`; raises RuntimeFailure for an instance with fit = "strict". Returns the
-    reports that do not fit."""
+Loads = list[tuple[ServiceSpec, list[StoredModel], list[StoredModel]]]
+
+
+def check_start(loads: Loads, say: Callable[[str], None]) -> list[FitReport]:
+    """Before `start` creates anything, per instance: the models it loads as it starts (a
+    single-model instance's model, a router's load_on_startup ones, summed) and those a router
+    loads on request (each on its own). Warns through `say`; raises RuntimeFailure for a model
+    loaded at start on an instance with fit = "strict" (a model loaded on request only warns:
+    the router serves the others). Returns the reports that do not fit."""
     from airpods.models.gguf_meta import NotGguf
 
     failed = []
-    for spec, models in loads:
-        if spec.fit == "off" or not models:
+    for spec, at_start, on_request in loads:
+        if spec.fit == "off":
             continue
         taken = 0
-        for stored in models:
+        for stored, extra in [(m, True) for m in at_start] + [(m, False) for m in on_request]:
             try:
-                report = fit_report(spec, stored, extra=taken)
+                report = fit_report(spec, stored, extra=taken if extra else 0)
             except NotGguf:
                 continue  # said by `models list`; llama-server refuses it with its own words
-            taken = report.estimate.host
-            if report.problem:
-                failed.append(report)
-                if spec.fit == "strict":
-                    raise RuntimeFailure(
-                        f'{report.problem}; nothing was started (services.{spec.name}.fit = "strict")',
-                        hint=report.hint,
-                    )
-                say(f"warning: {report.problem}: it may fail to load or be killed; {report.hint}")
+            if extra:
+                taken = report.estimate.host
+            if not report.problem:
+                continue
+            failed.append(report)
+            if extra and spec.fit == "strict":
+                raise RuntimeFailure(
+                    f'{report.problem}; nothing was started (services.{spec.name}.fit = "strict")',
+                    hint=report.hint,
+                )
+            when = "it may fail to load or be killed" if extra else "requests for it will fail to load it"
+            say(f"warning: {report.problem}: {when}; {report.hint}")
     return failed
 
 
-def start_loads(stack: Stack, engine: Engine) -> list[tuple[ServiceSpec, list[StoredModel]]]:
-    """What each llama.cpp instance of `stack` loads as it starts: a single-model instance's
-    model, a router's load_on_startup models (those in the volume; one still to be fetched is
-    checked by the next start). Nothing is created: a model volume that does not exist yet, or
-    one this host cannot read, gives nothing to check."""
+def start_loads(stack: Stack, engine: Engine) -> Loads:
+    """What each llama.cpp instance of `stack` loads: (instance, as it starts, on request) — a
+    single-model instance's model; a router's load_on_startup models, and, when it has a memory
+    limit, every other model in the volume on request (one still to be fetched is checked by the
+    next start). Nothing is
+    created: a model volume that does not exist yet, or one this host cannot read, gives nothing
+    to check."""
     from airpods.errors import AirpodsError
     from airpods.models.manage import configured_model, llama_instances, model_mount
     from airpods.models.store import ModelStore
@@ -147,9 +160,12 @@ def start_loads(stack: Stack, engine: Engine) -> list[tuple[ServiceSpec, list[St
         stored = {m.name: m for m in ModelStore(engine, mount.source, stack.labels, folder=not mount.named).models()}
     except (AirpodsError, OSError):
         return []
-    loads = []
+    loads: Loads = []
     for spec in instances:
         single = configured_model(spec)
         names = [single] if single else [p.name for p in spec.presets if p.load_on_startup]
-        loads.append((spec, [stored[n] for n in names if n in stored]))
+        # On request, only against a memory limit (what llama-server's --fit cannot see): the
+        # check reads each model's header, which for a volume of big models takes seconds.
+        later = [] if single or not spec.memory else [m for n, m in stored.items() if n not in names and not m.problem]
+        loads.append((spec, [stored[n] for n in names if n in stored], later))
     return loads

@@ -128,26 +128,35 @@ class ModelStore:
             )
         return path
 
-    def make_folders(self, folders: Iterable[str]) -> list[str]:
+    def make_folders(self, folders: Iterable[str]) -> tuple[list[str], list[str]]:
         """Creates the missing ones of `folders` (paths relative to the store's root) with the
-        root's owner, and returns the ones it created; existing folders and files are left as
-        they are. RuntimeFailure when the store cannot be reached (see `root`); OSError when
-        the disk refuses."""
+        root's owner: (the ones it created, a problem for each it could not). Each folder on its
+        own; a file or a symbolic link where a folder goes is a problem and is left as it is (a
+        link is never followed: a container could point one anywhere on the host). RuntimeFailure
+        when the store cannot be reached (see `root`)."""
         root = self.root
         owner = root.stat()
-        made = []
+        made, problems = [], []
         for folder in folders:
-            if (root / folder).is_dir():
+            path, created = root, False
+            try:
+                for part in folder.split("/"):
+                    path = path / part
+                    if path.is_symlink():
+                        raise FileExistsError(f"{path.relative_to(root)} is a symbolic link")
+                    if path.exists() and not path.is_dir():
+                        raise FileExistsError(f"{path.relative_to(root)} is a file")
+                    if not path.exists():
+                        path.mkdir(mode=0o755)
+                        created = True
+                        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+                            os.chown(path, owner.st_uid, owner.st_gid)  # the container's user writes into it
+            except OSError as exc:
+                problems.append(f"{folder}: {exc.args[0] if isinstance(exc, FileExistsError) else exc.strerror}")
                 continue
-            path = root
-            for part in folder.split("/"):
-                path = path / part
-                if not path.is_dir():
-                    path.mkdir(mode=0o755)
-                    if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-                        os.chown(path, owner.st_uid, owner.st_gid)  # the container's user writes into it
-            made.append(folder)
-        return made
+            if created:
+                made.append(folder)
+        return made, problems
 
     def mount(self, mode: str = "rw") -> Mount:
         """The store as a container mounts it at /models (for one-off tools)."""

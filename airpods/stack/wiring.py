@@ -111,7 +111,7 @@ def open_webui_wiring(
                 secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS", "openai-api-keys"))
             else:
                 add("OPENAI_API_KEYS", ";".join(["none"] * len(llamas)))
-    if comfyuis and not {"COMFYUI_BASE_URL", "IMAGE_GENERATION_ENGINE"} & set(user_env):
+    if comfyuis and user_env.get("IMAGE_GENERATION_ENGINE", "comfyui") == "comfyui":  # another engine: none of it
         alias, port = comfyuis[0]
         add("ENABLE_IMAGE_GENERATION", "True")
         add("IMAGE_GENERATION_ENGINE", "comfyui")

@@ -53,20 +53,25 @@ def test_a_model_that_cannot_fit_its_memory_limit_is_said_before_it_loads(airpod
     # 64Ki cells of KV cache (32 MiB) in an 8 MiB container.
     airpods.write_config(single("tiny", 65536) + 'resources = { memory = "8m" }\n')
     fit = airpods("models", "fit", "tiny", "--json")
-    assert fit.code == 0, fit.err
+    assert fit.code == 1, fit.err  # does not fit: exit 1, the report on stdout
     report = fit.json()
     assert report["fits"] is False and "resources.memory" in report["problem"]
-    assert report["limit"] == 8 * 2**20 and report["largest_ctx"] == 512  # all of its training context fits
+    largest = report["largest_ctx"]
+    assert report["limit"] == 8 * 2**20 and report["n_ctx_train"] == 512 and 512 < largest < 65536
     shown = airpods("models", "fit", "tiny")
-    assert "does not fit" in shown.out and "command_args.ctx_size (at most 512 fits)" in shown.out
+    assert shown.code == 1 and "does not fit" in shown.out, shown.out
+    assert f"command_args.ctx_size (at most {largest} fits; the model was trained for 512)" in shown.out
     assert airpods("models", "list", "--json").json()["models"][0]["fits"] is False
-    assert airpods("models", "fit", "tiny", "--ctx", "256", "--json").json()["fits"] is True
+    assert airpods("models", "fit", "tiny", "--ctx", str(largest), "--json").json()["fits"] is True
+    assert airpods("models", "fit", "tiny", "--ctx", str(largest + 256), "--json").json()["fits"] is False
 
     warned = airpods("start", "llamacpp")  # it may then fail to load: the warning came first
     assert "warning: tiny needs about" in warned.err and "services.llamacpp.resources.memory" in warned.err
 
     airpods("stop")
     airpods.write_config(single("tiny", 65536) + 'resources = { memory = "8m" }\nfit = "strict"\n')
+    dry = airpods("start", "llamacpp", "--dry-run")
+    assert dry.code == 0 and "start would refuse: tiny needs about" in dry.out + dry.err, dry.out
     refused = airpods("start", "llamacpp")
     assert refused.code == 1 and "nothing was started" in refused.err, refused.err
     assert "llamacpp" not in airpods.pods()

@@ -8,6 +8,12 @@ from tests.unit.helpers import run_cli, write_toml
 
 CASES = [
     pytest.param(
+        '[services.ollama.resources]\nmemory = "0m"',
+        "services.ollama.resources.memory",
+        "at least 6m",
+        id="memory-zero",
+    ),
+    pytest.param(
         '[[services.comfyui.volumes]]\nsource = "cv"\ntarget = "/m"\nfolders = ["../escape"]',
         "services.comfyui.volumes.0.folders",
         "expected folders inside the volume",

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from airpods.models.fit import MIB, Settings, estimate, largest_context, memory_bytes, read_shape, settings_from_args
+from airpods.models.fit import (
+    MAX_CTX,
+    MIB,
+    Settings,
+    estimate,
+    largest_context,
+    memory_bytes,
+    read_shape,
+    settings_from_args,
+)
 from tests.rig.tiny_gguf import write_tiny_model
 
 # (n_embd, n_layers, n_head, n_ff) → {ctx: (model, KV, compute) MiB as llama-server printed them}
@@ -51,12 +60,12 @@ def test_quantized_kv_cache_and_the_models_own_context(tmp_path):
 
 def test_largest_context_is_the_last_multiple_of_256_that_fits(tmp_path):
     shape = read_shape([write_tiny_model(tmp_path / "m.gguf", n_embd=512, n_layers=4, n_head=8, n_ff=2048)])
-    budget = estimate(shape, Settings(ctx=400)).host  # its training context is 512: the cap
+    budget = estimate(shape, Settings(ctx=3000)).host  # beyond its training context (512): memory only
     best = largest_context(shape, Settings(), budget)
-    assert best % 256 == 0 and estimate(shape, Settings(ctx=best)).host <= budget
+    assert best == 3072 and estimate(shape, Settings(ctx=best)).host <= budget
     assert estimate(shape, Settings(ctx=best + 256)).host > budget
     assert largest_context(shape, Settings(), 1) == 0
-    assert largest_context(shape, Settings(), 1 << 40) == 512
+    assert largest_context(shape, Settings(), 1 << 50) == MAX_CTX
 
 
 def test_settings_come_from_the_rendered_command_line():
@@ -94,9 +103,9 @@ def test_start_warns_before_a_model_that_cannot_fit_its_limit_and_names_the_sett
 
     said: list[str] = []
     (report,) = check_start(start_loads(_stack(tmp_path), None), said.append)  # type: ignore[arg-type]
-    assert report.fits is False and report.largest_ctx == 512
+    assert report.fits is False and report.largest_ctx == 4352 and report.n_ctx_train == 512
     (line,) = said
-    assert line.startswith("warning: tiny needs about") and "llamacpp's resources.memory (8.4 MB)" in line
+    assert line.startswith("warning: tiny needs about") and "llamacpp's resources.memory (8.0 MiB)" in line
     assert "raise services.llamacpp.resources.memory, or lower services.llamacpp.command_args.ctx_size" in line
 
 
@@ -107,7 +116,7 @@ def test_strict_refuses_before_anything_is_created(tmp_path):
     stack = _stack(tmp_path, 'fit = "strict"')
     with pytest.raises(RuntimeFailure, match="nothing was started") as refused:
         check_start(start_loads(stack, None), print)  # type: ignore[arg-type]
-    assert "at most 512 fits" in (refused.value.hint or "")
+    assert "at most 4352 fits; the model was trained for 512" in (refused.value.hint or "")
 
 
 def test_fit_off_checks_nothing(tmp_path):
@@ -127,3 +136,26 @@ def test_a_routers_presets_give_each_model_its_own_settings(tmp_path):
     assert instance_settings(spec, "big") == Settings(ctx=16384, cache_type_k="q8_0")
     assert instance_settings(spec, "other").ctx == 4096  # the instance's, moved to the shared section
     assert instance_settings(spec, "big", ctx=512).ctx == 512
+
+
+def test_a_router_warns_for_models_it_loads_on_request_and_never_refuses(tmp_path):
+    from airpods.gpu import HostGpu
+    from airpods.models.fit_check import check_start, start_loads
+    from airpods.stack.build import build_stack
+    from tests.unit.helpers import load_text
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    write_tiny_model(folder / "tiny.gguf")
+    text = f"""
+        [services.llamacpp]
+        volumes = [{{ source = "{folder}", target = "/models", mode = "ro" }}]
+        resources = {{ memory = "8m" }}
+        fit = "strict"
+        command_args = {{ ctx_size = 65536 }}
+    """
+    stack = build_stack(load_text(tmp_path, text).config, HostGpu("none"), ["llamacpp"], "abc")
+    said: list[str] = []
+    (report,) = check_start(start_loads(stack, None), said.append)  # type: ignore[arg-type]
+    assert report.model == "tiny" and said[0].startswith("warning: tiny needs about")
+    assert "requests for it will fail to load it" in said[0]

@@ -23,8 +23,10 @@ llamacpp:requests_processing 1
 """
 
 
-def sample(at: float, decoded: float, prompted: float = 0.0, model: str | None = "tiny") -> ServerSample:
-    return ServerSample("llamacpp", model, at, 1, 0, decoded, prompted, 10, 2048, 200.0)
+def sample(
+    at: float, decoded: float, prompted: float = 0.0, model: str | None = "tiny", finished: float = 0, spent: float = 0
+) -> ServerSample:
+    return ServerSample("llamacpp", model, at, 1, 0, decoded, prompted, 10, 2048, spent, finished)
 
 
 def test_llama_server_metrics_parse_with_their_colon_names():
@@ -34,8 +36,16 @@ def test_llama_server_metrics_parse_with_their_colon_names():
 
 
 def test_rates_are_differences_over_the_time_between_samples():
-    (row,) = rates({("llamacpp", "tiny"): sample(10.0, 100, 50)}, [sample(12.0, 500, 250)])
+    (row,) = rates(
+        {("llamacpp", "tiny"): sample(10.0, 100, 50, finished=80, spent=1)},
+        [sample(12.0, 500, 250, finished=380, spent=2.5)],
+    )
     assert (row.generation_tps, row.prompt_tps) == (200.0, 100.0)
+    assert row.request_tps == 200.0  # 300 tokens of finished requests in their 1.5 s of generation
+    (idle,) = rates(
+        {("llamacpp", "tiny"): sample(10.0, 100, finished=80, spent=1)}, [sample(12.0, 100, finished=80, spent=1)]
+    )
+    assert idle.generation_tps == 0.0 and idle.request_tps is None  # none finished: no speed to say
     (first,) = rates({}, [sample(12.0, 500)])  # nothing to compare with yet
     assert first.generation_tps == 0.0
     (other,) = rates({("llamacpp", "tiny"): sample(10.0, 100)}, [sample(12.0, 40, model="big")])

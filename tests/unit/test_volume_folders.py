@@ -3,8 +3,6 @@ folder as the source)."""
 
 from __future__ import annotations
 
-import pytest
-
 from airpods.models.store import ModelStore
 
 
@@ -15,15 +13,21 @@ def store(path) -> ModelStore:
 def test_missing_folders_are_made_and_existing_ones_kept_with_their_files(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "sd.safetensors").write_text("weights")
-    made = store(tmp_path).make_folders(["checkpoints", "loras", "upscale/esrgan"])
-    assert made == ["loras", "upscale/esrgan"]
+    made, problems = store(tmp_path).make_folders(["checkpoints", "loras", "upscale/esrgan"])
+    assert made == ["loras", "upscale/esrgan"] and problems == []
     assert (tmp_path / "upscale" / "esrgan").is_dir()
     assert (tmp_path / "checkpoints" / "sd.safetensors").read_text() == "weights"
-    assert store(tmp_path).make_folders(["checkpoints", "loras", "upscale/esrgan"]) == []
+    assert store(tmp_path).make_folders(["checkpoints", "loras", "upscale/esrgan"]) == ([], [])
 
 
-def test_a_file_where_a_folder_goes_is_an_error_and_is_left_alone(tmp_path):
-    (tmp_path / "vae").write_text("not a folder")
-    with pytest.raises(FileExistsError):
-        store(tmp_path).make_folders(["vae"])
-    assert (tmp_path / "vae").read_text() == "not a folder"
+def test_a_file_or_a_link_where_a_folder_goes_is_said_and_the_others_are_made(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "volume"
+    root.mkdir()
+    (root / "vae").write_text("not a folder")
+    (root / "linkdir").symlink_to(outside)  # a container can plant one: never followed
+    made, problems = store(root).make_folders(["vae", "linkdir/evil", "loras"])
+    assert made == ["loras"]
+    assert problems == ["vae: vae is a file", "linkdir/evil: linkdir is a symbolic link"]
+    assert (root / "vae").read_text() == "not a folder" and list(outside.iterdir()) == []

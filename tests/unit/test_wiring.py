@@ -83,11 +83,11 @@ def test_open_webui_gets_comfyui_for_image_generation_when_it_is_enabled(tmp_pat
             'ENABLE_IMAGE_GENERATION = "False"',
             {"ENABLE_IMAGE_GENERATION": "False", "COMFYUI_BASE_URL": "http://comfyui:8188"},
         ),
-        # Another engine or another ComfyUI: airpods adds none of its image-generation wiring.
+        # Another engine: none of airpods' image wiring; another ComfyUI: only the URL is yours.
         ('IMAGE_GENERATION_ENGINE = "openai"', {"IMAGE_GENERATION_ENGINE": "openai", "COMFYUI_BASE_URL": None}),
         (
             'COMFYUI_BASE_URL = "http://gpu-box:8188"',
-            {"COMFYUI_BASE_URL": "http://gpu-box:8188", "IMAGE_GENERATION_ENGINE": None},
+            {"COMFYUI_BASE_URL": "http://gpu-box:8188", "IMAGE_GENERATION_ENGINE": "comfyui"},
         ),
     ],
 )
