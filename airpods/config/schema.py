@@ -248,6 +248,12 @@ class Security(_Model):
     tmpfs: list[Annotated[str, AfterValidator(_check_container_path)]] = []
 
 
+def memory_bytes(value: str) -> int:
+    """A Podman/Docker memory size ("512m", "8g", "1.5g") in bytes (binary units, as they read it)."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(float(value[:-1]) * units[value[-1].lower()])
+
+
 class Resources(_Model):
     memory: str | None = None
     cpus: float | None = Field(default=None, gt=0)
@@ -255,8 +261,7 @@ class Resources(_Model):
     @field_validator("memory")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
-        units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-        if value is not None and (not MEMORY_RE.match(value) or float(value[:-1]) * units[value[-1].lower()] < 6 << 20):
+        if value is not None and (not MEMORY_RE.match(value) or memory_bytes(value) < 6 << 20):
             raise ValueError(
                 f'expected a size of at least 6m (Podman\'s and Docker\'s smallest limit) such as "512m" or "8g", '
                 f"got '{value}'"

@@ -244,12 +244,6 @@ def settings_from_args(args: Sequence[str], gpu: bool) -> Settings:
     )
 
 
-def memory_bytes(value: str) -> int:
-    """A Podman/Docker memory size ("512m", "8g", "1.5g") in bytes (binary units, as they read it)."""
-    units = {"b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
-    return int(float(value[:-1]) * units[value[-1].lower()])
-
-
 def meminfo(field: str = "MemAvailable", path: Path = Path("/proc/meminfo")) -> int | None:
     """A /proc/meminfo figure in bytes (MemAvailable: the kernel's estimate of memory free for
     new work, droppable page cache included; MemTotal), None where the file does not say. Read

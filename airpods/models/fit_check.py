@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from airpods.config.schema import memory_bytes
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
-from airpods.models.fit import Estimate, Settings, estimate, largest_context, meminfo, memory_bytes, read_shape
+from airpods.models.fit import Estimate, Settings, estimate, largest_context, meminfo, read_shape
 from airpods.models.store import StoredModel
 from airpods.stack.model import ServiceSpec, Stack
 
@@ -121,22 +122,22 @@ def check_start(loads: Loads, say: Callable[[str], None]) -> list[FitReport]:
         if spec.fit == "off":
             continue
         taken = 0
-        for stored, extra in [(m, True) for m in at_start] + [(m, False) for m in on_request]:
+        for stored, starting in [(m, True) for m in at_start] + [(m, False) for m in on_request]:
             try:
-                report = fit_report(spec, stored, extra=taken if extra else 0)
+                report = fit_report(spec, stored, extra=taken if starting else 0)
             except NotGguf:
                 continue  # said by `models list`; llama-server refuses it with its own words
-            if extra:
+            if starting:
                 taken = report.estimate.host
             if not report.problem:
                 continue
             failed.append(report)
-            if extra and spec.fit == "strict":
+            if starting and spec.fit == "strict":
                 raise RuntimeFailure(
                     f'{report.problem}; nothing was started (services.{spec.name}.fit = "strict")',
                     hint=report.hint,
                 )
-            when = "it may fail to load or be killed" if extra else "requests for it will fail to load it"
+            when = "it may fail to load or be killed" if starting else "requests for it will fail to load it"
             say(f"warning: {report.problem}: {when}; {report.hint}")
     return failed
 

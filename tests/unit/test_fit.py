@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from airpods.config.schema import memory_bytes
 from airpods.models.fit import (
     MAX_CTX,
     MIB,
     Settings,
     estimate,
     largest_context,
-    memory_bytes,
     read_shape,
     settings_from_args,
 )
