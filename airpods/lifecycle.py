@@ -234,7 +234,7 @@ def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], Non
     from airpods.models.fit_check import check_start, start_loads
 
     creating = {step.service for step in plan.steps if step.kind == "container"}
-    check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say)
+    check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say, stack.gpu)
 
 
 def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:

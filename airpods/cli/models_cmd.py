@@ -150,13 +150,14 @@ def _fits(everything, store, row: dict[str, object]) -> bool | None:
     """Whether a stored model fits the instance that would serve it (`models fit`), None when
     that cannot be told (a model with a problem, no llama.cpp instance)."""
     from airpods.errors import AirpodsError
-    from airpods.models.fit_check import fit_report
+    from airpods.models.fit_check import fit_report, gpu_memory
 
     if row.get("problem") or row.get("backend") != "llamacpp":
         return None
     try:
         model = store.model(str(row["name"]))
-        return fit_report(_fit_instance(everything, model.name, None), model).fits
+        instance = _fit_instance(everything, model.name, None)
+        return fit_report(instance, model, vram=gpu_memory(everything.gpu, instance)).fits
     except AirpodsError:
         return None
 
@@ -203,17 +204,19 @@ def fit(
     compute buffer; estimated from its GGUF header), against the instance's resources.memory and
     the host's free memory, and the largest context that fits. Exit 1 when it does not fit."""
     from airpods.cli.output import print_json
-    from airpods.models.fit_check import fit_report
+    from airpods.models.fit_check import fit_report, gpu_memory
     from airpods.models.fit_check import size_text as human_size
 
     everything, _, store = _context(ctx)
     model = store.model(name)
-    report = fit_report(_fit_instance(everything, model.name, service), model, context)
+    instance = _fit_instance(everything, model.name, service)
+    report = fit_report(instance, model, context, vram=gpu_memory(everything.gpu, instance))
     if as_json:
         print_json(report.to_json())
         raise typer.Exit(1 if report.problem else 0)
     found = report.estimate
-    print(f"{report.model} on {report.service}, --ctx-size {found.ctx}:")
+    layers = f", {report.settings.gpu_layers} layers on the GPU" if found.gpu else ""
+    print(f"{report.model} on {report.service}, --ctx-size {found.ctx}{layers}:")
     for label, host, gpu in (
         ("weights", found.weights_host, found.weights_gpu),
         ("KV cache", found.kv_host, found.kv_gpu),

@@ -10,9 +10,12 @@ from dataclasses import dataclass, replace
 from airpods.config.schema import memory_bytes
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
-from airpods.models.fit import Estimate, Settings, estimate, largest_context, meminfo, read_shape
+from airpods.gpu import HostGpu
+from airpods.models.fit import Estimate, Settings, Shape, estimate, largest_context, meminfo, read_shape
 from airpods.models.store import StoredModel
 from airpods.stack.model import ServiceSpec, Stack
+
+FIT_TARGET = 1024 << 20  # llama-server's --fit-target default: the margin it leaves per device
 
 
 def size_text(value: int) -> str:
@@ -69,6 +72,7 @@ class FitReport:
             "estimate": self.estimate.to_json(),
             "limit": self.limit,
             "available": self.available,
+            "gpu_layers": self.settings.gpu_layers if self.estimate.gpu else 0,
             "largest_ctx": self.largest_ctx,
             "n_ctx_train": self.n_ctx_train,
             "fits": self.fits,
@@ -91,11 +95,36 @@ def instance_settings(spec: ServiceSpec, model: str | None = None, ctx: int | No
     return settings if ctx is None else replace(settings, ctx=ctx)
 
 
-def fit_report(spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, extra: int = 0) -> FitReport:
+def gpu_memory(gpu: HostGpu, spec: ServiceSpec) -> int | None:
+    """Bytes of VRAM the instance's GPU has, where sysfs says (AMD: mem_info_vram_total of the
+    card it is handed, the discrete one first); None otherwise (NVIDIA's driver files do not)."""
+    if spec.gpu_request is None:
+        return None
+    handed = set(spec.gpu_request.devices)
+    cards = [c for c in gpu.cards if c.vram and (c.render in handed or "/dev/dri" in handed)]
+    return cards[0].vram if cards else None
+
+
+def offload(shape: Shape, settings: Settings, vram: int) -> Settings:
+    """What --fit does with --n-gpu-layers unset: the most layers whose GPU share fits in `vram`
+    less llama-server's default --fit-target margin (1024 MiB)."""
+    room = vram - FIT_TARGET
+    layers = shape.n_layer
+    while layers > 0 and estimate(shape, replace(settings, gpu_layers=layers)).gpu > room:
+        layers -= 1
+    return replace(settings, gpu_layers=layers)
+
+
+def fit_report(
+    spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, extra: int = 0, vram: int | None = None
+) -> FitReport:
     """The fit of `stored` on `spec` (with `extra` bytes already taken by other models the same
-    instance loads at once). Raises NotGguf for a model whose header cannot be read."""
+    instance loads at once; `vram`: the GPU's memory where known, which places the layers as
+    --fit would). Raises NotGguf for a model whose header cannot be read."""
     settings = instance_settings(spec, stored.name, ctx)
     shape = read_shape(stored.weights)
+    if vram is not None and settings.gpu_layers >= shape.n_layer:
+        settings = offload(shape, settings, vram)
     found = estimate(shape, settings)
     if extra:
         found = replace(found, weights_host=found.weights_host + extra)
@@ -109,7 +138,7 @@ def fit_report(spec: ServiceSpec, stored: StoredModel, ctx: int | None = None, e
 Loads = list[tuple[ServiceSpec, list[StoredModel], list[StoredModel]]]
 
 
-def check_start(loads: Loads, say: Callable[[str], None]) -> list[FitReport]:
+def check_start(loads: Loads, say: Callable[[str], None], gpu: HostGpu | None = None) -> list[FitReport]:
     """Before `start` creates anything, per instance: the models it loads as it starts (a
     single-model instance's model, a router's load_on_startup ones, summed) and those a router
     loads on request (each on its own). Warns through `say`; raises RuntimeFailure for a model
@@ -124,7 +153,8 @@ def check_start(loads: Loads, say: Callable[[str], None]) -> list[FitReport]:
         taken = 0
         for stored, starting in [(m, True) for m in at_start] + [(m, False) for m in on_request]:
             try:
-                report = fit_report(spec, stored, extra=taken if starting else 0)
+                vram = gpu_memory(gpu, spec) if gpu else None
+                report = fit_report(spec, stored, extra=taken if starting else 0, vram=vram)
             except NotGguf:
                 continue  # said by `models list`; llama-server refuses it with its own words
             if starting:

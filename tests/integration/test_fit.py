@@ -36,6 +36,7 @@ def test_the_estimate_is_within_15_percent_of_what_llama_server_allocates(airpod
         ("tiny", 8192, ()),
         ("tiny", 32768, ()),
         ("minilm", 512, ("embeddings = true",)),
+        ("minilm", 2048, ("embeddings = true",)),
     ):
         airpods.write_config(single(model, ctx, *extra))
         started = airpods("start", "llamacpp")

@@ -159,3 +159,27 @@ def test_a_router_warns_for_models_it_loads_on_request_and_never_refuses(tmp_pat
     (report,) = check_start(start_loads(stack, None), said.append)  # type: ignore[arg-type]
     assert report.model == "tiny" and said[0].startswith("warning: tiny needs about")
     assert "requests for it will fail to load it" in said[0]
+
+
+def test_on_a_gpu_the_layers_go_where_fit_would_put_them(tmp_path):
+    """With --n-gpu-layers unset, llama-server's --fit offloads the layers that fit in the GPU
+    less its 1 GiB margin: the estimate does the same where sysfs gives the VRAM (AMD)."""
+    from dataclasses import replace
+
+    from airpods.gpu import GpuCard, GpuRequest, HostGpu
+    from airpods.models.fit_check import FIT_TARGET, gpu_memory, offload
+
+    shape = read_shape([write_tiny_model(tmp_path / "m.gguf", n_embd=512, n_layers=4, n_head=8, n_ff=2048)])
+    every = Settings(ctx=4096, gpu_layers=1 << 16)
+    two = estimate(shape, replace(every, gpu_layers=2)).gpu
+    assert offload(shape, every, FIT_TARGET + two).gpu_layers == 2
+    assert offload(shape, every, 64 << 30).gpu_layers == 4 and offload(shape, every, FIT_TARGET).gpu_layers == 0
+    spec = _stack(tmp_path).service("llamacpp")
+    card = GpuCard("amd", "/dev/dri/renderD128", "gfx1100", 24 << 30)
+    amd = HostGpu("amd", cards=(card,))
+    assert gpu_memory(amd, spec) is None  # the CPU image: no GPU handed over
+    handed = replace(spec, gpu_request=GpuRequest("amd", ("/dev/kfd", "/dev/dri/renderD128")))
+    assert gpu_memory(amd, handed) == 24 << 30
+    assert (
+        gpu_memory(HostGpu("nvidia"), replace(spec, gpu_request=GpuRequest("nvidia", ("nvidia.com/gpu=all",)))) is None
+    )

@@ -332,3 +332,13 @@ def test_a_server_without_fit_is_told_to_offload_every_layer(tmp_path):
     mine = load_text(tmp_path, "[services.llamacpp.command_args]\nn_gpu_layers = 20\n").config
     spec, _ = build_service(mine, "llamacpp", gpu, flag_tables={image: old}, check_flags=False)
     assert spec.args.count("--n-gpu-layers") == 1 and "20" in spec.args
+
+
+def test_a_required_gpu_makes_the_fit_check_strict(tmp_path):
+    """gpu.enabled = "required": a model that cannot fit is refused before start, as with fit = "strict"."""
+    _, spec, _ = decide(tmp_path, nvidia(), config='[services.llamacpp]\ngpu = { enabled = "required" }\n')
+    assert spec.fit == "strict"
+    _, off, _ = decide(tmp_path, nvidia(), config='[services.llamacpp]\ngpu = { enabled = "required" }\nfit = "off"\n')
+    assert off.fit == "off"
+    _, usual, _ = decide(tmp_path, nvidia())
+    assert usual.fit == "warn"
