@@ -80,7 +80,9 @@ def test_memory_sizes_read_as_podman_reads_them(text, size):
     assert memory_bytes(text) == size
 
 
-def _stack(tmp_path, extra: str = ""):
+def _stack(tmp_path, extra: str = "", args: str = 'model = "/models/tiny.gguf", ctx_size = 65536'):
+    """The tiny model in a host folder served by llamacpp (single-model by default; `args`
+    without `model` makes it a router) with an 8 MiB memory limit."""
     from airpods.gpu import HostGpu
     from airpods.stack.build import build_stack
     from tests.unit.helpers import load_text
@@ -92,7 +94,7 @@ def _stack(tmp_path, extra: str = ""):
         [services.llamacpp]
         volumes = [{{ source = "{folder}", target = "/models", mode = "ro" }}]
         resources = {{ memory = "8m" }}
-        command_args = {{ model = "/models/tiny.gguf", ctx_size = 65536 }}
+        command_args = {{ {args} }}
         {extra}
     """
     return build_stack(load_text(tmp_path, text).config, HostGpu("none"), ["llamacpp"], "abc")
@@ -139,22 +141,9 @@ def test_a_routers_presets_give_each_model_its_own_settings(tmp_path):
 
 
 def test_a_router_warns_for_models_it_loads_on_request_and_never_refuses(tmp_path):
-    from airpods.gpu import HostGpu
     from airpods.models.fit_check import check_start, start_loads
-    from airpods.stack.build import build_stack
-    from tests.unit.helpers import load_text
 
-    folder = tmp_path / "models"
-    folder.mkdir()
-    write_tiny_model(folder / "tiny.gguf")
-    text = f"""
-        [services.llamacpp]
-        volumes = [{{ source = "{folder}", target = "/models", mode = "ro" }}]
-        resources = {{ memory = "8m" }}
-        fit = "strict"
-        command_args = {{ ctx_size = 65536 }}
-    """
-    stack = build_stack(load_text(tmp_path, text).config, HostGpu("none"), ["llamacpp"], "abc")
+    stack = _stack(tmp_path, 'fit = "strict"', args="ctx_size = 65536")
     said: list[str] = []
     (report,) = check_start(start_loads(stack, None), said.append)  # type: ignore[arg-type]
     assert report.model == "tiny" and said[0].startswith("warning: tiny needs about")
