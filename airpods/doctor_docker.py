@@ -18,17 +18,9 @@ from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
     from airpods.engine.docker import Docker
+    from airpods.host.engines import DockerService
 
 MIN_DOCKER = (20, 10)
-DEFAULT_SOCKET = Path("/var/run/docker.sock")
-
-
-def socket_path(env: dict[str, str] | None = None) -> Path | None:
-    """The daemon's unix socket ($DOCKER_HOST unix://…, else the default); None for tcp/ssh hosts."""
-    host = (os.environ if env is None else env).get("DOCKER_HOST", "")
-    if not host:
-        return DEFAULT_SOCKET
-    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
 
 
 @dataclass(frozen=True)
@@ -64,8 +56,12 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
-def socket_check(path: Path, who: Who) -> Check:
-    """Whether this user may talk to the daemon through its socket, with the exact fix if not."""
+def socket_check(path: Path, who: Who, service: DockerService | None = None) -> Check:
+    """Whether this user may talk to the daemon through its socket, with the exact fix if not
+    (how to start a daemon follows what this machine has: `service`, observed when None)."""
+    from airpods.engine.choose import docker_start_hint
+    from airpods.host.engines import DEFAULT_SOCKET, DockerService
+
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -73,7 +69,7 @@ def socket_check(path: Path, who: Who) -> Check:
             "docker socket",
             "FAIL",
             f"{path} does not exist: the Docker daemon is not running",
-            "sudo systemctl enable --now docker"
+            docker_start_hint(service or DockerService.observe())
             + ("" if path == DEFAULT_SOCKET else f" (or start the daemon on {path})"),
         )
     except OSError as exc:
@@ -105,13 +101,14 @@ def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
     """The Docker checks and the engine when the daemon answers (else None)."""
     from airpods.engine.docker import Docker, rootless_daemon
     from airpods.engine.errors import EngineMissing
+    from airpods.host.engines import docker_socket
 
     try:
         engine = Docker()
     except EngineMissing as exc:
         return [Check("docker", "FAIL", exc.message, exc.hint or "")], None
     checks = []
-    path = socket_path()
+    path = docker_socket()
     if path is not None:
         checks.append(socket_check(path, who or Who.current()))
     try:
@@ -149,8 +146,18 @@ def reboot_check(restart_policy: str) -> Check:
             'runtime.restart_policy = "no": after a reboot the stack stays down',
             'set runtime.restart_policy = "unless-stopped" and run `airpods start`',
         )
-    if not shutil.which("systemctl"):
-        return Check("reboot", "OK", f"containers restart with the Docker daemon (policy {restart_policy})")
+    from airpods.engine.choose import docker_start_hint
+    from airpods.host.engines import DockerService
+
+    service = DockerService.observe()
+    if not shutil.which("systemctl") or not (service.systemd and service.unit):
+        return Check(
+            "reboot",
+            "OK" if not service.systemd else "WARN",
+            f"containers restart with the Docker daemon (policy {restart_policy})"
+            + ("" if not service.systemd else "; systemd has no docker.service to start it at boot"),
+            "" if not service.systemd else docker_start_hint(service, at_boot=True),
+        )
     done = subprocess.run(
         ["systemctl", "is-enabled", "docker.service"], capture_output=True, text=True, timeout=10, check=False
     )

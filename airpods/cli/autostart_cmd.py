@@ -29,14 +29,16 @@ def autostart(
     from airpods import autostart as use_case
     from airpods.cli.context import engine_name
     from airpods.cli.output import print_json
+    from airpods.engine.choose import docker_start_hint
     from airpods.engine.podman import Podman
     from airpods.errors import UsageError
+    from airpods.host.engines import DockerService
 
     if engine_name(options_of(ctx)) == "docker":
         raise UsageError(
             "autostart is for Podman: with Docker, the stack's containers come back when the Docker daemon "
             "starts (restart policy runtime.restart_policy, unless-stopped by default)",
-            hint="sudo systemctl enable docker; `airpods doctor` checks it",
+            hint=f"{docker_start_hint(DockerService.observe(), at_boot=True)}; `airpods doctor` checks it",
         )
     project = stack(options_of(ctx), None).project
     engine = Podman()

@@ -80,7 +80,7 @@ def host_gpu(options: Options):  # -> HostGpu
 def engine(options: Options):  # -> Engine (lazy import keeps --help fast)
     """The chosen engine; EngineMissing (exit 1, with the install hint, and what chose it) when
     it is not installed."""
-    from airpods.engine.choose import configured_engine, make_engine
+    from airpods.engine.choose import configured_engine, make_engine, no_engine
     from airpods.engine.errors import EngineMissing
 
     try:
@@ -90,6 +90,8 @@ def engine(options: Options):  # -> Engine (lazy import keeps --help fast)
             exc.message += f" (chosen by --engine {options.engine})"
         elif (chosen := configured_engine(options.config)) != "auto":
             exc.message += f' (chosen by [runtime] engine = "{chosen}" in the config file)'
+        elif found := no_engine():
+            raise EngineMissing(found) from None
         raise
 
 

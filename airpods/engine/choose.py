@@ -1,6 +1,9 @@
 """Which engine runs the stack: `--engine`, else `[runtime] engine` of the config file, else
-"auto" (Podman when it is installed, else Docker). Reads the TOML itself, without the full
-config load, so that commands like `status` stay fast."""
+"auto": Podman when it is installed (it has no daemon: installed is usable, and its own errors
+speak), else Docker when its daemon answers, else Podman again, whose absence is then reported
+with what was found (`no_engine`). A docker client alone, with no daemon behind it (some machine
+images ship one), is no engine. Reads the TOML itself, without the full config load, so that
+commands like `status` stay fast; the daemon probe is one unix-socket connect (host/engines.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ from airpods.errors import ConfigError
 
 if TYPE_CHECKING:
     from airpods.engine.base import Engine
+    from airpods.host.engines import DockerService
 
 ENGINES = ("podman", "docker")
 CHOICES = ("auto", *ENGINES)
-EXPECTED = 'expected "podman", "docker" or "auto" (Podman when it is installed, else Docker)'
+EXPECTED = 'expected "podman", "docker" or "auto" (Podman when it is installed, else a Docker daemon that answers)'
 
 
 def configured_engine(config: str | os.PathLike[str] | None) -> str:
@@ -37,12 +41,59 @@ def configured_engine(config: str | os.PathLike[str] | None) -> str:
     return str(value)
 
 
-def engine_name(choice: str, which: Callable[[str], str | None] = shutil.which) -> str:
-    """ "podman" or "docker" for a choice of CHOICES: auto is Podman when `podman` is on PATH,
-    else Docker when `docker` is, else Podman (whose constructor then says it is missing)."""
+def engine_name(
+    choice: str,
+    which: Callable[[str], str | None] = shutil.which,
+    docker_answers: Callable[[], bool] | None = None,
+) -> str:
+    """ "podman" or "docker" for a choice of CHOICES (see the module's docstring for auto).
+    `docker_answers` is asked only when podman is missing and a docker CLI is on PATH."""
     if choice != "auto":
         return choice
-    return "docker" if not which("podman") and which("docker") else "podman"
+    if which("podman") or not which("docker"):
+        return "podman"
+    from airpods.host.engines import docker_answers as probe
+
+    return "docker" if (docker_answers or probe)() else "podman"
+
+
+def docker_start_hint(service: DockerService, *, at_boot: bool = False) -> str:
+    """How to get a Docker daemon running on this machine, for what it has installed: systemd's
+    docker.service when there is one, else dockerd by hand, else the Engine itself (or Podman)."""
+    if service.systemd and service.unit:
+        return (
+            "sudo systemctl enable docker" if at_boot else "start the Docker daemon: sudo systemctl enable --now docker"
+        )
+    if service.dockerd:
+        where = "no systemd docker.service" if service.systemd else "no systemd"
+        return (
+            f"this machine has dockerd but {where}: start it at boot with your init system"
+            if at_boot
+            else f"this machine has dockerd but {where}: start it yourself (sudo dockerd, which stays in "
+            "the foreground) or under your init system"
+        )
+    return (
+        "this machine has the docker client but no Docker Engine (no dockerd): install it "
+        "(Debian/Ubuntu: sudo apt-get install docker.io) or use Podman (sudo apt-get install podman)"
+    )
+
+
+def no_engine(which: Callable[[str], str | None] = shutil.which, service: DockerService | None = None) -> str | None:
+    """Under auto with podman missing: what was found instead, as a sentence with the next step
+    (None when there is no docker client either: podman's own install hint says it all)."""
+    docker = which("docker")
+    if docker is None:
+        return None
+    from airpods.host.engines import DockerService, docker_socket
+
+    service = service or DockerService.observe(which)
+    where = docker_socket()
+    at = f" at unix://{where}" if where else ""
+    return (
+        f"no container engine answers: podman is not installed, and the docker client ({docker}) has no "
+        f"Docker daemon answering{at}. Install podman (sudo apt-get install podman, or ./scripts/install "
+        f"in airpods' clone), or {docker_start_hint(service)}"
+    )
 
 
 def make_engine(name: str) -> Engine:

@@ -408,7 +408,10 @@ def daemon_hint(stderr: str) -> str | None:
             return (
                 f"nothing answers at DOCKER_HOST={os.environ['DOCKER_HOST']}: start that daemon, or unset DOCKER_HOST"
             )
-        return "start the Docker daemon (sudo systemctl enable --now docker); `airpods doctor` checks it"
+        from airpods.engine.choose import docker_start_hint
+        from airpods.host.engines import DockerService
+
+        return f"{docker_start_hint(DockerService.observe())}; `airpods doctor` checks it"
     return None
 
 

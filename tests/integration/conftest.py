@@ -52,10 +52,12 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(config, items):
     """Docker's own tests (the `on_docker` fixture) run where the rig runs its Docker daemon
     (AIRPODS_TEST_ENGINES names docker: the rootful pass); elsewhere (the rootless pass) they
-    are deselected, not skipped, as the engine-neutral tests are parametrised on Podman only."""
+    are deselected, not skipped, as the engine-neutral tests are parametrised on Podman only.
+    So are the tests of the rig itself (`rig_owner`): in the rootless pass the rig is root's."""
     if "docker" in ENGINES:
         return
-    docker_only = [item for item in items if "on_docker" in getattr(item, "fixturenames", ())]
+    rootful = ("on_docker", "rig_owner")
+    docker_only = [item for item in items if set(rootful) & set(getattr(item, "fixturenames", ()))]
     if docker_only:
         config.hook.pytest_deselected(items=docker_only)
         items[:] = [item for item in items if item not in docker_only]
@@ -116,6 +118,12 @@ def foreign_store() -> str | None:
     return (
         f"Podman's store here is {root}, not the rig's: this machine's own airpods pods, volumes and secrets are in it"
     )
+
+
+@pytest.fixture
+def rig_owner(rig: Path) -> Path:
+    """The rig, for a test that runs scripts/rig itself (the rootful pass only: see above)."""
+    return rig
 
 
 @pytest.fixture(scope="session")

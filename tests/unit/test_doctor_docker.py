@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from airpods.doctor_docker import DEFAULT_SOCKET, Who, socket_check, socket_path
+from airpods.doctor_docker import Who, socket_check
+from airpods.host.engines import DockerService
 
 
 def who(uid: int, groups: set[int], members: dict[int, set[str]] | None = None) -> Who:
@@ -16,12 +17,6 @@ def socket_file(tmp_path, mode: int = 0o660):
     path.write_text("")
     path.chmod(mode)
     return path, path.stat().st_gid
-
-
-def test_the_socket_comes_from_docker_host():
-    assert socket_path({}) == DEFAULT_SOCKET
-    assert str(socket_path({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"})) == "/run/user/1000/docker.sock"
-    assert socket_path({"DOCKER_HOST": "tcp://10.0.0.2:2376"}) is None
 
 
 def test_a_user_outside_the_group_gets_the_usermod_fix(tmp_path):
@@ -50,5 +45,16 @@ def test_a_socket_without_group_rights_refuses_group_members(tmp_path):
 
 
 def test_a_missing_socket_means_the_daemon_is_not_running(tmp_path):
-    check = socket_check(tmp_path / "absent.sock", who(4242, set()))
-    assert check.level == "FAIL" and "not running" in check.detail and "systemctl" in check.fix
+    systemd = DockerService(systemd=True, unit=True, dockerd=True)
+    check = socket_check(tmp_path / "absent.sock", who(4242, set()), systemd)
+    assert check.level == "FAIL" and "not running" in check.detail and "systemctl enable --now docker" in check.fix
+
+
+def test_without_a_docker_service_the_fix_is_not_systemctl(tmp_path):
+    """A machine with the client only (as some images ship it) is told to install the Engine or
+    use Podman; one with dockerd but no unit, to start dockerd: never `systemctl enable docker`."""
+    client_only = socket_check(tmp_path / "absent.sock", who(0, {0}), DockerService(False, False, False))
+    assert "systemctl" not in client_only.fix and "apt-get install docker.io" in client_only.fix
+    assert "podman" in client_only.fix
+    no_unit = socket_check(tmp_path / "absent.sock", who(0, {0}), DockerService(True, False, True))
+    assert "systemctl" not in no_unit.fix and "sudo dockerd" in no_unit.fix

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from airpods.engine.choose import configured_engine, engine_name
+from airpods.engine.choose import configured_engine, docker_start_hint, engine_name, no_engine
 from airpods.errors import ConfigError
+from airpods.host.engines import DEFAULT_SOCKET, DockerService, docker_answers, docker_socket
 
 
 def which_of(*present: str):
@@ -13,11 +16,102 @@ def which_of(*present: str):
 
 
 @pytest.mark.parametrize(
-    ("present", "expected"),
-    [(("podman", "docker"), "podman"), (("docker",), "docker"), (("podman",), "podman"), ((), "podman")],
+    ("present", "answers", "expected"),
+    [
+        (("podman", "docker"), True, "podman"),
+        (("docker",), True, "docker"),
+        (("docker",), False, "podman"),  # a client alone is no engine: podman, whose absence is explained
+        (("podman",), False, "podman"),
+        ((), False, "podman"),
+    ],
 )
-def test_auto_prefers_podman_then_docker(present, expected):
-    assert engine_name("auto", which_of(*present)) == expected
+def test_auto_prefers_podman_then_a_docker_daemon_that_answers(present, answers, expected):
+    assert engine_name("auto", which_of(*present), lambda: answers) == expected
+
+
+def test_the_daemon_is_asked_only_when_it_decides():
+    def never() -> bool:
+        raise AssertionError("asked")
+
+    assert engine_name("auto", which_of("podman", "docker"), never) == "podman"
+    assert engine_name("auto", which_of(), never) == "podman"
+    assert engine_name("docker", which_of(), never) == "docker"
+
+
+@pytest.fixture
+def short_tmp():
+    """A folder short enough for a unix socket's path (108 bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ap-") as folder:
+        yield __import__("pathlib").Path(folder)
+
+
+def test_a_daemon_answers_when_its_socket_listens(short_tmp):
+    path = short_tmp / "d.sock"
+    env = {"DOCKER_HOST": f"unix://{path}"}
+    assert not docker_answers(env)  # no socket at all
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        assert not docker_answers(env)  # a socket file that nobody listens on refuses
+        listener.listen(1)
+        assert docker_answers(env)
+
+
+def test_where_the_docker_client_looks(tmp_path):
+    assert docker_socket({}, home=tmp_path) == DEFAULT_SOCKET
+    assert str(docker_socket({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"})) == "/run/user/1000/docker.sock"
+    assert docker_socket({"DOCKER_HOST": "tcp://10.0.0.2:2376"}) is None  # remote: docker's own error speaks
+    assert docker_socket({"DOCKER_CONTEXT": "remote"}) is None
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text('{"currentContext": "rootless"}')
+    assert docker_socket({}, home=tmp_path) is None
+    (tmp_path / ".docker" / "config.json").write_text("not json")
+    assert docker_socket({}, home=tmp_path) == DEFAULT_SOCKET
+
+
+@pytest.mark.parametrize(
+    ("service", "said", "not_said"),
+    [
+        (DockerService(systemd=True, unit=True, dockerd=True), "sudo systemctl enable --now docker", "apt-get"),
+        (DockerService(systemd=True, unit=False, dockerd=True), "sudo dockerd", "systemctl"),
+        (DockerService(systemd=False, unit=True, dockerd=True), "sudo dockerd", "systemctl"),
+        (DockerService(systemd=False, unit=False, dockerd=False), "apt-get install docker.io", "systemctl"),
+    ],
+)
+def test_how_to_start_docker_follows_what_is_installed(service, said, not_said):
+    hint = docker_start_hint(service)
+    assert said in hint and not_said not in hint
+
+
+def test_a_docker_client_without_a_daemon_is_explained(monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    said = no_engine(which_of("docker"), DockerService(False, False, False))
+    assert said is not None and "podman is not installed" in said and "no Docker daemon answering" in said
+    assert "apt-get install podman" in said and "systemctl" not in said
+    assert no_engine(which_of()) is None  # nothing at all: podman's own install hint
+
+
+def test_the_cli_says_so_with_exit_1(tmp_path, capsys, monkeypatch):
+    """A machine with only a docker client on PATH (no daemon), no podman: `status` exits 1
+    with what was found and the next step, not Docker's "is the daemon running?"."""
+    from airpods.cli import main
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\nexit 1\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    with pytest.raises(SystemExit) as done:
+        main(["status"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and "Traceback" not in err
+    assert "no container engine answers" in err and "podman" in err and str(docker) in err
 
 
 def test_a_named_engine_is_taken_as_is():
