@@ -91,7 +91,7 @@ def engine(options: Options):  # -> Engine (lazy import keeps --help fast)
         elif (chosen := configured_engine(options.config)) != "auto":
             exc.message += f' (chosen by [runtime] engine = "{chosen}" in the config file)'
         elif found := no_engine():
-            raise EngineMissing(found) from None
+            raise EngineMissing(*found) from None
         raise
 
 

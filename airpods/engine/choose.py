@@ -78,9 +78,11 @@ def docker_start_hint(service: DockerService, *, at_boot: bool = False) -> str:
     )
 
 
-def no_engine(which: Callable[[str], str | None] = shutil.which, service: DockerService | None = None) -> str | None:
-    """Under auto with podman missing: what was found instead, as a sentence with the next step
-    (None when there is no docker client either: podman's own install hint says it all)."""
+def no_engine(
+    which: Callable[[str], str | None] = shutil.which, service: DockerService | None = None
+) -> tuple[str, str] | None:
+    """Under auto with podman missing: what was found instead and the next step, as (message,
+    hint); None when there is no docker client either (podman's own install hint says it all)."""
     docker = which("docker")
     if docker is None:
         return None
@@ -88,12 +90,14 @@ def no_engine(which: Callable[[str], str | None] = shutil.which, service: Docker
 
     service = service or DockerService.observe(which)
     where = docker_socket()
-    at = f" at unix://{where}" if where else ""
-    return (
+    message = (
         f"no container engine answers: podman is not installed, and the docker client ({docker}) has no "
-        f"Docker daemon answering{at}. Install podman (sudo apt-get install podman, or ./scripts/install "
-        f"in airpods' clone), or {docker_start_hint(service)}"
+        f"Docker daemon answering" + (f" at unix://{where}" if where else "")
     )
+    podman = "install podman (sudo apt-get install podman, or ./scripts/install in airpods' clone)"
+    if service.dockerd:
+        return message, f"{podman}, or {docker_start_hint(service)}"
+    return message, f"{podman}, or Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io)"
 
 
 def make_engine(name: str) -> Engine:

@@ -87,9 +87,13 @@ def test_how_to_start_docker_follows_what_is_installed(service, said, not_said):
 def test_a_docker_client_without_a_daemon_is_explained(monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    said = no_engine(which_of("docker"), DockerService(False, False, False))
-    assert said is not None and "podman is not installed" in said and "no Docker daemon answering" in said
-    assert "apt-get install podman" in said and "systemctl" not in said
+    found = no_engine(which_of("docker"), DockerService(False, False, False))
+    assert found is not None
+    said, hint = found
+    assert "podman is not installed" in said and "no Docker daemon answering" in said
+    assert "apt-get install podman" in hint and "apt-get install docker.io" in hint and "systemctl" not in hint
+    _, hint = no_engine(which_of("docker"), DockerService(True, True, True)) or ("", "")
+    assert "apt-get install podman" in hint and "systemctl enable --now docker" in hint
     assert no_engine(which_of()) is None  # nothing at all: podman's own install hint
 
 
@@ -112,6 +116,7 @@ def test_the_cli_says_so_with_exit_1(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert done.value.code == 1 and "Traceback" not in err
     assert "no container engine answers" in err and "podman" in err and str(docker) in err
+    assert "hint: install podman" in err
 
 
 def test_a_named_engine_is_taken_as_is():
