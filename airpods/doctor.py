@@ -108,8 +108,10 @@ def unprivileged_port_check(ports: list[int], root: str = "/") -> Check | None:
     )
 
 
-def podman_checks() -> tuple[list[Check], Engine | None]:
-    """Podman's version, mode, OCI runtime and network backend, and the engine when it answers."""
+def podman_checks(auto: bool = False) -> tuple[list[Check], Engine | None]:
+    """Podman's version, mode, OCI runtime and network backend, and the engine when it answers.
+    `auto`: Podman was chosen as the default, so a missing podman also says what was found
+    instead (a docker client without a daemon: engine.choose.no_engine)."""
     from airpods.engine.errors import EngineMissing
     from airpods.engine.podman import Podman
 
@@ -128,7 +130,10 @@ def podman_checks() -> tuple[list[Check], Engine | None]:
             )
         )
     except EngineMissing as exc:
-        checks.append(Check("podman", "FAIL", exc.message, exc.hint or ""))
+        from airpods.engine.choose import no_engine
+
+        found = no_engine() if auto else None
+        checks.append(Check("podman", "FAIL", *(found or (exc.message, exc.hint or ""))))
     except AirpodsError as exc:
         checks.append(Check("podman", "FAIL", exc.message, "`podman info` shows what is wrong"))
         engine = None
@@ -179,14 +184,15 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     except AirpodsError:
         choice = "auto"  # the config check below reports it
     engine: Engine | None
-    if engine_name(choice) == "docker":
+    name = engine_name(choice)  # one probe of Docker's socket at most
+    if name == "docker":
         from airpods.doctor_docker import docker_checks
 
         checks, engine = docker_checks()
     else:
-        checks, engine = podman_checks()
+        checks, engine = podman_checks(auto=choice == "auto")
 
-    gpu = detect_host_gpu(engine_name(choice))
+    gpu = detect_host_gpu(name)
     checks.append(Check("gpu", "WARN" if gpu.problem else "OK", gpu.describe(), gpu.problem or ""))
 
     try:
@@ -197,7 +203,7 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     checks.append(Check("config", "OK", str(loaded.path or "built-in defaults")))
     checks += gpu_decisions(loaded.config, gpu)
     checks += exposure_checks(config_path, gpu)
-    if engine is not None and engine_name(choice) == "docker":
+    if engine is not None and name == "docker":
         from airpods.doctor_docker import reboot_check
 
         checks.append(reboot_check(loaded.config.runtime.restart_policy))

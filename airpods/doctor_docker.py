@@ -8,6 +8,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,13 @@ def socket_check(path: Path, who: Who, service: DockerService | None = None) -> 
         )
     except OSError as exc:
         return Check("docker socket", "FAIL", f"{path}: {exc.strerror}", "check the folder's permissions")
+    if not stat.S_ISSOCK(st.st_mode):
+        return Check(
+            "docker socket",
+            "FAIL",
+            f"{path} is not a socket: no Docker daemon listens there",
+            "point DOCKER_HOST at the daemon's socket (unix:///var/run/docker.sock by default), or unset it",
+        )
     group = group_name(st.st_gid)
     mode = f"{st.st_mode & 0o777:04o}"
     detail = f"{path} (owner uid {st.st_uid}, group {group}, mode {mode})"

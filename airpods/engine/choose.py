@@ -95,6 +95,8 @@ def no_engine(
         f"Docker daemon answering" + (f" at unix://{where}" if where else "")
     )
     podman = "install podman (sudo apt-get install podman, or ./scripts/install in airpods' clone)"
+    if os.environ.get("DOCKER_HOST"):
+        return message, f"{podman}, or start the daemon DOCKER_HOST names (or unset DOCKER_HOST)"
     if service.dockerd:
         return message, f"{podman}, or {docker_start_hint(service)}"
     return message, f"{podman}, or Docker Engine (Debian/Ubuntu: sudo apt-get install docker.io)"

@@ -17,22 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 UNIT_FOLDERS = (Path("/etc/systemd/system"), Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
 
 
 def docker_socket(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path | None:
     """The unix socket the docker CLI will use; None when it uses something that cannot be
-    probed locally ($DOCKER_HOST tcp:// or ssh://, or a context other than "default")."""
+    probed locally ($DOCKER_HOST tcp://, ssh:// or an empty unix://, or a context other than
+    "default")."""
     env = os.environ if env is None else env
     host = env.get("DOCKER_HOST", "")
     if host:
-        return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
+        path = host.removeprefix("unix://")
+        return Path(path) if host.startswith("unix://") and path else None
     context = env.get("DOCKER_CONTEXT", "")
     if not context:
-        config = Path(env.get("DOCKER_CONFIG") or (home or Path.home()) / ".docker") / "config.json"
         try:
-            context = str(json.loads(config.read_text()).get("currentContext") or "")
-        except (OSError, ValueError, AttributeError):
+            folder = Path(env.get("DOCKER_CONFIG") or (home or Path.home()) / ".docker")
+            context = str(json.loads((folder / "config.json").read_text()).get("currentContext") or "")
+        except (OSError, ValueError, AttributeError, RuntimeError):  # RuntimeError: no home at all
             context = ""
     return DEFAULT_SOCKET if context in ("", "default") else None
 
@@ -70,9 +73,12 @@ class DockerService:
 
     @classmethod
     def observe(cls, which: Callable[[str], str | None] = shutil.which) -> DockerService:
+        def installed(tool: str) -> bool:  # daemons live in sbin, off a normal user's PATH
+            return which(tool) is not None or shutil.which(tool, path=SBIN) is not None
+
         return cls(
             systemd=Path("/run/systemd/system").is_dir(),
             unit=any((folder / "docker.service").exists() for folder in UNIT_FOLDERS),
-            dockerd=which("dockerd") is not None,
-            rootless_kit=which("dockerd-rootless.sh") is not None,
+            dockerd=installed("dockerd"),
+            rootless_kit=installed("dockerd-rootless.sh"),
         )

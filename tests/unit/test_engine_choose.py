@@ -43,7 +43,7 @@ def short_tmp():
     """A folder short enough for a unix socket's path (108 bytes)."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="ap-") as folder:
+    with tempfile.TemporaryDirectory(prefix="ap-", dir="/tmp") as folder:
         yield __import__("pathlib").Path(folder)
 
 
@@ -84,9 +84,10 @@ def test_how_to_start_docker_follows_what_is_installed(service, said, not_said):
     assert said in hint and not_said not in hint
 
 
-def test_a_docker_client_without_a_daemon_is_explained(monkeypatch):
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+def test_a_docker_client_without_a_daemon_is_explained(monkeypatch, tmp_path):
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.docker of the user running the tests
     found = no_engine(which_of("docker"), DockerService(False, False, False))
     assert found is not None
     said, hint = found
@@ -95,6 +96,17 @@ def test_a_docker_client_without_a_daemon_is_explained(monkeypatch):
     _, hint = no_engine(which_of("docker"), DockerService(True, True, True)) or ("", "")
     assert "apt-get install podman" in hint and "systemctl enable --now docker" in hint
     assert no_engine(which_of()) is None  # nothing at all: podman's own install hint
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
+    said, hint = no_engine(which_of("docker"), DockerService(False, False, False)) or ("", "")
+    assert "unix:///nowhere/docker.sock" in said and "unset DOCKER_HOST" in hint
+
+
+def test_no_home_at_all_is_no_error(monkeypatch):
+    """A uid with no passwd entry and no HOME (a container's --user N): the default socket."""
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", lambda: (_ for _ in ()).throw(RuntimeError("no home")))
+    assert docker_socket({}) == DEFAULT_SOCKET
+    assert docker_socket({"DOCKER_HOST": "unix://"}) is None  # empty: docker's own error speaks
 
 
 def test_the_cli_says_so_with_exit_1(tmp_path, capsys, monkeypatch):

@@ -16,14 +16,23 @@ def check_exports(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([REPO / "scripts/lib/check-exports"], input=text, capture_output=True, text=True)
 
 
-def test_export_lines_pass():
-    assert check_exports("export A='x'\nexport AIRPODS_RIG=/var/cache/airpods-test/rig\n").returncode == 0
+def test_export_lines_as_printf_q_writes_them_pass():
+    lines = subprocess.run(
+        ["bash", "-c", 'printf "export %s=%q\\n" A "podman docker" AIRPODS_RIG /var/cache/airpods-test/rig B "a\'b"'],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert check_exports(lines).returncode == 0, lines
 
 
 @pytest.mark.parametrize(
     "noise",
     [
         "Selecting previously unselected package debootstrap.\n",  # what apt printed (the issue's failure)
+        "export A=1; touch /tmp/x\n",  # anything after a plain value would be run by eval
+        "export A=$(id)\n",
+        "export A=`id`\n",
+        "export A='x'; id\n",
         "(Reading database ... 5%\n",
         "rig: building ghcr.io/ggml-org/llama.cpp:server\n",
         "exported A=1\n",
@@ -32,24 +41,122 @@ def test_export_lines_pass():
     ],
 )
 def test_anything_else_is_refused_and_shown(noise):
-    done = check_exports("export A='x'\n" + noise if noise else "")
+    done = check_exports("export A=x\n" + noise if noise else "")
     assert done.returncode == 1
     assert noise.strip() in done.stderr
 
 
-def test_the_debian_mirror_comes_from_the_machines_apt_sources(tmp_path):
-    """What scripts/lib/debian-mirror prints is read from apt's configuration, or named by the
-    user; never a host written in the project."""
-    named = subprocess.run(
-        [REPO / "scripts/lib/debian-mirror"],
+def debian_mirror(tmp_path, files: dict[str, str], os_release: str = "ID=debian\nVERSION_CODENAME=bookworm\n"):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    for name, text in files.items():
+        (apt / name).write_text(text)
+    (tmp_path / "os-release").write_text(os_release)
+    return subprocess.run(
+        [REPO / "scripts/lib/debian-mirror", "--apt-dir", apt, "--os-release", tmp_path / "os-release"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "AIRPODS_DEBIAN_MIRROR": "http://mirror.example/debian"},
+        env={"PATH": "/usr/bin:/bin"},
     )
-    assert named.stdout.strip() == "http://mirror.example/debian"
 
 
-SKIP_DIRS = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "build", "dist"}
+DEBIAN = "Types: deb\nURIs: http://mirror.test/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
+SIGNED = "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"sources.list.d/debian.sources": DEBIAN + SIGNED}, "http://mirror.test/debian"),
+        # Docker's own repository (Suites: bookworm, Components: stable) never wins
+        (
+            {
+                "sources.list.d/docker.sources": "Types: deb\nURIs: https://docker.test/linux/debian\n"
+                "Suites: bookworm\nComponents: stable\n",
+                "sources.list": "deb http://mirror.test/debian bookworm main\n",
+            },
+            "http://mirror.test/debian",
+        ),
+        # a third-party 'main' that sorts first loses to Debian's keyring
+        (
+            {
+                "sources.list.d/adoptium.sources": "Types: deb\nURIs: https://adoptium.test/deb\nSuites: bookworm\n"
+                "Components: main\n",
+                "sources.list.d/zz-debian.sources": DEBIAN + SIGNED,
+            },
+            "http://mirror.test/debian",
+        ),
+        # disabled stanzas (any spelling), deb-src only, comments, lower-case fields, CRLF
+        (
+            {
+                "sources.list.d/debian.sources": "Types: deb\nURIs: http://off.test/debian\nSuites: bookworm\n"
+                "Components: main\nEnabled: False\n\n"
+                "Types: deb-src\nURIs: http://src.test/debian\nSuites: bookworm\nComponents: main\n\n"
+                "# Types: deb\r\ntypes: deb\r\nuris: http://mirror.test/debian/\r\nsuites: bookworm\r\n"
+                "components: main contrib\r\n",
+            },
+            "http://mirror.test/debian",
+        ),
+        # one-line format with an options block of several words
+        (
+            {"sources.list": "deb [arch=amd64 signed-by=/k/x.gpg] http://mirror.test/debian bookworm main\n"},
+            "http://mirror.test/debian",
+        ),
+        ({"sources.list": "deb [ arch=amd64 ] http://mirror.test/debian bookworm main\n"}, "http://mirror.test/debian"),
+        # continuation lines and several URIs
+        (
+            {
+                "sources.list.d/debian.sources": "Types: deb\nURIs: http://mirror.test/debian\n http://two.test/debian\n"
+                "Suites:\n bookworm\nComponents: main\n"
+            },
+            "http://mirror.test/debian",
+        ),
+    ],
+)
+def test_the_debian_mirror_comes_from_the_machines_apt_sources(tmp_path, files, expected):
+    done = debian_mirror(tmp_path, files)
+    assert (done.returncode, done.stdout.strip()) == (0, expected), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "os_release", "said"),
+    [
+        ({"sources.list": "deb http://mirror.test/debian trixie main\n"}, None, "no enabled 'deb' source of bookworm"),
+        (
+            {"sources.list": "deb http://archive.test/ubuntu noble main\n"},
+            "ID=ubuntu\nVERSION_CODENAME=noble\n",
+            "not Debian",
+        ),
+        ({}, "ID=debian\n", "not Debian with a release codename"),  # sid/testing without a codename
+    ],
+)
+def test_no_debian_mirror_is_an_error_that_says_how_to_name_one(tmp_path, files, os_release, said):
+    done = debian_mirror(tmp_path, files, *([os_release] if os_release else []))
+    assert done.returncode == 1 and done.stdout == ""
+    assert said in done.stderr and "AIRPODS_DEBIAN_MIRROR" in done.stderr
+
+
+def test_a_named_mirror_wins(tmp_path):
+    named = subprocess.run(
+        [REPO / "scripts/lib/debian-mirror", "--apt-dir", tmp_path],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "AIRPODS_DEBIAN_MIRROR": "http://mirror.test/debian"},
+    )
+    assert named.stdout.strip() == "http://mirror.test/debian"
+
+
+def project_files() -> list[Path]:
+    """The files of the project: git's tracked and new (not ignored) files in a checkout, else
+    every file but build and cache folders (an unpacked source archive)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+    )
+    if listed.returncode == 0:
+        return [REPO / name for name in listed.stdout.decode().split("\0") if name]
+    skip = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "build", "dist"}
+    return [p for p in REPO.rglob("*") if p.is_file() and not set(p.relative_to(REPO).parts) & skip]
 
 
 def test_no_package_archive_host_is_written_in_the_project():
@@ -59,9 +166,8 @@ def test_no_package_archive_host_is_written_in_the_project():
         r"deb\.debian\.org|security\.debian\.org|archive\.ubuntu\.com|pypi\.org|pythonhosted\.org|npmjs\.(org|com)"
     )
     found = []
-    for path in REPO.rglob("*"):
-        parts = set(path.relative_to(REPO).parts)
-        if path.is_dir() or parts & SKIP_DIRS or any(p.endswith(".egg-info") for p in parts) or path == THIS:
+    for path in project_files():
+        if path == THIS or not path.is_file():
             continue
         try:
             text = path.read_text()
