@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping
 
 from airpods.engine.base import Engine
+from airpods.engine.process import cli_env
 from airpods.redact import redact
 
 COLORS = ("36", "35", "33", "32", "34", "31")
@@ -30,6 +31,7 @@ def stream_logs(
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
+            env=cli_env(),
         )
         for name, argv in argvs.items()
     }

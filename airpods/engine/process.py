@@ -5,6 +5,7 @@ Docker engines share."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -13,6 +14,14 @@ from typing import Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.plan import DEFAULT_TIMEOUT_S
+
+
+def cli_env() -> dict[str, str]:
+    """The environment every engine command runs with: this process's own, with Podman 5's
+    cgroups-v1 deprecation warning switched off. Podman prints it on stderr for every command
+    on a cgroup v1 host and names this variable itself; unswitched, it lands in what `logs`
+    shows and in every error's stderr tail. Docker ignores it."""
+    return {**os.environ, "PODMAN_IGNORE_CGROUPSV1_WARNING": "1"}
 
 
 def run_cli(
@@ -33,6 +42,7 @@ def run_cli(
             timeout=timeout,
             input=input_text,
             stdin=None if input_text is not None else subprocess.DEVNULL,
+            env=cli_env(),
         )
     except subprocess.TimeoutExpired:
         raise EngineTimeout(argv, timeout) from None
@@ -48,7 +58,13 @@ def run_streaming(
     it comes (without its newline) and all of it returned as stdout. Raises EngineTimeout after
     `timeout_s` seconds (the client process is killed)."""
     process = subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+        env=cli_env(),
     )
     expired = threading.Event()
 
