@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,11 @@ class Docker(EngineCli):
     def last_exit(self, container_id: str) -> tuple[int | None, int]:
         """(exit code of its last run, restart count). Docker resets the exit code when its
         restart policy starts the container again, so a restarted one's code comes from its last
-        `die` event (the daemon keeps recent events)."""
+        `die` event (the daemon keeps its last 256 events); None when a running one's is gone.
+
+        `--until` is now to the nanosecond: the CLI turns a duration such as `0s` into whole
+        Unix seconds (docker/cli opts.GetTimestamp), which left out an exit in the current second
+        and read the restarted run's 0 instead."""
         rows = self.inspect("container", [container_id])
         if not rows:
             return None, 0
@@ -222,11 +227,11 @@ class Docker(EngineCli):
         code: int | None = int(state.get("ExitCode") or 0)
         if restarts:
             found = self.last_event_code(
-                ["events", "--since", "1h", "--until", "0s", "--filter", f"container={container_id}"]
-                + ["--filter", "event=die", "--format", "{{json .}}"],
+                ["events", "--since", "1h", "--until", "{}.{:09d}".format(*divmod(time.time_ns(), 10**9))]
+                + ["--filter", f"container={container_id}", "--filter", "event=die", "--format", "{{json .}}"],
                 lambda event: event["Actor"]["Attributes"]["exitCode"],
             )
-            code = code if found is None else found
+            code = found if found is not None else None if state.get("Running") else code
         return code, restarts
 
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:

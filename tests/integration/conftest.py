@@ -361,6 +361,7 @@ def hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     yield hub
+    hub.released.set()  # a body a failed test left held ends now
     server.shutdown()
 
 

@@ -1,6 +1,7 @@
 """A local stand-in for the Hugging Face hub (enough of its API for huggingface_hub via
 HF_ENDPOINT: the repo tree listing and /resolve/ with ETag, X-Repo-Commit and Range) and a plain
-file server for URL downloads. Counts the bytes it serves and can throttle, to test resume."""
+file server for URL downloads. Counts the bytes it serves and can hold a body part-way (until
+released), so a test sees a transfer in flight however slow the machine is."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import http.server
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,8 @@ class Hub:
     wrong_sha: set[str] = field(default_factory=set)  # paths listed with a bad sha256
     served: int = 0
     requests: list[dict[str, int]] = field(default_factory=list)  # GETs: {"start", "sent"}
-    throttle_s: float = 0.0  # per 64 KiB chunk
+    hold_after: int | None = None  # each body pauses once it has sent this many bytes…
+    released: threading.Event = field(default_factory=threading.Event)  # …until this is set
     url: str = ""
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> close the body after N bytes, once
     etags: dict[str, str] = field(default_factory=dict)  # path -> the ETag to send (a changed file)
@@ -80,6 +81,8 @@ def _handler(hub: Hub):
             hub.requests.append(record)
             cut = hub.cut_after.pop(key, None)
             for offset in range(start, end + 1, 65536):
+                if hub.hold_after is not None and record["sent"] >= hub.hold_after:
+                    hub.released.wait(timeout=300)
                 chunk = content[offset : min(end + 1, offset + 65536)]
                 if cut is not None and record["sent"] + len(chunk) > cut:
                     chunk = chunk[: max(0, cut - record["sent"])]
@@ -94,8 +97,6 @@ def _handler(hub: Hub):
                     return
                 hub.served += len(chunk)
                 record["sent"] += len(chunk)
-                if hub.throttle_s:
-                    time.sleep(hub.throttle_s)
 
         def _route(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]

@@ -5,6 +5,7 @@ test_llamacpp.py.)"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -13,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import (
+    MANAGED,
     Airpods,
     docker,
     docker_inspect,
     docker_problem,
+    eventually,
     podman,
     remove_everything_docker_made,
 )
@@ -149,3 +152,29 @@ def test_a_port_held_by_the_stack_on_the_other_engine_says_so(airpods, on_docker
     blocked = airpods("start", "ollama")  # Podman: the port is Docker's
     assert blocked.code == 1 and "nothing was created" in blocked.err
     assert "`airpods --engine docker status`" in blocked.err, blocked.err
+
+
+def _restarted_and_running(cid: str) -> bool:
+    """Running again after a restart: its inspect's ExitCode is back to 0."""
+    found = docker_inspect(cid)[0]
+    return found["RestartCount"] >= 1 and found["State"]["Running"] and found["State"]["ExitCode"] == 0
+
+
+def test_a_restarted_containers_exit_code_is_its_last_runs(on_docker):
+    """Docker resets ExitCode when its restart policy starts the container again, so the code
+    comes from the `die` event, including one in the current second: `--until 0s` means whole
+    seconds to the Docker CLI, and `start` said "exit code 0" for a service that exited with 3."""
+    from airpods.engine.docker import Docker
+
+    engine = Docker()
+    for _ in range(5):  # an exit often lands in the same second as the question
+        ran = docker(
+            *("run", "--detach", "--label", MANAGED.removeprefix("label="), "--network", "none"),
+            *("--restart", "unless-stopped", "--entrypoint", "/bin/sh", "docker.io/ollama/ollama:latest"),
+            *("-c", "sleep 0.3; exit 3"),
+        )
+        cid = ran.stdout.strip()
+        assert eventually(functools.partial(_restarted_and_running, cid), timeout=30, interval=0.02)
+        code, restarts = engine.last_exit(cid)
+        assert (code, restarts >= 1) == (3, True)
+        docker("rm", "--force", cid)

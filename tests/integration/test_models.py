@@ -157,16 +157,17 @@ def test_url_pull_resumes_after_an_interrupted_transfer(airpods, hub, tmp_path):
 
     content = write_tiny_model(tmp_path / "big.gguf", n_embd=256, n_layers=2, n_ff=512).read_bytes()
     hub.files["big.gguf"] = content
-    hub.throttle_s = 0.02
+    hub.hold_after = len(content) // 4
     proc = airpods.popen("models", "pull", f"{hub.url}/files/big.gguf")
-    assert eventually(lambda: hub.served > len(content) // 4, timeout=60)
+    assert eventually(lambda: hub.served >= len(content) // 4, timeout=60)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert "big.gguf" not in volume_files() and ".big.gguf.partial" in volume_files()  # never visible half-done
     mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_llamacpp_models").stdout.strip()
     kept = os.path.getsize(os.path.join(mount, ".big.gguf.partial"))
     assert kept > 0
-    hub.throttle_s = 0
+    hub.hold_after = None
+    hub.released.set()
     resumed = airpods("models", "pull", f"{hub.url}/files/big.gguf", "--sha256", hashlib.sha256(content).hexdigest())
     assert resumed.code == 0, resumed.err
     second = hub.requests[-1]
@@ -286,12 +287,13 @@ def test_a_hub_pull_lands_once_in_the_store_and_a_second_pull_waits_its_turn(air
 
     content = write_tiny_model(tmp_path / "big.gguf", n_embd=256, n_layers=2, n_ff=512).read_bytes()
     hub.add_repo_file("acme/big", "big-Q8_0.gguf", content)
-    hub.throttle_s = 0.02
+    hub.hold_after = 65536  # the first pull stays in flight until released
     first = airpods.popen("models", "pull", "acme/big:Q8_0")
     assert eventually(lambda: hub.served > 0, timeout=60)
     second = airpods("models", "pull", "acme/big:Q8_0")
     assert second.code == 1 and "already writing the model big-Q8_0" in second.err, second.err
-    hub.throttle_s = 0
+    hub.hold_after = None
+    hub.released.set()
     assert first.wait(timeout=120) == 0, first.stderr.read()
     cache = Path(os.environ["HOME"]) / ".cache" / "huggingface"
     assert not [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 1000]  # no second copy
