@@ -305,10 +305,12 @@ def _start(
     """Shared steps (network, volumes, secrets, pulls) first; then, after a fresh look at the
     image IDs, every service at once: its pod and container, then its readiness wait.
 
-    A service that fails (podman refuses it, its container exits, it is not healthy in time)
-    has the pods this run created for it removed (`keep_failed` keeps them); services that
-    became healthy stay up. Ctrl-C removes every pod this run created, after every worker has
-    stopped, so no half-created pod survives."""
+    A service that fails (podman refuses it, its container exits, it is not healthy in time,
+    or anything else goes wrong in its worker) has the pods this run created for it removed
+    (`keep_failed` keeps them); every other service goes on. Ctrl-C removes, after every worker
+    has stopped (so no half-created pod survives), the pods and secrets this run created; the
+    network, volumes (they may already hold what the run fetched), preset files and volume
+    folders (derived from the config, rewritten alike by the next start) and pulled images stay."""
     from airpods.models.manage import reload_routers
     from airpods.models.presets import fetch_declared, write_presets
 
@@ -328,27 +330,32 @@ def _start(
     check_host_folders(stack, plan)
     result = StartResult(stack, plan, kept_failed=keep_failed)
     created: dict[str, list[str]] = {}
+    created_secrets: list[str] = []
     cancel = threading.Event()
     watch = ContainerWatch(engine, stack.project)
     key = stack_key(stack)
 
     def bring_up(spec: ServiceSpec) -> Readiness:
-        for step in (s for s in plan.steps if s.service == spec.name):
-            if cancel.is_set():
-                return Readiness(spec.name, False, 0.0, "interrupted")
-            reporter.step(step)
-            if step.kind == "pod":
-                created.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
-            try:
+        """The service's own steps, then its readiness wait; whatever fails here fails this
+        service alone (an unexpected error too: it is said as the service's failure)."""
+        doing = "wait for it"
+        try:
+            for step in (s for s in plan.steps if s.service == spec.name):
+                if cancel.is_set():
+                    return Readiness(spec.name, False, 0.0, "interrupted")
+                doing = f"create its {step.kind}"
+                reporter.step(step)
+                if step.kind == "pod":
+                    created.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
                 engine.execute(step)
-            except EngineError as exc:  # podman's own words, without the whole command line
-                return Readiness(
-                    spec.name,
-                    False,
-                    0.0,
-                    f"{engine.name} could not create its {step.kind}: {exc.stderr_tail or f'exit {exc.returncode}'}",
-                )
-        return wait_one(engine, watch, spec, reporter.waiting, cancel, key)
+            doing = "wait for it"
+            return wait_one(engine, watch, spec, reporter.waiting, cancel, key)
+        except EngineError as exc:  # podman's own words, without the whole command line
+            why = exc.stderr_tail or f"exit {exc.returncode}"
+            return Readiness(spec.name, False, 0.0, f"{engine.name} could not {doing}: {why}")
+        except Exception as exc:  # noqa: BLE001 - a failure of any kind stays in its service
+            why = exc.message if isinstance(exc, AirpodsError) else f"{type(exc).__name__}: {exc}"
+            return Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
 
     pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
     try:
@@ -356,6 +363,8 @@ def _start(
             if step.kind in ("network", "volume", "secret") or (step.kind == "remove" and step.service is None):
                 reporter.step(step)
                 engine.execute(step)
+                if step.kind == "secret":
+                    created_secrets.append(step.target)
         result.notes += make_volume_folders(stack, engine, reporter)
         pulls = run_pulls(
             engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
@@ -399,13 +408,13 @@ def _start(
         every = [pod for pods in created.values() for pod in pods]
         if isinstance(exc, KeyboardInterrupt):
             removed = rollback(engine, every)
+            if created_secrets:
+                engine.remove_secrets(created_secrets)
+                forget_values(created_secrets)
+            undone = [*(f"pod {pod}" for pod in removed), *(f"secret {name}" for name in created_secrets)]
             raise Interrupted(
                 "interrupted"
-                + (
-                    f"; removed the pods this start created: {', '.join(removed)}"
-                    if removed
-                    else "; nothing had been created"
-                )
+                + (f"; removed what this start created: {', '.join(undone)}" if undone else "; no pod had been created")
             ) from None
         if not keep_failed:
             removed = rollback(engine, every)

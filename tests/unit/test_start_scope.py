@@ -1,0 +1,192 @@
+"""`start`, `pull` and Ctrl-C on the in-memory engine (tests/memory_engine.py): the real use
+cases, asserting on the state they leave. Services publish no port here (host 0), so a running
+container is ready; probes are the end-to-end tests' business."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from airpods import lifecycle
+from airpods.engine.errors import EngineError
+from airpods.errors import Interrupted
+from airpods.plan import Step
+from tests.memory_engine import MemoryEngine
+from tests.unit.helpers import stack_of
+
+UNPUBLISHED = """
+[services.ollama]
+ports = [{ host = 0, container = 11434 }]
+[services.open-webui]
+ports = [{ host = 0, container = 8080 }]
+[services.llamacpp]
+ports = [{ host = 0, container = 8080 }]
+"""
+ALL = {"ollama", "open-webui", "llamacpp"}
+
+
+class Quiet:
+    """A reporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, step: Step) -> None:
+        self.lines.append(step.why)
+
+    def pulled(self, image: str, seconds: float, size: int | None) -> None:
+        self.lines.append(f"pulled {image}")
+
+    def waiting(self, service: str, elapsed: float, last: str) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def download(self, name: str, total: int | None) -> Callable[[int], None]:
+        return lambda done: None
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A private HOME and state folder: start writes the stack's key and preset files there."""
+    for name, sub in (("HOME", "home"), ("XDG_STATE_HOME", "state"), ("XDG_CONFIG_HOME", "config")):
+        monkeypatch.setenv(name, str(tmp_path / sub))
+    return tmp_path
+
+
+@pytest.fixture
+def stack(home):
+    return stack_of(home, UNPUBLISHED)
+
+
+@pytest.fixture
+def engine(home, stack) -> MemoryEngine:
+    return MemoryEngine(home / "volumes", registry={image: f"sha256:{n}-a" for n, image in enumerate(stack.images)})
+
+
+def start(stack, engine: MemoryEngine, **options) -> lifecycle.StartResult:
+    return lifecycle.start(lambda present: stack, engine, Quiet(), **options)
+
+
+def ids(engine: MemoryEngine) -> dict[str, str]:
+    return {c.name: c.id for c in engine.containers_by_name.values()}
+
+
+def test_a_first_start_creates_the_whole_stack_and_a_second_changes_nothing(stack, engine):
+    first = start(stack, engine)
+    assert first.ok and {r.service for r in first.readiness} == ALL
+    made = engine.state()
+    assert set(made["pods"]) == ALL and made["networks"] == [stack.network]
+    assert set(made["volumes"]) == set(stack.volumes) and set(made["secrets"]) == {s.name for s in stack.secrets}
+    before = ids(engine)
+    again = start(stack, engine)
+    assert again.ok and not again.plan.steps and ids(engine) == before
+
+
+def test_a_container_the_engine_refuses_fails_only_its_service(stack, engine):
+    engine.failures[("container", "ollama-0")] = EngineError(
+        ["podman", "run"], 125, "Error: crun: no space left on device"
+    )
+    result = start(stack, engine)
+    failed = {r.service: r.detail for r in result.readiness if not r.ready}
+    assert failed == {"ollama": "podman could not create its container: Error: crun: no space left on device"}
+    assert set(engine.state()["pods"]) == ALL - {"ollama"}  # its half-made pod is gone, the others run
+    assert result.rolled_back == ["ollama"]
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), ValueError("unexpected")])
+def test_an_unexpected_error_in_one_service_fails_that_service_alone(stack, engine, error):
+    """Any exception in a service's worker used to roll back every pod of the run."""
+    engine.failures[("pod", "llamacpp")] = error
+    result = start(stack, engine)
+    failed = {r.service: r.detail for r in result.readiness if not r.ready}
+    assert list(failed) == ["llamacpp"] and str(error) in failed["llamacpp"] and "its pod" in failed["llamacpp"]
+    assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
+
+
+def test_a_container_that_exits_fails_with_its_exit_code_and_keep_failed_keeps_it(stack, engine):
+    engine.exits["llamacpp-0"] = 3
+    result = start(stack, engine)
+    failed = {r.service: r for r in result.readiness if not r.ready}
+    assert list(failed) == ["llamacpp"] and failed["llamacpp"].exit_code == 3
+    assert "exit code 3" in failed["llamacpp"].detail
+    assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
+    engine.exits["llamacpp-0"] = 3
+    kept = start(stack, engine, keep_failed=True)
+    assert not kept.ok and set(engine.state()["pods"]) == ALL
+
+
+def test_an_image_that_cannot_be_pulled_fails_only_the_services_that_need_it(stack, engine):
+    llama = stack.service("llamacpp").image
+    del engine.registry[llama]
+    result = start(stack, engine)
+    failed = {r.service: r.detail for r in result.readiness if not r.ready}
+    assert list(failed) == ["llamacpp"] and f"its image {llama} could not be pulled" in failed["llamacpp"]
+    assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
+
+
+def test_pull_then_start_recreates_exactly_the_service_whose_image_changed(stack, engine):
+    assert start(stack, engine).ok
+    before = ids(engine)
+    engine.registry[stack.service("ollama").image] = "sha256:new"
+    pulled = {p.image: p for p in lifecycle.pull(stack, engine, Quiet())}
+    ollama = pulled[stack.service("ollama").image]
+    assert (ollama.outcome, ollama.to_recreate) == ("updated", ("ollama",))
+    assert {p.outcome for image, p in pulled.items() if image != ollama.image} == {"unchanged"}
+    result = start(stack, engine)
+    assert result.ok
+    after = ids(engine)
+    assert [name for name in after if after[name] != before[name]] == ["ollama-0"]
+    assert engine.containers_by_name["ollama-0"].image_id == "sha256:new"
+
+
+def test_ctrl_c_removes_the_pods_and_secrets_the_run_created_and_says_what_stays(stack, engine, monkeypatch):
+    """Ctrl-C arrives in the main thread while the services' workers create their pods."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever the suite inherited
+    creating = threading.Event()
+
+    def interrupt(step: Step) -> None:
+        if step.kind == "container" and step.service == "llamacpp" and not creating.is_set():
+            creating.set()
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(0.5)  # the main thread handles it while this worker is busy
+
+    engine.on_execute = interrupt
+    try:
+        with pytest.raises(Interrupted) as raised:
+            start(stack, engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    left = engine.state()
+    assert left["pods"] == [] and left["containers"] == {} and left["secrets"] == []
+    assert left["networks"] == [stack.network] and set(left["volumes"]) == set(stack.volumes)  # said in README
+    assert "removed what this start created: pod " in raised.value.message
+    assert all(f"secret {s.name}" in raised.value.message for s in stack.secrets)
+
+
+def test_ctrl_c_leaves_what_an_earlier_start_created(stack, engine):
+    assert start(stack, engine).ok
+    earlier = engine.state()
+    engine.pods_by_name.pop("llamacpp")  # it went away: this start recreates it alone
+    engine.containers_by_name.pop("llamacpp-0")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt(step: Step) -> None:
+        if step.kind == "container":
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(0.5)
+
+    engine.on_execute = interrupt
+    try:
+        with pytest.raises(Interrupted):
+            start(stack, engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    left = engine.state()
+    assert left["pods"] == ["ollama", "open-webui"] and left["secrets"] == earlier["secrets"]
