@@ -35,7 +35,7 @@ from airpods.plan import (
     pull_plan,
     pull_steps,
 )
-from airpods.ports import port_holder, port_is_free
+from airpods.preflight import observe_host, preflight
 from airpods.secrets import forget_values, read_key, stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import ServiceSpec, Stack
@@ -124,7 +124,11 @@ def plan_start(
     plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
     if engine is None:
         return stack, plan
-    said: list[str] = []  # the fit check `start` would make, said instead of refused
+    # every refusal `start` would make, and the fit check's warnings, said instead of refused
+    said = [
+        f"start would refuse: {problem.message}; {problem.hint}"
+        for problem in preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
+    ]
     try:
         check_fit(stack, plan, engine, said.append)
     except RuntimeFailure as refused:
@@ -169,64 +173,6 @@ def run_pulls(engine: Engine, steps: Sequence[Step], reporter: Reporter, workers
     return Pulls({image: (took, sizes.get(image)) for image, took in seconds.items()}, failed)
 
 
-def check_ports(stack: Stack, plan: Plan, engine: Engine, observed_pods: Mapping[str, ObservedPod]) -> None:
-    """Every host port a new pod publishes must be free; say who holds it otherwise. An IPv6
-    host address needs rootless Podman (see below)."""
-    creating = {s.target for s in plan.steps if s.kind == "pod"}
-    ipv6 = sorted({p.host_ip for s in stack.services if s.pod in creating for p in s.publish if ":" in p.host_ip})
-    if ipv6 and not engine.rootless():
-        # Measured (Podman 4.3, netavark): rootful publishing is a kernel DNAT, and Linux does not
-        # route packets addressed to ::1 to another address (IPv6 has no route_localnet), nor
-        # translate IPv6 to the pods' IPv4 addresses: the port accepts no connection. Rootless
-        # Podman forwards ports from a host process and serves IPv6 addresses.
-        raise RuntimeFailure(
-            f"rootful Podman cannot publish on the IPv6 address {', '.join(ipv6)}: its port forwarding does not "
-            "reach containers from IPv6 loopback; nothing was created",
-            hint='use runtime.bind_address = "127.0.0.1" (or run airpods as a normal user: rootless Podman '
-            "publishes on IPv6)",
-        )
-    for spec in stack.services:
-        if spec.pod not in creating or spec.pod in observed_pods:
-            continue
-        for publish in spec.publish:
-            if _port_frees_up(publish.host_ip, publish.host):
-                continue
-            holder = engine.published_ports().get(publish.host) or port_holder(publish.host) or "another program"
-            orphan = next(
-                (
-                    p.service
-                    for p in orphans(stack, Observed(pods=observed_pods))
-                    if holder == f"airpods service {p.service}"
-                ),
-                None,
-            )
-            raise RuntimeFailure(
-                f"{spec.name} cannot publish {publish.address()}: the port is in use by {holder}"
-                + (" (an orphan of this stack)" if orphan else "")
-                + "; nothing was created",
-                hint="`airpods start --remove-orphans` removes it first"
-                if orphan
-                else other_engine_hint(holder, engine.name)
-                or f"stop that program, or give services.{spec.name}.ports another host port",
-            )
-
-
-# The processes that hold a container's published port for each engine (measured: Docker's
-# userland proxy; Podman's conmon when rootful, rootlessport/pasta/slirp4netns when rootless).
-PORT_HOLDERS = {"docker": ("docker-proxy",), "podman": ("conmon", "rootlessport", "pasta", "slirp4netns")}
-
-
-def other_engine_hint(holder: str, engine: str) -> str | None:
-    """When the port is held by the other engine's forwarder: the stack may run there."""
-    for other, programs in PORT_HOLDERS.items():
-        if other != engine and any(program in holder for program in programs):
-            return (
-                f"a container of {other} holds it — this stack may be running on {other}: "
-                f"`airpods --engine {other} status` shows it, `airpods --engine {other} stop` stops it"
-            )
-    return None
-
-
 def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], None]) -> None:
     """Before anything is created: the models the llama.cpp instances this start creates load,
     against their memory limit and the host's free memory (models/fit_check.py): a warning
@@ -235,48 +181,6 @@ def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], Non
 
     creating = {step.service for step in plan.steps if step.kind == "container"}
     check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say, stack.gpu)
-
-
-def check_limits(stack: Stack, plan: Plan, engine: Engine) -> None:
-    """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
-    creating = {s.service for s in plan.steps if s.kind == "container"}
-    limited = [s.name for s in stack.services if s.name in creating and (s.memory or s.cpus)]
-    if not limited:
-        return
-    problem = engine.limits_problem()
-    if problem:
-        raise RuntimeFailure(
-            f"{', '.join(limited)} {'has' if len(limited) == 1 else 'have'} resources set, but {problem}; "
-            "nothing was created",
-            hint="use cgroup v2 with delegation (systemd: Delegate=memory cpu for user@.service), run podman "
-            "rootful, or remove services.NAME.resources; `airpods doctor` explains",
-        )
-
-
-def check_host_folders(stack: Stack, plan: Plan) -> None:
-    """A host folder mounted into a new container must exist (podman would fail mid-start)."""
-    import os
-
-    creating = {s.service for s in plan.steps if s.kind == "container"}
-    for spec in stack.services:
-        for mount in spec.mounts:
-            if spec.name in creating and not mount.named and not os.path.isdir(mount.source):
-                raise RuntimeFailure(
-                    f"{spec.name} mounts the host folder {mount.source} at {mount.target}, but it does not exist; "
-                    "nothing was created",
-                    hint=f"create it (mkdir -p {mount.source}) or fix services.{spec.name}.volumes",
-                )
-
-
-def _port_frees_up(host_ip: str, port: int, grace_s: float = 3.0) -> bool:
-    """Free now, or within a short grace: a pod removed a moment ago may still be releasing its
-    ports (rootless Podman's port forwarder exits after the pod)."""
-    deadline = time.monotonic() + grace_s
-    while not port_is_free(host_ip, port):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def start(
@@ -323,11 +227,11 @@ def _start(
         pull=pull,
         remove_orphans=remove_orphans,
     )
-    check_ports(stack, plan, engine, observed.pods)
+    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
+    if problems:
+        raise problems[0]
     check_fit(stack, plan, engine, reporter.line)
-    check_limits(stack, plan, engine)
-    presets_changed = set(write_presets(stack, engine))  # the preset folders exist before the check
-    check_host_folders(stack, plan)
+    presets_changed = set(write_presets(stack, engine))
     result = StartResult(stack, plan, kept_failed=keep_failed)
     created: dict[str, list[str]] = {}
     created_secrets: list[str] = []

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from airpods.errors import ConfigError
 from airpods.redact import register
-from airpods.state import state_dir
+from airpods.state import state_dir, state_path
 
 if TYPE_CHECKING:
     from airpods.stack.model import Stack
@@ -25,8 +25,8 @@ def api_key_path() -> Path:
 
 
 def existing_api_key() -> str | None:
-    """The key if one was made, else None (reading never creates it)."""
-    return _existing(api_key_path())
+    """The key if one was made, else None (reading never creates it, nor the state folder)."""
+    return _existing(state_path() / KEY_FILE)
 
 
 def _existing(path: Path) -> str | None:
@@ -87,7 +87,7 @@ def read_secret(source: str, *, key: str, create: bool, noun: str = "secret") ->
     kind, _, where = source.partition(":")
     problem, value = "", ""
     if kind == "generated":  # one airpods makes (Open WebUI's session key): created, never missing
-        made = generated(where) if create else _existing(state_dir() / where)
+        made = generated(where) if create else _existing(state_path() / where)
         register(made)
         return made
     if kind == "env":

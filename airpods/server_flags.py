@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airpods.errors import ConfigError
 from airpods.stack.flag_table import FlagTable
-from airpods.state import state_dir
+from airpods.state import state_dir, state_path
 
 if TYPE_CHECKING:
     from airpods.engine.base import Engine
@@ -30,7 +30,8 @@ KEEP_IMAGES = 16
 
 
 def _store_path() -> Path:
-    return state_dir() / STORE
+    """Where learned tables are kept (reading it makes no folder: `learn_tables` does)."""
+    return state_path() / STORE
 
 
 def _read() -> dict[str, Any]:
@@ -140,5 +141,5 @@ def learn_tables(engine: Engine, wanted: ServerImages) -> list[str]:
         stale = [i for i in data["by_id"] if i not in in_use][: max(0, len(data["by_id"]) - KEEP_IMAGES)]
         for image_id in stale:
             del data["by_id"][image_id]
-        write_atomic(_store_path(), json.dumps(data).encode())
+        write_atomic(state_dir() / STORE, json.dumps(data).encode())
     return learned

@@ -66,6 +66,7 @@ class MemoryEngine:
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     exits: dict[str, int] = field(default_factory=dict)
     on_execute: Callable[[Step], None] | None = None  # called before each step runs
+    limits: str | None = None  # why it cannot apply resource limits (None: it can)
     name: str = "podman"
     binary: str = "podman"
     _ids: Any = field(default_factory=itertools.count)
@@ -231,7 +232,7 @@ class MemoryEngine:
         return False
 
     def limits_problem(self) -> str | None:
-        return None
+        return self.limits
 
     def version(self) -> str:
         return "5.4.2"

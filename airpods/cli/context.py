@@ -35,14 +35,20 @@ def stack(options: Options, names: list[str] | None, *, every_service: bool = Fa
 
 
 def stack_source(
-    options: Options, names: list[str] | None, *, ensure_key: bool = False, engine=None, check_flags: bool = True
+    options: Options,
+    names: list[str] | None,
+    *,
+    ensure_key: bool = False,
+    engine=None,
+    check_flags: bool = True,
+    preview: bool = False,
 ):  # -> lifecycle.StackFor
     """The stack of the named services (or the default selection), as a function of the
     services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
     a config or usage error is reported before any pod is touched; with `engine`, against the
     flag tables of the llama-server images present (server_flags.resolve_checked). Resolved
     again whenever a flag table is learned (start reads the tables of images it pulls).
-    `check_flags`: see resolve_stack."""
+    `check_flags` and `preview`: see resolve_stack."""
     from airpods.server_flags import resolve_checked, store_stamp
     from airpods.stack.resolve import configured_server_images, resolve_stack
 
@@ -53,7 +59,13 @@ def stack_source(
         key = (*present, store_stamp())
         if key not in resolved:
             resolved[key] = resolve_stack(
-                options.config, names or (), present=present, ensure_key=ensure_key, check_flags=check_flags, gpu=gpu
+                options.config,
+                names or (),
+                present=present,
+                ensure_key=ensure_key,
+                check_flags=check_flags,
+                gpu=gpu,
+                preview=preview,
             )
         return resolved[key]
 

@@ -62,20 +62,36 @@ def start(
     from airpods.stack.presets import preset_ini
 
     present = engine_if_present(options_of(ctx))
-    # Pulling only: command_args are not checked (the image's own flag table comes with it).
-    stack_for = stack_source(options_of(ctx), services, ensure_key=True, engine=present, check_flags=not pre_fetch)
+    # Pulling only: command_args are not checked (the image's own flag table comes with it). A dry
+    # run only looks: no key is made, no flag table learned (no container), nothing written.
+    stack_for = stack_source(
+        options_of(ctx),
+        services,
+        ensure_key=not dry_run,
+        engine=None if dry_run else present,
+        check_flags=not pre_fetch,
+        preview=dry_run,
+    )
     if dry_run:
         wanted, plan = lifecycle.plan_start(
             stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
         )
         checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
+        unknown = unlearned_tables(wanted)
         if as_json:
-            print_json({**plan.to_json(step_renderer(options_of(ctx))), "flag_tables": checked})
+            print_json(
+                {**plan.to_json(step_renderer(options_of(ctx))), "flag_tables": checked, "flag_tables_unknown": unknown}
+            )
         else:
             print(f"# {wanted.gpu.describe()}")
             for source in dict.fromkeys(checked.values()):
                 names = ", ".join(name for name, s in checked.items() if s == source)
                 print(f"# command_args of {names} checked against {source}")
+            if unknown:
+                print(
+                    f"# the flag table of {', '.join(unknown)} is not known yet: start reads it from the image "
+                    "(its --help) and checks command_args again"
+                )
             for spec in wanted.services:
                 if gpu_said(spec):
                     print(f"# gpu: {spec.name}: {spec.gpu_reason}")
@@ -109,6 +125,14 @@ def start(
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
+
+
+def unlearned_tables(stack) -> list[str]:
+    """The llama-server images of `stack` whose own flag table this machine has not read."""
+    from airpods.server_flags import checked_images, known_tables
+
+    learned = known_tables()
+    return [image for image in checked_images(stack) if image not in learned]
 
 
 def stop(

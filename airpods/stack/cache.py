@@ -129,10 +129,14 @@ def _to_json(stack: Stack) -> dict[str, Any]:
 
 
 def cached_stack(
-    path: Path, key: str, build: Callable[[], Stack], still_holds: Callable[[Stack], bool] = lambda stack: True
+    path: Path,
+    key: str,
+    build: Callable[[], Stack],
+    still_holds: Callable[[Stack], bool] = lambda stack: True,
+    save: bool = True,
 ) -> Stack:
-    """The stack stored under `key` at `path` if `still_holds` says so, else `build()` (then
-    stored, privately, beside the most recent others)."""
+    """The stack stored under `key` at `path` if `still_holds` says so, else `build()` (then,
+    with `save`, stored privately beside the most recent others)."""
     entries: list[dict[str, Any]] = []
     try:
         stored = json.loads(path.read_text())
@@ -146,6 +150,8 @@ def cached_stack(
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         entries = []
     stack = build()
+    if not save:
+        return stack
     import tempfile
 
     entries = [{"key": key, "stack": _to_json(stack)}, *entries][:KEEP_ENTRIES]

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from airpods.config.schema import Config
 
 
+# The key id a dry run shows for the generated key `start` would make (its id is not known before).
+PREVIEW_KEY_ID = "new-key"
+
+
 def resolve_stack(
     config_option: Path | None,
     names: Sequence[str],
@@ -22,6 +26,7 @@ def resolve_stack(
     present: Sequence[str] = (),
     ensure_key: bool = False,
     check_flags: bool = True,
+    preview: bool = False,
 ) -> Stack:
     """The services named (or every enabled one plus the `present` ones, whose pods exist; or
     all configured with `every_service`), for this host's GPU unless `gpu` says otherwise (an
@@ -32,20 +37,26 @@ def resolve_stack(
     `ensure_key` (the commands that hand the key to something: start, restart, env, export,
     chat) is a generated key created, and a user key (`runtime.api_key = "env:…"`) that cannot
     be read an error. Without `check_flags` (commands that only pull images) command_args are
-    not checked. Raises ConfigError (exit 2) for the config and its command_args."""
+    not checked. `preview` (`start --dry-run`): the stack `start` would derive, with the same
+    errors, and nothing written — not a key (one still to be made is named PREVIEW_KEY_ID),
+    not the stack cache, not the state folder. Raises ConfigError (exit 2) for the config and
+    its command_args."""
     from airpods.config.files import locate_config
     from airpods.errors import ConfigError
     from airpods.gpu import detect_host_gpu
     from airpods.secrets import key_id, read_key, read_secret
     from airpods.server_flags import store_stamp
     from airpods.stack.cache import cache_key, cached_stack
-    from airpods.state import state_dir
+    from airpods.state import state_dir, state_path
 
     path = locate_config(config_option)
     gpu = gpu or detect_host_gpu()
 
     def key_of(source: str) -> str:
-        secret = read_key(source, create=ensure_key)
+        if preview and source == "generated":
+            secret = read_key(source, create=False)
+            return key_id(secret) if secret else PREVIEW_KEY_ID
+        secret = read_key(source, create=ensure_key or preview)  # a user key: read (errors), never written
         return key_id(secret) if secret else ""
 
     def secret_id(source: str) -> str:
@@ -74,10 +85,10 @@ def resolve_stack(
                 loaded.user_wrote,
                 {s: secret_id(s) for service in config.services.values() for s in service.secrets.values()},
             )
-            if ensure_key:  # the commands that hand secrets over: one that gives no value is an error now
+            if ensure_key or preview:  # the commands that hand secrets over: one with no value is an error now
                 mine = user_keys(config)
                 for secret in stack.secrets:
-                    if secret.config_key in mine:
+                    if secret.config_key in mine and not (preview and secret.source.startswith("generated:")):
                         read_secret(secret.source, key=secret.config_key, create=True)
             return stack
         except ConfigError as exc:
@@ -95,7 +106,8 @@ def resolve_stack(
 
     tables = store_stamp() if check_flags else "unchecked"
     cache = cache_key(path, gpu, ["*"] if every_service else names, tables, present)
-    return cached_stack(state_dir() / "stack-cache.json", cache, build, still_holds)
+    folder = state_path() if preview else state_dir()
+    return cached_stack(folder / "stack-cache.json", cache, build, still_holds, save=not preview)
 
 
 def user_keys(config: Config) -> set[str]:

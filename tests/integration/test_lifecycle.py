@@ -3,8 +3,10 @@ taking `engine`) on real Docker Engine, with images served offline."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+import shutil
 import signal
 import socket
 import time
@@ -253,3 +255,27 @@ def test_clean_removes_only_what_the_flags_name(airpods):
     assert airpods("clean", "--volumes", "--yes").code == 0
     assert "airpods_ollama_data" not in {v["Name"] for v in podman_json("volume", "ls")}
     assert airpods("start", "ollama", "llamacpp").code == 0  # secrets come back
+
+
+def test_a_dry_run_on_a_machine_with_no_key_and_no_learned_table_changes_nothing(airpods, tmp_path, monkeypatch):
+    """It made the API key and ran a container (to read llama-server's flag table) while saying
+    it only shows. Images present, no state folder: afterwards still none, and no engine event."""
+    state = tmp_path / "fresh-state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    assert airpods("start", "--pre-fetch").code == 0  # every image present (learning needs them)
+    shutil.rmtree(state, ignore_errors=True)
+    objects = ("pod", "ps", "-a"), ("ps", "-a"), ("volume", "ls"), ("secret", "ls"), ("network", "ls")
+    before = [podman(*args, "--format", "json").stdout for args in objects]
+    began = time.time()
+    shown = airpods("start", "--dry-run")
+    assert shown.code == 0, shown.err
+    assert "--api-key-file" in shown.out and "airpods-api-key-new-key" in shown.out  # the key start would make
+    assert "is not known yet: start reads it from the image" in shown.out
+    assert not state.exists()  # no key, no learned table, no stack cache, not even the folder
+    assert [podman(*args, "--format", "json").stdout for args in objects] == before
+    since = datetime.datetime.fromtimestamp(began, datetime.UTC).isoformat()  # RFC 3339, to the microsecond
+    events = podman("events", "--stream=false", "--since", since, "--format", "{{.Type}} {{.Status}}")
+    assert not [line for line in events.stdout.splitlines() if line.split()[:1] in (["container"], ["pod"])]
+    started = airpods("start", "llamacpp")  # start itself makes the key and reads the table
+    assert started.code == 0, started.err
+    assert (state / "airpods" / "api-key").exists() and (state / "airpods" / "llama-server-flags.json").exists()

@@ -298,9 +298,11 @@ def test_usage_and_runtime_errors_found_by_a_new_user(tmp_path, capsys, monkeypa
     missing = run_cli(capsys, "-c", str(tmp_path / "nope.toml"), "status")
     assert missing.code == 2 and f"airpods -c {tmp_path / 'nope.toml'} config init" in missing.err
     monkeypatch.setenv("XDG_STATE_HOME", "/proc/airpods-nope")
-    state = run_cli(capsys, "start", "--dry-run")
+    state = run_cli(capsys, "env")  # it hands the key over: the key is made in the state folder
     assert state.code == 1 and "cannot use the state folder /proc/airpods-nope/airpods" in state.err
     assert "internal error" not in state.err
+    looked = run_cli(capsys, "start", "--dry-run")  # only looks: it needs no state folder
+    assert looked.code == 0 and "podman pod create" in looked.out, looked.err
 
 
 def test_a_restart_of_one_service_creates_only_the_secrets_it_uses(tmp_path):
@@ -312,8 +314,8 @@ def test_a_restart_of_one_service_creates_only_the_secrets_it_uses(tmp_path):
 
 
 def test_deriving_a_stack_makes_no_key_only_the_commands_that_hand_it_over_do(tmp_path, capsys, monkeypatch):
-    """status, config show and dry runs of read-only commands used to create the key file, even
-    with runtime.api_key = false."""
+    """status, config show and dry runs used to create the key file, even with runtime.api_key =
+    false. A dry run shows the key start would make, by a placeholder id, and makes none."""
     from airpods.secrets import api_key_path
     from tests.unit.helpers import run_cli
 
@@ -325,8 +327,12 @@ def test_deriving_a_stack_makes_no_key_only_the_commands_that_hand_it_over_do(tm
     assert run_cli(capsys, "-c", str(off), "start", "--dry-run").code == 0
     assert not api_key_path().exists()  # the config wants no key: none is made
     plan = run_cli(capsys, "start", "--dry-run")
-    assert plan.code == 0 and "--api-key-file" in plan.out
+    assert plan.code == 0 and "--api-key-file" in plan.out and "airpods-api-key-new-key" in plan.out
+    assert not api_key_path().exists()
+    assert run_cli(capsys, "env").code == 0  # a command that hands the key over makes it
     assert api_key_path().exists() and api_key_path().stat().st_mode & 0o777 == 0o600
+    plan = run_cli(capsys, "start", "--dry-run")
+    assert "airpods-api-key-new-key" not in plan.out and "--api-key-file" in plan.out
 
 
 def test_exports_fail_clearly_and_make_no_key_they_do_not_need(tmp_path, capsys, monkeypatch):

@@ -57,6 +57,8 @@ def test_default_dry_run_through_the_cli(capsys, no_podman):
     assert result.code == 0, result.err
     checked = (
         "# command_args of llamacpp checked against airpods' built-in table (llama-server of llama.cpp b11434)\n"
+        "# the flag table of ghcr.io/ggml-org/llama.cpp:server is not known yet: start reads it from the image "
+        "(its --help) and checks command_args again\n"
         "# gpu: ollama: CPU image: no GPU was found\n# gpu: llamacpp: CPU image: no GPU was found\n"
     )
     assert result.out == "# no GPU found: CPU images\n" + checked + (GOLDEN / "default-start.txt").read_text()

@@ -8,14 +8,16 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from airpods import lifecycle
 from airpods.engine.errors import EngineError
-from airpods.errors import Interrupted
+from airpods.errors import Interrupted, RuntimeFailure
 from airpods.plan import Step
+from airpods.stack.model import Mount
 from tests.memory_engine import MemoryEngine
 from tests.unit.helpers import stack_of
 
@@ -190,3 +192,28 @@ def test_ctrl_c_leaves_what_an_earlier_start_created(stack, engine):
         signal.signal(signal.SIGINT, previous)
     left = engine.state()
     assert left["pods"] == ["ollama", "open-webui"] and left["secrets"] == earlier["secrets"]
+
+
+def test_the_dry_run_plan_changes_nothing_and_says_every_refusal(stack, engine, home):
+    assert start(stack, engine).ok
+    engine.pods_by_name.pop("llamacpp")  # gone: start would recreate it
+    engine.containers_by_name.pop("llamacpp-0")
+    before = engine.state()
+    missing = home / "not-made"
+    limited = replace(
+        stack,
+        services=tuple(
+            replace(s, memory="2g", mounts=(*s.mounts, Mount(str(missing), "/data", "rw", False, ())))
+            if s.name == "llamacpp"
+            else s
+            for s in stack.services
+        ),
+    )
+    engine.limits = "this Podman cannot limit memory (cgroup v1)"
+    shown, plan = lifecycle.plan_start(lambda present: limited, engine)
+    assert engine.state() == before
+    refusals = [note for note in plan.notes if note.startswith("start would refuse")]
+    assert len(refusals) == 2 and "resources set" in refusals[0] and str(missing) in refusals[1]
+    with pytest.raises(RuntimeFailure) as refused:
+        start(limited, engine)
+    assert "resources set" in refused.value.message and engine.state() == before

@@ -1,0 +1,188 @@
+"""Preflight: every refusal `start` would make, found before its first effect.
+
+The host's facts a start depends on are observed once, at the edge (`observe_host`: the
+engine, the host's sockets and folders); `preflight` is then pure over (stack, plan, the pods
+observed, those facts) and returns the problems as values: `start` refuses with the first,
+`start --dry-run` lists them all. (The model fit check, models/fit_check.py, reads model files
+and stays with the use case.)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from airpods.engine.base import Engine
+from airpods.errors import RuntimeFailure
+from airpods.plan import Observed, ObservedPod, Plan, orphans
+from airpods.ports import port_holder, port_is_free
+from airpods.stack.model import Stack
+from airpods.stack.presets import PRESETS_DIR
+
+# The processes that hold a container's published port for each engine (measured: Docker's
+# userland proxy; Podman's conmon when rootful, rootlessport/pasta/slirp4netns when rootless).
+PORT_HOLDERS = {"docker": ("docker-proxy",), "podman": ("conmon", "rootlessport", "pasta", "slirp4netns")}
+PORT_GRACE_S = 3.0  # a pod removed a moment ago may still be releasing its ports
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What preflight needs to know about this host, read once: the engine's name, whether it
+    is rootless (read only when a new pod publishes on IPv6), why it cannot apply resource
+    limits (read only when a new container has some; None: it can), who holds each host port a
+    new pod publishes that is not free, and the host folders new containers mount that do not
+    exist (airpods' own preset folders are made by start itself)."""
+
+    engine: str
+    rootless: bool = False
+    limits_problem: str | None = None
+    taken_ports: Mapping[int, str] = field(default_factory=dict)
+    missing_folders: frozenset[str] = frozenset()
+
+
+def new_pods(plan: Plan) -> set[str]:
+    return {s.target for s in plan.steps if s.kind == "pod"}
+
+
+def new_containers(plan: Plan) -> set[str]:
+    """The services whose containers the plan creates."""
+    return {s.service for s in plan.steps if s.kind == "container" and s.service}
+
+
+def _ipv6_hosts(stack: Stack, plan: Plan) -> list[str]:
+    creating = new_pods(plan)
+    return sorted({p.host_ip for s in stack.services if s.pod in creating for p in s.publish if ":" in p.host_ip})
+
+
+def _port_frees_up(host_ip: str, port: int, grace_s: float = PORT_GRACE_S) -> bool:
+    """Free now, or within a short grace (rootless Podman's port forwarder exits after its pod)."""
+    deadline = time.monotonic() + grace_s
+    while not port_is_free(host_ip, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, ObservedPod]) -> HostFacts:
+    """The facts `preflight` reads, each only when the plan makes it matter."""
+    creating, containers = new_pods(plan), new_containers(plan)
+    taken: dict[int, str] = {}
+    published: dict[int, str] | None = None
+    for spec in stack.services:
+        if spec.pod not in creating or spec.pod in pods:
+            continue
+        for publish in spec.publish:
+            if not _port_frees_up(publish.host_ip, publish.host):
+                published = engine.published_ports() if published is None else published
+                taken[publish.host] = published.get(publish.host) or port_holder(publish.host) or "another program"
+    limited = any(s.name in containers and (s.memory or s.cpus) for s in stack.services)
+    missing = {
+        mount.source
+        for spec in stack.services
+        if spec.name in containers
+        for mount in spec.mounts
+        if not mount.named and mount.target != PRESETS_DIR and not os.path.isdir(mount.source)
+    }
+    return HostFacts(
+        engine.name,
+        engine.rootless() if _ipv6_hosts(stack, plan) else False,
+        engine.limits_problem() if limited else None,
+        taken,
+        frozenset(missing),
+    )
+
+
+def preflight(stack: Stack, plan: Plan, pods: Mapping[str, ObservedPod], host: HostFacts) -> list[RuntimeFailure]:
+    """Every refusal of `start` for this plan on this host, in the order start meets them."""
+    return [*_ipv6_problems(stack, plan, host), *_port_problems(stack, plan, pods, host)] + [
+        *_limit_problems(stack, plan, host),
+        *_folder_problems(stack, plan, host),
+    ]
+
+
+def _ipv6_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[RuntimeFailure]:
+    ipv6 = _ipv6_hosts(stack, plan)
+    if not ipv6 or host.rootless:
+        return []
+    # Measured (Podman 4.3, netavark): rootful publishing is a kernel DNAT, and Linux does not
+    # route packets addressed to ::1 to another address (IPv6 has no route_localnet), nor
+    # translate IPv6 to the pods' IPv4 addresses: the port accepts no connection. Rootless
+    # Podman forwards ports from a host process and serves IPv6 addresses.
+    return [
+        RuntimeFailure(
+            f"rootful Podman cannot publish on the IPv6 address {', '.join(ipv6)}: its port forwarding does not "
+            "reach containers from IPv6 loopback; nothing was created",
+            hint='use runtime.bind_address = "127.0.0.1" (or run airpods as a normal user: rootless Podman '
+            "publishes on IPv6)",
+        )
+    ]
+
+
+def _port_problems(stack: Stack, plan: Plan, pods: Mapping[str, ObservedPod], host: HostFacts) -> list[RuntimeFailure]:
+    creating = new_pods(plan)
+    left = {f"airpods service {p.service}" for p in orphans(stack, Observed(pods=pods))}
+    problems = []
+    for spec in stack.services:
+        if spec.pod not in creating or spec.pod in pods:
+            continue
+        for publish in (p for p in spec.publish if p.host in host.taken_ports):
+            holder = host.taken_ports[publish.host]
+            orphan = holder in left
+            problems.append(
+                RuntimeFailure(
+                    f"{spec.name} cannot publish {publish.address()}: the port is in use by {holder}"
+                    + (" (an orphan of this stack)" if orphan else "")
+                    + "; nothing was created",
+                    hint="`airpods start --remove-orphans` removes it first"
+                    if orphan
+                    else other_engine_hint(holder, host.engine)
+                    or f"stop that program, or give services.{spec.name}.ports another host port",
+                )
+            )
+    return problems
+
+
+def other_engine_hint(holder: str, engine: str) -> str | None:
+    """When the port is held by the other engine's forwarder: the stack may run there."""
+    for other, programs in PORT_HOLDERS.items():
+        if other != engine and any(program in holder for program in programs):
+            return (
+                f"a container of {other} holds it — this stack may be running on {other}: "
+                f"`airpods --engine {other} status` shows it, `airpods --engine {other} stop` stops it"
+            )
+    return None
+
+
+def _limit_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[RuntimeFailure]:
+    """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
+    containers = new_containers(plan)
+    limited = [s.name for s in stack.services if s.name in containers and (s.memory or s.cpus)]
+    if not limited or not host.limits_problem:
+        return []
+    return [
+        RuntimeFailure(
+            f"{', '.join(limited)} {'has' if len(limited) == 1 else 'have'} resources set, but {host.limits_problem}; "
+            "nothing was created",
+            hint="use cgroup v2 with delegation (systemd: Delegate=memory cpu for user@.service), run podman "
+            "rootful, or remove services.NAME.resources; `airpods doctor` explains",
+        )
+    ]
+
+
+def _folder_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[RuntimeFailure]:
+    """A host folder mounted into a new container must exist (the engine would fail mid-start)."""
+    containers = new_containers(plan)
+    return [
+        RuntimeFailure(
+            f"{spec.name} mounts the host folder {mount.source} at {mount.target}, but it does not exist; "
+            "nothing was created",
+            hint=f"create it (mkdir -p {mount.source}) or fix services.{spec.name}.volumes",
+        )
+        for spec in stack.services
+        if spec.name in containers
+        for mount in spec.mounts
+        if mount.source in host.missing_folders and not mount.named
+    ]
