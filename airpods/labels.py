@@ -35,6 +35,12 @@ def label_args(labels: Mapping[str, str]) -> list[str]:
     return [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
 
 
+def project_suffix(project: str) -> str:
+    """Appended to secret names of a project other than the default, so two projects never share
+    (or remove) each other's podman secrets."""
+    return "" if project == DEFAULT_PROJECT else f"-{project}"
+
+
 def default_pod(project: str, service: str) -> str:
     """A service's pod when the config names none: the service's name in the default project,
     PROJECT-SERVICE in any other (two projects never want the same pod)."""

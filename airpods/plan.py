@@ -9,14 +9,20 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from airpods.errors import RuntimeFailure
-from airpods.labels import DEFAULT_PROJECT
+from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.redact import MASK, redact_argv
-from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.model import PRESET_FILE, PRESETS_DIR, ServiceSpec, Stack
 
-StepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
+EngineStepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
+# What `start` does besides engine commands, in the plan too (so --dry-run shows it): make a
+# volume's folders, fetch a declared model, write a router's preset file, wait for a service,
+# ask a kept router to reread its presets, remove the older values of rotated user secrets.
+HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune"]
+StepKind = EngineStepKind | HostStepKind
+HOST_STEPS: frozenset[str] = frozenset(get_args(HostStepKind))
 PullPolicy = Literal["missing", "always", "never"]
 DEFAULT_TIMEOUT_S = 120.0
 PULL_TIMEOUT_S = 3600.0
@@ -28,9 +34,11 @@ ENGINE_MARGIN_S = 60.0
 
 @dataclass(frozen=True)
 class Step:
-    """One thing for the engine to do, as data: create the network/volume/secret `target`, pull
-    the image `target`, create the pod or container of `spec`, stop (waiting `grace_s`) or remove
-    the pod `target`. The engine renders it (engine/podman_argv.py for Podman)."""
+    """One thing to do, as data. For the engine: create the network/volume/secret `target`,
+    pull the image `target`, create the pod or container of `spec`, stop (waiting `grace_s`) or
+    remove the pod `target` (the engine renders it: engine/podman_argv.py for Podman). On the
+    host (`on_host`, see HostStepKind): `target` names the volume, model, router, service or
+    secrets it acts on, `names` what it acts on there (folders, a model's source, secrets)."""
 
     kind: StepKind
     target: str
@@ -41,6 +49,11 @@ class Step:
     spec: ServiceSpec | None = field(default=None, repr=False, compare=False)  # pod and container steps
     labels: tuple[tuple[str, str], ...] = ()  # network, volume and secret steps
     grace_s: int | None = None  # stop steps: seconds before the containers are killed
+    names: tuple[str, ...] = ()  # host steps: the folders, the model's source, the secrets
+
+    @property
+    def on_host(self) -> bool:
+        return self.kind in HOST_STEPS
 
 
 # An engine's rendering of a step as the command it runs (for display and --json).
@@ -69,6 +82,10 @@ class Observed:
     pods: Mapping[str, ObservedPod] = field(default_factory=dict)
     secrets: frozenset[str] = frozenset()
     containers: Mapping[str, str | None] = field(default_factory=dict)  # every container → its project
+    # What `start` also reads: the models in the stack's model store (None: it cannot be read
+    # here), and each secret's project when the stack has user secrets (their older values).
+    models: frozenset[str] | None = frozenset()
+    secret_projects: Mapping[str, str | None] = field(default_factory=dict)
 
     def project_pods(self, project: str) -> dict[str, ObservedPod]:
         return {name: pod for name, pod in self.pods.items() if pod.project == project}
@@ -102,7 +119,7 @@ class Plan:
         lines += [f"# {note}" for note in self.notes]
         for step in self.steps:
             lines.append(f"# {step.why}")
-            argv = argv_of(step)
+            argv = () if step.on_host else argv_of(step)
             if argv:  # Docker runs no command for a pod (it has none) or a secret (a file it writes)
                 lines.append(shlex.join(redact_argv(argv)) + (f" <<< '{MASK}'" if step.stdin is not None else ""))
         return "\n".join(lines)
@@ -117,7 +134,7 @@ class Plan:
                     "target": s.target,
                     "service": s.service,
                     "why": s.why,
-                    "argv": redact_argv(argv_of(s)),
+                    "argv": [] if s.on_host else redact_argv(argv_of(s)),
                 }
                 for s in self.steps
             ],
@@ -187,7 +204,12 @@ def build_start_plan(
     pull: PullPolicy = "missing",
     remove_orphans: bool = False,
 ) -> Plan:
-    """`api_key` is the value behind stack.secrets, `values` the value of each user secret by
+    """Every effect of `start`, in the order it happens: the shared objects, the services'
+    volume folders, pulls, model fetches, preset files, then per service its pod and container
+    and the wait for it, and last what follows a service being up (a kept router rereads its
+    presets; rotated secrets' older values go).
+
+    `api_key` is the value behind stack.secrets, `values` the value of each user secret by
     name (secrets.stack_secret_values; only read for secrets that do not exist yet).
     A service's pod is left alone when it runs with the same config hash and image ID; it is
     recreated when either changed or it stopped. Raises RuntimeFailure on a pod name clash or
@@ -224,7 +246,10 @@ def build_start_plan(
                     labels=labels,
                 )
             )
+    steps += folder_steps(stack)
     steps += pull_steps(images_to_pull(stack, observed, pull))
+    steps += fetch_steps(stack, observed.models)
+    steps += preset_steps(stack)
     left = orphans(stack, observed)
     if left and remove_orphans:
         steps += [
@@ -236,39 +261,142 @@ def build_start_plan(
             f"orphan pod{'s' if len(left) > 1 else ''} of services no longer in the config: "
             f"{', '.join(p.name for p in left)} (`airpods start --remove-orphans` removes them)"
         )
+    kept: list[ServiceSpec] = []
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)
         changes = pending_changes(spec, pod, observed.images) if pod else []
         if pod and pod.running and not changes:
             notes.append(f"{spec.name}: running and unchanged, left alone")
+            kept.append(spec)
             continue
         if pod:
             why = " and ".join(CHANGE_REASONS[c] for c in changes) or "not running"
             steps.append(remove_step(spec.pod, f"{spec.name}: {why}, recreate its pod", spec.name))
-        steps.append(
-            Step(
-                "pod",
-                spec.pod,
-                f"{spec.name}: pod {spec.pod}"
-                + (
-                    f", published on {', '.join(f'{p.address()}:{p.container}' for p in spec.publish)}"
-                    if spec.publish
-                    else ", not published"
-                ),
-                spec.name,
-                spec=spec,
-            )
+        steps += service_steps(spec)
+    steps += [
+        Step(
+            "reload",
+            spec.name,
+            f"{spec.name}: reread its preset file if this start changed it (GET /models?reload=1)",
+            spec.name,
         )
-        steps.append(
-            Step(
-                "container",
-                spec.container,
-                f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})",
-                spec.name,
-                spec=spec,
-            )
-        )
+        for spec in routers(kept)
+    ]
+    steps += prune_steps(stack, observed)
     return Plan("start", tuple(steps), tuple(notes))
+
+
+def service_steps(spec: ServiceSpec) -> list[Step]:
+    """A service's own steps: its pod, its container, the wait until it is ready."""
+    published = ", ".join(f"{p.address()}:{p.container}" for p in spec.publish)
+    target = spec.publish[0].reach() if spec.publish else None
+    wait = (
+        f"{spec.name}: wait until GET {spec.health.path} on port {target[1]} answers "
+        f"(up to {spec.health.timeout_s:g} s)"
+        if spec.health.path and target
+        else f"{spec.name}: wait until its container runs (no health check)"
+    )
+    return [
+        Step(
+            "pod",
+            spec.pod,
+            f"{spec.name}: pod {spec.pod}" + (f", published on {published}" if published else ", not published"),
+            spec.name,
+            spec=spec,
+        ),
+        Step(
+            "container",
+            spec.container,
+            f"{spec.name}: container {spec.container} ({spec.variant} image {spec.image})",
+            spec.name,
+            spec=spec,
+        ),
+        Step("wait", spec.name, wait, spec.name, timeout_s=spec.health.timeout_s),
+    ]
+
+
+def routers(services: Iterable[ServiceSpec]) -> list[ServiceSpec]:
+    """The llama.cpp routers among `services`: the ones that read a preset file airpods writes."""
+    return [s for s in services if any(m.target == PRESETS_DIR for m in s.mounts)]
+
+
+def folder_steps(stack: Stack) -> list[Step]:
+    """Each volume's folders its service needs (ComfyUI's checkpoints/, loras/ …), the missing ones."""
+    return [
+        Step(
+            "folders",
+            mount.source,
+            f"{spec.name}: make the folders it needs in {mount.source} that are missing ({', '.join(mount.folders)})",
+            names=mount.folders,
+        )
+        for spec in stack.services
+        for mount in spec.mounts
+        if mount.folders
+    ]
+
+
+def fetch_steps(stack: Stack, present: frozenset[str] | None) -> list[Step]:
+    """A fetch for each declared model (a preset with a `source`) the model store lacks, each
+    name once; none when the store cannot be read here (start says so when it fetches)."""
+    seen: set[str] = set()
+    steps = []
+    for spec in routers(stack.services):
+        for preset in spec.presets:
+            if preset.source and preset.name not in seen and (present is None or preset.name not in present):
+                seen.add(preset.name)
+                steps.append(
+                    Step(
+                        "fetch",
+                        preset.name,
+                        f"model {preset.name}: fetch {preset.source} into the model store "
+                        f"(declared in services.{spec.name}.models)",
+                        names=(spec.name, preset.source),
+                        timeout_s=PULL_TIMEOUT_S,
+                    )
+                )
+    return steps
+
+
+def preset_steps(stack: Stack) -> list[Step]:
+    return [
+        Step(
+            "presets",
+            spec.name,
+            f"{spec.name}: write its preset file {PRESET_FILE} if it changed (its declared models, and "
+            "sections for the models found in the store)",
+        )
+        for spec in routers(stack.services)
+    ]
+
+
+def prune_steps(stack: Stack, observed: Observed) -> list[Step]:
+    """Once a service runs with a user secret's new value (a new value is a new secret, named
+    PREFIX-ID[-project] by stack.build.user_secrets), the older values of that secret go."""
+    current = {d.name for d in stack.secrets}
+    steps = []
+    for spec in stack.services:
+        prefixes = tuple(
+            use.name.removesuffix(project_suffix(stack.project)).rsplit("-", 1)[0] + "-"
+            for use in spec.secrets
+            if use.purpose == "user" and use.name.startswith("airpods-secret-")
+        )
+        stale = sorted(
+            name
+            for name, project in observed.secret_projects.items()
+            if prefixes and project == stack.project and name.startswith(prefixes) and name not in current
+        )
+        if stale:
+            steps.append(
+                Step(
+                    "prune",
+                    spec.name,
+                    f"{spec.name}: once it runs with its secrets' new values, remove the older ones "
+                    f"({', '.join(stale)})",
+                    spec.name,
+                    names=tuple(stale),
+                )
+            )
+    return steps
 
 
 def build_stop_plan(stack: Stack, observed: Observed | None, timeout_s: int, *, remove_orphans: bool = False) -> Plan:

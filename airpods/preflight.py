@@ -18,8 +18,7 @@ from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
 from airpods.plan import Observed, ObservedPod, Plan, orphans
 from airpods.ports import port_holder, port_is_free
-from airpods.stack.model import Stack
-from airpods.stack.presets import PRESETS_DIR
+from airpods.stack.model import PRESETS_DIR, Stack
 
 # The processes that hold a container's published port for each engine (measured: Docker's
 # userland proxy; Podman's conmon when rootful, rootlessport/pasta/slirp4netns when rootless).

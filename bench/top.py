@@ -27,8 +27,8 @@ ports = [{ host = 8083, container = 8080 }]
 def run() -> list[dict]:
     from airpods.cli.context import Options, stack_source
     from airpods.cli.context import engine as engine_of
-    from airpods.lifecycle import stack_in_use, stack_key
     from airpods.top import Top
+    from airpods.usecases.common import stack_in_use, stack_key
     from tests.integration.conftest import put_in_volume
     from tests.rig.tiny_gguf import write_tiny_model
 

@@ -33,12 +33,14 @@ def backup(
     ] = False,
 ) -> None:
     """Config, volumes (through podman) and, if asked, secrets, in one verified archive."""
-    from airpods import lifecycle
     from airpods.backup import CONSISTENT_COPY, backup_volumes, estimate, write_backup
     from airpods.cli.output import warn
     from airpods.cli.progress import ByteProgress, ConsoleReporter, human_size
     from airpods.config.files import locate_config
     from airpods.secrets import api_key_path
+    from airpods.usecases.common import stack_subset
+    from airpods.usecases.start import start as start_stack
+    from airpods.usecases.stop import stop as stop_stack
 
     options = options_of(ctx)
     names = _names(services)
@@ -71,9 +73,9 @@ def backup(
     )
     paused = None
     if hot and stop:
-        paused = lifecycle.stack_subset(chosen, [s.name for s in hot])
+        paused = stack_subset(chosen, [s.name for s in hot])
         with ConsoleReporter() as reporter:
-            lifecycle.stop(lambda present: paused, engine, reporter)
+            stop_stack(lambda present: paused, engine, reporter)
     try:
         with ByteProgress() as progress:
             members = write_backup(
@@ -88,7 +90,7 @@ def backup(
     finally:
         if paused is not None:
             with ConsoleReporter() as reporter:
-                lifecycle.start(lambda present: paused, engine, reporter)
+                start_stack(lambda present: paused, engine, reporter)
     for member in members:
         print(f"  {member.name}  {human_size(member.size)}  sha256 {member.sha256[:16]}…")
     print(f"wrote {out} (mode 0600{', includes the API key' if include_secrets else ', no secrets'})")

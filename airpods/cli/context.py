@@ -42,9 +42,9 @@ def stack_source(
     engine=None,
     check_flags: bool = True,
     preview: bool = False,
-):  # -> lifecycle.StackFor
+):  # -> usecases.common.StackFor
     """The stack of the named services (or the default selection), as a function of the
-    services found running (lifecycle.stack_in_use decides which). Resolved once right away, so
+    services found running (usecases.common.stack_in_use decides which). Resolved once right away, so
     a config or usage error is reported before any pod is touched; with `engine`, against the
     flag tables of the llama-server images present (server_flags.resolve_checked). Resolved
     again whenever a flag table is learned (start reads the tables of images it pulls).

@@ -16,8 +16,8 @@ def env(
 ) -> None:
     """Print `export OPENAI_BASE_URL=… OPENAI_API_KEY=…` for an instance: eval "$(airpods env)"."""
     from airpods.errors import UsageError
-    from airpods.lifecycle import stack_key
     from airpods.stack.wiring import LLAMACPP
+    from airpods.usecases.common import stack_key
 
     wanted = stack(options_of(ctx), [name] if name else None, ensure_key=True)
     instances = [s for s in wanted.services if s.kind == LLAMACPP]

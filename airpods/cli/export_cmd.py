@@ -60,8 +60,8 @@ def kube(
     """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
-    from airpods.lifecycle import stack_key
     from airpods.secrets import stack_secret_values
+    from airpods.usecases.common import stack_key
 
     if target not in ("podman", "kubernetes"):
         raise UsageError(f"unknown target {target!r}", hint="podman or kubernetes")

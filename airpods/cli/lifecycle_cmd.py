@@ -54,12 +54,14 @@ def start(
     as_json: Json = False,
 ) -> None:
     """Create the network, volumes and pods, pull images, and wait until every service is healthy."""
-    from airpods import lifecycle
     from airpods.cli.output import print_json, warn
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
     from airpods.stack.exposure import exposed
     from airpods.stack.presets import preset_ini
+    from airpods.usecases.pull import pre_fetch as fetch_ahead
+    from airpods.usecases.start import plan_start
+    from airpods.usecases.start import start as start_stack
 
     present = engine_if_present(options_of(ctx))
     # Pulling only: command_args are not checked (the image's own flag table comes with it). A dry
@@ -73,7 +75,7 @@ def start(
         preview=dry_run,
     )
     if dry_run:
-        wanted, plan = lifecycle.plan_start(
+        wanted, plan = plan_start(
             stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
         )
         checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
@@ -103,7 +105,7 @@ def start(
     engine = present or engine_of(options_of(ctx))  # not installed: this says so
     with ConsoleReporter(quiet=as_json) as reporter:
         if pre_fetch:
-            plan = lifecycle.pre_fetch(stack_for(()), engine, reporter, pull.value)
+            plan = fetch_ahead(stack_for(()), engine, reporter, pull.value)
             for note in plan.notes:
                 reporter.line(note)
             if as_json:
@@ -116,7 +118,7 @@ def start(
         for spec in stack_for(()).services:
             if gpu_said(spec):
                 reporter.line(f"gpu: {spec.name}: {spec.gpu_reason}")
-        result = lifecycle.start(
+        result = start_stack(
             stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value, remove_orphans=remove_orphans
         )
         for note in result.plan.notes:
@@ -139,11 +141,11 @@ def stop(
     ctx: typer.Context, services: Services = None, timeout: Timeout = None, remove_orphans: RemoveOrphans = False
 ) -> None:
     """Stop and remove the pods. Volumes and their data are always kept."""
-    from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
+    from airpods.usecases.stop import stop as stop_stack
 
     with ConsoleReporter() as reporter:
-        plan = lifecycle.stop(
+        plan = stop_stack(
             stack_source(options_of(ctx), services),
             engine_of(options_of(ctx)),
             reporter,
@@ -168,13 +170,13 @@ def restart(
 ) -> None:
     """Stop the services, then start them again with the current config and images, waiting until
     healthy. Without names: every service of this stack whose pod exists."""
-    from airpods import lifecycle
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
+    from airpods.usecases.restart import restart as restart_stack
 
     engine = engine_of(options_of(ctx))
     with ConsoleReporter(quiet=as_json) as reporter:
-        _, result = lifecycle.restart(
+        _, result = restart_stack(
             stack_source(options_of(ctx), services, ensure_key=True, engine=engine),
             engine,
             reporter,
@@ -192,10 +194,10 @@ def restart(
 
 def status(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:
     """State, health, URL, image and uptime of each service (exit 0 even when some are down)."""
-    from airpods import lifecycle
     from airpods.cli.render import render_status
+    from airpods.usecases.status import status as stack_status
 
-    render_status(lifecycle.status(stack_source(options_of(ctx), services), engine_of(options_of(ctx))), as_json)
+    render_status(stack_status(stack_source(options_of(ctx), services), engine_of(options_of(ctx))), as_json)
 
 
 def logs(
@@ -208,8 +210,8 @@ def logs(
     """Print container logs: one service as is, several interleaved with a service prefix."""
     from airpods.engine.logs import stream_logs
     from airpods.errors import RuntimeFailure
-    from airpods.lifecycle import stack_in_use
     from airpods.secrets import register_stack_secrets
+    from airpods.usecases.common import stack_in_use
 
     if since is not None:
         _check_since(since)
@@ -233,16 +235,17 @@ def logs(
 def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:
     """Pull the stack's images again and say which changed; `airpods start` then recreates the
     services whose image changed (and only those)."""
-    from airpods import lifecycle
     from airpods.cli.output import print_json
     from airpods.cli.progress import ConsoleReporter, human_size
     from airpods.cli.table import format_table
+    from airpods.usecases.common import stack_in_use
+    from airpods.usecases.pull import pull as pull_images
 
     stack_for = stack_source(options_of(ctx), services, check_flags=False)  # see start --pre-fetch
     engine = engine_of(options_of(ctx))
-    wanted = lifecycle.stack_in_use(stack_for, engine.pods())
+    wanted = stack_in_use(stack_for, engine.pods())
     with ConsoleReporter(quiet=as_json) as reporter:
-        results = lifecycle.pull(wanted, engine, reporter)
+        results = pull_images(wanted, engine, reporter)
     if as_json:
         print_json({"images": [r.to_json() for r in results]})
     else:

@@ -45,8 +45,8 @@ def clean(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting volumes.")] = False,
 ) -> None:
     """Remove what airpods created for this project: only what the flags name."""
-    from airpods import lifecycle
     from airpods.errors import UsageError
+    from airpods.usecases.clean import clean
 
     if not (pods or volumes or images):
         raise UsageError("say what to clean: --pods, --volumes and/or --images")
@@ -57,7 +57,7 @@ def clean(
         doomed = [v for v in everything.volumes if owners.get(v, "") == everything.project]  # what clean deletes
         if doomed and not typer.confirm(f"Delete volumes {', '.join(doomed)} and all their data?", default=False):
             raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
-    for line in lifecycle.clean(everything, engine, pods=pods, volumes=volumes, images=images):
+    for line in clean(everything, engine, pods=pods, volumes=volumes, images=images):
         print(line)
 
 

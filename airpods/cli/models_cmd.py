@@ -30,9 +30,9 @@ def _running(engine) -> set[str]:
 def _after_change(everything, engine) -> None:
     """The volume changed: rewrite the routers' preset files (an embedding model added or
     removed) and have the running routers reread their model lists."""
-    from airpods.lifecycle import stack_key
     from airpods.models.manage import reload_routers
     from airpods.models.presets import write_presets
+    from airpods.usecases.common import stack_key
 
     running = {c.name: c.config_hash for c in engine.containers() if c.running}
     write_presets(everything, engine, running)
@@ -370,9 +370,9 @@ def chat(
     import subprocess
 
     from airpods.errors import UsageError
-    from airpods.lifecycle import stack_key
     from airpods.models.chat import api_chat, first_model
     from airpods.models.manage import llama_instances, model_mount, tool_image
+    from airpods.usecases.common import stack_key
 
     wanted = stack(options_of(ctx), [instance] if instance else None, ensure_key=True)
     instances = llama_instances(wanted)

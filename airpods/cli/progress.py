@@ -24,7 +24,7 @@ def human_size(size: int | None) -> str:
 
 
 class ConsoleReporter:
-    """Implements lifecycle.Reporter."""
+    """Implements usecases.common.Reporter."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet

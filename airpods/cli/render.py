@@ -10,7 +10,8 @@ from airpods.cli.table import format_table
 from airpods.errors import RuntimeFailure
 
 if TYPE_CHECKING:
-    from airpods.lifecycle import ServiceStatus, StartResult
+    from airpods.usecases.start import StartResult
+    from airpods.usecases.status import ServiceStatus
 
 
 def render_start(result: StartResult, as_json: bool) -> None:

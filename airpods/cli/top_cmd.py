@@ -22,8 +22,8 @@ def top(
     import time
 
     from airpods.cli.output import print_json
-    from airpods.lifecycle import stack_in_use, stack_key
     from airpods.top import Top
+    from airpods.usecases.common import stack_in_use, stack_key
 
     engine = engine_of(options_of(ctx))
     stack = stack_in_use(stack_source(options_of(ctx), None), engine.pods())

@@ -85,7 +85,9 @@ def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
 
 def step_argv(step: Step, secrets: Path) -> tuple[str, ...]:
     """The docker command a step runs ("docker" first); () for a step Docker has no command for
-    (a pod; a secret, which the engine writes as a file)."""
+    (a pod; a secret, which the engine writes as a file; a step airpods does on the host)."""
+    if step.on_host:
+        return ()
     labels = label_args(dict(step.labels))
     if step.kind == "network":
         return ("docker", "network", "create", *labels, step.target)

@@ -77,7 +77,10 @@ def one_off_args(job: OneOff, *, interactive: bool = False) -> list[str]:
 
 
 def step_argv(step: Step) -> tuple[str, ...]:
-    """The podman command a step runs ("podman" first; the engine puts its binary there)."""
+    """The podman command a step runs ("podman" first; the engine puts its binary there); none
+    for a step airpods itself does on the host."""
+    if step.on_host:
+        return ()
     labels = label_args(dict(step.labels))
     if step.kind == "network":
         return ("podman", "network", "create", *labels, step.target)

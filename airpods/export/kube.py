@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airpods.stack.model import Mount, ServiceSpec, Stack
-from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, preset_ini
+from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Mount, ServiceSpec, Stack
+from airpods.stack.presets import preset_ini
 from airpods.stack.wiring import LLAMACPP
 
 PROBE_PERIOD_S = 5

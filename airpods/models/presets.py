@@ -18,8 +18,8 @@ from airpods.models.manage import import_model, llama_instances, model_mount, mo
 from airpods.models.sources import UrlRef, parse_source
 from airpods.models.store import ModelStore
 from airpods.stack.args import FlagArg
-from airpods.stack.model import Preset, ServiceSpec, Stack
-from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, preset_ini
+from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Preset, ServiceSpec, Stack
+from airpods.stack.presets import preset_ini
 
 
 def detected_flags(store: ModelStore) -> dict[str, list[FlagArg]]:
@@ -101,28 +101,34 @@ def declared_models(stack: Stack) -> list[tuple[str, Preset]]:
 
 
 def fetch_declared(stack: Stack, engine: Engine, progress: Progress, announce: Callable[[str], None]) -> list[str]:
-    """Fetch every declared model the volume lacks (a Hugging Face reference, a URL, or a local
-    file, as `models pull` / `models import` would), under its declared name. Returns the names
-    fetched. Errors keep their type and say which model and key they come from."""
+    """Fetch every declared model the volume lacks (see `fetch_model`). Returns the names
+    fetched."""
     wanted = declared_models(stack)
     if not wanted:
         return []
     store = model_store(stack, engine)  # creates the volume if needed
     present = {m.name for m in store.models()}
-    fetched = []
-    for service, preset in wanted:
-        if preset.name in present or preset.source is None:
-            continue
-        announce(f"fetching model {preset.name} from {preset.source} (declared in services.{service}.models)")
-        try:
-            if preset.source.startswith("/"):
-                import_model(store, Path(preset.source), preset.name, False, progress)
-            elif isinstance(ref := parse_source(preset.source), UrlRef):
-                pull_url(store, ref, preset.name, progress, announce)
-            else:
-                pull_hf(store, ref, preset.name, progress, announce)
-        except AirpodsError as exc:
-            exc.message = f"model {preset.name} (services.{service}.models.{preset.name}.source): {exc.message}"
-            raise
-        fetched.append(preset.name)
-    return fetched
+    missing = [(service, preset) for service, preset in wanted if preset.name not in present and preset.source]
+    for service, preset in missing:
+        fetch_model(store, service, preset, progress, announce)
+    return [preset.name for _, preset in missing]
+
+
+def fetch_model(
+    store: ModelStore, service: str, preset: Preset, progress: Progress, announce: Callable[[str], None]
+) -> None:
+    """Fetch one declared model into `store` under its declared name: a Hugging Face
+    reference, a URL, or a local file, as `models pull` / `models import` would. Errors keep
+    their type and say which model and key they come from."""
+    assert preset.source is not None
+    announce(f"fetching model {preset.name} from {preset.source} (declared in services.{service}.models)")
+    try:
+        if preset.source.startswith("/"):
+            import_model(store, Path(preset.source), preset.name, False, progress)
+        elif isinstance(ref := parse_source(preset.source), UrlRef):
+            pull_url(store, ref, preset.name, progress, announce)
+        else:
+            pull_hf(store, ref, preset.name, progress, announce)
+    except AirpodsError as exc:
+        exc.message = f"model {preset.name} (services.{service}.models.{preset.name}.source): {exc.message}"
+        raise

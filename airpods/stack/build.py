@@ -9,11 +9,13 @@ from airpods.config.schema import Config, Service
 from airpods.config.validation import key_path
 from airpods.errors import ConfigError, UsageError
 from airpods.gpu import GpuChoice, HostGpu, choose_gpu
-from airpods.labels import default_container, default_pod
+from airpods.labels import default_container, default_pod, project_suffix
 from airpods.secrets import key_source
 from airpods.stack.args import check_server_env, command_flags, flat, sets_flag
 from airpods.stack.flag_table import FlagTable, builtin_table
 from airpods.stack.model import (
+    PRESET_FILE,
+    PRESETS_DIR,
     UNSET,
     HealthCheck,
     Mount,
@@ -25,7 +27,7 @@ from airpods.stack.model import (
     Settings,
     Stack,
 )
-from airpods.stack.presets import PRESET_FILE, PRESETS_DIR, build_presets, preset_folder
+from airpods.stack.presets import build_presets, preset_folder
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
     LLAMACPP,
@@ -34,7 +36,6 @@ from airpods.stack.wiring import (
     listen_port,
     llama_extra_args,
     open_webui_wiring,
-    project_suffix,
 )
 from airpods.state import state_path
 

@@ -105,6 +105,9 @@ class Preset:
     source: str | None = None  # where `start` fetches it from when the volume lacks it
 
 
+PRESETS_DIR = "/presets"  # where a llama.cpp router reads its preset file, in the container
+PRESET_FILE = "models.ini"
+
 # Scratch folders a read-only container gets as tmpfs (what Podman's --read-only mounts by itself).
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
 

@@ -18,8 +18,6 @@ from airpods.stack.args import FlagArg, command_flags
 from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import Preset
 
-PRESETS_DIR = "/presets"  # in the container
-PRESET_FILE = "models.ini"
 # Flags the router decides for each model itself (server README): refused in a preset.
 ROUTER_FLAGS = {
     "--alias": "the section's name is the model's name",

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from airpods.config.schema import Config, Service
-from airpods.labels import DEFAULT_PROJECT
+from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.stack.args import sets_flag
 from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import SecretDef, SecretUse
@@ -17,12 +17,6 @@ from airpods.stack.model import SecretDef, SecretUse
 OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI = "ollama", "llamacpp", "open-webui", "comfyui"
 KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
 DEFAULT_LLAMA_PORT = 8080
-
-
-def project_suffix(project: str) -> str:
-    """Appended to secret names of a project other than the default, so two projects never share
-    (or remove) each other's podman secrets."""
-    return "" if project == DEFAULT_PROJECT else f"-{project}"
 
 
 def api_key_secret(key_id: str, project: str = DEFAULT_PROJECT) -> SecretDef:

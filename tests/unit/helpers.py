@@ -62,6 +62,11 @@ def run_cli(capsys, *args: str) -> Result:
     return Result(code, captured.out, captured.err)
 
 
+def engine_steps(plan) -> list:
+    """The plan's steps the engine runs (not the ones airpods does on the host)."""
+    return [step for step in plan.steps if not step.on_host]
+
+
 def stack_of(tmp_path: Path, text: str = "", gpu: HostGpu = NO_GPU, only=()):
     """The stack for a config text, with the test API key."""
     from airpods.secrets import key_id

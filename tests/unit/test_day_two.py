@@ -15,7 +15,7 @@ from airpods.engine.podman_argv import step_argv
 from airpods.errors import RuntimeFailure
 from airpods.health import Probe, http_status
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, orphans
-from tests.unit.helpers import load_text, stack_of, write_toml
+from tests.unit.helpers import engine_steps, load_text, stack_of, write_toml
 
 
 def running(stack, image_id: str = "sha-1", **overrides) -> Observed:
@@ -38,12 +38,16 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
     newer = Observed(**{**observed.__dict__, "images": {**observed.images, llama.image: "sha-2"}})
     plan = build_start_plan(stack, newer)
     assert [(s.kind, s.target) for s in plan.steps] == [
+        ("presets", "llamacpp"),
         ("remove", "llamacpp"),
         ("pod", "llamacpp"),
         ("container", "llamacpp-0"),
+        ("wait", "llamacpp"),
     ]
-    assert "new image pulled" in plan.steps[0].why
-    assert not build_start_plan(stack, observed).steps
+    assert "new image pulled" in plan.steps[1].why
+    unchanged = build_start_plan(stack, observed)
+    assert not engine_steps(unchanged)  # its preset file is rewritten if it changed, and reread then
+    assert [(s.kind, s.target) for s in unchanged.steps] == [("presets", "llamacpp"), ("reload", "llamacpp")]
 
 
 def test_pull_policies(tmp_path):
@@ -55,7 +59,7 @@ def test_pull_policies(tmp_path):
     absent = Observed(**{**observed.__dict__, "images": {}})
     with pytest.raises(RuntimeFailure, match="not present and --pull never"):
         build_start_plan(stack, absent, pull="never")
-    assert [s.kind for s in build_start_plan(stack, observed, pull="never").steps] == []
+    assert engine_steps(build_start_plan(stack, observed, pull="never")) == []
 
 
 def test_orphans_are_noted_and_removed_only_when_asked(tmp_path):
@@ -66,9 +70,9 @@ def test_orphans_are_noted_and_removed_only_when_asked(tmp_path):
     assert [p.name for p in orphans(stack, observed)] == ["llama-old"]
     plan = build_start_plan(stack, observed)
     assert any("llama-old" in n and "--remove-orphans" in n for n in plan.notes)
-    assert not plan.steps
+    assert not engine_steps(plan)
     removing = build_start_plan(stack, observed, remove_orphans=True)
-    assert [(s.kind, s.target) for s in removing.steps] == [("remove", "llama-old")]
+    assert [(s.kind, s.target) for s in engine_steps(removing)] == [("remove", "llama-old")]
     stop = build_stop_plan(stack, observed, 10, remove_orphans=True)
     assert "theirs" not in {s.target for s in stop.steps}  # another project's: never
     assert {s.target for s in stop.steps} == {"ollama", "open-webui", "llamacpp", "llama-old"}
@@ -232,7 +236,7 @@ def test_cache_keeps_several_stacks_and_never_serves_a_stale_one(tmp_path):
     ],
 )
 def test_status_health_states(probe, uptime, expected):
-    from airpods.lifecycle import health_of
+    from airpods.usecases.status import health_of
 
     assert health_of(probe, uptime, 600) == expected
 
@@ -306,7 +310,7 @@ def test_usage_and_runtime_errors_found_by_a_new_user(tmp_path, capsys, monkeypa
 
 
 def test_a_restart_of_one_service_creates_only_the_secrets_it_uses(tmp_path):
-    from airpods.lifecycle import stack_subset
+    from airpods.usecases.common import stack_subset
 
     stack = stack_of(tmp_path)
     only = stack_subset(stack, ["llamacpp"])

@@ -8,7 +8,7 @@ import pytest
 
 from airpods.engine.podman_argv import step_argv
 from airpods.plan import Observed, ObservedPod, build_start_plan, build_stop_plan, pull_plan
-from tests.unit.helpers import KEY, NVIDIA, run_cli, stack_of
+from tests.unit.helpers import KEY, NVIDIA, engine_steps, run_cli, stack_of
 from tests.unit.helpers import check_golden as golden
 
 pytestmark = pytest.mark.usefixtures("fixed_state_path")
@@ -74,7 +74,11 @@ def test_ports_are_published_on_loopback_by_default_and_on_the_configured_addres
 
 def test_named_services_only_and_unknown_names(tmp_path, capsys, no_podman):
     plan = build_start_plan(stack_of(tmp_path, only=["llamacpp-ui"]), Observed())
-    assert [s.service for s in plan.steps if s.service] == ["llamacpp-ui", "llamacpp-ui"]
+    assert [(s.kind, s.service) for s in plan.steps if s.service] == [
+        ("pod", "llamacpp-ui"),
+        ("container", "llamacpp-ui"),
+        ("wait", "llamacpp-ui"),
+    ]
     result = run_cli(capsys, "start", "--dry-run", "llama")
     assert result.code == 2
     assert "unknown service: llama" in result.err and "llamacpp-ui" in result.err
@@ -97,13 +101,13 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
         },
     )
     plan = build_start_plan(stack, observed)
-    assert [(s.kind, s.target) for s in plan.steps] == [
+    assert [(s.kind, s.target) for s in engine_steps(plan)] == [
         ("remove", "open-webui"),
         ("pod", "open-webui"),
         ("container", "open-webui-0"),
     ]
     assert "ollama: running and unchanged, left alone" in plan.notes
-    assert "config changed" in plan.steps[0].why
+    assert "config changed" in engine_steps(plan)[0].why
 
 
 def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
@@ -157,4 +161,5 @@ def test_dry_run_json(capsys, no_podman):
     result = run_cli(capsys, "start", "--dry-run", "--json", "llamacpp")
     data = json.loads(result.out)
     assert data["action"] == "start"
-    assert data["steps"][-1]["argv"][:3] == ["podman", "run", "--detach"]
+    assert [s["kind"] for s in data["steps"]][-3:] == ["pod", "container", "wait"]
+    assert data["steps"][-2]["argv"][:3] == ["podman", "run", "--detach"] and data["steps"][-1]["argv"] == []

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from airpods import lifecycle
 from airpods.engine.errors import EngineError
 from airpods.errors import Interrupted, RuntimeFailure
 from airpods.plan import Step
 from airpods.stack.model import Mount
+from airpods.usecases import pull as pulling
+from airpods.usecases import start as starting
 from tests.memory_engine import MemoryEngine
 from tests.unit.helpers import stack_of
 
@@ -72,8 +73,8 @@ def engine(home, stack) -> MemoryEngine:
     return MemoryEngine(home / "volumes", registry={image: f"sha256:{n}-a" for n, image in enumerate(stack.images)})
 
 
-def start(stack, engine: MemoryEngine, **options) -> lifecycle.StartResult:
-    return lifecycle.start(lambda present: stack, engine, Quiet(), **options)
+def start(stack, engine: MemoryEngine, **options) -> starting.StartResult:
+    return starting.start(lambda present: stack, engine, Quiet(), **options)
 
 
 def ids(engine: MemoryEngine) -> dict[str, str]:
@@ -88,7 +89,8 @@ def test_a_first_start_creates_the_whole_stack_and_a_second_changes_nothing(stac
     assert set(made["volumes"]) == set(stack.volumes) and set(made["secrets"]) == {s.name for s in stack.secrets}
     before = ids(engine)
     again = start(stack, engine)
-    assert again.ok and not again.plan.steps and ids(engine) == before
+    assert again.ok and not [s for s in again.plan.steps if not s.on_host] and ids(engine) == before
+    assert engine.state() == made
 
 
 def test_a_container_the_engine_refuses_fails_only_its_service(stack, engine):
@@ -137,7 +139,7 @@ def test_pull_then_start_recreates_exactly_the_service_whose_image_changed(stack
     assert start(stack, engine).ok
     before = ids(engine)
     engine.registry[stack.service("ollama").image] = "sha256:new"
-    pulled = {p.image: p for p in lifecycle.pull(stack, engine, Quiet())}
+    pulled = {p.image: p for p in pulling.pull(stack, engine, Quiet())}
     ollama = pulled[stack.service("ollama").image]
     assert (ollama.outcome, ollama.to_recreate) == ("updated", ("ollama",))
     assert {p.outcome for image, p in pulled.items() if image != ollama.image} == {"unchanged"}
@@ -210,10 +212,56 @@ def test_the_dry_run_plan_changes_nothing_and_says_every_refusal(stack, engine, 
         ),
     )
     engine.limits = "this Podman cannot limit memory (cgroup v1)"
-    shown, plan = lifecycle.plan_start(lambda present: limited, engine)
+    shown, plan = starting.plan_start(lambda present: limited, engine)
     assert engine.state() == before
     refusals = [note for note in plan.notes if note.startswith("start would refuse")]
     assert len(refusals) == 2 and "resources set" in refusals[0] and str(missing) in refusals[1]
     with pytest.raises(RuntimeFailure) as refused:
         start(limited, engine)
     assert "resources set" in refused.value.message and engine.state() == before
+
+
+def test_a_declared_model_is_fetched_once_and_a_failed_fetch_fails_only_its_router(home, engine):
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    model = write_tiny_model(home / "tiny.gguf")
+    declared = stack_of(home, UNPUBLISHED + f'[services.llamacpp.models.tiny]\nsource = "{model}"\n')
+    first = start(declared, engine)
+    assert first.ok and [s.target for s in first.plan.steps if s.kind == "fetch"] == ["tiny"]
+    assert (engine.root / "airpods_llamacpp_models" / "tiny.gguf").read_bytes() == model.read_bytes()
+    preset_file = Path(next(m.source for m in declared.service("llamacpp").mounts if m.target == "/presets"))
+    assert "[tiny]" in (preset_file / "models.ini").read_text()
+    again = start(declared, engine)
+    assert again.ok and not [s for s in again.plan.steps if s.kind == "fetch"]  # the store has it
+
+    missing = stack_of(home, UNPUBLISHED + f'[services.llamacpp.models.gone]\nsource = "{home / "gone.gguf"}"\n')
+    engine.remove_pod("llamacpp")
+    result = start(missing, engine)
+    failed = {r.service: r.detail for r in result.readiness if not r.ready}
+    assert list(failed) == ["llamacpp"] and "its model gone could not be fetched" in failed["llamacpp"]
+    assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
+
+
+def test_a_rotated_secret_recreates_its_service_and_its_older_value_goes_once_it_runs(home, engine, monkeypatch):
+    from airpods.secrets import key_id
+    from airpods.stack.build import build_stack
+    from tests.unit.helpers import KEY, NO_GPU, load_text
+
+    config = load_text(home, UNPUBLISHED + '[services.open-webui.secrets]\nMY_TOKEN = "env:MY_TOKEN"\n').config
+
+    def stack_with(value: str):
+        monkeypatch.setenv("MY_TOKEN", value)
+        return build_stack(config, NO_GPU, (), key_id(KEY), secret_ids={"env:MY_TOKEN": key_id(value)})
+
+    old = stack_with("first-value")
+    assert start(old, engine).ok
+    old_secret = next(s.name for s in old.secrets if s.source == "env:MY_TOKEN")
+    assert engine.secrets[old_secret][0] == "first-value"
+    before = ids(engine)
+    new = stack_with("second-value")
+    result = start(new, engine)
+    assert result.ok and [s.names for s in result.plan.steps if s.kind == "prune"] == [(old_secret,)]
+    new_secret = next(s.name for s in new.secrets if s.source == "env:MY_TOKEN")
+    assert old_secret not in engine.secrets and engine.secrets[new_secret][0] == "second-value"
+    after = ids(engine)
+    assert [name for name in after if after[name] != before[name]] == ["open-webui-0"]

@@ -1,0 +1,42 @@
+"""`airpods clean`: remove exactly what the flags name, for this project only."""
+
+from __future__ import annotations
+
+from airpods.engine.base import Engine
+from airpods.plan import Observed
+from airpods.secrets import forget_values
+from airpods.stack.model import Stack
+from airpods.usecases.common import locked
+
+
+def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bool) -> list[str]:
+    """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
+    (and never one labelled as another project's)."""
+    done: list[str] = []
+    with locked(stack):
+        if pods or volumes:  # a volume in use cannot be removed: its pod goes first
+            for pod in Observed(pods=engine.pods()).project_pods(stack.project):
+                if engine.remove_pod(pod):
+                    done.append(f"removed pod {pod}")
+            # The key's podman secrets go with the pods: start makes them again from the key file.
+            secrets = [name for name, project in engine.secret_projects().items() if project == stack.project]
+            if secrets:
+                engine.remove_secrets(secrets)
+                forget_values(secrets)
+                done.append(f"removed {len(secrets)} {engine.name} secret{'s' if len(secrets) > 1 else ''}")
+        if volumes:
+            owners = engine.volume_projects()
+            for volume in (v for v in stack.volumes if v in owners):
+                owner = owners[volume]
+                if owner is None:
+                    done.append(f"kept volume {volume}: airpods did not create it (it has no io.airpods labels)")
+                elif owner != stack.project:
+                    done.append(f"kept volume {volume}: it belongs to airpods project '{owner}'")
+                else:  # no --force: a volume another container still uses stays, with podman's reason
+                    why = engine.remove_volume(volume)
+                    done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}")
+        if images:
+            for image in stack.images:
+                if engine.remove_image(image):
+                    done.append(f"removed image {image}")
+    return done or ["nothing to clean"]

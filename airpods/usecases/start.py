@@ -1,0 +1,374 @@
+"""`airpods start`: observe → plan every effect → preflight → execute (see `run_start`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from airpods.engine.base import Engine
+from airpods.engine.errors import EngineError
+from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
+from airpods.health import ContainerWatch, Readiness, wait_one
+from airpods.plan import Observed, Plan, PullPolicy, Step, build_start_plan, pull_plan
+from airpods.preflight import observe_host, preflight
+from airpods.secrets import forget_values, stack_secret_values
+from airpods.server_flags import checked_images, learn_tables
+from airpods.stack.model import ServiceSpec, Stack
+from airpods.usecases.common import (
+    Pulls,
+    Reporter,
+    StackFor,
+    locked,
+    observe_stack,
+    rollback,
+    run_pulls,
+    stack_in_use,
+    stack_key,
+    stack_subset,
+)
+
+
+@dataclass
+class StartResult:
+    stack: Stack
+    plan: Plan
+    readiness: list[Readiness] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    kept_failed: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know once it is up
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ready for r in self.readiness)
+
+
+def plan_start(
+    stack_for: StackFor,
+    engine: Engine | None,
+    *,
+    pull: PullPolicy = "missing",
+    pull_only: bool = False,
+    remove_orphans: bool = False,
+) -> tuple[Stack, Plan]:
+    """The plan `start` would run (observing podman when there is one): `--dry-run`."""
+    if engine is None:
+        stack, observed = stack_for(()), Observed()
+    elif pull_only:
+        stack = stack_for(())
+        observed = engine.observe_images(stack.images)
+    else:
+        stack, observed = observe_stack(stack_for, engine)
+    if pull_only:
+        return stack, pull_plan(stack, observed, pull)
+    plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
+    if engine is None:
+        return stack, plan
+    # every refusal `start` would make, and the fit check's warnings, said instead of refused
+    said = [
+        f"start would refuse: {problem.message}; {problem.hint}"
+        for problem in preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
+    ]
+    try:
+        check_fit(stack, plan, engine, said.append)
+    except RuntimeFailure as refused:
+        said.append(f"start would refuse: {refused.message}; {refused.hint}")
+    return stack, replace(plan, notes=plan.notes + tuple(said))
+
+
+def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], None]) -> None:
+    """Before anything is created: the models the llama.cpp instances this start creates load,
+    against their memory limit and the host's free memory (models/fit_check.py): a warning
+    through `say`, or for fit = "strict" a refusal (RuntimeFailure)."""
+    from airpods.models.fit_check import check_start, start_loads
+
+    creating = {step.service for step in plan.steps if step.kind == "container"}
+    check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say, stack.gpu)
+
+
+def start(
+    stack_for: StackFor,
+    engine: Engine,
+    reporter: Reporter,
+    *,
+    keep_failed: bool = False,
+    pull: PullPolicy = "missing",
+    remove_orphans: bool = False,
+) -> StartResult:
+    """Start the stack in use under the lifecycle lock; see `run_start`."""
+    with locked(stack_for(())):
+        return run_start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
+
+
+def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Observed:
+    """`observed` plus what only `start` reads, without creating anything: the models in the
+    stack's model store (None when this host cannot read it), and each secret's project when
+    the stack has user secrets (their older values are pruned)."""
+    from airpods.models.presets import existing_store
+
+    try:
+        store = existing_store(stack, engine)
+        models: frozenset[str] | None = frozenset(m.name for m in store.models()) if store else frozenset()
+    except (RuntimeFailure, OSError):
+        models = None
+    users = any(use.purpose == "user" for spec in stack.services for use in spec.secrets)
+    return replace(observed, models=models, secret_projects=engine.secret_projects() if users else {})
+
+
+def run_start(
+    stack_for: StackFor,
+    engine: Engine,
+    reporter: Reporter,
+    *,
+    keep_failed: bool,
+    pull: PullPolicy,
+    remove_orphans: bool,
+) -> StartResult:
+    """Observe, plan every effect, refuse before the first one if preflight finds a problem,
+    then walk the plan: the shared steps (network, volumes, secrets, folders), the pulls
+    (concurrently), the declared models' fetches and the preset files; after a fresh look at
+    the image IDs, every service at once (its pod, its container, the wait for it); last, for
+    the services that are up, a kept router's preset reload and the pruning of rotated secrets.
+
+    A service that fails (the engine refuses it, its container exits, it is not healthy in
+    time, or anything else goes wrong in its worker) has the pods this run created for it
+    removed (`keep_failed` keeps them); every other service goes on. Ctrl-C removes, after every
+    worker has stopped (so no half-created pod survives), the pods and secrets this run
+    created; the network, volumes (they may already hold what the run fetched), preset files and
+    volume folders (derived from the config, rewritten alike by the next start) and pulled
+    images stay."""
+    stack, observed = observe_stack(stack_for, engine)
+    observed = observe_for_start(stack, engine, observed)
+    plan = build_start_plan(
+        stack,
+        observed,
+        api_key=stack_key(stack) or "",
+        values=stack_secret_values(stack),
+        pull=pull,
+        remove_orphans=remove_orphans,
+    )
+    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
+    if problems:
+        raise problems[0]
+    check_fit(stack, plan, engine, reporter.line)
+    result = StartResult(stack, plan, kept_failed=keep_failed)
+    run = Execution(engine, reporter, stack_key(stack))
+    try:
+        for step in (s for s in plan.steps if s.service is None and s.kind not in ("pull", "fetch", "presets")):
+            run.shared(stack, step, result.notes)
+        pulls = run_pulls(
+            engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
+        )
+        blocked: list[Readiness] = []  # the routers a fetch or their preset file failed for
+        for step in (s for s in plan.steps if s.kind in ("fetch", "presets")):
+            router = step.names[0] if step.kind == "fetch" else step.target
+            if any(r.service == router for r in blocked):
+                continue
+            try:
+                if step.kind == "fetch":
+                    run.fetch(stack, step)
+                else:
+                    run.presets(stack, step)
+            except (AirpodsError, OSError) as exc:  # its router fails; the others go on
+                why = exc.message if isinstance(exc, AirpodsError) else f"{exc.strerror or exc}"
+                what = (
+                    f"its model {step.target} could not be fetched"
+                    if step.kind == "fetch"
+                    else "its preset file failed"
+                )
+                blocked.append(Readiness(router, False, 0.0, f"{what}: {why}"))
+        unpulled: list[Readiness] = []
+        if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
+            stack, plan, unpulled = replan_after_pulls(stack_for, engine, stack, observed, result.plan, pulls)
+            result.stack, result.plan = stack, plan
+        failed = {r.service for r in unpulled}
+        blocked = [r for r in blocked if r.service not in failed]
+        failed |= {r.service for r in blocked}
+        going = stack_subset(stack, [s.name for s in stack.services if s.name not in failed])
+        result.readiness = unpulled + blocked + run.services(going, plan)
+    except BaseException as exc:
+        run.undo(exc, keep_failed)
+        raise
+    if not keep_failed:
+        down = [r.service for r in result.readiness if not r.ready]
+        result.rolled_back = rollback(engine, [pod for name in down for pod in run.pods.get(name, [])])
+    up = {r.service for r in result.readiness if r.ready}
+    for step in (s for s in plan.steps if s.kind in ("reload", "prune") and s.service in up):
+        run.after_up(stack, step)
+    result.notes += model_notes(stack, engine, [r.service for r in result.readiness if r.ready])
+    return result
+
+
+def replan_after_pulls(
+    stack_for: StackFor, engine: Engine, stack: Stack, observed: Observed, plan: Plan, pulls: Pulls
+) -> tuple[Stack, Plan, list[Readiness]]:
+    """After pulls, a fresh look at the image IDs: the services' steps are planned again (a new
+    image recreates its services), a service whose image is absent fails, and a pulled
+    llama-server's own flag table is read and the stack derived again with it. Returns the
+    stack and plan to go on with and the failed services."""
+    observed = replace(observed, images=engine.image_ids(stack.images))
+    if learn_tables(engine, checked_images(stack)):  # a pulled llama-server: check against its flags
+        stack = stack_in_use(stack_for, observed.pods)
+    absent = [s for s in stack.services if s.image not in observed.images]
+    unpulled = [
+        Readiness(s.name, False, 0.0, f"its image {s.image} could not be pulled: {pulls.failed.get(s.image, 'absent')}")
+        for s in absent
+    ]
+    ready = stack_subset(stack, [s.name for s in stack.services if s not in absent])
+    again = build_start_plan(ready, observed, pull="never")
+    kept = [
+        f"pull of {image} failed, kept the local image: {why}"
+        for image, why in pulls.failed.items()
+        if image in observed.images
+    ]
+    return (
+        ready,
+        replace(
+            again,
+            steps=tuple(s for s in plan.steps if s.service is None) + tuple(s for s in again.steps if s.service),
+            notes=plan.notes + tuple(kept),
+        ),
+        unpulled,
+    )
+
+
+class Execution:
+    """One start's walk of its plan: it runs each step as the plan says (no decisions of its
+    own) and keeps what the run created (pods per service, secrets), to undo on Ctrl-C and to
+    remove a failed service's pods."""
+
+    def __init__(self, engine: Engine, reporter: Reporter, key: str | None) -> None:
+        self.engine, self.reporter, self.key = engine, reporter, key
+        self.pods: dict[str, list[str]] = {}
+        self.secrets: list[str] = []
+        self.changed_presets: set[str] = set()
+        self.cancel = threading.Event()
+        self.watch: ContainerWatch | None = None
+
+    def shared(self, stack: Stack, step: Step, notes: list[str]) -> None:
+        """A step of the whole stack: network, volume, secret, orphan pod, volume folders (a
+        folder that cannot be made is a note: its service still starts)."""
+        self.reporter.step(step)
+        if step.kind == "folders":
+            notes += self.make_folders(stack, step)
+            return
+        self.engine.execute(step)
+        if step.kind == "secret":
+            self.secrets.append(step.target)
+
+    def make_folders(self, stack: Stack, step: Step) -> list[str]:
+        from airpods.models.store import ModelStore
+
+        spec = next(s for s in stack.services for m in s.mounts if m.source == step.target and m.folders)
+        mount = next(m for m in spec.mounts if m.source == step.target)
+        store = ModelStore(self.engine, mount.source, stack.labels, folder=not mount.named, service=spec.name)
+        try:
+            made, left = store.make_folders(step.names)
+        except (RuntimeFailure, OSError) as exc:
+            return [f"{spec.name}: could not create its folders in {mount.source}: {exc}"]
+        if made:
+            self.reporter.line(f"{spec.name}: created {len(made)} folders in {mount.source}: {', '.join(made)}")
+        return [f"{spec.name}: folder not created in {mount.source}: {why}" for why in left]
+
+    def fetch(self, stack: Stack, step: Step) -> None:
+        from airpods.models.manage import model_store
+        from airpods.models.presets import fetch_model
+
+        self.reporter.step(step)
+        router = stack.service(step.names[0])
+        preset = next(p for p in router.presets if p.name == step.target)
+        fetch_model(model_store(stack, self.engine), router.name, preset, self.reporter.download, self.reporter.line)
+
+    def presets(self, stack: Stack, step: Step) -> None:
+        from airpods.models.presets import write_presets
+
+        self.changed_presets |= set(write_presets(stack_subset(stack, [step.target]), self.engine))
+
+    def services(self, stack: Stack, plan: Plan) -> list[Readiness]:
+        """Every service's own steps at once, each in its worker."""
+        self.watch = ContainerWatch(self.engine, stack.project)
+        pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
+        try:
+            futures = [pool.submit(self.bring_up, spec, plan) for spec in stack.services]
+            return [f.result() for f in futures]
+        except BaseException:
+            self.cancel.set()  # the workers stop waiting: shutdown below returns once they did
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def bring_up(self, spec: ServiceSpec, plan: Plan) -> Readiness:
+        """The service's steps up to its wait; whatever fails here fails this service alone
+        (an unexpected error too: it is said as the service's failure)."""
+        doing = "wait for it"
+        try:
+            for step in (s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")):
+                if self.cancel.is_set():
+                    return Readiness(spec.name, False, 0.0, "interrupted")
+                if step.kind == "wait":
+                    assert self.watch is not None
+                    return wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
+                doing = f"create its {step.kind}"
+                self.reporter.step(step)
+                if step.kind == "pod":
+                    self.pods.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
+                self.engine.execute(step)
+            return Readiness(spec.name, True, 0.0, "running and unchanged")
+        except EngineError as exc:  # the engine's own words, without the whole command line
+            why = exc.stderr_tail or f"exit {exc.returncode}"
+            return Readiness(spec.name, False, 0.0, f"{self.engine.name} could not {doing}: {why}")
+        except Exception as exc:  # noqa: BLE001 - a failure of any kind stays in its service
+            why = exc.message if isinstance(exc, AirpodsError) else f"{type(exc).__name__}: {exc}"
+            return Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
+
+    def after_up(self, stack: Stack, step: Step) -> None:
+        """What follows a service being up: a kept router rereads a preset file this start
+        changed; a rotated secret's older values go, from the engine and airpods' copies."""
+        from airpods.models.manage import reload_routers
+
+        if step.kind == "reload" and step.target in self.changed_presets:
+            spec = stack.service(step.target)
+            reload_routers(stack_subset(stack, [spec.name]), {spec.container}, self.key)
+        elif step.kind == "prune":
+            self.engine.remove_secrets(step.names)
+            forget_values(step.names)
+
+    def undo(self, exc: BaseException, keep_failed: bool) -> None:
+        """After every worker stopped: Ctrl-C removes the pods and secrets this run created
+        (and raises Interrupted saying which); another error removes its pods unless
+        `keep_failed`, and says so in its message."""
+        self.cancel.set()
+        every = [pod for pods in self.pods.values() for pod in pods]
+        if isinstance(exc, KeyboardInterrupt):
+            removed = rollback(self.engine, every)
+            if self.secrets:
+                self.engine.remove_secrets(self.secrets)
+                forget_values(self.secrets)
+            undone = [*(f"pod {pod}" for pod in removed), *(f"secret {name}" for name in self.secrets)]
+            raise Interrupted(
+                "interrupted"
+                + (f"; removed what this start created: {', '.join(undone)}" if undone else "; no pod had been created")
+            ) from None
+        if not keep_failed:
+            removed = rollback(self.engine, every)
+            if removed and isinstance(exc, AirpodsError):
+                exc.message += f" (removed the pods this start created: {', '.join(removed)})"
+
+
+def model_notes(stack: Stack, engine: Engine, ready: Sequence[str]) -> list[str]:
+    """A llama.cpp server that is up with no model to serve says so, with the way to get one."""
+    from airpods.models.presets import existing_store
+
+    llama = [s.name for s in stack.services if s.kind == "llamacpp" and s.name in ready]
+    store = existing_store(stack, engine) if llama else None
+    try:
+        if not llama or (store is not None and store.models()):
+            return []
+    except RuntimeFailure:
+        return []  # a store this host cannot read: no claim either way
+    return [
+        f"{', '.join(llama)} {'has' if len(llama) == 1 else 'have'} no model yet: "
+        "`airpods models pull user/repo:Q4_K_M` fetches one, or declare it in the config "
+        '([services.llamacpp.models.NAME] source = "user/repo:Q4_K_M") and `airpods start` fetches it'
+    ]
