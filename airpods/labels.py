@@ -13,6 +13,7 @@ MANAGED = "io.airpods.managed"
 PROJECT = "io.airpods.project"
 SERVICE = "io.airpods.service"
 CONFIG_HASH = "io.airpods.config-hash"
+POD = "io.airpods.pod"  # Docker has no pods: a container names the pod it stands for
 DEFAULT_PROJECT = "airpods"
 MANAGED_FILTER = f"label={MANAGED}=true"  # podman's --filter syntax
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.docker_argv import (
-    POD_LABEL,
     env_file,
     gpu_options,
     project_secrets,
@@ -27,6 +26,7 @@ from airpods.engine.docker_argv import (
 from airpods.engine.errors import EngineError
 from airpods.engine.process import EngineCli, run_streaming
 from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
+from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
 from airpods.stack.model import ServiceSpec
 

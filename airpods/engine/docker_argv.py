@@ -16,10 +16,9 @@ from pathlib import Path
 from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
+from airpods.labels import POD as POD_LABEL
 from airpods.plan import Step
 from airpods.stack.model import Mount, SecretUse, ServiceSpec
-
-POD_LABEL = "io.airpods.pod"
 
 
 def secrets_folder() -> Path:

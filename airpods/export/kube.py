@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from airpods.labels import MANAGED, SERVICE
 from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Mount, ServiceSpec, Stack
 from airpods.stack.presets import preset_ini
 from airpods.stack.wiring import LLAMACPP
@@ -183,8 +184,8 @@ def _labels(spec: ServiceSpec) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": spec.name,
         "app.kubernetes.io/part-of": "airpods",
-        "io.airpods.service": spec.name,
-        "io.airpods.managed": "true",
+        SERVICE: spec.name,
+        MANAGED: "true",
     }
 
 

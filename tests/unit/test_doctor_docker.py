@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airpods.doctor_docker import Who, socket_check
+from airpods.doctor.docker import Who, socket_check
 from airpods.host.engines import DockerService
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airpods.doctor import Check, version_tuple
+from airpods.doctor.check import Check, version_tuple
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:

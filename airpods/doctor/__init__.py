@@ -1,11 +1,12 @@
-"""`airpods doctor`: what this machine has for running the stack, each with a fix."""
+"""`airpods doctor`: what this machine has for running the stack, each with a fix. The checks
+of Podman and the host are here, Docker's in docker.py; both build on check.py (no circle)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airpods.doctor.check import Check, version_tuple
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
@@ -14,22 +15,6 @@ if TYPE_CHECKING:
     from airpods.gpu import HostGpu
 
 MIN_PODMAN = (4, 3)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    level: str  # OK | WARN | FAIL
-    detail: str
-    fix: str = ""
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def _has_range(path: str, user: str, uid: int) -> bool:
@@ -186,7 +171,7 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     engine: Engine | None
     name = engine_name(choice)  # one probe of Docker's socket at most
     if name == "docker":
-        from airpods.doctor_docker import docker_checks
+        from airpods.doctor.docker import docker_checks
 
         checks, engine = docker_checks()
     else:
@@ -204,7 +189,7 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     checks += gpu_decisions(loaded.config, gpu)
     checks += exposure_checks(config_path, gpu)
     if engine is not None and name == "docker":
-        from airpods.doctor_docker import reboot_check
+        from airpods.doctor.docker import reboot_check
 
         checks.append(reboot_check(loaded.config.runtime.restart_policy))
     elif engine is not None:
