@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from airpods.apply import Execution
 from airpods.engine.base import Engine
-from airpods.engine.errors import EngineError
-from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
-from airpods.health import ContainerWatch, Readiness, wait_one
-from airpods.plan import Observed, Plan, PullPolicy, Step, build_start_plan, pull_plan
+from airpods.errors import AirpodsError, RuntimeFailure
+from airpods.health import Readiness
+from airpods.plan import Observed, Plan, PullPolicy, build_start_plan, pull_plan
 from airpods.preflight import observe_host, preflight
-from airpods.secrets import forget_values, stack_secret_values
+from airpods.secrets import stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
-from airpods.stack.model import ServiceSpec, Stack
+from airpods.stack.model import Stack
 from airpods.usecases.common import (
     Pulls,
     Reporter,
@@ -231,129 +229,6 @@ def replan_after_pulls(
         ),
         unpulled,
     )
-
-
-class Execution:
-    """One start's walk of its plan: it runs each step as the plan says (no decisions of its
-    own) and keeps what the run created (pods per service, secrets), to undo on Ctrl-C and to
-    remove a failed service's pods."""
-
-    def __init__(self, engine: Engine, reporter: Reporter, key: str | None) -> None:
-        self.engine, self.reporter, self.key = engine, reporter, key
-        self.pods: dict[str, list[str]] = {}
-        self.secrets: list[str] = []
-        self.changed_presets: set[str] = set()
-        self.cancel = threading.Event()
-        self.watch: ContainerWatch | None = None
-
-    def shared(self, stack: Stack, step: Step, notes: list[str]) -> None:
-        """A step of the whole stack: network, volume, secret, orphan pod, volume folders (a
-        folder that cannot be made is a note: its service still starts)."""
-        self.reporter.step(step)
-        if step.kind == "folders":
-            notes += self.make_folders(stack, step)
-            return
-        self.engine.execute(step)
-        if step.kind == "secret":
-            self.secrets.append(step.target)
-
-    def make_folders(self, stack: Stack, step: Step) -> list[str]:
-        from airpods.models.store import ModelStore
-
-        spec = next(s for s in stack.services for m in s.mounts if m.source == step.target and m.folders)
-        mount = next(m for m in spec.mounts if m.source == step.target)
-        store = ModelStore(self.engine, mount.source, stack.labels, folder=not mount.named, service=spec.name)
-        try:
-            made, left = store.make_folders(step.names)
-        except (RuntimeFailure, OSError) as exc:
-            return [f"{spec.name}: could not create its folders in {mount.source}: {exc}"]
-        if made:
-            self.reporter.line(f"{spec.name}: created {len(made)} folders in {mount.source}: {', '.join(made)}")
-        return [f"{spec.name}: folder not created in {mount.source}: {why}" for why in left]
-
-    def fetch(self, stack: Stack, step: Step) -> None:
-        from airpods.models.manage import model_store
-        from airpods.models.presets import fetch_model
-
-        self.reporter.step(step)
-        router = stack.service(step.names[0])
-        preset = next(p for p in router.presets if p.name == step.target)
-        fetch_model(model_store(stack, self.engine), router.name, preset, self.reporter.download, self.reporter.line)
-
-    def presets(self, stack: Stack, step: Step) -> None:
-        from airpods.models.presets import write_presets
-
-        self.changed_presets |= set(write_presets(stack_subset(stack, [step.target]), self.engine))
-
-    def services(self, stack: Stack, plan: Plan) -> list[Readiness]:
-        """Every service's own steps at once, each in its worker."""
-        self.watch = ContainerWatch(self.engine, stack.project)
-        pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
-        try:
-            futures = [pool.submit(self.bring_up, spec, plan) for spec in stack.services]
-            return [f.result() for f in futures]
-        except BaseException:
-            self.cancel.set()  # the workers stop waiting: shutdown below returns once they did
-            raise
-        finally:
-            pool.shutdown(wait=True)
-
-    def bring_up(self, spec: ServiceSpec, plan: Plan) -> Readiness:
-        """The service's steps up to its wait; whatever fails here fails this service alone
-        (an unexpected error too: it is said as the service's failure)."""
-        doing = "wait for it"
-        try:
-            for step in (s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")):
-                if self.cancel.is_set():
-                    return Readiness(spec.name, False, 0.0, "interrupted")
-                if step.kind == "wait":
-                    assert self.watch is not None
-                    return wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
-                doing = f"create its {step.kind}"
-                self.reporter.step(step)
-                if step.kind == "pod":
-                    self.pods.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
-                self.engine.execute(step)
-            return Readiness(spec.name, True, 0.0, "running and unchanged")
-        except EngineError as exc:  # the engine's own words, without the whole command line
-            why = exc.stderr_tail or f"exit {exc.returncode}"
-            return Readiness(spec.name, False, 0.0, f"{self.engine.name} could not {doing}: {why}")
-        except Exception as exc:  # noqa: BLE001 - a failure of any kind stays in its service
-            why = exc.message if isinstance(exc, AirpodsError) else f"{type(exc).__name__}: {exc}"
-            return Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
-
-    def after_up(self, stack: Stack, step: Step) -> None:
-        """What follows a service being up: a kept router rereads a preset file this start
-        changed; a rotated secret's older values go, from the engine and airpods' copies."""
-        from airpods.models.manage import reload_routers
-
-        if step.kind == "reload" and step.target in self.changed_presets:
-            spec = stack.service(step.target)
-            reload_routers(stack_subset(stack, [spec.name]), {spec.container}, self.key)
-        elif step.kind == "prune":
-            self.engine.remove_secrets(step.names)
-            forget_values(step.names)
-
-    def undo(self, exc: BaseException, keep_failed: bool) -> None:
-        """After every worker stopped: Ctrl-C removes the pods and secrets this run created
-        (and raises Interrupted saying which); another error removes its pods unless
-        `keep_failed`, and says so in its message."""
-        self.cancel.set()
-        every = [pod for pods in self.pods.values() for pod in pods]
-        if isinstance(exc, KeyboardInterrupt):
-            removed = rollback(self.engine, every)
-            if self.secrets:
-                self.engine.remove_secrets(self.secrets)
-                forget_values(self.secrets)
-            undone = [*(f"pod {pod}" for pod in removed), *(f"secret {name}" for name in self.secrets)]
-            raise Interrupted(
-                "interrupted"
-                + (f"; removed what this start created: {', '.join(undone)}" if undone else "; no pod had been created")
-            ) from None
-        if not keep_failed:
-            removed = rollback(self.engine, every)
-            if removed and isinstance(exc, AirpodsError):
-                exc.message += f" (removed the pods this start created: {', '.join(removed)})"
 
 
 def model_notes(stack: Stack, engine: Engine, ready: Sequence[str]) -> list[str]:
