@@ -23,13 +23,12 @@ units, default.target for user units), loginctl(1) (enable-linger), podman-start
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from airpods.errors import RuntimeFailure
+from airpods.host.systemd import loginctl, systemctl
 from airpods.labels import DEFAULT_PROJECT, PROJECT
 
 if TYPE_CHECKING:
@@ -114,35 +113,17 @@ class AutostartState:
         return {**self.__dict__, "survives_reboot": self.survives_reboot}
 
 
-def _systemctl(rootless: bool, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("systemctl")
-    if not binary:
-        raise RuntimeFailure(
-            "systemctl is not installed: autostart needs systemd",
-            hint="on a machine without systemd, run `airpods start` from its boot scripts",
-        )
-    argv = [binary, *(["--user"] if rootless else []), *args]
-    return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-
-
 def _manager_running(rootless: bool) -> bool:
     """Whether a systemd manager answers (a container or chroot has none: files are still
     written and enabled, they take effect on the next boot)."""
-    done = _systemctl(rootless, "is-system-running")
+    done = systemctl(rootless, "is-system-running")
     return done.stdout.strip() not in ("", "offline", "unknown")
-
-
-def _loginctl(*args: str) -> subprocess.CompletedProcess[str] | None:
-    """loginctl's answer, None where it is not installed."""
-    if not shutil.which("loginctl"):
-        return None
-    return subprocess.run(["loginctl", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
 
 
 def _linger(user: str) -> bool | None:
     """True/False from logind; None when logind cannot be asked. /var/lib/systemd/linger holds
     a file per lingering user (logind's own record) as a fallback."""
-    done = _loginctl("show-user", user, "--property=Linger", "--value")
+    done = loginctl("show-user", user, "--property=Linger", "--value")
     if done is not None and done.returncode == 0 and done.stdout.strip() in ("yes", "no"):
         return done.stdout.strip() == "yes"
     return True if Path("/var/lib/systemd/linger", user).exists() else None
@@ -193,8 +174,8 @@ def turn_on(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
     notes: list[str] = []
     running = _manager_running(rootless)
     if running:
-        _systemctl(rootless, "daemon-reload")
-    done = _systemctl(rootless, "enable", path.name)
+        systemctl(rootless, "daemon-reload")
+    done = systemctl(rootless, "enable", path.name)
     if done.returncode != 0 and not _enabled(path, rootless):
         raise RuntimeFailure(
             f"`systemctl{' --user' if rootless else ''} enable {path.name}` failed: "
@@ -208,7 +189,7 @@ def turn_on(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
 
         user = getpass.getuser()
         if not _linger(user):
-            linger = _loginctl("enable-linger", user)
+            linger = loginctl("enable-linger", user)
             if linger is None or linger.returncode != 0:
                 notes.append(
                     f"linger is off for {user}: your user's units start only when you log in; "
@@ -223,13 +204,13 @@ def turn_off(engine: Engine, project: str) -> tuple[AutostartState, list[str]]:
     path = unit_dir(rootless) / unit_name(project)
     notes: list[str] = []
     if path.exists():
-        done = _systemctl(rootless, "disable", path.name)
+        done = systemctl(rootless, "disable", path.name)
         link = path.parent / f"{'default' if rootless else 'multi-user'}.target.wants" / path.name
         if done.returncode != 0 and link.is_symlink():
             link.unlink()  # what `disable` removes, when no manager can be asked
         path.unlink()
         if _manager_running(rootless):
-            _systemctl(rootless, "daemon-reload")
+            systemctl(rootless, "daemon-reload")
     else:
         notes.append("autostart was already off")
     return state(engine, project), notes

@@ -292,6 +292,9 @@ class MemoryEngine:
     def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
         return ["podman", "run", "--rm", job.image, *job.args]
 
+    def run_interactive(self, job: OneOff) -> int:
+        return 1
+
     def run_one_off(
         self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = 0
     ) -> subprocess.CompletedProcess[str]:

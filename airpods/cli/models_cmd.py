@@ -367,41 +367,10 @@ def chat(
     ] = None,
 ) -> None:
     """Chat in the terminal: through a running instance's API, else llama-cli in a one-off container."""
-    import subprocess
-
-    from airpods.errors import UsageError
-    from airpods.models.chat import api_chat, first_model
-    from airpods.models.manage import llama_instances, model_mount, tool_image
-    from airpods.usecases.common import stack_key
+    from airpods.usecases.chat import chat as chat_with
 
     wanted = stack(options_of(ctx), [instance] if instance else None, ensure_key=True)
-    instances = llama_instances(wanted)
-    if not instances:
-        raise UsageError("no llama.cpp instance to chat with")
-    spec = instances[0]
-    engine = engine_of(options_of(ctx))
-    key = stack_key(wanted) if spec.secrets else None
-    if spec.url and spec.container in _running(engine):
-        chosen = model or first_model(spec.url, key)
-        if not chosen:
-            raise UsageError(
-                "the instance has no model yet", hint="`airpods models pull …` or `airpods models import F`"
-            )
-        raise typer.Exit(api_chat(spec.url, key, chosen))
-    if not model:
-        raise UsageError(f"{spec.name} is not running: name a model file for llama-cli with --model")
-    from dataclasses import replace
-
-    from airpods.engine.base import OneOff
-
-    job = OneOff(
-        tool_image(spec.image, "light"),
-        ("--model", f"/models/{model.removesuffix('.gguf')}.gguf"),
-        mounts=(replace(model_mount(wanted), mode="ro"),),
-        gpu=spec.gpu_request,
-    )
-    argv = engine.one_off_argv(job, interactive=True)
-    raise typer.Exit(subprocess.call(argv))
+    raise typer.Exit(chat_with(wanted, engine_of(options_of(ctx)), model))
 
 
 def register(root: typer.Typer) -> None:

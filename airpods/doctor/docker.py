@@ -145,7 +145,6 @@ def reboot_check(restart_policy: str) -> Check:
     """Docker brings containers back itself when its daemon starts at boot (with a restart
     policy other than "no"); `airpods autostart` is Podman's way."""
     import shutil
-    import subprocess
 
     if restart_policy == "no":
         return Check(
@@ -166,9 +165,9 @@ def reboot_check(restart_policy: str) -> Check:
             + ("" if not service.systemd else "; systemd has no docker.service to start it at boot"),
             "" if not service.systemd else docker_start_hint(service, at_boot=True),
         )
-    done = subprocess.run(
-        ["systemctl", "is-enabled", "docker.service"], capture_output=True, text=True, timeout=10, check=False
-    )
+    from airpods.host.systemd import systemctl
+
+    done = systemctl(False, "is-enabled", "docker.service", timeout_s=10)
     enabled = done.stdout.strip() == "enabled"
     return Check(
         "reboot",

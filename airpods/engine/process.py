@@ -10,10 +10,13 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.plan import DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from airpods.engine.base import OneOff
 
 
 def cli_env() -> dict[str, str]:
@@ -101,6 +104,13 @@ class EngineCli:
         if not found:
             raise EngineMissing(f"{self.name} is not installed", hint=self.install_hint)
         self.binary = found
+
+    def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
+        raise NotImplementedError  # each engine renders its own
+
+    def run_interactive(self, job: OneOff) -> int:
+        """`job` with this terminal attached (llama-cli's chat); its exit status."""
+        return subprocess.call(self.one_off_argv(job, interactive=True), env=cli_env())
 
     def argv(self, args: Sequence[str]) -> list[str]:
         """`args` as a command line of this client (a leading "podman"/"docker" is replaced)."""
