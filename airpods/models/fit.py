@@ -227,17 +227,15 @@ def settings_from_args(args: Sequence[str], gpu: bool) -> Settings:
     """The estimate's settings from a llama-server command line as airpods renders it (long
     flag names). `gpu`: the instance runs a GPU image (then --n-gpu-layers unset or "all"/"auto"
     offloads every layer, as --fit does when the GPU has room)."""
-    values: dict[str, str] = {}
-    for flag, value in zip(args, [*args[1:], ""], strict=True):
-        if flag.startswith("--"):
-            values[flag] = value
-    ctx = values.get("--ctx-size")
-    layers = values.get("--n-gpu-layers", "all" if gpu else "0")
+    from airpods.stack.model import ServerSettings
+
+    server = ServerSettings.from_args(args)
+    layers = server.n_gpu_layers or ("all" if gpu else "0")
     return Settings(
-        ctx=int(ctx) if ctx and ctx.isdigit() and int(ctx) > 0 else None,
-        cache_type_k=values.get("--cache-type-k", "f16"),
-        cache_type_v=values.get("--cache-type-v", "f16"),
-        ubatch=int(values["--ubatch-size"]) if values.get("--ubatch-size", "").isdigit() else DEFAULT_UBATCH,
+        ctx=server.ctx_size,
+        cache_type_k=server.cache_type_k,
+        cache_type_v=server.cache_type_v,
+        ubatch=server.ubatch_size or DEFAULT_UBATCH,
         gpu_layers=(1 << 16 if layers in ("all", "auto", "-1") else int(layers) if layers.isdigit() else 0)
         if gpu
         else 0,

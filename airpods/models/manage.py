@@ -82,11 +82,8 @@ def model_store(stack: Stack, engine: Engine) -> ModelStore:
 def configured_model(spec: ServiceSpec) -> str | None:
     """The model a single-model instance serves (--model /models/F: F's model name, the folder
     for a part of a folder model), None in router mode."""
-    args = list(spec.args)
-    for flag in ("--model", "-m"):
-        if flag in args and args.index(flag) + 1 < len(args):
-            return model_name(args[args.index(flag) + 1].removeprefix(MODELS_DIR + "/").split("/")[0])
-    return None
+    path = spec.server.model
+    return model_name(path.removeprefix(MODELS_DIR + "/").split("/")[0]) if path else None
 
 
 def tool_image(image: str, target: str) -> str:

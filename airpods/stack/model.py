@@ -3,7 +3,9 @@ facts that every renderer (podman argv, Quadlet units, Kubernetes YAML) reads; n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -105,6 +107,43 @@ class Preset:
     source: str | None = None  # where `start` fetches it from when the volume lacks it
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """What a llama-server instance runs with, read once from the argv airpods rendered for it
+    (long flag names, as stack/args.py renders them; `-m` too): the model file of a single-model
+    server (None: a router), the context size (None: the model's own, as --ctx-size 0 asks), the
+    KV cache types, the micro-batch, the GPU layers as given, the alias and the preset file (the
+    key file is the engine's: a secret it mounts). `models fit`, `top`, `models` and the start fit check read these, never the argv."""
+
+    model: str | None = None  # path in the container, e.g. /models/tiny.gguf
+    ctx_size: int | None = None
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    ubatch_size: int | None = None  # None: llama-server's default
+    n_gpu_layers: str | None = None  # as given: a number, "all", "auto" or "-1"
+    alias: str | None = None
+    models_preset: str | None = None
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> ServerSettings:
+        """The settings of a llama-server command line; a later flag wins over an earlier one."""
+        values: dict[str, str] = {}
+        for flag, value in zip(args, [*args[1:], ""], strict=True):
+            if flag.startswith("-"):
+                values["--model" if flag == "-m" else flag] = value
+        ctx, ubatch = values.get("--ctx-size", ""), values.get("--ubatch-size", "")
+        return cls(
+            model=values.get("--model") or None,
+            ctx_size=int(ctx) if ctx.isdigit() and int(ctx) > 0 else None,
+            cache_type_k=values.get("--cache-type-k", "f16"),
+            cache_type_v=values.get("--cache-type-v", "f16"),
+            ubatch_size=int(ubatch) if ubatch.isdigit() else None,
+            n_gpu_layers=values.get("--n-gpu-layers"),
+            alias=values.get("--alias"),
+            models_preset=values.get("--models-preset"),
+        )
+
+
 PRESETS_DIR = "/presets"  # where a llama.cpp router reads its preset file, in the container
 PRESET_FILE = "models.ini"
 
@@ -190,6 +229,11 @@ class ServiceSpec:
     def labels(self) -> dict[str, str]:
         """Labels of its pod and container: the project's, the service, the config hash."""
         return {**object_labels(self.project), SERVICE: self.name, CONFIG_HASH: self.config_hash}
+
+    @cached_property
+    def server(self) -> ServerSettings:
+        """Its llama-server settings (meaningful for a llama.cpp instance: kind llamacpp)."""
+        return ServerSettings.from_args(self.args)
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,15 @@ def test_on_a_gpu_the_layers_go_where_fit_would_put_them(tmp_path):
     assert (
         gpu_memory(HostGpu("nvidia"), replace(spec, gpu_request=GpuRequest("nvidia", ("nvidia.com/gpu=all",)))) is None
     )
+
+
+def test_server_settings_are_read_once_from_the_rendered_command_line(tmp_path):
+    from airpods.stack.model import ServerSettings
+    from tests.unit.helpers import single_model_toml, stack_of
+
+    router = stack_of(tmp_path).service("llamacpp").server
+    assert router.model is None and router.ctx_size == 4096 and router.models_preset == "/presets/models.ini"
+    single = stack_of(tmp_path, single_model_toml("tiny.gguf")).service("llamacpp").server
+    assert single.model == "/models/tiny.gguf" and single.alias == "tiny" and single.models_preset is None
+    later = ServerSettings.from_args(["-m", "/models/a.gguf", "--ctx-size", "0", "--ubatch-size", "256"])
+    assert (later.model, later.ctx_size, later.ubatch_size) == ("/models/a.gguf", None, 256)
