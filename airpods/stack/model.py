@@ -113,7 +113,8 @@ class ServerSettings:
     (long flag names, as stack/args.py renders them; `-m` too): the model file of a single-model
     server (None: a router), the context size (None: the model's own, as --ctx-size 0 asks), the
     KV cache types, the micro-batch, the GPU layers as given, the alias and the preset file (the
-    key file is the engine's: a secret it mounts). `models fit`, `top`, `models` and the start fit check read these, never the argv."""
+    key file is the engine's: a secret it mounts). `models fit`, `top`, `models` and the start
+    fit check read these, never the argv."""
 
     model: str | None = None  # path in the container, e.g. /models/tiny.gguf
     ctx_size: int | None = None
