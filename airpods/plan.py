@@ -268,6 +268,7 @@ def build_start_plan(
         if pod and pod.running and not changes:
             notes.append(f"{spec.name}: running and unchanged, left alone")
             kept.append(spec)
+            steps.append(wait_step(spec))  # start still says it is ready (it may be loading)
             continue
         if pod:
             why = " and ".join(CHANGE_REASONS[c] for c in changes) or "not running"
@@ -286,16 +287,21 @@ def build_start_plan(
     return Plan("start", tuple(steps), tuple(notes))
 
 
-def service_steps(spec: ServiceSpec) -> list[Step]:
-    """A service's own steps: its pod, its container, the wait until it is ready."""
-    published = ", ".join(f"{p.address()}:{p.container}" for p in spec.publish)
+def wait_step(spec: ServiceSpec) -> Step:
+    """The wait until the service is ready: its health path answers, else its container runs."""
     target = spec.publish[0].reach() if spec.publish else None
-    wait = (
+    why = (
         f"{spec.name}: wait until GET {spec.health.path} on port {target[1]} answers "
         f"(up to {spec.health.timeout_s:g} s)"
         if spec.health.path and target
         else f"{spec.name}: wait until its container runs (no health check)"
     )
+    return Step("wait", spec.name, why, spec.name, timeout_s=spec.health.timeout_s)
+
+
+def service_steps(spec: ServiceSpec) -> list[Step]:
+    """A service's own steps: its pod, its container, the wait until it is ready."""
+    published = ", ".join(f"{p.address()}:{p.container}" for p in spec.publish)
     return [
         Step(
             "pod",
@@ -311,7 +317,7 @@ def service_steps(spec: ServiceSpec) -> list[Step]:
             spec.name,
             spec=spec,
         ),
-        Step("wait", spec.name, wait, spec.name, timeout_s=spec.health.timeout_s),
+        wait_step(spec),
     ]
 
 

@@ -39,15 +39,21 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
     plan = build_start_plan(stack, newer)
     assert [(s.kind, s.target) for s in plan.steps] == [
         ("presets", "llamacpp"),
+        ("wait", "ollama"),  # kept: start still says they are ready
+        ("wait", "open-webui"),
         ("remove", "llamacpp"),
         ("pod", "llamacpp"),
         ("container", "llamacpp-0"),
         ("wait", "llamacpp"),
     ]
-    assert "new image pulled" in plan.steps[1].why
+    assert "new image pulled" in plan.steps[3].why
     unchanged = build_start_plan(stack, observed)
     assert not engine_steps(unchanged)  # its preset file is rewritten if it changed, and reread then
-    assert [(s.kind, s.target) for s in unchanged.steps] == [("presets", "llamacpp"), ("reload", "llamacpp")]
+    assert [(s.kind, s.target) for s in unchanged.steps] == [
+        ("presets", "llamacpp"),
+        *(("wait", s.name) for s in stack.services),
+        ("reload", "llamacpp"),
+    ]
 
 
 def test_pull_policies(tmp_path):
