@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from airpods.engine.base import Engine
-from airpods.errors import RuntimeFailure
+from airpods.errors import AirpodsError, RuntimeFailure, UsageError
 from airpods.plan import Observed, ObservedPod, Plan, orphans
 from airpods.ports import port_holder, port_is_free
 from airpods.stack.model import PRESETS_DIR, Stack
@@ -32,13 +32,15 @@ class HostFacts:
     is rootless (read only when a new pod publishes on IPv6), why it cannot apply resource
     limits (read only when a new container has some; None: it can), who holds each host port a
     new pod publishes that is not free, and the host folders new containers mount that do not
-    exist (airpods' own preset folders are made by start itself)."""
+    exist (airpods' own preset folders are made by start itself), and the local files declared
+    models are to be fetched from that are not there."""
 
     engine: str
     rootless: bool = False
     limits_problem: str | None = None
     taken_ports: Mapping[int, str] = field(default_factory=dict)
     missing_folders: frozenset[str] = frozenset()
+    missing_sources: frozenset[str] = frozenset()
 
 
 def new_pods(plan: Plan) -> set[str]:
@@ -85,20 +87,36 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, Ob
         for mount in spec.mounts
         if not mount.named and mount.target != PRESETS_DIR and not os.path.isdir(mount.source)
     }
+    sources = {s.names[1] for s in plan.steps if s.kind == "fetch" and s.names[1].startswith("/")}
     return HostFacts(
         engine.name,
         engine.rootless() if _ipv6_hosts(stack, plan) else False,
         engine.limits_problem() if limited else None,
         taken,
         frozenset(missing),
+        frozenset(source for source in sources if not os.path.exists(source)),
     )
 
 
-def preflight(stack: Stack, plan: Plan, pods: Mapping[str, ObservedPod], host: HostFacts) -> list[RuntimeFailure]:
+def preflight(stack: Stack, plan: Plan, pods: Mapping[str, ObservedPod], host: HostFacts) -> list[AirpodsError]:
     """Every refusal of `start` for this plan on this host, in the order start meets them."""
-    return [*_ipv6_problems(stack, plan, host), *_port_problems(stack, plan, pods, host)] + [
+    return [*_source_problems(plan, host), *_ipv6_problems(stack, plan, host)] + [
+        *_port_problems(stack, plan, pods, host),
         *_limit_problems(stack, plan, host),
         *_folder_problems(stack, plan, host),
+    ]
+
+
+def _source_problems(plan: Plan, host: HostFacts) -> list[AirpodsError]:
+    """A declared model's local file that is not there is the config's error (exit 2)."""
+    return [
+        UsageError(
+            f"model {step.target} (services.{step.names[0]}.models.{step.target}.source): "
+            f"{step.names[1]} is not a file or a folder; nothing was created",
+            hint=f"put the model there, or fix services.{step.names[0]}.models.{step.target}.source",
+        )
+        for step in plan.steps
+        if step.kind == "fetch" and step.names[1] in host.missing_sources
     ]
 
 

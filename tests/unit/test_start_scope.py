@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from airpods.engine.errors import EngineError
-from airpods.errors import Interrupted, RuntimeFailure
+from airpods.errors import Interrupted, RuntimeFailure, UsageError
 from airpods.plan import Step
 from airpods.stack.model import Mount
 from airpods.usecases import pull as pulling
@@ -234,11 +234,19 @@ def test_a_declared_model_is_fetched_once_and_a_failed_fetch_fails_only_its_rout
     again = start(declared, engine)
     assert again.ok and not [s for s in again.plan.steps if s.kind == "fetch"]  # the store has it
 
-    missing = stack_of(home, UNPUBLISHED + f'[services.llamacpp.models.gone]\nsource = "{home / "gone.gguf"}"\n')
     engine.remove_pod("llamacpp")
-    result = start(missing, engine)
+    before = engine.state()
+    missing = stack_of(home, UNPUBLISHED + f'[services.llamacpp.models.gone]\nsource = "{home / "gone.gguf"}"\n')
+    with pytest.raises(UsageError, match="model gone \\(services.llamacpp.models.gone.source\\)"):
+        start(missing, engine)  # the config names a file that is not there: refused before any effect
+    assert engine.state() == before
+
+    junk = home / "junk.gguf"
+    junk.write_bytes(b"not a model at all" * 100)
+    broken = stack_of(home, UNPUBLISHED + f'[services.llamacpp.models.junk]\nsource = "{junk}"\n')
+    result = start(broken, engine)
     failed = {r.service: r.detail for r in result.readiness if not r.ready}
-    assert list(failed) == ["llamacpp"] and "its model gone could not be fetched" in failed["llamacpp"]
+    assert list(failed) == ["llamacpp"] and "its model junk could not be fetched" in failed["llamacpp"]
     assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
 
 
