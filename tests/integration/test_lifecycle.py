@@ -264,7 +264,7 @@ def test_a_dry_run_on_a_machine_with_no_key_and_no_learned_table_changes_nothing
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     assert airpods("start", "--pre-fetch").code == 0  # every image present (learning needs them)
     shutil.rmtree(state, ignore_errors=True)
-    objects = ("pod", "ps", "-a"), ("ps", "-a"), ("volume", "ls"), ("secret", "ls"), ("network", "ls")
+    objects = ("pod", "ps"), ("ps", "-a"), ("volume", "ls"), ("secret", "ls"), ("network", "ls")
     before = [podman(*args, "--format", "json").stdout for args in objects]
     began = time.time()
     shown = airpods("start", "--dry-run")
