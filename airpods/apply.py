@@ -29,6 +29,7 @@ class Execution:
         self.changed_presets: set[str] = set()
         self.cancel = threading.Event()
         self.watch: ContainerWatch | None = None
+        self.pool: ThreadPoolExecutor | None = None
 
     def shared(self, stack: Stack, step: Step, notes: list[str]) -> None:
         """A step of the whole stack: network, volume, secret, orphan pod, volume folders (a
@@ -37,9 +38,9 @@ class Execution:
         if step.kind == "folders":
             notes += self.make_folders(stack, step)
             return
-        self.engine.execute(step)
         if step.kind == "secret":
-            self.secrets.append(step.target)
+            self.secrets.append(step.target)  # before: one that Ctrl-C interrupts half-made is removed too
+        self.engine.execute(step)
 
     def make_folders(self, stack: Stack, step: Step) -> list[str]:
         from airpods.models.store import ModelStore
@@ -72,15 +73,25 @@ class Execution:
     def services(self, stack: Stack, plan: Plan) -> list[Readiness]:
         """Every service's own steps at once, each in its worker."""
         self.watch = ContainerWatch(self.engine, stack.project)
-        pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
         try:
-            futures = [pool.submit(self.bring_up, spec, plan) for spec in stack.services]
+            futures = [self.pool.submit(self.bring_up, spec, plan) for spec in stack.services]
             return [f.result() for f in futures]
         except BaseException:
-            self.cancel.set()  # the workers stop waiting: shutdown below returns once they did
+            self.cancel.set()  # the workers stop waiting
             raise
         finally:
-            pool.shutdown(wait=True)
+            self.join()
+
+    def join(self) -> None:
+        """Wait until every service worker has stopped, whatever further Ctrl-C comes meanwhile
+        (a worker may be inside an engine command: what it makes is then recorded, and undone)."""
+        while self.pool is not None:
+            try:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+            except KeyboardInterrupt:
+                self.cancel.set()
 
     def bring_up(self, spec: ServiceSpec, plan: Plan) -> Readiness:
         """The service's steps up to its wait; whatever fails here fails this service alone
@@ -123,6 +134,7 @@ class Execution:
         (and raises Interrupted saying which); another error removes its pods unless
         `keep_failed`, and says so in its message."""
         self.cancel.set()
+        self.join()
         every = [pod for pods in self.pods.values() for pod in pods]
         if isinstance(exc, KeyboardInterrupt):
             removed = rollback(self.engine, every)

@@ -343,7 +343,8 @@ def folder_steps(stack: Stack) -> list[Step]:
 
 def fetch_steps(stack: Stack, present: frozenset[str] | None) -> list[Step]:
     """A fetch for each declared model (a preset with a `source`) the model store lacks, each
-    name once; none when the store cannot be read here (start says so when it fetches)."""
+    name once; every declared one when the store cannot be read here (`present` None: the
+    fetch then says why)."""
     seen: set[str] = set()
     steps = []
     for spec in routers(stack.services):

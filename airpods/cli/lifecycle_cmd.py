@@ -57,6 +57,7 @@ def start(
     from airpods.cli.output import print_json, warn
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
+    from airpods.errors import ConfigError
     from airpods.stack.exposure import exposed
     from airpods.stack.presets import preset_ini
     from airpods.usecases.pull import pre_fetch as fetch_ahead
@@ -66,14 +67,23 @@ def start(
     present = engine_if_present(options_of(ctx))
     # Pulling only: command_args are not checked (the image's own flag table comes with it). A dry
     # run only looks: no key is made, no flag table learned (no container), nothing written.
-    stack_for = stack_source(
-        options_of(ctx),
-        services,
-        ensure_key=not dry_run,
-        engine=None if dry_run else present,
-        check_flags=not pre_fetch,
-        preview=dry_run,
-    )
+    try:
+        stack_for = stack_source(
+            options_of(ctx),
+            services,
+            ensure_key=not dry_run,
+            engine=None if dry_run else present,
+            check_flags=not pre_fetch,
+            preview=dry_run,
+        )
+    except ConfigError as refused:
+        flags = any(part in (refused.key or "") for part in (".command_args", ".models."))
+        if dry_run and flags and (unknown := unlearned_images(options_of(ctx))):  # a dry run reads no table
+            refused.hint = (f"{refused.hint}; " if refused.hint else "") + (
+                f"checked against airpods' built-in table: the flag table of {', '.join(unknown)} is not known "
+                "yet (`airpods config validate` reads it from the image, then checks again)"
+            )
+        raise
     if dry_run:
         wanted, plan = plan_start(
             stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
@@ -82,7 +92,11 @@ def start(
         unknown = unlearned_tables(wanted)
         if as_json:
             print_json(
-                {**plan.to_json(step_renderer(options_of(ctx))), "flag_tables": checked, "flag_tables_unknown": unknown}
+                {
+                    **plan.to_json(step_renderer(options_of(ctx))),
+                    "flag_tables": checked,
+                    "flag_tables_unknown": unknown,
+                }
             )
         else:
             print(f"# {wanted.gpu.describe()}")
@@ -127,6 +141,16 @@ def start(
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
+
+
+def unlearned_images(options) -> list[str]:
+    """The configured llama-server images whose own flag table this machine has not read."""
+    from airpods.cli.context import host_gpu
+    from airpods.server_flags import known_tables
+    from airpods.stack.resolve import configured_server_images
+
+    learned = known_tables()
+    return [image for image in configured_server_images(options.config, host_gpu(options)) if image not in learned]
 
 
 def unlearned_tables(stack) -> list[str]:
@@ -184,11 +208,11 @@ def restart(
             keep_failed=keep_failed,
             only_existing=not services,
         )
+        for r in result.readiness:
+            reporter.finished(r.service, r.ready, r.detail)
     if not result.readiness:
         print("nothing to restart: no service of this stack has a pod (`airpods start` starts them)")
         return
-        for r in result.readiness:
-            reporter.finished(r.service, r.ready, r.detail)
     render_start(result, as_json)
 
 

@@ -99,7 +99,8 @@ def resolve_stack(
         sources give them."""
         try:
             return key_of(stack.key_source) == stack.key_id and all(
-                secret_id(source) == sid and not (ensure_key and sid == UNSET) for source, sid in stack.secret_ids
+                secret_id(source) == sid and not ((ensure_key or preview) and sid == UNSET)
+                for source, sid in stack.secret_ids
             )
         except ConfigError:
             return False  # rebuilt, so the error is reported with its file

@@ -58,6 +58,7 @@ def plan_start(
         observed = engine.observe_images(stack.images)
     else:
         stack, observed = observe_stack(stack_for, engine)
+        observed = observe_for_start(stack, engine, observed)
     if pull_only:
         return stack, pull_plan(stack, observed, pull)
     plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
@@ -158,28 +159,11 @@ def run_start(
         pulls = run_pulls(
             engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
         )
-        blocked: list[Readiness] = []  # the routers a fetch or their preset file failed for
-        for step in (s for s in plan.steps if s.kind in ("fetch", "presets")):
-            router = step.names[0] if step.kind == "fetch" else step.target
-            if any(r.service == router for r in blocked):
-                continue
-            try:
-                if step.kind == "fetch":
-                    run.fetch(stack, step)
-                else:
-                    run.presets(stack, step)
-            except (AirpodsError, OSError) as exc:  # its router fails; the others go on
-                why = exc.message if isinstance(exc, AirpodsError) else f"{exc.strerror or exc}"
-                what = (
-                    f"its model {step.target} could not be fetched"
-                    if step.kind == "fetch"
-                    else "its preset file failed"
-                )
-                blocked.append(Readiness(router, False, 0.0, f"{what}: {why}"))
+        blocked = run_model_steps(stack, plan, run, result.notes)
         unpulled: list[Readiness] = []
         if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
             stack, plan, unpulled = replan_after_pulls(stack_for, engine, stack, observed, result.plan, pulls)
-            result.stack, result.plan = stack, plan
+            result.plan = plan  # result.stack stays whole: a service that failed is shown with its URL
         failed = {r.service for r in unpulled}
         blocked = [r for r in blocked if r.service not in failed]
         failed |= {r.service for r in blocked}
@@ -196,6 +180,31 @@ def run_start(
         run.after_up(stack, step)
     result.notes += model_notes(stack, engine, [r.service for r in result.readiness if r.ready])
     return result
+
+
+def run_model_steps(stack: Stack, plan: Plan, run: Execution, notes: list[str]) -> list[Readiness]:
+    """The declared models' fetches and the routers' preset files. One that fails fails its
+    router alone (returned), when this start creates it; a router left running keeps running
+    without it, and a note says so."""
+    created = {s.service for s in plan.steps if s.kind == "pod"}
+    blocked: list[Readiness] = []
+    for step in (s for s in plan.steps if s.kind in ("fetch", "presets")):
+        router = step.names[0] if step.kind == "fetch" else step.target
+        if any(r.service == router for r in blocked):
+            continue
+        try:
+            if step.kind == "fetch":
+                run.fetch(stack, step)
+            else:
+                run.presets(stack, step)
+        except (AirpodsError, OSError, ValueError) as exc:  # ValueError: a preset file that is not text
+            why = exc.message if isinstance(exc, AirpodsError) else str(exc)
+            what = f"its model {step.target} could not be fetched" if step.kind == "fetch" else "its preset file failed"
+            if router in created:
+                blocked.append(Readiness(router, False, 0.0, f"{what}: {why}"))
+            else:
+                notes.append(f"{router}: {what}: {why}; it keeps running without it")
+    return blocked
 
 
 def replan_after_pulls(

@@ -397,3 +397,22 @@ def test_an_extra_instance_listens_on_its_own_container_port_and_host_port_flags
         path = write_toml(tmp_path, f"[services.llamacpp.command_args]\n{key}\n", "owned.toml")
         done = run_cli(capsys, "config", "validate", str(path))
         assert done.code == 2 and "airpods sets --" in done.err and "services.llamacpp.command_args." in done.err
+
+
+def test_a_dry_run_refuses_what_start_refuses_even_after_a_cached_stack(tmp_path, capsys, monkeypatch):
+    """A stack cached by a reading command (a user secret unset: its id "unset") was served to
+    the dry run, which then showed a plan start refuses."""
+    from tests.unit.helpers import run_cli
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman
+    monkeypatch.delenv("MY_TOKEN", raising=False)
+    path = write_toml(tmp_path, '[services.ollama.secrets]\nMY_TOKEN = "env:MY_TOKEN"\n')
+    assert run_cli(capsys, "-c", str(path), "status").code != 2  # resolves (and caches) the stack, then needs podman
+    for args in (["start", "--dry-run"], ["start"]):
+        refused = run_cli(capsys, "-c", str(path), *args)
+        assert refused.code == 2 and "MY_TOKEN is not set" in refused.err, (args, refused.out, refused.err)
+        assert "flag table" not in refused.err
+    typo = write_toml(tmp_path, "[services.llamacpp.command_args]\nctx_sizee = 1\n", "typo.toml")
+    dry = run_cli(capsys, "-c", str(typo), "start", "--dry-run")
+    assert dry.code == 2 and "did you mean ctx_size" in dry.err
+    assert "is not known yet (`airpods config validate` reads it" in dry.err  # a dry run reads no table

@@ -133,6 +133,7 @@ def test_an_image_that_cannot_be_pulled_fails_only_the_services_that_need_it(sta
     failed = {r.service: r.detail for r in result.readiness if not r.ready}
     assert list(failed) == ["llamacpp"] and f"its image {llama} could not be pulled" in failed["llamacpp"]
     assert set(engine.state()["pods"]) == {"ollama", "open-webui"}
+    assert [s.name for s in result.stack.services] == ["ollama", "open-webui", "llamacpp"]  # shown with its URL
 
 
 def test_pull_then_start_recreates_exactly_the_service_whose_image_changed(stack, engine):
@@ -233,6 +234,8 @@ def test_a_declared_model_is_fetched_once_and_a_failed_fetch_fails_only_its_rout
     assert "[tiny]" in (preset_file / "models.ini").read_text()
     again = start(declared, engine)
     assert again.ok and not [s for s in again.plan.steps if s.kind == "fetch"]  # the store has it
+    _, shown = starting.plan_start(lambda present: declared, engine)  # the dry run reads the store too
+    assert not [s for s in shown.steps if s.kind == "fetch"]
 
     engine.remove_pod("llamacpp")
     before = engine.state()
