@@ -265,14 +265,16 @@ def test_a_dry_run_on_a_machine_with_no_key_and_no_learned_table_changes_nothing
     assert airpods("start", "--pre-fetch").code == 0  # every image present (learning needs them)
     shutil.rmtree(state, ignore_errors=True)
     objects = ("pod", "ps"), ("ps", "-a"), ("volume", "ls"), ("secret", "ls"), ("network", "ls")
-    before = [podman(*args, "--format", "json").stdout for args in objects]
+    # names and IDs only: Podman shows its default network with a fresh "created" time at each listing
+    listing = {"ps": "{{.ID}} {{.Names}} {{.Status}}", "pod": "{{.ID}} {{.Name}} {{.Status}}"}
+    before = [podman(*args, "--format", listing.get(args[0], "{{.Name}}")).stdout for args in objects]
     began = time.time()
     shown = airpods("start", "--dry-run")
     assert shown.code == 0, shown.err
     assert "--api-key-file" in shown.out and "airpods-api-key-new-key" in shown.out  # the key start would make
     assert "is not known yet: start reads it from the image" in shown.out
     assert not state.exists()  # no key, no learned table, no stack cache, not even the folder
-    assert [podman(*args, "--format", "json").stdout for args in objects] == before
+    assert [podman(*args, "--format", listing.get(args[0], "{{.Name}}")).stdout for args in objects] == before
     since = datetime.datetime.fromtimestamp(began, datetime.UTC).isoformat()  # RFC 3339, to the microsecond
     events = podman("events", "--stream=false", "--since", since, "--format", "{{.Type}} {{.Status}}")
     assert not [line for line in events.stdout.splitlines() if line.split()[:1] in (["container"], ["pod"])]
