@@ -98,10 +98,19 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, Ob
     )
 
 
-def preflight(stack: Stack, plan: Plan, pods: Mapping[str, ObservedPod], host: HostFacts) -> list[AirpodsError]:
-    """Every refusal of `start` for this plan on this host, in the order start meets them."""
+def preflight(
+    stack: Stack,
+    plan: Plan,
+    pods: Mapping[str, ObservedPod],
+    host: HostFacts,
+    fit: AirpodsError | None = None,
+) -> list[AirpodsError]:
+    """Every refusal of `start` for this plan on this host, in the order start meets them;
+    `fit`, the model fit check's refusal (models/fit_check.py reads model files), goes after
+    the ports and before the resource limits."""
     return [*_source_problems(plan, host), *_ipv6_problems(stack, plan, host)] + [
         *_port_problems(stack, plan, pods, host),
+        *([fit] if fit else []),
         *_limit_problems(stack, plan, host),
         *_folder_problems(stack, plan, host),
     ]

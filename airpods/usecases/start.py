@@ -64,15 +64,18 @@ def plan_start(
     plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
     if engine is None:
         return stack, plan
-    # every refusal `start` would make, and the fit check's warnings, said instead of refused
-    said = [
-        f"start would refuse: {problem.message}; {problem.hint}"
-        for problem in preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
-    ]
+    # the fit check's warnings and every refusal `start` would make, said instead of refused
+    said: list[str] = []
+    refused: RuntimeFailure | None = None
     try:
         check_fit(stack, plan, engine, said.append)
-    except RuntimeFailure as refused:
-        said.append(f"start would refuse: {refused.message}; {refused.hint}")
+    except RuntimeFailure as strict:
+        refused = strict
+    host = observe_host(stack, plan, engine, observed.pods)
+    said += [
+        f"start would refuse: {problem.message}; {problem.hint}"
+        for problem in preflight(stack, plan, observed.pods, host, refused)
+    ]
     return stack, replace(plan, notes=plan.notes + tuple(said))
 
 
@@ -147,10 +150,14 @@ def run_start(
         pull=pull,
         remove_orphans=remove_orphans,
     )
-    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods))
+    refused: RuntimeFailure | None = None
+    try:  # the fit check's warnings come first, whatever is refused
+        check_fit(stack, plan, engine, reporter.line)
+    except RuntimeFailure as strict:
+        refused = strict
+    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods), refused)
     if problems:
         raise problems[0]
-    check_fit(stack, plan, engine, reporter.line)
     result = StartResult(stack, plan, kept_failed=keep_failed)
     run = Execution(engine, reporter, stack_key(stack))
     try:
