@@ -107,10 +107,10 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
     """`observed` plus what only `start` reads, without creating anything: the models in the
     stack's model store (None when this host cannot read it), and each secret's project when
     the stack has user secrets (their older values are pruned)."""
-    from airpods.models.presets import existing_store
+    from airpods.models.presets import declared_models, existing_store
 
-    try:
-        store = existing_store(stack, engine)
+    try:  # read only when a model is declared: each look at the volume is engine calls
+        store = existing_store(stack, engine) if declared_models(stack) else None
         models: frozenset[str] | None = frozenset(m.name for m in store.models()) if store else frozenset()
     except (RuntimeFailure, OSError):
         models = None
