@@ -10,7 +10,7 @@ Store: $XDG_STATE_HOME/airpods/llama-server-flags.json =
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,12 @@ def resolve_checked(
     except EngineError:
         pass
     return stack
+
+
+def unlearned(images: Iterable[str]) -> list[str]:
+    """The llama-server images among `images` whose own flag table this machine has not read."""
+    learned = known_tables()
+    return [image for image in images if image not in learned]
 
 
 def learn_tables(engine: Engine, wanted: ServerImages) -> list[str]:

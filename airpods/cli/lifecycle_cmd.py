@@ -146,19 +146,17 @@ def start(
 def unlearned_images(options) -> list[str]:
     """The configured llama-server images whose own flag table this machine has not read."""
     from airpods.cli.context import host_gpu
-    from airpods.server_flags import known_tables
+    from airpods.server_flags import unlearned
     from airpods.stack.resolve import configured_server_images
 
-    learned = known_tables()
-    return [image for image in configured_server_images(options.config, host_gpu(options)) if image not in learned]
+    return unlearned(configured_server_images(options.config, host_gpu(options)))
 
 
 def unlearned_tables(stack) -> list[str]:
     """The llama-server images of `stack` whose own flag table this machine has not read."""
-    from airpods.server_flags import checked_images, known_tables
+    from airpods.server_flags import checked_images, unlearned
 
-    learned = known_tables()
-    return [image for image in checked_images(stack) if image not in learned]
+    return unlearned(checked_images(stack))
 
 
 def stop(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airpods.doctor.check import Check, version_tuple
+from airpods.doctor.check import Check, version_check
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
@@ -105,13 +105,13 @@ def podman_checks(auto: bool = False) -> tuple[list[Check], Engine | None]:
     try:
         engine = Podman()
         version = engine.version()
-        ok = version_tuple(version) >= MIN_PODMAN
         checks.append(
-            Check(
+            version_check(
                 "podman",
-                "OK" if ok else "WARN",
                 f"{engine.binary} {version}",
-                "" if ok else "airpods needs Podman 4.3 or newer: upgrade podman",
+                version,
+                MIN_PODMAN,
+                "airpods needs Podman 4.3 or newer: upgrade podman",
             )
         )
     except EngineMissing as exc:

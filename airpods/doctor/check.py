@@ -13,6 +13,12 @@ class Check:
     fix: str = ""
 
 
+def version_check(name: str, detail: str, version: str, minimum: tuple[int, ...], upgrade: str) -> Check:
+    """OK when `version` is at least `minimum`, else a warning whose fix is `upgrade`."""
+    ok = version_tuple(version) >= minimum
+    return Check(name, "OK" if ok else "WARN", detail, "" if ok else upgrade)
+
+
 def version_tuple(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split(".")[:2]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airpods.doctor.check import Check, version_tuple
+from airpods.doctor.check import Check, version_check
 from airpods.errors import AirpodsError
 
 if TYPE_CHECKING:
@@ -126,13 +126,13 @@ def docker_checks(who: Who | None = None) -> tuple[list[Check], Docker | None]:
         if not any(c.level == "FAIL" for c in checks):
             checks.append(Check("docker daemon", "FAIL", exc.message, "`docker info` shows what is wrong"))
         return checks, None
-    ok = version_tuple(version) >= MIN_DOCKER
     checks.append(
-        Check(
+        version_check(
             "docker",
-            "OK" if ok else "WARN",
             f"{engine.binary} (daemon {version})",
-            "" if ok else "airpods needs Docker Engine 20.10 or newer: upgrade docker",
+            version,
+            MIN_DOCKER,
+            "airpods needs Docker Engine 20.10 or newer: upgrade docker",
         )
     )
     checks.append(Check("mode", "OK", "rootless" if rootless_daemon(info) else "rootful"))

@@ -44,7 +44,9 @@ def detected_flags(store: ModelStore) -> dict[str, list[FlagArg]]:
 
 def routers(stack: Stack) -> list[ServiceSpec]:
     """The llama.cpp services that read a preset file airpods writes."""
-    return [s for s in llama_instances(stack) if any(m.target == PRESETS_DIR for m in s.mounts)]
+    from airpods.plan import routers as preset_readers
+
+    return preset_readers(llama_instances(stack))
 
 
 def existing_store(stack: Stack, engine: Engine) -> ModelStore | None:

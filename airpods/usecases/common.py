@@ -109,10 +109,6 @@ def run_pulls(engine: Engine, steps: Sequence[Step], reporter: Reporter, workers
     return Pulls({image: (took, sizes.get(image)) for image, took in seconds.items()}, failed)
 
 
-def ready_containers(stack: Stack, names: Sequence[str]) -> list[str]:
-    return [s.container for s in stack.services if s.name in names]
-
-
 def rollback(engine: Engine, pods: Sequence[str]) -> list[str]:
     """Remove pods (and their containers) a run created; volumes are never touched. Returns the
     pods podman really removed."""

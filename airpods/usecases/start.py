@@ -10,7 +10,7 @@ from airpods.engine.base import Engine
 from airpods.errors import AirpodsError, RuntimeFailure
 from airpods.health import Readiness
 from airpods.plan import Observed, Plan, PullPolicy, build_start_plan, pull_plan
-from airpods.preflight import observe_host, preflight
+from airpods.preflight import new_containers, observe_host, preflight
 from airpods.secrets import stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import Stack
@@ -85,7 +85,7 @@ def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], Non
     through `say`, or for fit = "strict" a refusal (RuntimeFailure)."""
     from airpods.models.fit_check import check_start, start_loads
 
-    creating = {step.service for step in plan.steps if step.kind == "container"}
+    creating = new_containers(plan)
     check_start([load for load in start_loads(stack, engine) if load[0].name in creating], say, stack.gpu)
 
 
@@ -142,10 +142,11 @@ def run_start(
     images stay."""
     stack, observed = observe_stack(stack_for, engine)
     observed = observe_for_start(stack, engine, observed)
+    key = stack_key(stack)
     plan = build_start_plan(
         stack,
         observed,
-        api_key=stack_key(stack) or "",
+        api_key=key or "",
         values=stack_secret_values(stack),
         pull=pull,
         remove_orphans=remove_orphans,
@@ -159,7 +160,7 @@ def run_start(
     if problems:
         raise problems[0]
     result = StartResult(stack, plan, kept_failed=keep_failed)
-    run = Execution(engine, reporter, stack_key(stack))
+    run = Execution(engine, reporter, key)
     try:
         for step in (s for s in plan.steps if s.service is None and s.kind not in ("pull", "fetch", "presets")):
             run.shared(stack, step, result.notes)
