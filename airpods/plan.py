@@ -14,7 +14,7 @@ from typing import Literal, get_args
 from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.redact import MASK, redact_argv
-from airpods.stack.model import PRESET_FILE, PRESETS_DIR, ServiceSpec, Stack
+from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Preset, ServiceSpec, Stack
 
 EngineStepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
 # What `start` does besides engine commands, in the plan too (so --dry-run shows it): make a
@@ -345,23 +345,28 @@ def fetch_steps(stack: Stack, present: frozenset[str] | None) -> list[Step]:
     """A fetch for each declared model (a preset with a `source`) the model store lacks, each
     name once; every declared one when the store cannot be read here (`present` None: the
     fetch then says why)."""
-    seen: set[str] = set()
-    steps = []
-    for spec in routers(stack.services):
+    return [
+        Step(
+            "fetch",
+            preset.name,
+            f"model {preset.name}: fetch {preset.source} into the model store (declared in services.{router}.models)",
+            names=(router, preset.source),
+            timeout_s=PULL_TIMEOUT_S,
+        )
+        for router, preset in declared_models(stack.services)
+        if preset.source and (present is None or preset.name not in present)
+    ]
+
+
+def declared_models(services: Iterable[ServiceSpec]) -> list[tuple[str, Preset]]:
+    """(router, preset) of every declared model with a source among the routers of
+    `services`, each name once (the first router that declares it)."""
+    seen: dict[str, tuple[str, Preset]] = {}
+    for spec in routers(services):
         for preset in spec.presets:
-            if preset.source and preset.name not in seen and (present is None or preset.name not in present):
-                seen.add(preset.name)
-                steps.append(
-                    Step(
-                        "fetch",
-                        preset.name,
-                        f"model {preset.name}: fetch {preset.source} into the model store "
-                        f"(declared in services.{spec.name}.models)",
-                        names=(spec.name, preset.source),
-                        timeout_s=PULL_TIMEOUT_S,
-                    )
-                )
-    return steps
+            if preset.source:
+                seen.setdefault(preset.name, (spec.name, preset))
+    return list(seen.values())
 
 
 def preset_steps(stack: Stack) -> list[Step]:

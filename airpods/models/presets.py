@@ -94,12 +94,9 @@ def write_presets(stack: Stack, engine: Engine, running: Mapping[str, str | None
 
 def declared_models(stack: Stack) -> list[tuple[str, Preset]]:
     """(router, preset) of every declared model with a source, each name once."""
-    seen: dict[str, tuple[str, Preset]] = {}
-    for spec in routers(stack):
-        for preset in spec.presets:
-            if preset.source:
-                seen.setdefault(preset.name, (spec.name, preset))
-    return list(seen.values())
+    from airpods.plan import declared_models as declared
+
+    return declared(llama_instances(stack))
 
 
 def fetch_declared(stack: Stack, engine: Engine, progress: Progress, announce: Callable[[str], None]) -> list[str]:
