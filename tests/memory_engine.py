@@ -274,7 +274,7 @@ class MemoryEngine:
     def volume_projects(self) -> dict[str, str | None]:
         return {name: labels.get(PROJECT) for name, labels in self.volumes.items()}
 
-    def secret_projects(self) -> dict[str, str | None]:
+    def secret_projects(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
         return {name: labels.get(PROJECT) for name, (_, labels) in self.secrets.items()}
 
     def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:

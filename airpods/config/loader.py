@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from airpods.config.files import DEFAULTS_LABEL, default_toml_text, locate_config, parse_toml, read_toml
+from airpods.config.keys import key_parts
 from airpods.config.merge import apply_extends, deep_merge
 from airpods.config.paths import resolve_host_folders
 from airpods.config.schema import Config
 from airpods.config.templates import resolve_templates
-from airpods.config.validation import check_stack_rules, config_error_from_validation, key_parts
+from airpods.config.validation import check_stack_rules, config_error_from_validation
 from airpods.errors import ConfigError
 
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airpods.config.syntax import MEMORY_RE, MODEL_NAME_RE, memory_bytes
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]$")
 # An image reference, after the grammar of github.com/distribution/reference (reference.go):
 # [domain[:port]/]path-component[/path-component…][:tag][@algorithm:hex], path components
 # lowercase alphanumerics joined by '.', '_', '__' or dashes, tags at most 128 word characters.
@@ -27,9 +28,6 @@ IMAGE_RE = re.compile(
 # two characters or more (measured: docker rejects a one-character name).
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 VARIANTS = ("cpu", "cuda", "rocm", "vulkan")
-# A model's name as llama-server's router lists it (/v1/models): a GGUF file's name without
-# .gguf, or a folder's name, in the model volume.
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 Scalar = str | int | float | bool
 
@@ -246,12 +244,6 @@ class Security(_Model):
     cap_add: list[Annotated[str, AfterValidator(_check_capability)]] = []
     read_only: bool = True
     tmpfs: list[Annotated[str, AfterValidator(_check_container_path)]] = []
-
-
-def memory_bytes(value: str) -> int:
-    """A Podman/Docker memory size ("512m", "8g", "1.5g") in bytes (binary units, as they read it)."""
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    return int(float(value[:-1]) * units[value[-1].lower()])
 
 
 class Resources(_Model):

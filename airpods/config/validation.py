@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from airpods.config.keys import key_path, owned_flag_error
 from airpods.config.schema import Config
 from airpods.errors import ConfigError
 from airpods.labels import default_container, default_pod
@@ -127,40 +128,6 @@ def config_error_from_validation(exc: ValidationError, data: dict[str, Any]) -> 
     if more:
         detail += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(detail, key=key_path(loc) or None)
-
-
-BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def key_path(parts: tuple[Any, ...]) -> str:
-    """A TOML dotted key: parts that are not bare keys are quoted (services."llama.fast")."""
-    return ".".join(str(p) if BARE_KEY_RE.match(str(p)) else f'"{p}"' for p in parts)
-
-
-def key_parts(key: str) -> list[str]:
-    """The parts of a dotted key written by `key_path`."""
-    return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|([^.]+)', key)]
-
-
-# Flags airpods sets on llama.cpp servers itself, and where their value belongs instead.
-KEY_HINT = '[runtime] api_key = "env:VARIABLE" or "file:/path/to/key" gives every service your own key'
-OWNED_FLAGS = {
-    "--host": "it listens on every address inside the pod; runtime.bind_address says where the host publishes",
-    "--port": "the server listens on the container port of the first `ports` entry",
-    "--api-key": "it hands the stack's API key over as a podman secret, never on a command line; " + KEY_HINT,
-    "--api-key-file": "it mounts the stack's API key from a podman secret; " + KEY_HINT,
-}
-
-
-def owned_flag_error(flag: str, key: str, service: str) -> ConfigError | None:
-    """The error for a flag airpods sets itself (`flag` a long spelling), else None."""
-    if flag not in OWNED_FLAGS:
-        return None
-    return ConfigError(
-        f"airpods sets {flag} itself: {OWNED_FLAGS[flag]}",
-        key=key,
-        hint=f"remove it; change services.{service}.ports instead" if flag == "--port" else "remove it",
-    )
 
 
 def check_owned_flags(config: Config) -> None:

@@ -42,7 +42,6 @@ class Docker(EngineCli):
     def __init__(self, binary: str | None = None, secrets: Path | None = None) -> None:
         super().__init__(binary)
         self.secrets = secrets or secrets_folder()
-        self._volumes: dict[str, dict[str, Any]] = {}
 
     def hint(self, stderr: str) -> str | None:
         return daemon_hint(stderr)
@@ -253,29 +252,8 @@ class Docker(EngineCli):
     # -- volumes, secrets, images -------------------------------------------------------------------
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
-        self._volumes.pop(name, None)
+        self.forget_volume(name)
         self.run(["volume", "create", *label_args(labels), name])
-
-    def volume_exists(self, name: str) -> bool:
-        return self.run(["volume", "inspect", name], check=False).returncode == 0
-
-    def _volume(self, name: str) -> dict[str, Any] | None:
-        """`docker volume inspect` of one volume, remembered for this command (a volume's
-        mountpoint and options are fixed while it exists; create/remove forget it)."""
-        if name not in self._volumes:
-            rows = self.inspect("volume", [name])
-            if not rows:
-                return None
-            self._volumes[name] = rows[0]
-        return self._volumes[name]
-
-    def volume_mountpoint(self, name: str) -> Path | None:
-        row = self._volume(name)
-        return Path(row["Mountpoint"]) if row and row.get("Mountpoint") else None
-
-    def volume_options(self, name: str) -> dict[str, str] | None:
-        row = self._volume(name)
-        return None if row is None else {str(k): str(v) for k, v in (row.get("Options") or {}).items()}
 
     def mount_volume(self, name: str) -> Path:
         raise EngineError(["docker", "volume", "mount", name], 1, "Docker cannot mount a volume outside a container")
@@ -329,7 +307,7 @@ class Docker(EngineCli):
         return os.environ.get("AIRPODS_DOCKER_TOOL_IMAGE", "ghcr.io/ggml-org/llama.cpp:server")
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
-        self._volumes.pop(name, None)
+        self.forget_volume(name)
         done = self.run(["volume", "rm", *(["--force"] if force else []), name], check=False)
         return None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["docker refused"])[-1])
 
@@ -355,8 +333,9 @@ class Docker(EngineCli):
                 for path in (folder / name, *folder.glob(f"{name}.*.env")):
                     path.unlink(missing_ok=True)
 
-    def secret_projects(self) -> dict[str, str | None]:
-        """Every secret file's name → the project whose folder holds it."""
+    def secret_projects(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Every secret file's name → the project whose folder holds it (files are read, so
+        `names` is not needed)."""
         return {
             p.name: folder.name
             for folder in self._project_folders()

@@ -144,6 +144,7 @@ class Podman(EngineCli):
             image_rows = pool.submit(self.image_rows, images)
             pods = pool.submit(self.pods_and_containers)
         existing_networks = {row.get("Name") or row.get("name") for row in networks.result()}
+        self.remember_volumes(volume_rows.result())  # podman's listing has the inspect fields
         existing_volumes = {row.get("Name") for row in volume_rows.result()}
         return Observed(
             networks=frozenset(n for n in existing_networks if n == network),
@@ -213,25 +214,8 @@ class Podman(EngineCli):
     # -- volumes, secrets, images ------------------------------------------------------------------
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.forget_volume(name)
         self.run(["volume", "create", *label_args(labels), name])
-
-    def volume_exists(self, name: str) -> bool:
-        return self.run(["volume", "exists", name], check=False).returncode == 0
-
-    def volume_mountpoint(self, name: str) -> Path | None:
-        """Where a volume's files are on this host, None when podman does not say (or it is absent)."""
-        done = self.run(["volume", "inspect", "--format", "{{.Mountpoint}}", name], check=False)
-        found = done.stdout.strip()
-        return Path(found) if done.returncode == 0 and found else None
-
-    def volume_options(self, name: str) -> dict[str, str] | None:
-        """A volume's driver options (`--opt`: type, o, device), {} for a plain one, None when
-        the volume does not exist."""
-        done = self.run(["volume", "inspect", "--format", "{{json .Options}}", name], check=False)
-        if done.returncode != 0:
-            return None
-        options = json.loads(done.stdout.strip() or "null")
-        return {str(k): str(v) for k, v in (options or {}).items()}
 
     def mount_volume(self, name: str) -> Path:
         """Mount a volume on this host the way a container gets it (its driver options applied),
@@ -251,6 +235,7 @@ class Podman(EngineCli):
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
         """None when removed, else podman's reason (in use by a container, absent…). `force`
         also removes the containers that use it: only for a volume being replaced."""
+        self.forget_volume(name)
         done = self.run(["volume", "rm", *(["--force"] if force else []), name], check=False)
         return None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["podman refused"])[-1])
 
@@ -287,9 +272,10 @@ class Podman(EngineCli):
             for row in self.json(["volume", "ls", "--format", "json"])
         }
 
-    def secret_projects(self) -> dict[str, str | None]:
-        """Every podman secret's name → the airpods project it belongs to (None: not airpods')."""
-        names = self.run(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+    def secret_projects(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Every podman secret's name (of `names`, when a listing was just taken) → the airpods
+        project it belongs to (None: not airpods')."""
+        names = list(names) if names is not None else self.run(["secret", "ls", "--format", "{{.Name}}"]).stdout.split()
         if not names:
             return {}
         rows = self.json(["secret", "inspect", *names])

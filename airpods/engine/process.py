@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
@@ -104,6 +105,10 @@ class EngineCli:
         if not found:
             raise EngineMissing(f"{self.name} is not installed", hint=self.install_hint)
         self.binary = found
+        # Volume name → its `volume inspect` row, remembered for this command: a volume's
+        # mountpoint and driver options are fixed while it exists (create and remove forget it;
+        # an absent volume is not remembered, so one made meanwhile is seen).
+        self._volumes: dict[str, dict[str, Any]] = {}
 
     def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
         raise NotImplementedError  # each engine renders its own
@@ -124,6 +129,42 @@ class EngineCli:
         self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint)
+
+    def inspect_volume(self, name: str) -> list[dict[str, Any]]:
+        """`volume inspect NAME` rows: [] when the volume does not exist."""
+        done = self.run(["volume", "inspect", name], check=False)
+        return json.loads(done.stdout or "[]") if done.returncode == 0 else []
+
+    def remember_volumes(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Volume rows of a listing that carries what `volume inspect` does (podman's `volume
+        ls --format json`): later looks at those volumes need no engine call."""
+        self._volumes.update({str(row["Name"]): row for row in rows if row.get("Name")})
+
+    def forget_volume(self, name: str) -> None:
+        self._volumes.pop(name, None)
+
+    def volume_row(self, name: str) -> dict[str, Any] | None:
+        """The volume's inspect row (see `_volumes`), None when it does not exist."""
+        if name not in self._volumes:
+            rows = self.inspect_volume(name)
+            if not rows:
+                return None
+            self._volumes[name] = rows[0]
+        return self._volumes[name]
+
+    def volume_exists(self, name: str) -> bool:
+        return self.volume_row(name) is not None
+
+    def volume_mountpoint(self, name: str) -> Path | None:
+        """Where a volume's files are on this host, None when the engine does not say (or it is absent)."""
+        row = self.volume_row(name)
+        return Path(row["Mountpoint"]) if row and row.get("Mountpoint") else None
+
+    def volume_options(self, name: str) -> dict[str, str] | None:
+        """A volume's driver options (`--opt`: type, o, device), {} for a plain one, None when
+        the volume does not exist."""
+        row = self.volume_row(name)
+        return None if row is None else {str(k): str(v) for k, v in (row.get("Options") or {}).items()}
 
     def logs_tail(self, container: str, lines: int = 20) -> list[str]:
         done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)

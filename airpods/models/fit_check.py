@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from airpods.config.schema import memory_bytes
+from airpods.config.syntax import memory_bytes
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
 from airpods.gpu import HostGpu

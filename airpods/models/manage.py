@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -291,6 +290,8 @@ def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str
     for spec in llama_instances(stack):
         if spec.container not in running or configured_model(spec) or not spec.publish:
             continue
+        import urllib.request  # lazy: only this call speaks HTTP
+
         request = urllib.request.Request(
             spec.publish[0].url() + "/models?reload=1", headers={"Authorization": f"Bearer {key}"} if key else {}
         )

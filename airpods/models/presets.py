@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airpods.engine.base import Engine
 from airpods.errors import AirpodsError, RuntimeFailure, UsageError
 from airpods.files import write_atomic
-from airpods.models.download import Progress, pull_hf, pull_url
 from airpods.models.gguf_meta import NotGguf, is_embedding, recognise
 from airpods.models.manage import import_model, llama_instances, model_mount, model_store
 from airpods.models.sources import UrlRef, parse_source
@@ -20,6 +20,9 @@ from airpods.models.store import ModelStore
 from airpods.stack.args import FlagArg
 from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Preset, ServiceSpec, Stack
 from airpods.stack.presets import preset_ini
+
+if TYPE_CHECKING:
+    from airpods.models.download import Progress
 
 
 def detected_flags(store: ModelStore) -> dict[str, list[FlagArg]]:
@@ -125,8 +128,12 @@ def fetch_model(
         if preset.source.startswith("/"):
             import_model(store, Path(preset.source), preset.name, False, progress)
         elif isinstance(ref := parse_source(preset.source), UrlRef):
+            from airpods.models.download import pull_url  # lazy: http.client, for a start that fetches
+
             pull_url(store, ref, preset.name, progress, announce)
         else:
+            from airpods.models.download import pull_hf
+
             pull_hf(store, ref, preset.name, progress, announce)
     except AirpodsError as exc:
         exc.message = f"model {preset.name} (services.{service}.models.{preset.name}.source): {exc.message}"

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from airpods.config.schema import MODEL_NAME_RE
+from airpods.config.syntax import MODEL_NAME_RE
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.sources import SHARD_RE

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airpods.config.validation import key_parts, owned_flag_error
+from airpods.config.keys import key_parts, owned_flag_error
 from airpods.errors import ConfigError
 from airpods.stack.flag_table import Flag, FlagTable, builtin_table
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from airpods.config.schema import Config, Service
-from airpods.config.validation import key_path
+from airpods.config.keys import key_path
 from airpods.errors import ConfigError, UsageError
 from airpods.gpu import GpuChoice, HostGpu, choose_gpu
 from airpods.labels import default_container, default_pod, project_suffix
@@ -17,6 +17,7 @@ from airpods.stack.model import (
     PRESET_FILE,
     PRESETS_DIR,
     UNSET,
+    USER_SECRET_PREFIX,
     HealthCheck,
     Mount,
     Preset,
@@ -38,6 +39,9 @@ from airpods.stack.wiring import (
     open_webui_wiring,
 )
 from airpods.state import state_path
+
+if TYPE_CHECKING:
+    from airpods.config.schema import Config, Service
 
 MODEL_VOLUME_TARGET = "/models"
 DEFAULT_CLAIM_SIZE = "10Gi"
@@ -299,7 +303,7 @@ def build_stack(
 
 def user_secret_prefix(service: str, variable: str) -> str:
     """Every value's secret of one [services.X.secrets] entry starts so (the value's id follows)."""
-    return f"airpods-secret-{service}-{variable.lower().replace('_', '-')}-"
+    return f"{USER_SECRET_PREFIX}{service}-{variable.lower().replace('_', '-')}-"
 
 
 def user_secrets(

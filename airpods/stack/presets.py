@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from airpods.config.schema import ModelPreset
-from airpods.config.validation import key_path
+from airpods.config.keys import key_path
 from airpods.errors import ConfigError
 from airpods.stack.args import FlagArg, command_flags
 from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import Preset
+
+if TYPE_CHECKING:
+    from airpods.config.schema import ModelPreset
 
 # Flags the router decides for each model itself (server README): refused in a preset.
 ROUTER_FLAGS = {

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from airpods.config.schema import Config, Service
 from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.stack.args import sets_flag
 from airpods.stack.flag_table import FlagTable
 from airpods.stack.model import SecretDef, SecretUse
+
+if TYPE_CHECKING:
+    from airpods.config.schema import Config, Service
 
 OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI = "ollama", "llamacpp", "open-webui", "comfyui"
 KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"

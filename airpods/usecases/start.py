@@ -9,11 +9,11 @@ from airpods.apply import Execution
 from airpods.engine.base import Engine
 from airpods.errors import AirpodsError, RuntimeFailure
 from airpods.health import Readiness
-from airpods.plan import Observed, Plan, PullPolicy, build_start_plan, pull_plan
+from airpods.plan import Observed, Plan, PullPolicy, build_start_plan, declared_models, pull_plan
 from airpods.preflight import new_containers, observe_host, preflight
 from airpods.secrets import stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
-from airpods.stack.model import Stack
+from airpods.stack.model import USER_SECRET_PREFIX, Stack
 from airpods.usecases.common import (
     Pulls,
     Reporter,
@@ -68,7 +68,7 @@ def plan_start(
     said: list[str] = []
     refused: RuntimeFailure | None = None
     try:
-        check_fit(stack, plan, engine, said.append)
+        check_fit(stack, plan, engine, observed, said.append)
     except RuntimeFailure as strict:
         refused = strict
     host = observe_host(stack, plan, engine, observed.pods)
@@ -79,10 +79,13 @@ def plan_start(
     return stack, replace(plan, notes=plan.notes + tuple(said))
 
 
-def check_fit(stack: Stack, plan: Plan, engine: Engine, say: Callable[[str], None]) -> None:
+def check_fit(stack: Stack, plan: Plan, engine: Engine, observed: Observed, say: Callable[[str], None]) -> None:
     """Before anything is created: the models the llama.cpp instances this start creates load,
     against their memory limit and the host's free memory (models/fit_check.py): a warning
-    through `say`, or for fit = "strict" a refusal (RuntimeFailure)."""
+    through `say`, or for fit = "strict" a refusal (RuntimeFailure). A store observed empty
+    has nothing to check."""
+    if observed.models == frozenset():
+        return
     from airpods.models.fit_check import check_start, start_loads
 
     creating = new_containers(plan)
@@ -105,17 +108,22 @@ def start(
 
 def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Observed:
     """`observed` plus what only `start` reads, without creating anything: the models in the
-    stack's model store (None when this host cannot read it), and each secret's project when
-    the stack has user secrets (their older values are pruned)."""
-    from airpods.models.presets import declared_models, existing_store
+    stack's model store when it has a llama.cpp server (None when this host cannot read the
+    store; read once here for the plan's fetches, the fit check and the closing note), and the
+    project of each user secret that is not one of the stack's (an older value, pruned once its
+    service runs)."""
+    models: frozenset[str] | None = frozenset()
+    if any(s.kind == "llamacpp" for s in stack.services):
+        from airpods.models.presets import existing_store
 
-    try:  # read only when a model is declared: each look at the volume is engine calls
-        store = existing_store(stack, engine) if declared_models(stack) else None
-        models: frozenset[str] | None = frozenset(m.name for m in store.models()) if store else frozenset()
-    except (RuntimeFailure, OSError):
-        models = None
-    users = any(use.purpose == "user" for spec in stack.services for use in spec.secrets)
-    return replace(observed, models=models, secret_projects=engine.secret_projects() if users else {})
+        try:
+            store = existing_store(stack, engine)
+            models = frozenset(m.name for m in store.models()) if store else frozenset()
+        except (RuntimeFailure, OSError):
+            models = None
+    current = {d.name for d in stack.secrets}
+    older = [n for n in observed.secrets if n.startswith(USER_SECRET_PREFIX) and n not in current]  # see prune_steps
+    return replace(observed, models=models, secret_projects=engine.secret_projects(older) if older else {})
 
 
 def run_start(
@@ -153,7 +161,7 @@ def run_start(
     )
     refused: RuntimeFailure | None = None
     try:  # the fit check's warnings come first, whatever is refused
-        check_fit(stack, plan, engine, reporter.line)
+        check_fit(stack, plan, engine, observed, reporter.line)
     except RuntimeFailure as strict:
         refused = strict
     problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods), refused)
@@ -186,7 +194,7 @@ def run_start(
     up = {r.service for r in result.readiness if r.ready}
     for step in (s for s in plan.steps if s.kind in ("reload", "prune") and s.service in up):
         run.after_up(stack, step)
-    result.notes += model_notes(stack, engine, [r.service for r in result.readiness if r.ready])
+    result.notes += model_notes(stack, engine, observed, [r.service for r in result.readiness if r.ready])
     return result
 
 
@@ -248,17 +256,21 @@ def replan_after_pulls(
     )
 
 
-def model_notes(stack: Stack, engine: Engine, ready: Sequence[str]) -> list[str]:
-    """A llama.cpp server that is up with no model to serve says so, with the way to get one."""
-    from airpods.models.presets import existing_store
-
+def model_notes(stack: Stack, engine: Engine, observed: Observed, ready: Sequence[str]) -> list[str]:
+    """A llama.cpp server that is up with no model to serve says so, with the way to get one
+    (the store is read again only when it held none and this start fetched some)."""
     llama = [s.name for s in stack.services if s.kind == "llamacpp" and s.name in ready]
-    store = existing_store(stack, engine) if llama else None
-    try:
-        if not llama or (store is not None and store.models()):
+    if not llama or observed.models != frozenset():  # a model, or a store this host cannot read: no claim
+        return []
+    if declared_models(stack.services):
+        from airpods.models.presets import existing_store
+
+        try:
+            store = existing_store(stack, engine)
+            if store is not None and store.models():
+                return []
+        except (RuntimeFailure, OSError):
             return []
-    except RuntimeFailure:
-        return []  # a store this host cannot read: no claim either way
     return [
         f"{', '.join(llama)} {'has' if len(llama) == 1 else 'have'} no model yet: "
         "`airpods models pull user/repo:Q4_K_M` fetches one, or declare it in the config "

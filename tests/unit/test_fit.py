@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from airpods.config.schema import memory_bytes
+from airpods.config.syntax import memory_bytes
 from airpods.models.fit import (
     MAX_CTX,
     MIB,
