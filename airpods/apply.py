@@ -5,6 +5,7 @@ is kept so that Ctrl-C can undo it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from airpods.engine.base import Engine
@@ -30,6 +31,8 @@ class Execution:
         self.cancel = threading.Event()
         self.watch: ContainerWatch | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.creating = 0  # service workers not yet past their engine changes
+        self.created = threading.Condition()
 
     def shared(self, stack: Stack, step: Step, notes: list[str]) -> None:
         """A step of the whole stack: network, volume, secret, orphan pod, volume folders (a
@@ -70,18 +73,29 @@ class Execution:
 
         self.changed_presets |= set(write_presets(stack_subset(stack, [step.target]), self.engine))
 
-    def services(self, stack: Stack, plan: Plan) -> list[Readiness]:
-        """Every service's own steps at once, each in its worker."""
+    def services(self, stack: Stack, plan: Plan, created: Callable[[], None] = lambda: None) -> list[Readiness]:
+        """Every service's own steps at once, each in its worker; `created` is called (in this
+        thread) once every worker is past its engine changes, while the readiness waits go on."""
         self.watch = ContainerWatch(self.engine, stack.project)
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
+        self.creating = len(stack.services)
         try:
             futures = [self.pool.submit(self.bring_up, spec, plan) for spec in stack.services]
+            with self.created:
+                self.created.wait_for(lambda: self.creating == 0)
+            created()
             return [f.result() for f in futures]
         except BaseException:
             self.cancel.set()  # the workers stop waiting
             raise
         finally:
             self.join()
+
+    def past_changes(self) -> None:
+        """A service worker is done with the engine changes (before its wait, or on failure)."""
+        with self.created:
+            self.creating -= 1
+            self.created.notify_all()
 
     def join(self) -> None:
         """Wait until every service worker has stopped, whatever further Ctrl-C comes meanwhile
@@ -97,12 +111,15 @@ class Execution:
         """The service's steps up to its wait; whatever fails here fails this service alone
         (an unexpected error too: it is said as the service's failure)."""
         doing = "wait for it"
+        changing = True
         try:
             for step in (s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")):
                 if self.cancel.is_set():
                     return Readiness(spec.name, False, 0.0, "interrupted")
                 if step.kind == "wait":
                     assert self.watch is not None
+                    changing = False
+                    self.past_changes()
                     return wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
                 doing = f"create its {step.kind}"
                 self.reporter.step(step)
@@ -116,6 +133,9 @@ class Execution:
         except Exception as exc:  # noqa: BLE001 - a failure of any kind stays in its service
             why = exc.message if isinstance(exc, AirpodsError) else f"{type(exc).__name__}: {exc}"
             return Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
+        finally:
+            if changing:
+                self.past_changes()
 
     def after_up(self, stack: Stack, step: Step) -> None:
         """What follows a service being up: a kept router rereads a preset file this start

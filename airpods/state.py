@@ -34,22 +34,53 @@ def state_dir() -> Path:
     return path
 
 
-@contextmanager
-def state_lock(timeout_s: float, project: str = DEFAULT_PROJECT) -> Iterator[None]:
-    """Only one start/stop of a project at a time: a second one waits up to `timeout_s`, then
-    fails clearly. Projects do not wait for each other."""
-    from filelock import FileLock, Timeout
+class LifecycleLock:
+    """Only one start/stop of a project changes its engine objects at a time: a second one
+    waits up to `timeout_s`, then fails clearly (RuntimeFailure). Projects do not wait for each
+    other. `start` lets go of it around downloads and readiness waits (`released`), so a long
+    pull or a model that loads for minutes does not hold up a `stop` in another terminal.
 
-    path = state_dir() / ("lifecycle.lock" if project == DEFAULT_PROJECT else f"lifecycle-{project}.lock")
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=timeout_s)
-    except Timeout:
-        raise RuntimeFailure(
-            f"another airpods start or stop is running (waited {timeout_s:g} s for {path})",
-            hint="wait for it to finish, or raise cli.lock_timeout_s",
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+    The lock is a `filelock.FileLock` (flock on a file in the state folder): one per thread, so
+    the thread that took it lets go of it."""
+
+    def __init__(self, timeout_s: float, project: str = DEFAULT_PROJECT) -> None:
+        from filelock import FileLock
+
+        self.timeout_s = timeout_s
+        self.path = state_dir() / ("lifecycle.lock" if project == DEFAULT_PROJECT else f"lifecycle-{project}.lock")
+        self._lock = FileLock(str(self.path))
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=self.timeout_s)
+        except Timeout:
+            raise RuntimeFailure(
+                f"another airpods start or stop is running (waited {self.timeout_s:g} s for {self.path})",
+                hint="wait for it to finish, or raise cli.lock_timeout_s",
+            ) from None
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of the lock for what is inside (a download, a wait), and take it back."""
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire()
+
+    def __enter__(self) -> LifecycleLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

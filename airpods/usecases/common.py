@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -22,7 +21,7 @@ from airpods.engine.errors import EngineError
 from airpods.plan import Observed, ObservedPod, Step
 from airpods.secrets import read_key
 from airpods.stack.model import Stack
-from airpods.state import state_lock
+from airpods.state import LifecycleLock
 
 # The stack for a set of services found running (`present`): the CLI resolves the config with
 # them; a caller with a fixed stack ignores them.
@@ -42,9 +41,9 @@ def stack_key(stack: Stack) -> str | None:
     return read_key(stack.key_source, create=True) if stack.secrets else None
 
 
-def locked(stack: Stack) -> AbstractContextManager[None]:
+def locked(stack: Stack) -> LifecycleLock:
     """The lifecycle lock of the stack's project (start, stop, restart and clean take it)."""
-    return state_lock(stack.settings.lock_timeout_s, stack.project)
+    return LifecycleLock(stack.settings.lock_timeout_s, stack.project)
 
 
 def present_services(stack: Stack, pods: Mapping[str, ObservedPod]) -> list[str]:

@@ -21,11 +21,11 @@ def restart(
     """Stop and remove the pods of the stack in use, then start those services again (with the
     current config and images), waiting for each to be healthy; under one lock. With
     `only_existing` (no service named) only services whose pods exist are restarted."""
-    with locked(stack_for(())):
+    with locked(stack_for(())) as lock:
         stack, stopped = stop_pods(stack_for, engine, reporter, timeout_s, remove_orphans=False)
         if only_existing:
             stack = stack_subset(stack, [s.service for s in stopped.steps if s.service])
         again = run_start(
-            lambda present: stack, engine, reporter, keep_failed=keep_failed, pull="missing", remove_orphans=False
+            lambda present: stack, engine, reporter, lock, keep_failed=keep_failed, pull="missing", remove_orphans=False
         )
         return stopped, again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 from airpods.apply import Execution
@@ -14,6 +15,7 @@ from airpods.preflight import new_containers, observe_host, preflight
 from airpods.secrets import stack_secret_values
 from airpods.server_flags import checked_images, learn_tables
 from airpods.stack.model import USER_SECRET_PREFIX, Stack
+from airpods.state import LifecycleLock
 from airpods.usecases.common import (
     Pulls,
     Reporter,
@@ -102,8 +104,10 @@ def start(
     remove_orphans: bool = False,
 ) -> StartResult:
     """Start the stack in use under the lifecycle lock; see `run_start`."""
-    with locked(stack_for(())):
-        return run_start(stack_for, engine, reporter, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans)
+    with locked(stack_for(())) as lock:
+        return run_start(
+            stack_for, engine, reporter, lock, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans
+        )
 
 
 def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Observed:
@@ -130,6 +134,7 @@ def run_start(
     stack_for: StackFor,
     engine: Engine,
     reporter: Reporter,
+    lock: LifecycleLock,
     *,
     keep_failed: bool,
     pull: PullPolicy,
@@ -140,6 +145,12 @@ def run_start(
     (concurrently), the declared models' fetches and the preset files; after a fresh look at
     the image IDs, every service at once (its pod, its container, the wait for it); last, for
     the services that are up, a kept router's preset reload and the pruning of rotated secrets.
+
+    `lock` (taken by the caller) is held around the engine changes only: it is let go of
+    around the pulls and the models' downloads (after which the engine is looked at again,
+    since another command may have changed it meanwhile) and once every service's pod and
+    container are made, while they get ready; it is taken back to remove failed services and
+    for what follows them being up.
 
     A service that fails (the engine refuses it, its container exits, it is not healthy in
     time, or anything else goes wrong in its worker) has the pods this run created for it
@@ -172,20 +183,26 @@ def run_start(
     try:
         for step in (s for s in plan.steps if s.service is None and s.kind not in ("pull", "fetch", "presets")):
             run.shared(stack, step, result.notes)
-        pulls = run_pulls(
-            engine, [s for s in plan.steps if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
-        )
-        blocked = run_model_steps(stack, plan, run, result.notes)
+        downloads = [s for s in plan.steps if s.kind in ("pull", "fetch")]
+        with lock.released() if downloads else nullcontext():
+            pulls = run_pulls(
+                engine, [s for s in downloads if s.kind == "pull"], reporter, stack.settings.max_concurrent_pulls
+            )
+            blocked = run_model_steps(stack, plan, run, result.notes, "fetch")
+        blocked += run_model_steps(stack, plan, run, result.notes, "presets", blocked)
         unpulled: list[Readiness] = []
-        if pulls.done or pulls.failed:  # new images may change which services are recreated: plan them again
-            stack, plan, unpulled = replan_after_pulls(stack_for, engine, stack, observed, result.plan, pulls)
+        if downloads:  # new images may change which services are recreated, others may have run: plan again
+            stack, plan, unpulled = replan_after_downloads(stack_for, engine, stack, observed, result.plan, pulls)
             result.plan = plan  # result.stack stays whole: a service that failed is shown with its URL
         failed = {r.service for r in unpulled}
         blocked = [r for r in blocked if r.service not in failed]
         failed |= {r.service for r in blocked}
         going = stack_subset(stack, [s.name for s in stack.services if s.name not in failed])
-        result.readiness = unpulled + blocked + run.services(going, plan)
+        result.readiness = unpulled + blocked + run.services(going, plan, created=lock.release)
+        lock.acquire()
     except BaseException as exc:
+        if not lock.held:
+            lock.acquire()
         run.undo(exc, keep_failed)
         raise
     if not keep_failed:
@@ -198,15 +215,18 @@ def run_start(
     return result
 
 
-def run_model_steps(stack: Stack, plan: Plan, run: Execution, notes: list[str]) -> list[Readiness]:
-    """The declared models' fetches and the routers' preset files. One that fails fails its
-    router alone (returned), when this start creates it; a router left running keeps running
-    without it, and a note says so."""
+def run_model_steps(
+    stack: Stack, plan: Plan, run: Execution, notes: list[str], kind: str, blocked: Sequence[Readiness] = ()
+) -> list[Readiness]:
+    """The declared models' fetches (`kind` "fetch") or the routers' preset files ("presets").
+    One that fails fails its router alone (returned), when this start creates it; a router left
+    running keeps running without it, and a note says so. A router already `blocked` is skipped."""
     created = {s.service for s in plan.steps if s.kind == "pod"}
-    blocked: list[Readiness] = []
-    for step in (s for s in plan.steps if s.kind in ("fetch", "presets")):
+    skipped = {r.service for r in blocked}
+    failed: list[Readiness] = []
+    for step in (s for s in plan.steps if s.kind == kind):
         router = step.names[0] if step.kind == "fetch" else step.target
-        if any(r.service == router for r in blocked):
+        if router in skipped:
             continue
         try:
             if step.kind == "fetch":
@@ -216,21 +236,27 @@ def run_model_steps(stack: Stack, plan: Plan, run: Execution, notes: list[str]) 
         except (AirpodsError, OSError, ValueError) as exc:  # ValueError: a preset file that is not text
             why = exc.message if isinstance(exc, AirpodsError) else str(exc)
             what = f"its model {step.target} could not be fetched" if step.kind == "fetch" else "its preset file failed"
+            skipped.add(router)
             if router in created:
-                blocked.append(Readiness(router, False, 0.0, f"{what}: {why}"))
+                failed.append(Readiness(router, False, 0.0, f"{what}: {why}"))
             else:
                 notes.append(f"{router}: {what}: {why}; it keeps running without it")
-    return blocked
+    return failed
 
 
-def replan_after_pulls(
+def replan_after_downloads(
     stack_for: StackFor, engine: Engine, stack: Stack, observed: Observed, plan: Plan, pulls: Pulls
 ) -> tuple[Stack, Plan, list[Readiness]]:
-    """After pulls, a fresh look at the image IDs: the services' steps are planned again (a new
-    image recreates its services), a service whose image is absent fails, and a pulled
+    """After pulls and downloads (without the lock), a fresh look at what exists: the services'
+    steps are planned again (a new image recreates its services; a pod another command made or
+    removed meanwhile is seen), a service whose image is absent fails, and a pulled
     llama-server's own flag table is read and the stack derived again with it. Returns the
     stack and plan to go on with and the failed services."""
-    observed = replace(observed, images=engine.image_ids(stack.images))
+    observed = replace(
+        engine.observe(stack.network, stack.volumes, stack.images),
+        models=observed.models,
+        secret_projects=observed.secret_projects,
+    )
     if learn_tables(engine, checked_images(stack)):  # a pulled llama-server: check against its flags
         stack = stack_in_use(stack_for, observed.pods)
     absent = [s for s in stack.services if s.image not in observed.images]

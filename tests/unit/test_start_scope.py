@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -276,3 +277,42 @@ def test_a_rotated_secret_recreates_its_service_and_its_older_value_goes_once_it
     assert old_secret not in engine.secrets and engine.secrets[new_secret][0] == "second-value"
     after = ids(engine)
     assert [name for name in after if after[name] != before[name]] == ["open-webui-0"]
+
+
+def test_the_lock_is_held_around_engine_changes_and_free_during_pulls_and_waits(stack, engine, monkeypatch):
+    """A second command (here: another thread with its own lock file handle, as another
+    process has) can take the lifecycle lock while start pulls and while its services get
+    ready, never while start creates pods and containers."""
+    from airpods import apply
+    from airpods.state import LifecycleLock
+
+    def free() -> bool:
+        other = LifecycleLock(0, stack.project)
+        try:
+            other.acquire()
+        except RuntimeFailure:
+            return False
+        other.release()
+        return True
+
+    seen: dict[str, list[bool]] = {}
+
+    def look(step: Step) -> None:
+        seen.setdefault(step.kind, []).append(free())
+
+    real_wait = apply.wait_one
+
+    def waiting(*args, **kwargs):  # free once every service's pod and container are made
+        deadline = time.monotonic() + 5
+        while not free() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.setdefault("wait", []).append(free())
+        return real_wait(*args, **kwargs)
+
+    engine.images.clear()  # every image is pulled
+    engine.on_execute = look
+    monkeypatch.setattr(apply, "wait_one", waiting)
+    assert start(stack, engine).ok
+    assert seen["pull"] and all(seen["pull"]) and seen["wait"] and all(seen["wait"])
+    assert not any(seen["pod"] + seen["container"] + seen["network"] + seen["volume"])
+    assert free()  # and once start is done
