@@ -50,7 +50,7 @@ def http_status(host: str, port: int, path: str, timeout: float, key: str | None
     idna codec, whose import costs ~6 ms (hosts here are addresses or ASCII names)."""
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
-    with socket.create_connection((host.encode(), port), timeout=timeout) as sock:
+    with socket.create_connection((host.encode(), port), timeout=timeout) as sock:  # type: ignore[arg-type]
         # llama.cpp's Web UI answers 415 to clients that do not accept gzip.
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: airpods\r\n"

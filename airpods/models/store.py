@@ -219,9 +219,7 @@ class ModelStore:
         """One writer per model name and volume: a second pull of the same model says so."""
         import hashlib
 
-        from filelock import FileLock, Timeout
-
-        from airpods.state import state_dir
+        from airpods.state import state_dir, try_flock
 
         if not os.access(self.root, os.W_OK):
             raise RuntimeFailure(
@@ -233,18 +231,16 @@ class ModelStore:
         folder = state_dir() / "locks"
         folder.mkdir(exist_ok=True)
         where = hashlib.sha256(self.volume.encode()).hexdigest()[:12]  # a folder's path makes no file name
-        lock = FileLock(str(folder / f"model-{where}-{name}.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        fd = try_flock(folder / f"model-{where}-{name}.lock", 0)
+        if fd is None:
             raise RuntimeFailure(
                 f"another airpods command is already writing the model {name} into {self.volume}",
                 hint="wait for it to finish (or stop it), then run this again",
-            ) from None
+            )
         try:
             yield
         finally:
-            lock.release()
+            os.close(fd)
 
     @contextmanager
     def incoming(self, name: str, *, overwrite: bool = False, keep_partial: bool = False) -> Iterator[Path]:

@@ -159,14 +159,14 @@ def test_port_conflict_is_found_before_anything_is_created(airpods, engine):
 
 
 def test_second_concurrent_start_waits_for_the_lock_then_fails_clearly(airpods, tmp_path):
+    import fcntl
     import os
 
-    from filelock import FileLock
-
     airpods.write_config("[cli]\nlock_timeout_s = 1\n")
-    lock = FileLock(os.path.join(os.environ["XDG_STATE_HOME"], "airpods", "lifecycle.lock"))
-    os.makedirs(os.path.dirname(lock.lock_file), exist_ok=True)
-    with lock:
+    path = os.path.join(os.environ["XDG_STATE_HOME"], "airpods", "lifecycle.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as held:  # another process's lock, as flock(1) takes it
+        fcntl.flock(held, fcntl.LOCK_EX)
         blocked = airpods("start")
     assert blocked.code == 1 and "another airpods start or stop is running" in blocked.err
     assert pods() == set()
