@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from airpods.cli.context import engine as engine_of
-from airpods.cli.context import engine_if_present, options_of, stack_source, step_renderer
+from airpods.cli.context import engine_if_present, engine_name, options_of, stack_source, step_renderer
 
 Services = Annotated[
     list[str] | None,
@@ -216,6 +216,9 @@ def restart(
 
 def status(ctx: typer.Context, services: Services = None, as_json: Json = False) -> None:
     """State, health, URL, image and uptime of each service (exit 0 even when some are down)."""
+    from airpods.engine.early import start_listing
+
+    start_listing(engine_name(options_of(ctx)))  # runs while the rest loads
     from airpods.cli.render import render_status
     from airpods.usecases.status import status as stack_status
 

@@ -23,9 +23,10 @@ from airpods.engine.docker_argv import (
     step_argv,
     volume_option,
 )
+from airpods.engine.early import LISTINGS
 from airpods.engine.errors import EngineError
 from airpods.engine.process import EngineCli, run_streaming
-from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
+from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
 from airpods.stack.model import ServiceSpec
@@ -98,8 +99,8 @@ class Docker(EngineCli):
     # -- observing --------------------------------------------------------------------------------
 
     def _inspected(self, everyone: bool) -> list[dict[str, Any]]:
-        where = [] if everyone else ["--filter", f"label={MANAGED_FILTER.split('=', 1)[1]}"]
-        ids = self.run(["ps", "-aq", *where]).stdout.split()
+        listing = LISTINGS["docker"]
+        ids = self.run(listing[: listing.index("--filter")] if everyone else listing).stdout.split()
         return self.inspect("container", ids)
 
     def containers(self, project: str | None = None, *, everyone: bool = False) -> list[ContainerState]:

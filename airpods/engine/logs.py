@@ -9,7 +9,7 @@ import threading
 from collections.abc import Mapping
 
 from airpods.engine.base import Engine
-from airpods.engine.process import cli_env
+from airpods.engine.early import cli_env
 from airpods.redact import redact
 
 COLORS = ("36", "35", "33", "32", "34", "31")

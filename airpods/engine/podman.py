@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
+from airpods.engine.early import LISTINGS
 from airpods.engine.podman_argv import one_off_args, step_argv
 from airpods.engine.process import EngineCli, run_streaming
 from airpods.errors import RuntimeFailure
-from airpods.labels import CONFIG_HASH, MANAGED_FILTER, PROJECT, SERVICE, label_args, project_of
+from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
 
 LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
@@ -39,8 +40,8 @@ class Podman(EngineCli):
     def containers(self, project: str | None = None, *, everyone: bool = False) -> list[ContainerState]:
         """Every airpods container (not pod infra) of `project` (of any project when None; every
         container, airpods' or not, with `everyone`), in one call."""
-        where = [] if everyone else ["--filter", MANAGED_FILTER]
-        rows = self.json(["ps", "--all", "--pod", "--format", "json", *where])  # --pod: PodName
+        listing = LISTINGS["podman"]
+        rows = self.json(listing[: listing.index("--filter")] if everyone else listing)
         states = []
         for row in rows:
             labels = row.get("Labels") or {}

@@ -5,7 +5,6 @@ Docker engines share."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -13,19 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airpods.engine.early import cli_env, take
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
 from airpods.plan import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from airpods.engine.base import OneOff
-
-
-def cli_env() -> dict[str, str]:
-    """The environment every engine command runs with: this process's own, with Podman 5's
-    cgroups-v1 deprecation warning switched off. Podman prints it on stderr for every command
-    on a cgroup v1 host and names this variable itself; unswitched, it lands in what `logs`
-    shows and in every error's stderr tail. Docker ignores it."""
-    return {**os.environ, "PODMAN_IGNORE_CGROUPSV1_WARNING": "1"}
 
 
 def run_cli(
@@ -37,17 +29,28 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`argv` run with its output captured (stdin: `input_text`, else nothing). Raises
     EngineTimeout after `timeout` seconds, and with `check` EngineError (exit code, stderr's
-    tail, `hint(stderr)` as the next step) when it fails."""
+    tail, `hint(stderr)` as the next step) when it fails. A listing started early
+    (engine/early.py) is taken instead of running it again."""
     try:
-        done = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input_text,
-            stdin=None if input_text is not None else subprocess.DEVNULL,
-            env=cli_env(),
-        )
+        early = take(argv) if input_text is None else None
+        if early is not None:
+            try:
+                out, err = early.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                early.kill()
+                early.communicate()
+                raise
+            done = subprocess.CompletedProcess(list(argv), early.returncode, out, err)
+        else:
+            done = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                input=input_text,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+                env=cli_env(),
+            )
     except subprocess.TimeoutExpired:
         raise EngineTimeout(argv, timeout) from None
     if check and done.returncode != 0:

@@ -28,3 +28,24 @@ def test_logs_run_with_it_too(monkeypatch, capsys):
     monkeypatch.setenv("HOME", "/home/ada")
     assert stream_logs(Shell(), {"ollama": "ollama-0"}, follow=False, lines=None, since=None) == 0  # type: ignore[arg-type]
     assert capsys.readouterr().out.strip() == "warning=1 home=/home/ada"
+
+
+def test_a_listing_started_early_is_taken_once_by_the_engine(tmp_path, monkeypatch):
+    """`status` starts its container listing before the engine loads: the engine's own
+    `containers()` takes that process's output instead of running the client again, once."""
+    from airpods.engine.early import start_listing
+    from airpods.engine.podman import Podman
+
+    runs = tmp_path / "runs"
+    fake = tmp_path / "bin" / "podman"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {runs}\necho \'[{{"Names": ["ollama-0"], "State": "running"}}]\'\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    start_listing("podman")
+    engine = Podman()
+    first = engine.containers()
+    assert [c.name for c in first] == ["ollama-0"]
+    assert runs.read_text().splitlines() == ["ps --all --pod --format json --filter label=io.airpods.managed=true"]
+    engine.containers()  # a second listing runs the client again (what was started early is used once)
+    assert len(runs.read_text().splitlines()) == 2
