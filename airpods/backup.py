@@ -1,6 +1,13 @@
-"""Backup and restore: the user config, the services' volumes (exported through podman, never
-read from storage paths) and, only when asked, the API key, in one tar with a manifest of every
-member's size and sha256. Restore verifies the whole archive before it touches anything."""
+"""Backup and restore: the user config, the services' volumes (exported through the engine:
+`podman volume export`, or a helper container that mounts the volume as a service does) and,
+only when asked, the API key, in one tar with a manifest of every member's size and sha256.
+Volumes are staged beside the archive (never in /tmp, often a tmpfs) or in the state folder.
+
+Restore verifies the whole archive before it touches anything, and never deletes first: a volume
+keeps its name, driver options and labels (it is never removed); one that holds data (asked of
+the volume itself, through the engine) is replaced only with --force, and then its earlier files
+are first copied into a volume set aside (NAME.before-restore-DATE, labelled io.airpods.aside-of),
+which `clean` never removes."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from airpods import __version__
 from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
+from airpods.labels import ASIDE
 from airpods.models.download import Progress
 from airpods.models.manage import model_mount
 from airpods.stack.model import Stack
@@ -55,14 +63,32 @@ def backup_volumes(stack: Stack, with_models: bool) -> list[tuple[str, list[str]
 
 
 def estimate(engine: Engine, volumes: Sequence[str]) -> int | None:
-    """Bytes the volumes hold (from their mountpoints), None when podman does not say."""
+    """Bytes the volumes hold, from their folders where this user can read them; None when
+    one cannot be read from here."""
     total = 0
     for volume in volumes:
-        path = engine.volume_mountpoint(volume)
-        if path is None or not path.is_dir():
+        path = engine.readable_folder(volume)
+        if path is None:
             return None
         total += _tree_size(path)
     return total
+
+
+def tool_image(stack: Stack, engine: Engine) -> str:
+    """The image a volume helper container runs (it needs tar, ls, find and sh): the
+    AIRPODS_TOOL_IMAGE environment variable, else the first of the stack's images present here
+    (llama.cpp's first). Raises RuntimeFailure when none is."""
+    if chosen := os.environ.get("AIRPODS_TOOL_IMAGE"):
+        return chosen
+    ordered = sorted(stack.images, key=lambda image: "llama.cpp" not in image)
+    present = engine.image_ids(ordered)
+    for image in ordered:
+        if image in present:
+            return image
+    raise RuntimeFailure(
+        "no image of the stack is on this machine to reach the volumes with",
+        hint="`airpods pull` fetches them (or set AIRPODS_TOOL_IMAGE to a local image that has tar)",
+    )
 
 
 def write_backup(
@@ -74,14 +100,17 @@ def write_backup(
     secret_file: Path | None,
     progress: Progress,
 ) -> list[Member]:
+    """The archive `out`, written whole or not at all (a hidden partial file renamed into
+    place); volumes are exported into a hidden folder beside it first."""
     members: list[Member] = []
-    with tempfile.TemporaryDirectory(prefix="airpods-backup-") as tmp:
+    image = tool_image(stack, engine) if volumes else ""
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.staging-", dir=out.absolute().parent) as tmp:
         staged: list[tuple[Path, Member]] = []
         if config_file:
             staged.append(_stage(config_file, "config/config.toml", "config", str(config_file)))
         for volume in volumes:
             exported = Path(tmp) / f"{volume}.tar"
-            engine.export_volume(volume, exported)
+            engine.export_volume(volume, exported, image)
             staged.append(_stage(exported, f"volumes/{volume}.tar", "volume", volume))
         if secret_file:
             staged.append(_stage(secret_file, "secrets/api-key", "secret", "api-key"))
@@ -181,12 +210,14 @@ def restore_archive(
             f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} running and use the volumes to restore",
             hint=f"`airpods stop {' '.join(busy)}` first, then restore, then `airpods start`",
         )
-    for member in volumes:
-        if not force and _volume_has_data(engine, member.target):
-            raise RuntimeFailure(
-                f"volume {member.target} already holds data; nothing was restored",
-                hint="pass --force to replace its contents with the backup's",
-            )
+    image = tool_image(stack, engine) if volumes else ""
+    holding = [m.target for m in volumes if engine.volume_exists(m.target) and engine.volume_has_data(m.target, image)]
+    if holding and not force:
+        raise RuntimeFailure(
+            f"volume {', '.join(holding)} already {'holds' if len(holding) == 1 else 'hold'} data; "
+            "nothing was restored",
+            hint="pass --force to replace it with the backup's (its files are first set aside in a new volume)",
+        )
     config = next((m for m in members if m.kind == "config"), None)
     secret = next((m for m in members if m.kind == "secret"), None)
     if secret and secret_target.exists() and not force and secret_target.read_text().strip() != "":
@@ -195,15 +226,17 @@ def restore_archive(
             hint="pass --force to replace it with the backup's",
         )
     done: list[str] = []
-    with tarfile.open(archive, mode="r:") as tar, tempfile.TemporaryDirectory(prefix="airpods-restore-") as tmp:
+    from airpods.state import state_dir
+
+    with (
+        tarfile.open(archive, mode="r:") as tar,
+        tempfile.TemporaryDirectory(prefix="restore-", dir=state_dir()) as tmp,
+    ):
         for member in volumes:
             source = Path(tmp) / "volume.tar"
             _extract_to(tar, member.name, source)
-            engine.remove_volume(member.target, force=True)  # checked above: empty, or --force was given
-            engine.create_volume(member.target, stack.labels)
-            engine.import_volume(member.target, source)
+            done.append(restore_volume(engine, member.target, source, stack.labels, image, member.target in holding))
             source.unlink()
-            done.append(f"volume {member.target}")
         if config:
             target = config_target
             if target.exists() and not force and target.read_bytes() != _read(tar, config.name):
@@ -232,6 +265,25 @@ def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
             out.write(chunk)
 
 
-def _volume_has_data(engine: Engine, volume: str) -> bool:
-    path = engine.volume_mountpoint(volume)
-    return path is not None and path.is_dir() and any(path.iterdir())
+def restore_volume(engine: Engine, volume: str, tar: Path, labels: dict[str, str], image: str, holding: bool) -> str:
+    """The archive `tar` into `volume`, which keeps its name, driver options and labels (it is
+    made, with `labels`, only when absent). When it `holding` data, the backup goes into a
+    staging volume first (a failed import leaves `volume` as it was), then `volume`'s files are
+    copied into a volume set aside, and only then replaced by the staged ones. Returns what was
+    done, in words."""
+    if not engine.volume_exists(volume):
+        engine.create_volume(volume, labels)
+    if not holding:
+        engine.import_volume(volume, tar, image)
+        return f"volume {volume}"
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    staging, aside = f"{volume}.restoring-{stamp}", f"{volume}.before-restore-{stamp}"
+    engine.create_volume(staging, labels)
+    try:
+        engine.import_volume(staging, tar, image)
+        engine.create_volume(aside, {**labels, ASIDE: volume})
+        engine.copy_volume(volume, aside, image)
+        engine.copy_volume(staging, volume, image, replace=True)
+    finally:
+        engine.remove_volume(staging, force=True)
+    return f"volume {volume} (what it held is kept in volume {aside})"

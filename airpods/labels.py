@@ -13,6 +13,8 @@ MANAGED = "io.airpods.managed"
 PROJECT = "io.airpods.project"
 SERVICE = "io.airpods.service"
 CONFIG_HASH = "io.airpods.config-hash"
+ASIDE = "io.airpods.aside-of"  # a volume a restore set the earlier data aside in: which volume's
+TOOL = "io.airpods.tool"  # a throwaway helper container (volume data, one-off tools): never a service
 POD = "io.airpods.pod"  # Docker has no pods: a container names the pod it stands for
 DEFAULT_PROJECT = "airpods"
 MANAGED_FILTER = f"label={MANAGED}=true"  # podman's --filter syntax

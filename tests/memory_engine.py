@@ -261,10 +261,19 @@ class MemoryEngine:
     def unmount_volume(self, name: str) -> None:
         pass
 
-    def export_volume(self, name: str, tar: Path) -> None:
+    def export_volume(self, name: str, tar: Path, image: str) -> None:
         raise NotImplementedError
 
-    def import_volume(self, name: str, tar: Path) -> None:
+    def import_volume(self, name: str, tar: Path, image: str) -> None:
+        raise NotImplementedError
+
+    def readable_folder(self, name: str) -> Path | None:
+        return self.root / name if name in self.volumes else None
+
+    def volume_has_data(self, name: str, image: str) -> bool:
+        return any((self.root / name).iterdir())
+
+    def copy_volume(self, source: str, target: str, image: str, *, replace: bool = False) -> None:
         raise NotImplementedError
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from airpods.cli.context import engine as engine_of
-from airpods.cli.context import options_of, stack
+from airpods.cli.context import options_of, stack, stack_source
 
 ServicesOption = Annotated[
     str | None, typer.Option("--services", help="Comma-separated services (default: all configured).")
@@ -38,7 +38,7 @@ def backup(
     from airpods.cli.progress import ByteProgress, ConsoleReporter, human_size
     from airpods.config.files import locate_config
     from airpods.secrets import api_key_path
-    from airpods.usecases.common import stack_subset
+    from airpods.usecases.common import stack_in_use, stack_subset
     from airpods.usecases.start import start as start_stack
     from airpods.usecases.stop import stop as stop_stack
 
@@ -72,10 +72,12 @@ def backup(
         flush=True,
     )
     paused = None
-    if hot and stop:
-        paused = stack_subset(chosen, [s.name for s in hot])
+    if hot and stop:  # stopped and started again as the stack in use runs them: same wiring, same pods
+        running_stack = stack_in_use(stack_source(options, None), engine.pods())
+        paused = stack_subset(running_stack, [s.name for s in hot])
         with ConsoleReporter() as reporter:
             stop_stack(lambda present: paused, engine, reporter)
+    back = None
     try:
         with ByteProgress() as progress:
             members = write_backup(
@@ -90,10 +92,18 @@ def backup(
     finally:
         if paused is not None:
             with ConsoleReporter() as reporter:
-                start_stack(lambda present: paused, engine, reporter)
+                back = start_stack(lambda present: paused, engine, reporter)
     for member in members:
         print(f"  {member.name}  {human_size(member.size)}  sha256 {member.sha256[:16]}…")
     print(f"wrote {out} (mode 0600{', includes the API key' if include_secrets else ', no secrets'})")
+    if back is not None and not back.ok:
+        from airpods.errors import RuntimeFailure
+
+        failed = [f"{r.service}: {r.detail}" for r in back.readiness if not r.ready]
+        raise RuntimeFailure(
+            f"the backup is complete, but what --stop stopped did not come back: {'; '.join(failed)}",
+            hint=f"`airpods start {' '.join(r.service for r in back.readiness)}` and `airpods logs` say more",
+        )
 
 
 def restore(

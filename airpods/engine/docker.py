@@ -25,13 +25,11 @@ from airpods.engine.docker_argv import (
 )
 from airpods.engine.early import LISTINGS
 from airpods.engine.errors import EngineError
-from airpods.engine.process import EngineCli, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, run_streaming
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
 from airpods.stack.model import ServiceSpec
-
-LONG_TIMEOUT_S = 24 * 3600.0
 
 
 class Docker(EngineCli):
@@ -262,50 +260,12 @@ class Docker(EngineCli):
     def unmount_volume(self, name: str) -> None:
         return None
 
-    def export_volume(self, name: str, tar: Path) -> None:
-        """The volume's files as a tar archive, through the first image airpods knows has tar."""
-        self.run(
-            [
-                "run",
-                "--rm",
-                "-v",
-                f"{name}:/v:ro",
-                "-v",
-                f"{tar.parent}:/out",
-                "--entrypoint",
-                "tar",
-                self._tool_image(),
-                "-C",
-                "/v",
-                "-cf",
-                f"/out/{tar.name}",
-                ".",
-            ],
-            timeout=LONG_TIMEOUT_S,
-        )
+    def export_volume(self, name: str, tar: Path, image: str) -> None:
+        """The volume's files as a tar archive (Docker has no `volume export`: a helper container)."""
+        self.tool_export(name, tar, image)
 
-    def import_volume(self, name: str, tar: Path) -> None:
-        self.run(
-            [
-                "run",
-                "--rm",
-                "-v",
-                f"{name}:/v",
-                "-v",
-                f"{tar.parent}:/in:ro",
-                "--entrypoint",
-                "tar",
-                self._tool_image(),
-                "-C",
-                "/v",
-                "-xf",
-                f"/in/{tar.name}",
-            ],
-            timeout=LONG_TIMEOUT_S,
-        )
-
-    def _tool_image(self) -> str:
-        return os.environ.get("AIRPODS_DOCKER_TOOL_IMAGE", "ghcr.io/ggml-org/llama.cpp:server")
+    def import_volume(self, name: str, tar: Path, image: str) -> None:
+        self.tool_import(name, tar, image)
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
         self.forget_volume(name)

@@ -12,12 +12,10 @@ from typing import Any
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.early import LISTINGS
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import EngineCli, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, run_streaming
 from airpods.errors import RuntimeFailure
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
-
-LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 
 class Podman(EngineCli):
@@ -226,12 +224,20 @@ class Podman(EngineCli):
     def unmount_volume(self, name: str) -> None:
         self.run(["volume", "unmount", name], check=False)
 
-    def export_volume(self, name: str, tar: Path) -> None:
-        """The volume's files as a tar archive (`podman volume export`); may take hours for models."""
-        self.run(["volume", "export", name, "--output", str(tar)], timeout=LONG_TIMEOUT_S)
+    def export_volume(self, name: str, tar: Path, image: str) -> None:
+        """The volume's files as a tar archive: `podman volume export` for a plain volume; one
+        with driver options (a bind device) through a helper container, since podman exports
+        only a volume mounted at its own _data folder."""
+        if self.volume_options(name):
+            self.tool_export(name, tar, image)
+        else:
+            self.run(["volume", "export", name, "--output", str(tar)], timeout=LONG_TIMEOUT_S)
 
-    def import_volume(self, name: str, tar: Path) -> None:
-        self.run(["volume", "import", name, str(tar)], timeout=LONG_TIMEOUT_S)
+    def import_volume(self, name: str, tar: Path, image: str) -> None:
+        if self.volume_options(name):
+            self.tool_import(name, tar, image)
+        else:
+            self.run(["volume", "import", name, str(tar)], timeout=LONG_TIMEOUT_S)
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
         """None when removed, else podman's reason (in use by a container, absent…). `force`

@@ -5,6 +5,7 @@ Docker engines share."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -14,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from airpods.engine.early import cli_env, take
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.labels import TOOL
 from airpods.plan import DEFAULT_TIMEOUT_S
+
+TOOL_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER")
+LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 if TYPE_CHECKING:
     from airpods.engine.base import OneOff
@@ -168,6 +173,84 @@ class EngineCli:
         the volume does not exist."""
         row = self.volume_row(name)
         return None if row is None else {str(k): str(v) for k, v in (row.get("Options") or {}).items()}
+
+    # -- a volume's data, through a short-lived helper container ------------------------------
+    # The one way airpods reaches what a volume holds when its host folder is not plainly
+    # readable here (a bind device, NFS options, Docker's root-only /var/lib/docker as a user):
+    # the engine mounts the volume exactly as for a service. No network, every capability
+    # dropped but the four tar needs to read files of any owner and keep owners and modes.
+
+    def volume_tool(
+        self,
+        image: str,
+        volumes: Sequence[tuple[str, str, str]],
+        command: Sequence[str],
+        *,
+        folder: tuple[Path, str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> subprocess.CompletedProcess[str]:
+        """`command` (entrypoint first) in a throwaway container of `image` that mounts each
+        (volume, path, "ro"|"rw") and optionally one host `folder` (path, target, mode).
+        Raises EngineError when it fails."""
+        argv = ["run", "--rm", "--network", "none", "--cap-drop", "ALL"]
+        argv += [arg for cap in TOOL_CAPS for arg in ("--cap-add", cap)]
+        argv += ["--security-opt", "no-new-privileges", "--label", f"{TOOL}=volume"]
+        argv += [arg for name, path, mode in volumes for arg in ("-v", f"{name}:{path}:{mode}")]
+        if folder is not None:
+            argv += ["-v", f"{folder[0]}:{folder[1]}:{folder[2]}"]
+        argv += ["--entrypoint", command[0], image, *command[1:]]
+        return self.run(argv, timeout)
+
+    def tool_export(self, name: str, tar: Path, image: str) -> None:
+        """The volume's files as a tar archive written to `tar` (its folder is mounted)."""
+        self.volume_tool(
+            image,
+            [(name, "/v", "ro")],
+            ["tar", "-C", "/v", "-cf", f"/out/{tar.name}", "."],
+            folder=(tar.parent, "/out", "rw"),
+            timeout=LONG_TIMEOUT_S,
+        )
+
+    def tool_import(self, name: str, tar: Path, image: str) -> None:
+        """The files of the archive `tar` unpacked into the volume, owners and modes kept."""
+        self.volume_tool(
+            image,
+            [(name, "/v", "rw")],
+            ["tar", "-C", "/v", "-xpf", f"/in/{tar.name}"],
+            folder=(tar.parent, "/in", "ro"),
+            timeout=LONG_TIMEOUT_S,
+        )
+
+    def readable_folder(self, name: str) -> Path | None:
+        """The host folder that *is* the volume's data when this process can read it: a plain
+        volume's mountpoint, a bind device's folder; None for other driver options, an absent
+        volume, or a folder this user cannot read (Docker's volumes as a non-root user)."""
+        options = self.volume_options(name)
+        if options is None:
+            return None
+        if not options:
+            path = self.volume_mountpoint(name)
+        elif "bind" in options.get("o", "").split(",") and options.get("device"):
+            path = Path(options["device"])
+        else:
+            return None
+        return path if path is not None and path.is_dir() and os.access(path, os.R_OK | os.X_OK) else None
+
+    def volume_has_data(self, name: str, image: str) -> bool:
+        """Whether the volume holds any file, asked of the volume itself (mounted as a service
+        gets it): a bind device or a root-only folder is never taken for empty."""
+        return bool(self.volume_tool(image, [(name, "/v", "ro")], ["ls", "-A", "/v"]).stdout.strip())
+
+    def copy_volume(self, source: str, target: str, image: str, *, replace: bool = False) -> None:
+        """Every file of `source` into `target` (owners and modes kept); with `replace`, what
+        `target` held is removed first, in the same container."""
+        clear = "find /to -mindepth 1 -delete && " if replace else ""
+        self.volume_tool(
+            image,
+            [(source, "/from", "ro"), (target, "/to", "rw")],
+            ["sh", "-c", f"{clear}tar -C /from -cf - . | tar -C /to -xpf -"],
+            timeout=LONG_TIMEOUT_S,
+        )
 
     def logs_tail(self, container: str, lines: int = 20) -> list[str]:
         done = self.run(["logs", "--tail", str(lines), container], check=False, timeout=30)

@@ -35,6 +35,11 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
                 else:  # no --force: a volume another container still uses stays, with podman's reason
                     why = engine.remove_volume(volume)
                     done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}")
+            done += [  # what a restore replaced: removed only by name, by the user
+                f"kept volume {name}: what a restore replaced, set aside (`{engine.name} volume rm {name}` removes it)"
+                for name in sorted(owners)
+                if any(name.startswith(f"{volume}.before-restore-") for volume in stack.volumes)
+            ]
         if images:
             for image in stack.images:
                 if engine.remove_image(image):
