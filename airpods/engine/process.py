@@ -244,7 +244,7 @@ class EngineCli:
     def copy_volume(self, source: str, target: str, image: str, *, replace: bool = False) -> None:
         """Every file of `source` into `target` (owners and modes kept); with `replace`, what
         `target` held is removed first, in the same container."""
-        clear = "find /to -mindepth 1 -delete && " if replace else ""
+        clear = "rm -rf /to/* /to/.[!.]* /to/..?* && " if replace else ""  # every name, dotfiles too (POSIX sh)
         self.volume_tool(
             image,
             [(source, "/from", "ro"), (target, "/to", "rw")],

@@ -9,7 +9,7 @@ import stat
 import tarfile
 from pathlib import Path
 
-from tests.integration.conftest import podman, put_in_volume
+from tests.integration.conftest import podman, put_in_volume, remove_everything_airpods_made
 
 
 def mountpoint(volume: str) -> str:
@@ -92,9 +92,17 @@ def test_restore_over_existing_data_needs_force(airpods, tiny_model, tmp_path):
     assert refused.code == 1 and "already holds data" in refused.err and "--force" in refused.err
     with open(os.path.join(mountpoint("airpods_webui_data"), "webui.db")) as handle:
         assert handle.read() == "newer\n"
-    assert airpods("restore", str(archive), "--force").code == 0
+    forced = airpods("restore", str(archive), "--force")
+    assert forced.code == 0, forced.err
     with open(os.path.join(mountpoint("airpods_webui_data"), "webui.db")) as handle:
         assert handle.read() == "chats\n"
+    (aside,) = [v for v in airpods.volumes() if v.startswith("airpods_webui_data.before-restore-")]
+    assert f"kept in volume {aside}" in forced.out
+    with open(os.path.join(mountpoint(aside), "webui.db")) as handle:  # what --force replaced is kept
+        assert handle.read() == "newer\n"
+    cleaned = airpods("clean", "--volumes", "--yes")
+    assert cleaned.code == 0, cleaned.err
+    assert aside in airpods.volumes() and f"kept volume {aside}" in cleaned.out  # never without its name
 
 
 def test_restore_refuses_while_the_service_runs(airpods, tiny_model, tmp_path):
@@ -119,3 +127,47 @@ def test_secrets_only_with_include_secrets(airpods, tiny_model, tmp_path):
         member = tar.getmember("secrets/api-key")
         assert stat.S_IMODE(member.mode) == 0o600 and tar.extractfile(member).read().decode() == key
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_a_volume_bound_to_another_folder_is_backed_up_and_restored_there(airpods, tiny_model, tmp_path):
+    """Open WebUI's volume made by the user on another disk (a bind device): its podman
+    mountpoint is empty while its services are stopped, so it used to look empty to restore,
+    which removed it and made it again without its options; backup failed outright."""
+    disk = tmp_path / "bigger-disk"
+    disk.mkdir()
+    opts = ["--opt", "type=none", "--opt", "o=bind", "--opt", f"device={disk}"]
+    podman("volume", "create", *opts, "airpods_webui_data")
+    try:
+        seed(airpods, tiny_model)
+        assert (disk / "webui.db").read_text() == "chats\n"
+        archive = tmp_path / "b.tar"
+        made = airpods("backup", "--services", "open-webui", "-o", str(archive))
+        assert made.code == 0, made.err
+        with tarfile.open(archive) as tar:
+            assert "volumes/airpods_webui_data.tar" in tar.getnames()
+        (disk / "webui.db").write_text("newer\n")
+        refused = airpods("restore", str(archive))
+        assert refused.code == 1 and "already holds data" in refused.err, refused.err
+        assert (disk / "webui.db").read_text() == "newer\n"
+        forced = airpods("restore", str(archive), "--force")
+        assert forced.code == 0, forced.err
+        assert (disk / "webui.db").read_text() == "chats\n"  # on the user's disk, not podman's _data
+        assert (disk / "uploads" / "file.bin").stat().st_size == 300000
+        options = podman("volume", "inspect", "--format", "{{json .Options}}", "airpods_webui_data").stdout
+        assert f'"device":"{disk}"' in options.replace(" ", "")  # its driver options survived
+    finally:
+        remove_everything_airpods_made()
+        podman("volume", "rm", "--force", "airpods_webui_data", check=False)
+
+
+def test_backup_stop_brings_back_what_it_stopped_with_the_same_wiring(airpods, tiny_model, tmp_path):
+    assert airpods("start", "open-webui", "llamacpp").code == 0
+    before = airpods.container_ids()
+    label = "{{index .Config.Labels \"io.airpods.config-hash\"}}"
+    hashed = podman("inspect", "--format", label, "open-webui-0").stdout
+    made = airpods("backup", "--stop", "-o", str(tmp_path / "b.tar"))
+    assert made.code == 0, made.err
+    after = airpods.container_ids()
+    assert after["llamacpp-0"] == before["llamacpp-0"]  # not stopped: it needs no consistent copy
+    assert after["open-webui-0"] != before["open-webui-0"]  # stopped for the copy, and back
+    assert podman("inspect", "--format", label, "open-webui-0").stdout == hashed  # wired as before
