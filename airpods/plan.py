@@ -85,6 +85,7 @@ class Observed:
     # What `start` also reads: the models in the stack's model store (None: it cannot be read
     # here), and each secret's project when the stack has user secrets (their older values).
     models: frozenset[str] | None = frozenset()
+    unseen_models: tuple[str, ...] = ()  # "NAME: why the container cannot see it"
     secret_projects: Mapping[str, str | None] = field(default_factory=dict)
 
     def project_pods(self, project: str) -> dict[str, ObservedPod]:

@@ -283,19 +283,43 @@ def inspect(
 @app.command()
 def rm(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")],
+    name: Annotated[
+        str | None, typer.Argument(help="A model's name as `models list` shows it (.gguf optional).")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Remove it even if an instance is configured to serve it.")
     ] = False,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Remove the downloads kept part way (all of them, or NAME's).")
+    ] = False,
 ) -> None:
-    """Delete a model from the volume (every file of a folder model; asks first)."""
+    """Delete a model from the volume (every file of a folder model; asks first), or with
+    --partial what interrupted downloads left (a partial NAME alone is removed without it too)."""
+    from airpods.cli.progress import human_size
     from airpods.errors import UsageError
     from airpods.models.manage import remove_model
+    from airpods.models.store import model_name
 
     everything, engine, store = _context(ctx)
+    partials = [p for p in store.partials() if name is None or p.name == model_name(name)]
+    if name is None and not partial:
+        raise UsageError("name the model to remove", hint="`airpods models list` shows them; --partial for downloads")
+    if partial or (partials and model_name(name or "") not in {m.name for m in store.models()}):
+        if not partials:
+            raise UsageError("no partial download" + (f" of {name}" if name else ""), hint="`airpods models list`")
+        what = ", ".join(f"{p.name} (partial, {human_size(p.size)})" for p in partials)
+        if not yes and not typer.confirm(f"Delete {what} from {store.volume}?", default=False):
+            raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
+        for kept in partials:
+            store.remove_partial(kept)
+        print(f"removed {what}")
+        return
+    assert name is not None
     model = store.model(name)
     what = f"{model.name} ({len(model.parts)} files)" if len(model.parts) > 1 else model.name
+    if model.path.is_symlink():
+        what += f" (a link: what it points to, {model.path.resolve()}, is left)"
     if not yes and not typer.confirm(f"Delete {what} from {store.volume}?", default=False):
         raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
     remove_model(store, everything, name, force)

@@ -293,8 +293,16 @@ def _content_range_total(value: str | None) -> int | None:
 
 
 def _disk_failure(exc: OSError, path: Path) -> RuntimeFailure:
+    """A write into the store failed: what the kept partial holds, and how to resume or drop it."""
+    try:
+        kept = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        kept = 0
+    hidden = path.parent if path.parent.name.endswith(".partial") else path  # a folder model's part
+    name = hidden.name.lstrip(".").removesuffix(".partial").removesuffix(".gguf")
+    held = f"; the partial download kept holds {kept / 1e9:.2f} GB" if kept else ""
     return RuntimeFailure(
-        f"cannot write {path}: {exc.strerror or exc}",
-        hint="free some space (`airpods models rm NAME`) or fix the folder's permissions, then run the same "
-        "command again: it resumes",
+        f"cannot write {path}: {exc.strerror or exc}{held}",
+        hint="free some space (other models: `airpods models rm NAME`) or fix the folder's permissions, then run "
+        f"the same command again: it resumes (`airpods models rm {name} --partial` drops the partial instead)",
     )

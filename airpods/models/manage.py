@@ -118,14 +118,16 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
     lists it, with its parts, a problem (an incomplete split set) and who serves it."""
     served = serving(stack, running)
     rows = []
+    blank = {k: None for k in ("architecture", "name", "parameters", "quantization", "context_length")}
     for model in store.models():
         problem = model.problem
         try:
+            if model.unseen:  # nothing of it is read (a FIFO would block)
+                raise NotGguf(model.unseen)
             summary = read_stored(model).summary()
         except NotGguf as exc:  # one bad file is one row that says so; the others list normally
             problem = exc.message
-            summary = {k: None for k in ("architecture", "name", "parameters", "quantization", "context_length")}
-            summary["size"] = model.size
+            summary = {**blank, "size": model.size}
         rows.append(
             {
                 **summary,
@@ -137,6 +139,22 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
                 "served_by": [] if problem else sorted(set(served.get(model.name, []) + served.get("*", []))),
             }
         )
+    for partial in store.partials():
+        resume = f"`airpods models pull {partial.url}` resumes it" if partial.url else "rerun its pull to resume it"
+        rows.append(
+            {
+                **blank,
+                "size": partial.size,
+                "file": partial.path.name,
+                "name": partial.name,
+                "parts": [partial.path.name],
+                "problem": f"partial download: {resume}, `airpods models rm {partial.name}` removes it",
+                "backend": "llamacpp",
+                "served_by": [],
+                "partial": True,
+                "source": partial.url,
+            }
+        )
     return rows
 
 
@@ -146,8 +164,8 @@ def inspect_model(store: ModelStore, name: str) -> tuple[StoredModel, ModelInfo]
 
 
 def remove_model(store: ModelStore, stack: Stack, name: str, force: bool) -> StoredModel:
-    """Delete one model (every part of a folder model); kept when an instance is configured to
-    serve it, unless `force`."""
+    """Delete one model (every part of a folder model; a symbolic link as a link); kept when an
+    instance is configured to serve it, unless `force`."""
     model = store.model(name)
     users = [s.name for s in llama_instances(stack) if configured_model(s) == model.name]
     if users and not force:
@@ -163,9 +181,16 @@ def import_model(store: ModelStore, source: Path, name: str | None, overwrite: b
     """A local GGUF file, or a folder of GGUF files (split shards, or a model and its mmproj),
     copied in as one model. Every header is checked before anything is copied. Returns its name."""
     if source.is_dir():
-        parts = sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(".gguf"))
+        parts = sorted(p for p in source.iterdir() if p.name.endswith(".gguf") and not p.is_dir())
         if not parts:
             raise UsageError(f"{source} holds no .gguf files")
+        odd = [p.name for p in parts if not p.is_file()]
+        if odd:  # a projector that is a FIFO was skipped: the model came in without it
+            raise UsageError(
+                f"{source}: {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not a regular file; "
+                "nothing was imported",
+                hint="copy the real file into the folder (or leave it out), then import again",
+            )
         for part in parts:
             read_model(part)
         target = name or source.name

@@ -26,6 +26,17 @@ def model_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """A download that stopped part way (kept so that the same command resumes it): the hidden
+    file or folder, how many bytes it holds, and the URL it came from when that was recorded."""
+
+    name: str
+    path: Path
+    size: int
+    url: str | None
+
+
+@dataclass(frozen=True)
 class StoredModel:
     """One model in the volume: a GGUF file, or a folder of GGUF files that llama-server's
     router serves as one model (a split set's shards, a model with its mmproj projector)."""
@@ -33,10 +44,11 @@ class StoredModel:
     name: str
     path: Path  # the file, or the folder
     parts: tuple[Path, ...]  # every GGUF file of it, sorted
+    unseen: str | None = None  # why the container cannot see it (a link leaving the store, a FIFO)
 
     @property
     def size(self) -> int:
-        return sum(p.stat().st_size for p in self.parts)
+        return sum(p.stat().st_size for p in self.parts if p.is_file())
 
     @property
     def weights(self) -> tuple[Path, ...]:
@@ -45,7 +57,10 @@ class StoredModel:
 
     @property
     def problem(self) -> str | None:
-        """Why the router cannot serve it (an incomplete split set), else None."""
+        """Why the router cannot serve it (not visible in the container, an incomplete split
+        set), else None."""
+        if self.unseen:
+            return self.unseen
         shards = [m for p in self.weights if (m := SHARD_RE.match(p.name))]
         if shards:
             count = int(shards[0]["count"])
@@ -165,18 +180,46 @@ class ModelStore:
     def models(self) -> list[StoredModel]:
         """Every model in the volume as llama-server's router sees it: a top-level GGUF file, or
         a top-level folder of GGUF files (the shards of a split set, or a model and its
-        mmproj-* projector) as one model. Hidden names (downloads in progress) are left out."""
+        mmproj-* projector) as one model. Hidden names (downloads in progress) are left out. A
+        model the container cannot see (a symbolic link leaving the store, a part that is not a
+        regular file) is listed with why (`unseen`); nothing of it is read."""
         found = []
-        for entry in sorted(self.root.iterdir()):
+        root = self.root
+        for entry in sorted(root.iterdir()):
             if entry.name.startswith("."):
                 continue
-            if entry.is_file() and entry.name.endswith(".gguf"):
-                found.append(StoredModel(entry.name.removesuffix(".gguf"), entry, (entry,)))
+            if entry.name.endswith(".gguf") and not entry.is_dir():
+                found.append(StoredModel(entry.name.removesuffix(".gguf"), entry, (entry,), _unseen(entry, root)))
             elif entry.is_dir():
-                parts = tuple(sorted(p for p in entry.iterdir() if p.is_file() and p.name.endswith(".gguf")))
+                parts = tuple(sorted(p for p in entry.iterdir() if p.name.endswith(".gguf") and not p.is_dir()))
                 if parts:
-                    found.append(StoredModel(entry.name, entry, parts))
+                    why = _unseen(entry, root) or next((w for p in parts if (w := _unseen(p, root))), None)
+                    found.append(StoredModel(entry.name, entry, parts, why))
         return found
+
+    def partials(self) -> list[Partial]:
+        """The downloads kept part way (`.NAME.gguf.partial` files, `.NAME.partial` folders)."""
+        found = []
+        for entry in sorted(self.root.glob(".*.partial")):
+            if entry.is_symlink():
+                continue
+            name = entry.name[1:].removesuffix(".partial").removesuffix(".gguf")
+            files = [p for p in entry.iterdir() if p.is_file()] if entry.is_dir() else [entry]
+            url = None
+            for part in files:
+                url = url or _recorded_url(part.with_name(part.name + ".source"))
+            found.append(
+                Partial(name, entry, sum(p.stat().st_size for p in files if not p.name.endswith(".source")), url)
+            )
+        return found
+
+    def remove_partial(self, partial: Partial) -> None:
+        """Delete a kept download (and the note of where it came from)."""
+        if partial.path.is_dir():
+            shutil.rmtree(partial.path)
+        else:
+            partial.path.unlink(missing_ok=True)
+            partial.path.with_name(partial.path.name + ".source").unlink(missing_ok=True)
 
     def model(self, name: str) -> StoredModel:
         """The model called `name` (its /v1/models id; a trailing .gguf is ignored); UsageError if absent."""
@@ -303,8 +346,12 @@ class ModelStore:
             shutil.rmtree(hidden) if hidden.is_dir() else hidden.unlink()
 
     def remove(self, model: StoredModel) -> None:
-        """Delete one model: its file, or its folder with every part."""
-        shutil.rmtree(model.path) if model.path.is_dir() else model.path.unlink()
+        """Delete one model: its file, or its folder with every part. A symbolic link is removed
+        as a link (what it points to is left alone)."""
+        if model.path.is_dir() and not model.path.is_symlink():
+            shutil.rmtree(model.path)
+        else:
+            model.path.unlink()
 
     def copy_in(
         self, source: Path, name: str, *, overwrite: bool = False, progress: Callable[[int], None] | None = None
@@ -315,6 +362,36 @@ class ModelStore:
         with self.incoming(name, overwrite=overwrite) as partial:
             copy_file(source, partial, progress)
         return self.root / f"{model_name(name)}.gguf"
+
+
+def _unseen(path: Path, root: Path) -> str | None:
+    """Why a container that mounts `root` cannot read `path` (None when it can): a symbolic link
+    that leaves the store (the container has only the store), a broken one, or something that is
+    not a regular file or folder (a FIFO would block the reader)."""
+    import stat
+
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(Path(os.path.realpath(root))):
+            return f"not visible inside the container: {path.name} points outside {root} (to {target})"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return f"not visible inside the container: {path.name} is a broken link"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return f"not a regular file: {path.name} (a FIFO, socket or device cannot be served)"
+    return None
+
+
+def _recorded_url(source: Path) -> str | None:
+    """The URL a download's `.source` note names (models/download.py), None without one."""
+    import json
+
+    try:
+        url = json.loads(source.read_text()).get("url")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def _fsync(path: Path) -> None:

@@ -117,17 +117,25 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
     project of each user secret that is not one of the stack's (an older value, pruned once its
     service runs)."""
     models: frozenset[str] | None = frozenset()
+    unseen: tuple[str, ...] = ()
     if any(s.kind == "llamacpp" for s in stack.services):
         from airpods.models.presets import existing_store
 
         try:
             store = existing_store(stack, engine)
-            models = frozenset(m.name for m in store.models()) if store else frozenset()
+            stored = store.models() if store else []
+            models = frozenset(m.name for m in stored)
+            unseen = tuple(f"model {m.name}: {m.unseen}" for m in stored if m.unseen)
         except (RuntimeFailure, OSError):
             models = None
     current = {d.name for d in stack.secrets}
     older = [n for n in observed.secrets if n.startswith(USER_SECRET_PREFIX) and n not in current]  # see prune_steps
-    return replace(observed, models=models, secret_projects=engine.secret_projects(older) if older else {})
+    return replace(
+        observed,
+        models=models,
+        unseen_models=unseen,
+        secret_projects=engine.secret_projects(older) if older else {},
+    )
 
 
 def run_start(
@@ -212,6 +220,7 @@ def run_start(
     for step in (s for s in plan.steps if s.kind in ("reload", "prune") and s.service in up):
         run.after_up(stack, step)
     result.notes += model_notes(stack, engine, observed, [r.service for r in result.readiness if r.ready])
+    result.notes += list(observed.unseen_models)
     return result
 
 

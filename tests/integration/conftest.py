@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +53,11 @@ def pytest_collection_modifyitems(config, items):
     """Docker's own tests (the `on_docker` fixture) run where the rig runs its Docker daemon
     (AIRPODS_TEST_ENGINES names docker: the rootful pass); elsewhere (the rootless pass) they
     are deselected, not skipped, as the engine-neutral tests are parametrised on Podman only.
-    So are the tests of the rig itself (`rig_owner`): in the rootless pass the rig is root's."""
+    So are the tests of the rig itself (`rig_owner`): in the rootless pass the rig is root's; and
+    the tests that need root's own powers (`as_root`: mounting a small tmpfs)."""
     if "docker" in ENGINES:
         return
-    rootful = ("on_docker", "rig_owner")
+    rootful = ("on_docker", "rig_owner", "as_root")
     docker_only = [item for item in items if set(rootful) & set(getattr(item, "fixturenames", ()))]
     if docker_only:
         config.hook.pytest_deselected(items=docker_only)
@@ -347,6 +348,24 @@ def openai_env(airpods: Airpods, name: str | None = None) -> dict[str, str]:
     assert done.code == 0, done.err
     pairs = [shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in done.out.splitlines()]
     return dict(pairs)
+
+
+@pytest.fixture
+def as_root() -> None:
+    """A test that needs root (it runs in the rootful pass only: see pytest_collection_modifyitems)."""
+    assert os.geteuid() == 0, "this test mounts a file system: it runs in the rootful pass"
+
+
+@pytest.fixture
+def small_disk(as_root, tmp_path) -> Iterator[Path]:
+    """A 16 MiB tmpfs: a disk that fills up for real (ENOSPC), unmounted afterwards."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
 
 
 @pytest.fixture

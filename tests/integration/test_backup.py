@@ -163,7 +163,7 @@ def test_a_volume_bound_to_another_folder_is_backed_up_and_restored_there(airpod
 def test_backup_stop_brings_back_what_it_stopped_with_the_same_wiring(airpods, tiny_model, tmp_path):
     assert airpods("start", "open-webui", "llamacpp").code == 0
     before = airpods.container_ids()
-    label = "{{index .Config.Labels \"io.airpods.config-hash\"}}"
+    label = '{{index .Config.Labels "io.airpods.config-hash"}}'
     hashed = podman("inspect", "--format", label, "open-webui-0").stdout
     made = airpods("backup", "--stop", "-o", str(tmp_path / "b.tar"))
     assert made.code == 0, made.err

@@ -93,3 +93,24 @@ def test_one_bad_file_is_one_row_and_the_rest_list(airpods, tiny_model, tmp_path
     assert "not a GGUF model" in rows["broken"]["problem"] and "truncated" in rows["cut"]["problem"]
     table = airpods("models", "list")
     assert table.code == 0 and "broken [" in table.out and "tiny" in table.out
+
+
+def test_a_link_leaving_a_host_folder_store_is_flagged_and_removed_as_a_link(airpods, tiny_model, tmp_path):
+    """`models list` showed such a model as healthy, /v1/models listed neither it nor a reason,
+    and `models rm` ended in "internal error: Cannot call rmtree on a symbolic link"."""
+    folder, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "model.gguf").write_bytes(tiny_model.read_bytes())
+    (folder / "qwen").symlink_to(elsewhere)
+    (folder / "tiny.gguf").write_bytes(tiny_model.read_bytes())
+    airpods.write_config(f'[services.llamacpp]\nvolumes = [{{ source = "{folder}", target = "/models" }}]\n')
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    assert f"model qwen: not visible inside the container: qwen points outside {folder}" in started.out
+    listed = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert "points outside" in listed["qwen"]["problem"] and listed["qwen"]["served_by"] == []
+    assert listed["tiny"]["problem"] is None
+    removed = airpods("models", "rm", "qwen", "--yes")
+    assert removed.code == 0 and "a link" in removed.out, removed.err
+    assert not (folder / "qwen").exists() and (elsewhere / "model.gguf").is_file()

@@ -298,3 +298,65 @@ def test_a_hub_pull_lands_once_in_the_store_and_a_second_pull_waits_its_turn(air
     cache = Path(os.environ["HOME"]) / ".cache" / "huggingface"
     assert not [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size > 1000]  # no second copy
     assert "big-Q8_0.gguf" in volume_files() and not _partial_files()
+
+
+def fill(folder: Path, name: str) -> None:
+    """Write into `folder` until its disk is full."""
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def test_a_pull_that_fills_the_disk_keeps_a_partial_that_is_listed_removable_and_resumed(
+    airpods, hub, tmp_path, small_disk
+):
+    """The one file airpods itself left used to be invisible to `models list` and `models rm`."""
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    airpods.write_config(f'[services.llamacpp]\nvolumes = [{{ source = "{small_disk}", target = "/models" }}]\n')
+    content = write_tiny_model(tmp_path / "big.gguf", n_embd=256, n_layers=2, n_ff=512).read_bytes()
+    assert 1_000_000 < len(content) < 12_000_000  # fits the 16 MiB disk, which is then filled
+    url = f"{hub.url}/files/big.gguf"
+    hub.files["big.gguf"] = content
+
+    def pull_into_a_filling_disk(filler: str):
+        hub.released.clear()
+        hub.hold_after = len(content) // 4
+        proc = airpods.popen("models", "pull", url)
+        assert eventually(lambda: hub.served >= len(content) // 4, timeout=60)
+        fill(small_disk, filler)  # the space the check saw is gone while the body is held
+        hub.hold_after = None
+        hub.released.set()
+        assert proc.wait(timeout=120) == 1
+        return proc.stderr.read()
+
+    hub.served = 0
+    failed = pull_into_a_filling_disk("filler")
+    assert "No space left on device" in failed and "the partial download kept holds" in failed, failed
+    assert "airpods models rm big --partial" in failed
+    kept = (small_disk / ".big.gguf.partial").stat().st_size
+    listed = airpods("models", "list", "--json")
+    assert listed.code == 0, listed.err
+    (row,) = listed.json()["models"]
+    assert (row["name"], row["size"], row["partial"], row["source"]) == ("big", kept, True, url)
+    assert f"airpods models pull {url}" in row["problem"]
+    table = airpods("models", "list")
+    assert "partial download" in table.out
+
+    (small_disk / "filler").unlink()  # space freed: the same command resumes
+    resumed = airpods("models", "pull", url)
+    assert resumed.code == 0, resumed.err
+    assert hub.requests[-1]["start"] == kept and (small_disk / "big.gguf").read_bytes() == content
+
+    assert airpods("models", "rm", "big", "--yes").code == 0
+    hub.served = 0
+    pull_into_a_filling_disk("filler2")
+    assert (small_disk / ".big.gguf.partial").exists()
+    removed = airpods("models", "rm", "big", "--yes")  # no model called big: its partial is what goes
+    assert removed.code == 0 and "partial" in removed.out, removed.err
+    assert not (small_disk / ".big.gguf.partial").exists() and not (small_disk / ".big.gguf.partial.source").exists()
