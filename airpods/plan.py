@@ -48,6 +48,7 @@ class Step:
     timeout_s: float = DEFAULT_TIMEOUT_S  # how long the engine lets the command run
     spec: ServiceSpec | None = field(default=None, repr=False, compare=False)  # pod and container steps
     labels: tuple[tuple[str, str], ...] = ()  # network, volume and secret steps
+    options: tuple[tuple[str, str], ...] = ()  # volume steps: driver options (--opt K=V)
     grace_s: int | None = None  # stop steps: seconds before the containers are killed
     names: tuple[str, ...] = ()  # host steps: the folders, the model's source, the secrets
 
@@ -86,10 +87,32 @@ class Observed:
     # here), and each secret's project when the stack has user secrets (their older values).
     models: frozenset[str] | None = frozenset()
     unseen_models: tuple[str, ...] = ()  # "NAME: why the container cannot see it"
+    # Where volumes that airpods writes into from the host are bound, when the engine keeps its
+    # own volumes where this user cannot read them (Docker's data root, as a docker-group user).
+    user_volumes: str | None = None
     secret_projects: Mapping[str, str | None] = field(default_factory=dict)
 
     def project_pods(self, project: str) -> dict[str, ObservedPod]:
         return {name: pod for name, pod in self.pods.items() if pod.project == project}
+
+
+def host_written_volumes(stack: Stack) -> set[str]:
+    """The named volumes airpods writes into from this host: the llama.cpp model store."""
+    from airpods.stack.build import MODEL_VOLUME_TARGET
+
+    return {
+        m.source
+        for s in stack.services
+        if s.kind == "llamacpp"
+        for m in s.mounts
+        if m.named and m.target == MODEL_VOLUME_TARGET
+    }
+
+
+def bind_options(home: str | None, volume: str) -> dict[str, str]:
+    """Driver options that bind `volume` to the folder home/VOLUME ({} without a home): the
+    local driver's bind (type=none, o=bind, device), as `docker volume create --opt` takes them."""
+    return {"type": "none", "o": "bind", "device": f"{home}/{volume}"} if home else {}
 
 
 def orphans(stack: Stack, observed: Observed) -> list[ObservedPod]:
@@ -228,9 +251,12 @@ def build_start_plan(
                 labels=labels,
             )
         )
+    written = host_written_volumes(stack)
     for volume in stack.volumes:
         if volume not in observed.volumes:
-            steps.append(Step("volume", volume, f"volume {volume}: kept by stop", labels=labels))
+            options = bind_options(observed.user_volumes, volume) if volume in written else {}
+            why = f"volume {volume}: kept by stop" + (f", its files in {options['device']}" if options else "")
+            steps.append(Step("volume", volume, why, labels=labels, options=tuple(options.items())))
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
             what = (

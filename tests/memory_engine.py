@@ -242,7 +242,10 @@ class MemoryEngine:
 
     # -- volumes, secrets, images --------------------------------------------------------------
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+    def user_volumes(self) -> str | None:
+        return None
+
+    def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> None:
         self.volumes.setdefault(name, labels)
         (self.root / name).mkdir(parents=True, exist_ok=True)
 

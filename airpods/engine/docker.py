@@ -25,7 +25,7 @@ from airpods.engine.docker_argv import (
 )
 from airpods.engine.early import LISTINGS
 from airpods.engine.errors import EngineError
-from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, run_streaming
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
@@ -73,6 +73,8 @@ class Docker(EngineCli):
             return
         if step.kind == "container" and step.spec is not None:
             self._write_env_files(step.spec)
+        if step.kind == "volume":
+            make_device(dict(step.options))
         argv = step_argv(step, self.secrets)
         if argv:
             self.run(argv, step.timeout_s, input_text=step.stdin)
@@ -165,11 +167,27 @@ class Docker(EngineCli):
                 continue
         return usage
 
+    def user_volumes(self) -> str | None:
+        """Where this user's host-written volumes go: None as root, or with a rootless daemon
+        (its volumes are the user's), or when the daemon's volumes folder can be read; else
+        $XDG_DATA_HOME/airpods/volumes (default ~/.local/share/airpods/volumes). A user in the
+        `docker` group talks to a root daemon whose data root (/var/lib/docker) only root may
+        enter: a model volume there could not be read or written by airpods."""
+        if os.geteuid() == 0:
+            return None
+        info = self.info()
+        root = str(info.get("DockerRootDir") or "/var/lib/docker")
+        if rootless_daemon(info) or os.access(os.path.join(root, "volumes"), os.R_OK | os.X_OK):
+            return None
+        data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(data, "airpods", "volumes")
+
     def observe(self, network: str, volumes: Iterable[str], images: Iterable[str]) -> Observed:
         networks = {row.get("Name") for row in self.lines_json(["network", "ls"])}
         existing = {row.get("Name") for row in self.lines_json(["volume", "ls"])}
         containers = self.containers(everyone=True)
         return Observed(
+            user_volumes=self.user_volumes(),
             networks=frozenset(n for n in networks if n == network),
             volumes=frozenset(v for v in volumes if v in existing),
             images=self.image_ids(images),
@@ -250,9 +268,10 @@ class Docker(EngineCli):
 
     # -- volumes, secrets, images -------------------------------------------------------------------
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+    def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> None:
         self.forget_volume(name)
-        self.run(["volume", "create", *label_args(labels), name])
+        make_device(options or {})
+        self.run(["volume", "create", *label_args(labels), *option_pairs(options or {}), name])
 
     def mount_volume(self, name: str) -> Path:
         raise EngineError(["docker", "volume", "mount", name], 1, "Docker cannot mount a volume outside a container")

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, publish_option
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, option_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
 from airpods.labels import POD as POD_LABEL
@@ -91,7 +91,7 @@ def step_argv(step: Step, secrets: Path) -> tuple[str, ...]:
     if step.kind == "network":
         return ("docker", "network", "create", *labels, step.target)
     if step.kind == "volume":
-        return ("docker", "volume", "create", *labels, step.target)
+        return ("docker", "volume", "create", *labels, *option_args(step), step.target)
     if step.kind == "pull":
         return ("docker", "pull", step.target)
     if step.kind in ("pod", "secret"):

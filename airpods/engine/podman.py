@@ -12,7 +12,7 @@ from typing import Any
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.early import LISTINGS
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, run_streaming
 from airpods.errors import RuntimeFailure
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
@@ -31,6 +31,8 @@ class Podman(EngineCli):
         return json.loads(out) if out else []
 
     def execute(self, step: Step) -> None:
+        if step.kind == "volume":
+            make_device(dict(step.options))
         self.run(step_argv(step), step.timeout_s, input_text=step.stdin)
 
     # -- observing ----------------------------------------------------------------------------
@@ -212,9 +214,14 @@ class Podman(EngineCli):
 
     # -- volumes, secrets, images ------------------------------------------------------------------
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+    def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> None:
         self.forget_volume(name)
-        self.run(["volume", "create", *label_args(labels), name])
+        make_device(options or {})
+        self.run(["volume", "create", *label_args(labels), *option_pairs(options or {}), name])
+
+    def user_volumes(self) -> str | None:
+        """None: Podman's volumes are this user's own (rootless) or root's, read as root."""
+        return None
 
     def mount_volume(self, name: str) -> Path:
         """Mount a volume on this host the way a container gets it (its driver options applied),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from airpods.engine.base import OneOff
-from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, publish_option
+from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, option_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
 from airpods.plan import Step
@@ -85,7 +85,7 @@ def step_argv(step: Step) -> tuple[str, ...]:
     if step.kind == "network":
         return ("podman", "network", "create", *labels, step.target)
     if step.kind == "volume":
-        return ("podman", "volume", "create", *labels, step.target)
+        return ("podman", "volume", "create", *labels, *option_args(step), step.target)
     if step.kind == "secret":
         return ("podman", "secret", "create", *labels, step.target, "-")
     if step.kind == "pull":

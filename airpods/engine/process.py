@@ -100,6 +100,18 @@ def run_streaming(
     return subprocess.CompletedProcess(list(argv), process.returncode, "".join(lines), "")
 
 
+def option_pairs(options: dict[str, str]) -> list[str]:
+    """Driver options as `volume create --opt K=V` arguments."""
+    return [arg for key, value in options.items() for arg in ("--opt", f"{key}={value}")]
+
+
+def make_device(options: dict[str, str]) -> None:
+    """The folder a bind volume's `device` names, made (0755: servers read it as other users)
+    if missing: the engine mounts it and fails at the first container when it is not there."""
+    if options.get("o") == "bind" and options.get("device"):
+        Path(options["device"]).mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
 class EngineCli:
     """An engine's command-line client (`name` on PATH, or `binary`): commands run with a
     timeout, their failures as EngineError with `hint(stderr)` as the next step. Raises

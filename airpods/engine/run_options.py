@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from airpods.plan import Step
 from airpods.stack.model import Mount, Publish, ServiceSpec
 
 
@@ -21,6 +22,13 @@ def env_volume_limit_args(
     if spec.cpus:
         argv += ["--cpus", f"{spec.cpus:g}"]
     return argv
+
+
+def option_args(step: Step) -> list[str]:
+    """A volume step's driver options as `volume create --opt K=V` arguments."""
+    from airpods.engine.process import option_pairs
+
+    return option_pairs(dict(step.options))
 
 
 def least_privilege_args(spec: ServiceSpec) -> list[str]:

@@ -110,8 +110,10 @@ class ModelStore:
     def _volume_root(self) -> Path:
         options = self.engine.volume_options(self.volume)
         if options is None:
-            self.engine.create_volume(self.volume, self.labels)
-            options = {}
+            from airpods.plan import bind_options
+
+            options = bind_options(self.engine.user_volumes(), self.volume)  # Docker as a docker-group user
+            self.engine.create_volume(self.volume, self.labels, options)
         if not options:
             path = self.engine.volume_mountpoint(self.volume)
         elif "bind" in options.get("o", "").split(",") and options.get("device"):
@@ -136,6 +138,17 @@ class ModelStore:
             import atexit
 
             atexit.register(self.engine.unmount_volume, self.volume)
+        home = self.engine.user_volumes() if not options else None
+        if path is not None and home is not None and not os.access(path, os.R_OK | os.X_OK):  # Docker, as a user
+            device = f"{home}/{self.volume}"
+            raise RuntimeFailure(
+                f"{self.engine.name} keeps the files of the model volume {self.volume} in {path}, where only root "
+                "can read them, so airpods cannot put models into it as this user",
+                hint=f"airpods binds a new model volume to {device} for this user: move the models there once "
+                f"(mkdir -p {device} && docker run --rm -v {self.volume}:/from:ro -v {device}:/to --entrypoint cp "
+                f"IMAGE -a /from/. /to/), then `docker volume rm {self.volume}` and `airpods start`; or declare a host "
+                f"folder as the volume source of services.{self.service}",
+            )
         if path is None or not path.is_dir():
             raise RuntimeFailure(
                 f"the model volume {self.volume} is not reachable from this host ({path or 'no mountpoint'})",

@@ -33,8 +33,10 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
                 elif owner != stack.project:
                     done.append(f"kept volume {volume}: it belongs to airpods project '{owner}'")
                 else:  # no --force: a volume another container still uses stays, with podman's reason
+                    device = (engine.volume_options(volume) or {}).get("device")
                     why = engine.remove_volume(volume)
-                    done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}")
+                    kept = f" (its files stay in {device}, a folder of yours)" if device else ""
+                    done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}{kept}")
             done += [  # what a restore replaced: removed only by name, by the user
                 f"kept volume {name}: what a restore replaced, set aside (`{engine.name} volume rm {name}` removes it)"
                 for name in sorted(owners)
