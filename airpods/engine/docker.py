@@ -296,8 +296,11 @@ class Docker(EngineCli):
         return {str(r.get("Name")): project_of(r.get("Labels")) for r in self.inspect("volume", names)}
 
     def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
-        """A 0400 file in airpods' private state folder, mounted read-only where the stack wants
-        it (or turned into a 0600 env file when a container starts: _write_env_files)."""
+        """A file in airpods' private state folder (0700: no other user of this host reaches
+        it), mounted read-only where the stack wants it (or turned into a 0600 env file when a
+        container starts: _write_env_files). 0400 as root; 0444 as a docker-group user, whose
+        files a container's root (every capability dropped, so no DAC override) reads only
+        through the "other" bits: with 0400 llama-server could not open its key file."""
         from airpods.files import write_atomic
         from airpods.state import state_dir
 
@@ -305,7 +308,7 @@ class Docker(EngineCli):
         folder = project_secrets(self.secrets, labels)
         for made in (self.secrets, folder):
             made.mkdir(exist_ok=True, mode=0o700)
-        write_atomic(folder / name, value.encode(), mode=0o400)
+        write_atomic(folder / name, value.encode(), mode=0o400 if os.geteuid() == 0 else 0o444)
 
     def remove_secrets(self, names: Iterable[str]) -> None:
         for folder in self._project_folders():

@@ -55,7 +55,11 @@ def pytest_collection_modifyitems(config, items):
     are deselected, not skipped, as the engine-neutral tests are parametrised on Podman only.
     So are the tests of the rig itself (`rig_owner`): in the rootless pass the rig is root's; and
     the tests that need root's own powers (`as_root`: mounting a small tmpfs)."""
-    if "docker" in ENGINES:
+    if "docker" in ENGINES:  # the rootful pass: the tests as a docker-group user wait for the rootless one
+        as_user = [item for item in items if "docker_user" in getattr(item, "fixturenames", ())]
+        if as_user:
+            config.hook.pytest_deselected(items=as_user)
+            items[:] = [item for item in items if item not in as_user]
         return
     rootful = ("on_docker", "rig_owner", "as_root")
     docker_only = [item for item in items if set(rootful) & set(getattr(item, "fixturenames", ()))]
