@@ -37,6 +37,12 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
                     why = engine.remove_volume(volume)
                     kept = f" (its files stay in {device}, a folder of yours)" if device else ""
                     done.append(f"kept volume {volume}: {why}" if why else f"deleted volume {volume}{kept}")
+            for name in sorted(owners):  # an interrupted restore's staging copy (the backup's, not the user's)
+                if owners[name] == stack.project and any(name.startswith(f"{v}.restoring-") for v in stack.volumes):
+                    why = engine.remove_volume(name, force=True)
+                    done.append(
+                        f"kept volume {name}: {why}" if why else f"deleted volume {name} (an interrupted restore's)"
+                    )
             done += [  # what a restore replaced: removed only by name, by the user
                 f"kept volume {name}: what a restore replaced, set aside (`{engine.name} volume rm {name}` removes it)"
                 for name in sorted(owners)

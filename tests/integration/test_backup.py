@@ -171,3 +171,24 @@ def test_backup_stop_brings_back_what_it_stopped_with_the_same_wiring(airpods, t
     assert after["llamacpp-0"] == before["llamacpp-0"]  # not stopped: it needs no consistent copy
     assert after["open-webui-0"] != before["open-webui-0"]  # stopped for the copy, and back
     assert podman("inspect", "--format", label, "open-webui-0").stdout == hashed  # wired as before
+
+
+def test_a_restore_killed_half_way_leaves_the_data_as_it_was(airpods, tiny_model, tmp_path):
+    import signal
+
+    from tests.integration.conftest import eventually
+
+    seed(airpods, tiny_model)
+    archive = tmp_path / "b.tar"
+    assert airpods("backup", "--with-models", "-o", str(archive)).code == 0
+    with open(os.path.join(mountpoint("airpods_webui_data"), "webui.db"), "w") as handle:
+        handle.write("newer\n")
+    before = {v: digests(v) for v in ("airpods_webui_data", "airpods_llamacpp_models")}
+    proc = airpods.popen("restore", str(archive), "--force")
+    staging = eventually(lambda: [v for v in airpods.volumes() if ".restoring-" in v], timeout=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert staging
+    assert {v: digests(v) for v in before} == before  # nothing it held was touched before the copy was safe
+    cleaned = airpods("clean", "--volumes", "--yes")
+    assert cleaned.code == 0 and "an interrupted restore's" in cleaned.out, cleaned.out + cleaned.err
