@@ -7,12 +7,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 from airpods.engine.base import Engine
 from airpods.engine.errors import EngineError
 from airpods.errors import AirpodsError, Interrupted, RuntimeFailure
 from airpods.health import ContainerWatch, Readiness, wait_one
-from airpods.plan import Plan, Step
+from airpods.plan import Plan, Step, service_steps
 from airpods.secrets import forget_values
 from airpods.stack.model import ServiceSpec, Stack
 from airpods.usecases.common import Reporter, rollback, stack_subset
@@ -33,6 +35,9 @@ class Execution:
         self.pool: ThreadPoolExecutor | None = None
         self.creating = 0  # service workers not yet past their engine changes
         self.created = threading.Condition()
+        self.stack: Stack | None = None
+        self.snapshots: dict[str, Path] = {}  # service → the snapshot this run took of it
+        self.reverted: set[str] = set()  # services rolled back to their previous image: they run
 
     def shared(self, stack: Stack, step: Step, notes: list[str]) -> None:
         """A step of the whole stack: network, volume, secret, orphan pod, volume folders (a
@@ -77,6 +82,7 @@ class Execution:
         """Every service's own steps at once, each in its worker; `created` is called (in this
         thread) once every worker is past its engine changes, while the readiness waits go on."""
         self.watch = ContainerWatch(self.engine, stack.project)
+        self.stack = stack
         self.pool = ThreadPoolExecutor(max_workers=max(1, len(stack.services)), thread_name_prefix="service")
         self.creating = len(stack.services)
         try:
@@ -109,33 +115,104 @@ class Execution:
 
     def bring_up(self, spec: ServiceSpec, plan: Plan) -> Readiness:
         """The service's steps up to its wait; whatever fails here fails this service alone
-        (an unexpected error too: it is said as the service's failure)."""
+        (an unexpected error too: it is said as the service's failure). A service being updated
+        to a new image that fails, or is not ready, is rolled back when its plan says so."""
         doing = "wait for it"
         changing = True
+        steps = [s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")]
+        back = next((s for s in steps if s.kind == "rollback"), None)
+        result: Readiness | None = None
+        removed = False  # the pod it ran before is gone: only then is there anything to roll back
         try:
-            for step in (s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")):
+            for step in steps:
                 if self.cancel.is_set():
                     return Readiness(spec.name, False, 0.0, "interrupted")
+                if step.kind == "rollback":
+                    continue  # only after a failure, below
                 if step.kind == "wait":
                     assert self.watch is not None
                     changing = False
                     self.past_changes()
-                    return wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
-                doing = f"create its {step.kind}"
+                    result = wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
+                    break
+                doing = f"create its {step.kind}" if step.kind in ("pod", "container") else f"{step.kind} it"
                 self.reporter.step(step)
                 if step.kind == "pod":
                     self.pods.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
-                self.engine.execute(step)
-            return Readiness(spec.name, True, 0.0, "running and unchanged")
+                if step.kind == "snapshot":
+                    self.snapshot(spec, step)
+                else:
+                    self.engine.execute(step)
+                removed = removed or step.kind == "remove"
+            else:
+                result = Readiness(spec.name, True, 0.0, "running and unchanged")
         except EngineError as exc:  # the engine's own words, without the whole command line
             why = exc.stderr_tail or f"exit {exc.returncode}"
-            return Readiness(spec.name, False, 0.0, f"{self.engine.name} could not {doing}: {why}")
+            result = Readiness(spec.name, False, 0.0, f"{self.engine.name} could not {doing}: {why}")
         except Exception as exc:  # noqa: BLE001 - a failure of any kind stays in its service
             why = exc.message if isinstance(exc, AirpodsError) else f"{type(exc).__name__}: {exc}"
-            return Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
+            result = Readiness(spec.name, False, 0.0, f"could not {doing}: {why}")
         finally:
             if changing:
                 self.past_changes()
+        if result.ready or back is None or not removed or self.cancel.is_set():
+            return result
+        return self.roll_back(spec, back, result)
+
+    def snapshot(self, spec: ServiceSpec, step: Step) -> None:
+        from airpods.snapshots import take_snapshot
+
+        assert self.stack is not None
+        self.snapshots[spec.name] = take_snapshot(
+            self.engine, self.stack, spec.name, list(step.names), self.tool_image()
+        )
+
+    def tool_image(self) -> str:
+        from airpods.backup import tool_image
+
+        assert self.stack is not None
+        return tool_image(self.stack, self.engine)
+
+    def roll_back(self, spec: ServiceSpec, step: Step, failed: Readiness) -> Readiness:
+        """The service failed on its new image: remove what this run made of it, put back the
+        data it had (the snapshot this run took, if the new image ran), run the kept image with
+        the same config, wait for it. Its failure stays a failure (the update failed), said
+        with what was done; the service runs again, so its pods stay."""
+        from airpods.plan import short_id
+        from airpods.snapshots import remember_failed, restore_snapshot, taken_at
+
+        kept, old_id, _ = step.names
+        self.reporter.line(f"{spec.name}: the new image failed ({failed.detail}); rolling back to {short_id(old_id)}")
+        try:
+            new_id = self.engine.image_ids([spec.image]).get(spec.image, "")
+            rollback(self.engine, self.pods.pop(spec.name, []))
+            data = ""
+            if (archive := self.snapshots.get(spec.name)) is not None:
+                restore_snapshot(self.engine, archive, spec.labels, self.tool_image())
+                data = f"; your data was restored from the snapshot taken at {taken_at(archive)}"
+            previous = replace(spec, run_image=kept)
+            for again in service_steps(previous)[:-1]:  # its pod and container (then the wait)
+                self.reporter.step(again)
+                if again.kind == "pod":
+                    self.pods.setdefault(spec.name, []).append(again.target)
+                self.engine.execute(again)
+            assert self.watch is not None
+            up = wait_one(self.engine, self.watch, previous, self.reporter.waiting, self.cancel, self.key)
+        except (AirpodsError, EngineError, OSError) as exc:
+            why = exc.message if isinstance(exc, AirpodsError) else str(exc)
+            return replace(failed, detail=f"{failed.detail}; the rollback failed too: {why}")
+        if not up.ready:
+            return replace(
+                failed, detail=f"{failed.detail}; rolled back to {short_id(old_id)}, which failed too: {up.detail}"
+            )
+        if new_id:
+            remember_failed(spec.project, spec.name, new_id)
+        self.reverted.add(spec.name)
+        return replace(
+            failed,
+            detail=f"rolled back {spec.name} to {short_id(old_id)}: the new image {short_id(new_id)} failed: "
+            f"{failed.detail}{data}",
+        )
 
     def after_up(self, stack: Stack, step: Step) -> None:
         """What follows a service being up: a kept router rereads a preset file this start

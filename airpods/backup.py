@@ -99,11 +99,12 @@ def write_backup(
     config_file: Path | None,
     secret_file: Path | None,
     progress: Progress,
+    image: str | None = None,
 ) -> list[Member]:
     """The archive `out`, written whole or not at all (a hidden partial file renamed into
     place); volumes are exported into a hidden folder beside it first."""
     members: list[Member] = []
-    image = tool_image(stack, engine) if volumes else ""
+    image = image or (tool_image(stack, engine) if volumes else "")
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.staging-", dir=out.absolute().parent) as tmp:
         staged: list[tuple[Path, Member]] = []
         if config_file:
@@ -265,12 +266,14 @@ def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
             out.write(chunk)
 
 
-def restore_volume(engine: Engine, volume: str, tar: Path, labels: dict[str, str], image: str, holding: bool) -> str:
+def restore_volume(
+    engine: Engine, volume: str, tar: Path, labels: dict[str, str], image: str, holding: bool, set_aside: bool = True
+) -> str:
     """The archive `tar` into `volume`, which keeps its name, driver options and labels (it is
     made, with `labels`, only when absent). When it `holding` data, the backup goes into a
     staging volume first (a failed import leaves `volume` as it was), then `volume`'s files are
-    copied into a volume set aside, and only then replaced by the staged ones. Returns what was
-    done, in words."""
+    copied into a volume set aside (unless not `set_aside`: a rollback replaces what a failed
+    image wrote), and only then replaced by the staged ones. Returns what was done, in words."""
     if not engine.volume_exists(volume):
         engine.create_volume(volume, labels)
     if not holding:
@@ -281,9 +284,10 @@ def restore_volume(engine: Engine, volume: str, tar: Path, labels: dict[str, str
     engine.create_volume(staging, labels)
     try:
         engine.import_volume(staging, tar, image)
-        engine.create_volume(aside, {**labels, ASIDE: volume})
-        engine.copy_volume(volume, aside, image)
+        if set_aside:
+            engine.create_volume(aside, {**labels, ASIDE: volume})
+            engine.copy_volume(volume, aside, image)
         engine.copy_volume(staging, volume, image, replace=True)
     finally:
         engine.remove_volume(staging, force=True)
-    return f"volume {volume} (what it held is kept in volume {aside})"
+    return f"volume {volume} (what it held is kept in volume {aside})" if set_aside else f"volume {volume}"

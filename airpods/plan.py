@@ -16,11 +16,13 @@ from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.redact import MASK, redact_argv
 from airpods.stack.model import PRESET_FILE, PRESETS_DIR, USER_SECRET_PREFIX, Preset, ServiceSpec, Stack
 
-EngineStepKind = Literal["network", "volume", "secret", "pull", "pod", "container", "stop", "remove"]
+EngineStepKind = Literal["network", "volume", "secret", "pull", "tag", "pod", "container", "stop", "remove"]
 # What `start` does besides engine commands, in the plan too (so --dry-run shows it): make a
 # volume's folders, fetch a declared model, write a router's preset file, wait for a service,
-# ask a kept router to reread its presets, remove the older values of rotated user secrets.
-HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune"]
+# ask a kept router to reread its presets, remove the older values of rotated user secrets,
+# snapshot a service's volumes before a new image touches them, and (only if the service then
+# fails) roll it back to the image it ran and the snapshot.
+HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune", "snapshot", "rollback"]
 StepKind = EngineStepKind | HostStepKind
 HOST_STEPS: frozenset[str] = frozenset(get_args(HostStepKind))
 PullPolicy = Literal["missing", "always", "never"]
@@ -87,6 +89,8 @@ class Observed:
     # here), and each secret's project when the stack has user secrets (their older values).
     models: frozenset[str] | None = frozenset()
     unseen_models: tuple[str, ...] = ()  # "NAME: why the container cannot see it"
+    # Services whose new image failed and was rolled back: service → (that image's ID, when).
+    failed_updates: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # Where volumes that airpods writes into from the host are bound, when the engine keeps its
     # own volumes where this user cannot read them (Docker's data root, as a docker-group user).
     user_volumes: str | None = None
@@ -227,11 +231,18 @@ def build_start_plan(
     values: Mapping[str, str] | None = None,
     pull: PullPolicy = "missing",
     remove_orphans: bool = False,
+    snapshot: bool = True,
+    rollback: bool = True,
 ) -> Plan:
     """Every effect of `start`, in the order it happens: the shared objects, the services'
     volume folders, pulls, model fetches, preset files, then per service its pod and container
     and the wait for it, and last what follows a service being up (a kept router rereads its
     presets; rotated secrets' older values go).
+
+    A service recreated because its *image* changed (`update_steps`) first has the image it
+    runs tagged under an airpods name, then, once stopped, its data volumes snapshotted
+    (`snapshot`); should it then fail, its `rollback` step brings back that image and data. A
+    new image that failed before (observed.failed_updates) is not tried again by `start`.
 
     `api_key` is the value behind stack.secrets, `values` the value of each user secret by
     name (secrets.stack_secret_values; only read for secrets that do not exist yet).
@@ -292,15 +303,28 @@ def build_start_plan(
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)
         changes = pending_changes(spec, pod, observed.images) if pod else []
+        failed = observed.failed_updates.get(spec.name)
+        if "image" in changes and failed and failed[0] == observed.images.get(spec.image):
+            changes.remove("image")
+            notes.append(
+                f"{spec.name}: its new image {short_id(failed[0])} failed at {failed[1]} and was rolled back; "
+                f"`airpods update {spec.name}` tries it again"
+            )
         if pod and pod.running and not changes:
             notes.append(f"{spec.name}: running and unchanged, left alone")
             kept.append(spec)
             steps.append(wait_step(spec))  # start still says it is ready (it may be loading)
             continue
-        if pod:
+        updating = pod is not None and "image" in changes and bool(pod.image_id)
+        if pod and updating:
+            assert pod.image_id is not None
+            steps += update_steps(stack, spec, pod.image_id, snapshot=snapshot)
+        elif pod:
             why = " and ".join(CHANGE_REASONS[c] for c in changes) or "not running"
             steps.append(remove_step(spec.pod, f"{spec.name}: {why}, recreate its pod", spec.name))
         steps += service_steps(spec)
+        if pod and updating and rollback:
+            steps.append(rollback_step(spec, pod.image_id or "", snapshot=snapshot and bool(data_volumes(stack, spec))))
     steps += [
         Step(
             "reload",
@@ -312,6 +336,66 @@ def build_start_plan(
     ]
     steps += prune_steps(stack, observed)
     return Plan("start", tuple(steps), tuple(notes))
+
+
+def short_id(image_id: str) -> str:
+    """sha256:df72… as people quote image IDs (12 hex digits)."""
+    return ("sha256:" + image_id.removeprefix("sha256:")[:12]) if image_id else "?"
+
+
+def kept_image(spec: ServiceSpec) -> str:
+    """The airpods name the image a service ran is kept under across an update (so neither
+    `podman image prune` nor a pull drops it): what a rollback runs."""
+    return f"localhost/airpods-kept/{spec.project}-{spec.name}:previous"
+
+
+def data_volumes(stack: Stack, spec: ServiceSpec) -> tuple[str, ...]:
+    """The named volumes a service writes its own data into (the shared model volume and
+    read-only mounts left out): what an update snapshots."""
+    shared = host_written_volumes(stack)
+    return tuple(m.source for m in spec.mounts if m.named and m.mode != "ro" and m.source not in shared)
+
+
+def update_steps(stack: Stack, spec: ServiceSpec, image_id: str, *, snapshot: bool) -> list[Step]:
+    """A service recreated for a new image: keep the image it runs, stop and remove its pod,
+    snapshot its data volumes (unless not `snapshot`)."""
+    steps = [
+        Step(
+            "tag",
+            image_id,
+            f"{spec.name}: keep the image it runs ({short_id(image_id)}) as {kept_image(spec)}, to roll back to",
+            spec.name,
+            names=(kept_image(spec),),
+        ),
+        remove_step(spec.pod, f"{spec.name}: {CHANGE_REASONS['image']}, recreate its pod", spec.name),
+    ]
+    volumes = data_volumes(stack, spec)
+    if snapshot and volumes:
+        steps.append(
+            Step(
+                "snapshot",
+                spec.name,
+                f"{spec.name}: snapshot {', '.join(volumes)} before the new image touches them (state folder; "
+                "`--no-snapshot` skips it)",
+                spec.name,
+                names=volumes,
+            )
+        )
+    return steps
+
+
+def rollback_step(spec: ServiceSpec, image_id: str, *, snapshot: bool) -> Step:
+    """Only if the service fails on its new image: back to the kept image (and the snapshot)."""
+    data = " and its data from the snapshot" if snapshot else ""
+    return Step(
+        "rollback",
+        spec.name,
+        f"{spec.name}: if it fails on the new image, roll back to {short_id(image_id)}{data} "
+        "(`--no-rollback` skips it)",
+        spec.name,
+        timeout_s=spec.health.timeout_s,
+        names=(kept_image(spec), image_id, "snapshot" if snapshot else ""),
+    )
 
 
 def wait_step(spec: ServiceSpec) -> Step:

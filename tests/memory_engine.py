@@ -11,7 +11,9 @@ then "running"), and the health probes of the real stack stay the end-to-end tes
 from __future__ import annotations
 
 import itertools
+import shutil
 import subprocess
+import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,7 +55,9 @@ class MemoryEngine:
     """`root` holds each volume's folder. `registry` maps an image name to the ID a pull of it
     gets (change it to publish a new image under the same name). `failures` maps (step kind,
     target) to the exception its next execution raises (once); `exits` maps a container name to
-    the code it exits with as soon as it starts."""
+    the code it exits with as soon as it starts, `bad_images` an image ID to the code every
+    container of that image exits with (a broken update). A volume's data is its folder: export,
+    import and copy are tar and file copies of it."""
 
     root: Path
     registry: dict[str, str] = field(default_factory=dict)
@@ -65,6 +69,7 @@ class MemoryEngine:
     containers_by_name: dict[str, Container] = field(default_factory=dict)
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     exits: dict[str, int] = field(default_factory=dict)
+    bad_images: dict[str, int] = field(default_factory=dict)
     on_execute: Callable[[Step], None] | None = None  # called before each step runs
     limits: str | None = None  # why it cannot apply resource limits (None: it can)
     name: str = "podman"
@@ -115,6 +120,9 @@ class MemoryEngine:
             self._refuse(step, f"Error: initializing source docker://{step.target}: manifest unknown")
         self.images[step.target] = self.registry[step.target]
 
+    def _tag(self, step: Step) -> None:  # an image ID stays in the store after a pull moves its name
+        self.images[step.names[0]] = step.target
+
     def _pod(self, step: Step) -> None:
         assert step.spec is not None
         if step.target in self.pods_by_name or step.target in self.containers_by_name:
@@ -128,9 +136,10 @@ class MemoryEngine:
         pod = self.pods_by_name.get(spec.pod)
         if pod is None:
             self._refuse(step, f"Error: no pod with name or ID {spec.pod} found")
-        if spec.image not in self.images:
-            self._refuse(step, f"Error: {spec.image}: image not known")
-        code = self.exits.get(step.target)
+        image = spec.run_image or spec.image
+        if image not in self.images:
+            self._refuse(step, f"Error: {image}: image not known")
+        code = self.exits.get(step.target, self.bad_images.get(self.images[image]))
         container = Container(
             step.target,
             f"{next(self._ids):064x}",
@@ -138,8 +147,8 @@ class MemoryEngine:
             spec.name,
             pod.project,
             spec.config_hash,
-            spec.image,
-            self.images[spec.image],
+            image,
+            self.images[image],
             "exited" if code is not None else "running",
             code or 0,
             started_at=1,
@@ -265,10 +274,12 @@ class MemoryEngine:
         pass
 
     def export_volume(self, name: str, tar: Path, image: str) -> None:
-        raise NotImplementedError
+        with tarfile.open(tar, "w") as archive:
+            archive.add(self.root / name, arcname=".")
 
     def import_volume(self, name: str, tar: Path, image: str) -> None:
-        raise NotImplementedError
+        with tarfile.open(tar) as archive:
+            archive.extractall(self.root / name, filter="data")
 
     def readable_folder(self, name: str) -> Path | None:
         return self.root / name if name in self.volumes else None
@@ -277,10 +288,13 @@ class MemoryEngine:
         return any((self.root / name).iterdir())
 
     def copy_volume(self, source: str, target: str, image: str, *, replace: bool = False) -> None:
-        raise NotImplementedError
+        if replace:
+            shutil.rmtree(self.root / target)
+        shutil.copytree(self.root / source, self.root / target, dirs_exist_ok=True)
 
     def remove_volume(self, name: str, *, force: bool = False) -> str | None:
         self.volumes.pop(name, None)
+        shutil.rmtree(self.root / name, ignore_errors=True)
         return None
 
     def volume_projects(self) -> dict[str, str | None]:

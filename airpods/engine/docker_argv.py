@@ -78,7 +78,7 @@ def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", spec.entrypoint[0]]
-    argv += [spec.image, *(spec.entrypoint or ())[1:], *spec.args, *spec.key_args]
+    argv += [spec.run_image or spec.image, *(spec.entrypoint or ())[1:], *spec.args, *spec.key_args]
     return tuple(argv)
 
 
@@ -94,6 +94,8 @@ def step_argv(step: Step, secrets: Path) -> tuple[str, ...]:
         return ("docker", "volume", "create", *labels, *option_args(step), step.target)
     if step.kind == "pull":
         return ("docker", "pull", step.target)
+    if step.kind == "tag":
+        return ("docker", "tag", step.target, step.names[0])
     if step.kind in ("pod", "secret"):
         return ()
     if step.kind == "container" and step.spec is not None:

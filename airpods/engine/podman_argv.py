@@ -64,7 +64,7 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
     argv += gpu_options(spec.gpu_request)
     if spec.entrypoint:
         argv += ["--entrypoint", json.dumps(list(spec.entrypoint))]
-    argv += [spec.image, *spec.args, *spec.key_args]
+    argv += [spec.run_image or spec.image, *spec.args, *spec.key_args]
     return tuple(argv)
 
 
@@ -90,6 +90,8 @@ def step_argv(step: Step) -> tuple[str, ...]:
         return ("podman", "secret", "create", *labels, step.target, "-")
     if step.kind == "pull":
         return ("podman", "pull", step.target)
+    if step.kind == "tag":
+        return ("podman", "tag", step.target, step.names[0])
     if step.kind == "pod" and step.spec is not None:
         return pod_create_argv(step.spec)
     if step.kind == "container" and step.spec is not None:

@@ -192,6 +192,9 @@ class ServiceSpec:
     read_only: bool = False
     tmpfs: tuple[str, ...] = ()
     fit: str = "warn"  # the memory fit check before start: warn | strict | off (models/fit.py)
+    # What the container runs when not `image` itself: a rollback runs the image kept from before
+    # an update (plan.kept_image) with the same config, so the same config hash.
+    run_image: str | None = None
 
     @property
     def scratch(self) -> tuple[str, ...]:
@@ -220,6 +223,7 @@ class ServiceSpec:
         for mount in data["mounts"]:
             mount.pop("folders")  # made by `start` on the host: the container is the same
         data.pop("fit")  # a check before start, not part of the container
+        data.pop("run_image")  # a rollback's image: the same config
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

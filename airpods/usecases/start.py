@@ -22,12 +22,12 @@ from airpods.usecases.common import (
     StackFor,
     locked,
     observe_stack,
-    rollback,
     run_pulls,
     stack_in_use,
     stack_key,
     stack_subset,
 )
+from airpods.usecases.common import rollback as remove_run_pods
 
 
 @dataclass
@@ -51,6 +51,8 @@ def plan_start(
     pull: PullPolicy = "missing",
     pull_only: bool = False,
     remove_orphans: bool = False,
+    snapshot: bool = True,
+    rollback: bool = True,
 ) -> tuple[Stack, Plan]:
     """The plan `start` would run (observing podman when there is one): `--dry-run`."""
     if engine is None:
@@ -63,7 +65,9 @@ def plan_start(
         observed = observe_for_start(stack, engine, observed)
     if pull_only:
         return stack, pull_plan(stack, observed, pull)
-    plan = build_start_plan(stack, observed, pull=pull, remove_orphans=remove_orphans)
+    plan = build_start_plan(
+        stack, observed, pull=pull, remove_orphans=remove_orphans, snapshot=snapshot, rollback=rollback
+    )
     if engine is None:
         return stack, plan
     # the fit check's warnings and every refusal `start` would make, said instead of refused
@@ -102,11 +106,21 @@ def start(
     keep_failed: bool = False,
     pull: PullPolicy = "missing",
     remove_orphans: bool = False,
+    snapshot: bool = True,
+    rollback: bool = True,
 ) -> StartResult:
     """Start the stack in use under the lifecycle lock; see `run_start`."""
     with locked(stack_for(())) as lock:
         return run_start(
-            stack_for, engine, reporter, lock, keep_failed=keep_failed, pull=pull, remove_orphans=remove_orphans
+            stack_for,
+            engine,
+            reporter,
+            lock,
+            keep_failed=keep_failed,
+            pull=pull,
+            remove_orphans=remove_orphans,
+            snapshot=snapshot,
+            rollback=rollback,
         )
 
 
@@ -130,10 +144,13 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
             models = None
     current = {d.name for d in stack.secrets}
     older = [n for n in observed.secrets if n.startswith(USER_SECRET_PREFIX) and n not in current]  # see prune_steps
+    from airpods.snapshots import failed_updates
+
     return replace(
         observed,
         models=models,
         unseen_models=unseen,
+        failed_updates=failed_updates(stack.project),
         secret_projects=engine.secret_projects(older) if older else {},
     )
 
@@ -147,6 +164,8 @@ def run_start(
     keep_failed: bool,
     pull: PullPolicy,
     remove_orphans: bool,
+    snapshot: bool = True,
+    rollback: bool = True,
 ) -> StartResult:
     """Observe, plan every effect, refuse before the first one if preflight finds a problem,
     then walk the plan: the shared steps (network, volumes, secrets, folders), the pulls
@@ -166,7 +185,11 @@ def run_start(
     worker has stopped (so no half-created pod survives), the pods and secrets this run
     created; the network, volumes (they may already hold what the run fetched), preset files and
     volume folders (derived from the config, rewritten alike by the next start) and pulled
-    images stay."""
+    images stay.
+
+    A service recreated for a new image is snapshotted first and, should it fail on that image,
+    rolled back to the image it ran and its data (`snapshot`, `rollback`; plan.update_steps):
+    it then runs again, and its failure is said as the update's."""
     stack, observed = observe_stack(stack_for, engine)
     observed = observe_for_start(stack, engine, observed)
     key = stack_key(stack)
@@ -177,6 +200,8 @@ def run_start(
         values=stack_secret_values(stack),
         pull=pull,
         remove_orphans=remove_orphans,
+        snapshot=snapshot,
+        rollback=rollback,
     )
     refused: RuntimeFailure | None = None
     try:  # the fit check's warnings come first, whatever is refused
@@ -200,7 +225,9 @@ def run_start(
         blocked += run_model_steps(stack, plan, run, result.notes, "presets", blocked)
         unpulled: list[Readiness] = []
         if downloads:  # new images may change which services are recreated, others may have run: plan again
-            stack, plan, unpulled = replan_after_downloads(stack_for, engine, stack, observed, result.plan, pulls)
+            stack, plan, unpulled = replan_after_downloads(
+                stack_for, engine, stack, observed, result.plan, pulls, snapshot=snapshot, rollback=rollback
+            )
             result.plan = plan  # result.stack stays whole: a service that failed is shown with its URL
         failed = {r.service for r in unpulled}
         blocked = [r for r in blocked if r.service not in failed]
@@ -213,9 +240,9 @@ def run_start(
             lock.acquire()
         run.undo(exc, keep_failed)
         raise
-    if not keep_failed:
-        down = [r.service for r in result.readiness if not r.ready]
-        result.rolled_back = rollback(engine, [pod for name in down for pod in run.pods.get(name, [])])
+    if not keep_failed:  # a service rolled back to its previous image runs: its pods stay
+        down = [r.service for r in result.readiness if not r.ready and r.service not in run.reverted]
+        result.rolled_back = remove_run_pods(engine, [pod for name in down for pod in run.pods.get(name, [])])
     up = {r.service for r in result.readiness if r.ready}
     for step in (s for s in plan.steps if s.kind in ("reload", "prune") and s.service in up):
         run.after_up(stack, step)
@@ -254,7 +281,15 @@ def run_model_steps(
 
 
 def replan_after_downloads(
-    stack_for: StackFor, engine: Engine, stack: Stack, observed: Observed, plan: Plan, pulls: Pulls
+    stack_for: StackFor,
+    engine: Engine,
+    stack: Stack,
+    observed: Observed,
+    plan: Plan,
+    pulls: Pulls,
+    *,
+    snapshot: bool = True,
+    rollback: bool = True,
 ) -> tuple[Stack, Plan, list[Readiness]]:
     """After pulls and downloads (without the lock), a fresh look at what exists: the services'
     steps are planned again (a new image recreates its services; a pod another command made or
@@ -264,6 +299,7 @@ def replan_after_downloads(
     observed = replace(
         engine.observe(stack.network, stack.volumes, stack.images),
         models=observed.models,
+        failed_updates=observed.failed_updates,
         secret_projects=observed.secret_projects,
     )
     if learn_tables(engine, checked_images(stack)):  # a pulled llama-server: check against its flags
@@ -274,7 +310,7 @@ def replan_after_downloads(
         for s in absent
     ]
     ready = stack_subset(stack, [s.name for s in stack.services if s not in absent])
-    again = build_start_plan(ready, observed, pull="never")
+    again = build_start_plan(ready, observed, pull="never", snapshot=snapshot, rollback=rollback)
     kept = [
         f"pull of {image} failed, kept the local image: {why}"
         for image, why in pulls.failed.items()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,14 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
         ("presets", "llamacpp"),
         ("wait", "ollama"),  # kept: start still says they are ready
         ("wait", "open-webui"),
+        ("tag", observed.pods["llamacpp"].image_id),  # kept under an airpods name, to roll back to
         ("remove", "llamacpp"),
         ("pod", "llamacpp"),
         ("container", "llamacpp-0"),
         ("wait", "llamacpp"),
+        ("rollback", "llamacpp"),  # no snapshot: its model volume is shared, its presets a host folder
     ]
-    assert "new image pulled" in plan.steps[3].why
+    assert "new image pulled" in plan.steps[4].why
     unchanged = build_start_plan(stack, observed)
     assert not engine_steps(unchanged)  # its preset file is rewritten if it changed, and reread then
     assert [(s.kind, s.target) for s in unchanged.steps] == [
@@ -416,3 +419,30 @@ def test_a_dry_run_refuses_what_start_refuses_even_after_a_cached_stack(tmp_path
     dry = run_cli(capsys, "-c", str(typo), "start", "--dry-run")
     assert dry.code == 2 and "did you mean ctx_size" in dry.err
     assert "is not known yet (`airpods config validate` reads it" in dry.err  # a dry run reads no table
+
+
+def test_an_image_change_snapshots_the_services_data_and_plans_its_rollback(tmp_path):
+    stack = stack_of(tmp_path)
+    observed = running(stack)
+    webui = stack.service("open-webui")
+    newer = Observed(**{**observed.__dict__, "images": {**observed.images, webui.image: "sha256:" + "2" * 64}})
+    steps = [s for s in build_start_plan(stack, newer).steps if s.service == "open-webui"]
+    assert [s.kind for s in steps] == ["tag", "remove", "snapshot", "pod", "container", "wait", "rollback"]
+    tag, snapshot, back = steps[0], steps[2], steps[-1]
+    assert tag.names == ("localhost/airpods-kept/airpods-open-webui:previous",)
+    assert snapshot.names == ("airpods_webui_data",) and "--no-snapshot" in snapshot.why
+    assert back.names[:2] == (tag.names[0], observed.pods["open-webui"].image_id) and back.names[2] == "snapshot"
+    bare = build_start_plan(stack, newer, snapshot=False, rollback=False)
+    assert [s.kind for s in bare.steps if s.service == "open-webui"] == ["tag", "remove", "pod", "container", "wait"]
+    # A config-only change takes no snapshot and plans no rollback.
+    changed = replace(
+        stack,
+        services=tuple(replace(s, env=(*s.env, ("X", "1"))) if s.name == "open-webui" else s for s in stack.services),
+    )
+    kinds = [s.kind for s in build_start_plan(changed, observed).steps if s.service == "open-webui"]
+    assert kinds == ["remove", "pod", "container", "wait"]
+    # A new image that failed and was rolled back is not tried again by a plain start.
+    failed = Observed(**{**newer.__dict__, "failed_updates": {"open-webui": (newer.images[webui.image], "then")}})
+    again = build_start_plan(stack, failed)
+    assert [s.kind for s in again.steps if s.service == "open-webui"] == ["wait"]
+    assert any("failed at then and was rolled back; `airpods update open-webui`" in n for n in again.notes)

@@ -316,3 +316,57 @@ def test_the_lock_is_held_around_engine_changes_and_free_during_pulls_and_waits(
     assert seen["pull"] and all(seen["pull"]) and seen["wait"] and all(seen["wait"])
     assert not any(seen["pod"] + seen["container"] + seen["network"] + seen["volume"])
     assert free()  # and once start is done
+
+
+def test_an_update_whose_image_fails_is_rolled_back_to_its_image_and_data(stack, engine, home):
+    """The new image exits after half-migrating the service's data: start snapshots the data
+    before, then brings back the image it ran (kept under an airpods name) and the data; the
+    service runs again, the failure is said, and the next plain start leaves it alone."""
+    from airpods.snapshots import failed_updates, snapshot_folder
+
+    assert start(stack, engine).ok
+    ollama = stack.service("ollama")
+    (volume,) = [m.source for m in ollama.mounts if m.named]
+    (engine.root / volume / "db").write_text("before")
+    old_id = engine.containers_by_name["ollama-0"].image_id
+    engine.registry[ollama.image] = "sha256:broken"
+    engine.bad_images["sha256:broken"] = 1
+
+    def migrate(step: Step) -> None:  # what a failing database migration leaves behind
+        new = step.spec is not None and step.spec.run_image is None  # not the rollback's container
+        if (
+            step.kind == "container"
+            and step.service == "ollama"
+            and new
+            and engine.images[ollama.image] == "sha256:broken"
+        ):
+            (engine.root / volume / "db").write_text("half-migrated")
+
+    pulling.pull(stack, engine, Quiet())
+    engine.on_execute = migrate
+    result = start(stack, engine)
+    (failed,) = [r for r in result.readiness if not r.ready]
+    assert failed.service == "ollama" and failed.detail.startswith(f"rolled back ollama to {old_id[:19]}")
+    assert (
+        "the new image sha256:broken failed" in failed.detail and "restored from the snapshot taken at" in failed.detail
+    )
+    running = engine.containers_by_name["ollama-0"]
+    assert (running.state, running.image_id) == ("running", old_id)  # it runs again, on the image it ran
+    assert (engine.root / volume / "db").read_text() == "before"  # the data as it was
+    assert len(list(snapshot_folder(stack.project, "ollama").glob("*.tar"))) == 1
+    assert failed_updates(stack.project)["ollama"][0] == "sha256:broken"
+    assert "ollama" in engine.state()["pods"] and not [v for v in engine.volumes if ".restoring-" in v]
+    again = start(stack, engine)  # the broken image is not tried again by a plain start
+    assert again.ok and engine.containers_by_name["ollama-0"].image_id == old_id
+    assert any("failed at" in note and "airpods update ollama" in note for note in again.plan.notes)
+
+
+def test_without_rollback_a_failed_update_fails_as_before(stack, engine):
+    assert start(stack, engine).ok
+    ollama = stack.service("ollama")
+    engine.registry[ollama.image] = "sha256:broken"
+    engine.bad_images["sha256:broken"] = 1
+    pulling.pull(stack, engine, Quiet())
+    result = start(stack, engine, rollback=False, snapshot=False)
+    assert [r.service for r in result.readiness if not r.ready] == ["ollama"]
+    assert "ollama" not in engine.state()["pods"]  # removed, as any failed service
