@@ -24,6 +24,7 @@ from pathlib import Path
 from airpods import __version__
 from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.base import Engine
+from airpods.engine.errors import EngineError
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.labels import ASIDE
 from airpods.models.download import Progress
@@ -193,6 +194,11 @@ def restore_archive(
     secret_target: Path,
 ) -> list[str]:
     """Verify first, check every target second, change things last."""
+    unknown = [name for name in only if name not in stack.configured]
+    if unknown:
+        raise UsageError(
+            f"no service {', '.join(unknown)} in the config", hint=f"services: {', '.join(stack.configured)}"
+        )
     manifest, members = verify_archive(archive)
     volume_users = {v: users for v, users in backup_volumes(stack, with_models=True)}
     volumes = [
@@ -219,8 +225,9 @@ def restore_archive(
             "nothing was restored",
             hint="pass --force to replace it with the backup's (its files are first set aside in a new volume)",
         )
-    config = next((m for m in members if m.kind == "config"), None)
-    secret = next((m for m in members if m.kind == "secret"), None)
+    # `only` names services: their volumes alone (the config and the key belong to no service)
+    config = None if only else next((m for m in members if m.kind == "config"), None)
+    secret = None if only else next((m for m in members if m.kind == "secret"), None)
     if secret and secret_target.exists() and not force and secret_target.read_text().strip() != "":
         raise RuntimeFailure(
             "this machine already has an API key; nothing was restored",
@@ -287,7 +294,21 @@ def restore_volume(
         if set_aside:
             engine.create_volume(aside, {**labels, ASIDE: volume})
             engine.copy_volume(volume, aside, image)
-        engine.copy_volume(staging, volume, image, replace=True)
+        try:
+            engine.copy_volume(staging, volume, image, replace=True)
+        except EngineError as exc:  # e.g. the volume's disk is full: put back what it held
+            why = (exc.stderr_tail or f"exit {exc.returncode}").strip().splitlines()[-1:]
+            if not set_aside:
+                raise
+            try:
+                engine.copy_volume(aside, volume, image, replace=True)
+                back = f"its earlier files are back in it (and kept in volume {aside})"
+            except EngineError:
+                back = f"its earlier files are kept in volume {aside}"
+            raise RuntimeFailure(
+                f"could not restore volume {volume}: {' '.join(why)}; {back}",
+                hint="free space where the volume keeps its files, then run the restore again",
+            ) from None
     finally:
         engine.remove_volume(staging, force=True)
     return f"volume {volume} (what it held is kept in volume {aside})" if set_aside else f"volume {volume}"

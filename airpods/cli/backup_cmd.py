@@ -31,12 +31,14 @@ def backup(
     stop: Annotated[
         bool, typer.Option("--stop", help="Stop services that need a consistent copy, restart them after.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing archive file.")] = False,
 ) -> None:
     """Config, volumes (through podman) and, if asked, secrets, in one verified archive."""
     from airpods.backup import CONSISTENT_COPY, backup_volumes, estimate, write_backup
     from airpods.cli.output import warn
     from airpods.cli.progress import ByteProgress, ConsoleReporter, human_size
     from airpods.config.files import locate_config
+    from airpods.errors import AirpodsError
     from airpods.secrets import api_key_path
     from airpods.usecases.common import stack_in_use, stack_subset
     from airpods.usecases.start import start as start_stack
@@ -61,10 +63,7 @@ def backup(
         for spec in hot:
             warn(f"{spec.name} keeps running: {CONSISTENT_COPY[spec.name]}; `--stop` makes a consistent copy")
     out = output or Path(time.strftime("airpods-backup-%Y%m%d-%H%M%S.tar"))
-    if not out.absolute().parent.is_dir():  # before any volume is exported (or any service stopped)
-        from airpods.errors import RuntimeFailure
-
-        raise RuntimeFailure(f"cannot write {out}: {out.absolute().parent} is not a folder", hint="create it first")
+    _check_output(out, force)  # before any volume is exported (or any service stopped)
     size = estimate(engine, [v for v, _ in volumes])
     print(
         f"backing up {len(volumes)} volume{'s' if len(volumes) != 1 else ''} "
@@ -73,11 +72,21 @@ def backup(
     )
     paused = None
     if hot and stop:  # stopped and started again as the stack in use runs them: same wiring, same pods
-        running_stack = stack_in_use(stack_source(options, None), engine.pods())
+        pods = engine.pods()
+        running_stack = stack_in_use(stack_source(options, None), pods)
         paused = stack_subset(running_stack, [s.name for s in hot])
+        changed = [s.name for s in paused.services if s.pod in pods and pods[s.pod].config_hash != s.config_hash]
+        if changed:  # it would come back as the config says now, not as it ran
+            from airpods.errors import RuntimeFailure
+
+            raise RuntimeFailure(
+                f"the config of {', '.join(changed)} changed since it started: --stop would bring it back changed",
+                hint=f"`airpods start {' '.join(changed)}` first (applies the change), or back up without --stop",
+            )
         with ConsoleReporter() as reporter:
             stop_stack(lambda present: paused, engine, reporter)
     back = None
+    failed_restart: AirpodsError | None = None
     try:
         with ByteProgress() as progress:
             members = write_backup(
@@ -91,11 +100,22 @@ def backup(
             )
     finally:
         if paused is not None:
-            with ConsoleReporter() as reporter:
-                back = start_stack(lambda present: paused, engine, reporter)
+            try:
+                with ConsoleReporter() as reporter:
+                    back = start_stack(lambda present: paused, engine, reporter)
+            except AirpodsError as exc:
+                warn(f"{', '.join(s.name for s in paused.services)} did not come back after the copy: {exc.message}")
+                failed_restart = exc
     for member in members:
         print(f"  {member.name}  {human_size(member.size)}  sha256 {member.sha256[:16]}…")
     print(f"wrote {out} (mode 0600{', includes the API key' if include_secrets else ', no secrets'})")
+    if paused is not None and failed_restart is not None:
+        from airpods.errors import RuntimeFailure
+
+        raise RuntimeFailure(
+            f"the backup is complete, but what --stop stopped did not come back: {failed_restart.message}",
+            hint=f"`airpods start {' '.join(s.name for s in paused.services)}` says more",
+        )
     if back is not None and not back.ok:
         from airpods.errors import RuntimeFailure
 
@@ -104,6 +124,20 @@ def backup(
             f"the backup is complete, but what --stop stopped did not come back: {'; '.join(failed)}",
             hint=f"`airpods start {' '.join(r.service for r in back.readiness)}` and `airpods logs` say more",
         )
+
+
+def _check_output(out: Path, force: bool) -> None:
+    """The archive path names a file this command may write (UsageError, exit 2, otherwise)."""
+    from airpods.errors import UsageError
+
+    if not out.name or out.is_dir():
+        raise UsageError(f"-o {out}: expected a file name for the archive, got a folder", hint="-o DIR/stack.tar")
+    if not out.absolute().parent.is_dir():
+        from airpods.errors import RuntimeFailure
+
+        raise RuntimeFailure(f"cannot write {out}: {out.absolute().parent} is not a folder", hint="create it first")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; nothing was written", hint="pass --force to replace it, or another -o")
 
 
 def restore(

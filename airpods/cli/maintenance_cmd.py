@@ -46,7 +46,7 @@ def clean(
 ) -> None:
     """Remove what airpods created for this project: only what the flags name."""
     from airpods.errors import UsageError
-    from airpods.usecases.clean import clean
+    from airpods.usecases.clean import clean, named_volumes
 
     if not (pods or volumes or images):
         raise UsageError("say what to clean: --pods, --volumes and/or --images")
@@ -54,7 +54,7 @@ def clean(
     engine = engine_of(options_of(ctx))
     if volumes and not yes:
         owners = engine.volume_projects()
-        doomed = [v for v in everything.volumes if owners.get(v, "") == everything.project]  # what clean deletes
+        doomed = [v for v in named_volumes(everything, owners) if owners[v] == everything.project]  # what goes
         if doomed and not typer.confirm(f"Delete volumes {', '.join(doomed)} and all their data?", default=False):
             raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
     for line in clean(everything, engine, pods=pods, volumes=volumes, images=images):

@@ -296,6 +296,8 @@ def rm(
 ) -> None:
     """Delete a model from the volume (every file of a folder model; asks first), or with
     --partial what interrupted downloads left (a partial NAME alone is removed without it too)."""
+    import os
+
     from airpods.cli.progress import human_size
     from airpods.errors import UsageError
     from airpods.models.manage import remove_model
@@ -319,7 +321,7 @@ def rm(
     model = store.model(name)
     what = f"{model.name} ({len(model.parts)} files)" if len(model.parts) > 1 else model.name
     if model.path.is_symlink():
-        what += f" (a link: what it points to, {model.path.resolve()}, is left)"
+        what += f" (a link: what it points to, {os.readlink(model.path)}, is left)"
     if not yes and not typer.confirm(f"Delete {what} from {store.volume}?", default=False):
         raise UsageError("nothing deleted", hint="`--yes` confirms without asking")
     remove_model(store, everything, name, force)

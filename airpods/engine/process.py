@@ -254,13 +254,15 @@ class EngineCli:
         return bool(self.volume_tool(image, [(name, "/v", "ro")], ["ls", "-A", "/v"]).stdout.strip())
 
     def copy_volume(self, source: str, target: str, image: str, *, replace: bool = False) -> None:
-        """Every file of `source` into `target` (owners and modes kept); with `replace`, what
+        """Every file of `source` into `target` (owners, modes, links and special files kept, by
+        `cp -a`: one process whose exit status says whether every file was read, which a
+        `tar | tar` pipe without pipefail, unknown to dash, would not); with `replace`, what
         `target` held is removed first, in the same container."""
         clear = "rm -rf /to/* /to/.[!.]* /to/..?* && " if replace else ""  # every name, dotfiles too (POSIX sh)
         self.volume_tool(
             image,
             [(source, "/from", "ro"), (target, "/to", "rw")],
-            ["sh", "-c", f"{clear}tar -C /from -cf - . | tar -C /to -xpf -"],
+            ["sh", "-c", f"{clear}cp -a /from/. /to/"],
             timeout=LONG_TIMEOUT_S,
         )
 

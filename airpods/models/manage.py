@@ -13,7 +13,7 @@ from pathlib import Path
 from airpods.engine.base import Engine, OneOff
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, NotGguf, check_magic, read_model
-from airpods.models.store import ModelStore, StoredModel, copy_file, model_name
+from airpods.models.store import ModelStore, Partial, StoredModel, copy_file, model_name
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import Mount, ServiceSpec, Stack
 from airpods.stack.wiring import LLAMACPP
@@ -140,7 +140,7 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
             }
         )
     for partial in store.partials():
-        resume = f"`airpods models pull {partial.url}` resumes it" if partial.url else "rerun its pull to resume it"
+        resume = resume_hint(partial)
         rows.append(
             {
                 **blank,
@@ -148,7 +148,9 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
                 "file": partial.path.name,
                 "name": partial.name,
                 "parts": [partial.path.name],
-                "problem": f"partial download: {resume}, `airpods models rm {partial.name}` removes it",
+                "problem": "downloading now"
+                if partial.downloading
+                else f"partial download: {resume}, `airpods models rm {partial.name}` removes it",
                 "backend": "llamacpp",
                 "served_by": [],
                 "partial": True,
@@ -156,6 +158,19 @@ def list_models(store: ModelStore, stack: Stack, running: set[str]) -> list[dict
             }
         )
     return rows
+
+
+def resume_hint(partial: Partial) -> str:
+    """The command that resumes a kept download, as the user can paste it: a single file pulled
+    from a URL (quoted; with --name when the name is not the URL's own), else the words."""
+    import shlex
+    from urllib.parse import urlsplit
+
+    if partial.url is None or partial.path.is_dir():
+        return "the pull that started it resumes it"
+    own = model_name(Path(urlsplit(partial.url).path).name)
+    named = "" if own == partial.name else f" --name {shlex.quote(partial.name)}"
+    return f"`airpods models pull {shlex.quote(partial.url)}{named}` resumes it"
 
 
 def inspect_model(store: ModelStore, name: str) -> tuple[StoredModel, ModelInfo]:

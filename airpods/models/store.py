@@ -34,6 +34,7 @@ class Partial:
     path: Path
     size: int
     url: str | None
+    downloading: bool = False  # a pull is writing it now (it holds the model's write lock)
 
 
 @dataclass(frozen=True)
@@ -221,14 +222,39 @@ class ModelStore:
             url = None
             for part in files:
                 url = url or _recorded_url(part.with_name(part.name + ".source"))
-            found.append(
-                Partial(name, entry, sum(p.stat().st_size for p in files if not p.name.endswith(".source")), url)
-            )
+            size = sum(p.lstat().st_size for p in files if not p.name.endswith(".source") and not p.is_symlink())
+            found.append(Partial(name, entry, size, url, self._busy(name)))
         return found
 
+    def _lock_path(self, name: str) -> Path:
+        import hashlib
+
+        from airpods.state import state_dir
+
+        folder = state_dir() / "locks"
+        folder.mkdir(exist_ok=True)
+        where = hashlib.sha256(self.volume.encode()).hexdigest()[:12]  # a folder's path makes no file name
+        return folder / f"model-{where}-{name}.lock"
+
+    def _busy(self, name: str) -> bool:
+        """Whether another command writes the model `name` now (holds its lock)."""
+        from airpods.state import try_flock
+
+        fd = try_flock(self._lock_path(name), 0)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
     def remove_partial(self, partial: Partial) -> None:
-        """Delete a kept download (and the note of where it came from)."""
-        if partial.path.is_dir():
+        """Delete a kept download (and the note of where it came from); RuntimeFailure while a
+        pull still writes it."""
+        if self._busy(partial.name):
+            raise RuntimeFailure(
+                f"{partial.name} is being downloaded right now: its partial file is in use",
+                hint="stop that pull first (Ctrl-C keeps the partial to resume), then remove it",
+            )
+        if partial.path.is_dir() and not partial.path.is_symlink():
             shutil.rmtree(partial.path)
         else:
             partial.path.unlink(missing_ok=True)
@@ -273,9 +299,7 @@ class ModelStore:
     @contextmanager
     def _writing(self, name: str) -> Iterator[None]:
         """One writer per model name and volume: a second pull of the same model says so."""
-        import hashlib
-
-        from airpods.state import state_dir, try_flock
+        from airpods.state import try_flock
 
         if not os.access(self.root, os.W_OK):
             raise RuntimeFailure(
@@ -284,10 +308,7 @@ class ModelStore:
                 hint="give your user write access to it, or run airpods as the user that owns it",
             )
 
-        folder = state_dir() / "locks"
-        folder.mkdir(exist_ok=True)
-        where = hashlib.sha256(self.volume.encode()).hexdigest()[:12]  # a folder's path makes no file name
-        fd = try_flock(folder / f"model-{where}-{name}.lock", 0)
+        fd = try_flock(self._lock_path(name), 0)
         if fd is None:
             raise RuntimeFailure(
                 f"another airpods command is already writing the model {name} into {self.volume}",
@@ -384,6 +405,9 @@ def _unseen(path: Path, root: Path) -> str | None:
     import stat
 
     if path.is_symlink():
+        link = os.readlink(path)
+        if os.path.isabs(link) and not Path(link).is_relative_to(MODELS_DIR):  # the container has /models only
+            return f"not visible inside the container: {path.name} is a link to {link}, a path the container lacks"
         target = Path(os.path.realpath(path))
         if not target.is_relative_to(Path(os.path.realpath(root))):
             return f"not visible inside the container: {path.name} points outside {root} (to {target})"
@@ -399,9 +423,13 @@ def _unseen(path: Path, root: Path) -> str | None:
 def _recorded_url(source: Path) -> str | None:
     """The URL a download's `.source` note names (models/download.py), None without one."""
     import json
+    import stat
 
     try:
-        url = json.loads(source.read_text()).get("url")
+        if source.is_symlink() or not stat.S_ISREG(source.stat().st_mode):
+            return None  # a FIFO or a device would block or never end
+        with source.open("rb") as handle:
+            url = json.loads(handle.read(65536)).get("url")
     except (OSError, ValueError, AttributeError):
         return None
     return url if isinstance(url, str) else None

@@ -9,6 +9,12 @@ from airpods.stack.model import Stack
 from airpods.usecases.common import locked
 
 
+def named_volumes(stack: Stack, owners: dict[str, str | None]) -> list[str]:
+    """The stack's volumes that exist, never one a restore set aside (NAME.before-restore-DATE),
+    even when the config mounts one to look into it: those go only by their name, by the user."""
+    return [v for v in stack.volumes if v in owners and ".before-restore-" not in v]
+
+
 def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bool) -> list[str]:
     """Remove exactly what was asked for, for this project only. Volumes only with `volumes`
     (and never one labelled as another project's)."""
@@ -26,7 +32,7 @@ def clean(stack: Stack, engine: Engine, *, pods: bool, volumes: bool, images: bo
                 done.append(f"removed {len(secrets)} {engine.name} secret{'s' if len(secrets) > 1 else ''}")
         if volumes:
             owners = engine.volume_projects()
-            for volume in (v for v in stack.volumes if v in owners):
+            for volume in named_volumes(stack, owners):
                 owner = owners[volume]
                 if owner is None:
                     done.append(f"kept volume {volume}: airpods did not create it (it has no io.airpods labels)")

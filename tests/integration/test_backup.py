@@ -192,3 +192,34 @@ def test_a_restore_killed_half_way_leaves_the_data_as_it_was(airpods, tiny_model
     assert {v: digests(v) for v in before} == before  # nothing it held was touched before the copy was safe
     cleaned = airpods("clean", "--volumes", "--yes")
     assert cleaned.code == 0 and "an interrupted restore's" in cleaned.out, cleaned.out + cleaned.err
+
+
+def test_bad_archive_paths_unknown_services_and_a_mounted_aside_volume(airpods, tiny_model, tmp_path):
+    """Inputs a reviewer tried: each used to crash, overwrite or delete."""
+    seed(airpods, tiny_model)
+    archive = tmp_path / "b.tar"
+    folder = airpods("backup", "-o", str(tmp_path))  # a folder: an internal error after every export
+    assert folder.code == 2 and "got a folder" in folder.err, folder.err
+    assert airpods("backup", "-o", str(archive)).code == 0
+    again = airpods("backup", "-o", str(archive))  # an existing file is not replaced without --force
+    assert again.code == 2 and "--force" in again.err
+    unknown = airpods("restore", str(archive), "--services", "nosuch")
+    assert unknown.code == 2 and "no service nosuch" in unknown.err
+    assert airpods("restore", str(archive), "--force").code == 0
+    (aside,) = [v for v in airpods.volumes() if ".before-restore-" in v]
+    airpods.write_config(  # mounted to look into it: clean --volumes still never deletes it
+        f'[services.open-webui]\nvolumes = [{{ source = "airpods_webui_data", target = "/app/backend/data" }}, '
+        f'{{ source = "{aside}", target = "/old", mode = "ro" }}]\n'
+    )
+    cleaned = airpods("clean", "--volumes", "--yes")
+    assert cleaned.code == 0 and aside in airpods.volumes(), cleaned.out
+    assert f"deleted volume {aside}" not in cleaned.out
+
+
+def test_backup_stop_refuses_when_the_config_changed_since_the_service_started(airpods, tmp_path):
+    assert airpods("start", "open-webui").code == 0
+    before = airpods.container_ids()
+    airpods.write_config("[services.open-webui]\nports = [{ host = 3005, container = 8080 }]\n")
+    refused = airpods("backup", "--stop", "-o", str(tmp_path / "b.tar"))
+    assert refused.code == 1 and "changed since it started" in refused.err, refused.err
+    assert airpods.container_ids() == before and not (tmp_path / "b.tar").exists()  # nothing stopped

@@ -107,9 +107,9 @@ def test_a_link_leaving_a_host_folder_store_is_flagged_and_removed_as_a_link(air
     airpods.write_config(f'[services.llamacpp]\nvolumes = [{{ source = "{folder}", target = "/models" }}]\n')
     started = airpods("start", "llamacpp")
     assert started.code == 0, started.err
-    assert f"model qwen: not visible inside the container: qwen points outside {folder}" in started.out
+    assert f"model qwen: not visible inside the container: qwen is a link to {elsewhere}" in started.out
     listed = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
-    assert "points outside" in listed["qwen"]["problem"] and listed["qwen"]["served_by"] == []
+    assert "a path the container lacks" in listed["qwen"]["problem"] and listed["qwen"]["served_by"] == []
     assert listed["tiny"]["problem"] is None
     removed = airpods("models", "rm", "qwen", "--yes")
     assert removed.code == 0 and "a link" in removed.out, removed.err
