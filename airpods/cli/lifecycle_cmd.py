@@ -22,6 +22,14 @@ RemoveOrphans = Annotated[
     bool,
     typer.Option("--remove-orphans", help="Also remove pods of this project whose service is no longer in the config."),
 ]
+NoSnapshot = Annotated[
+    bool,
+    typer.Option("--no-snapshot", help="Recreate a service for a new image without snapshotting its data first."),
+]
+NoRollback = Annotated[
+    bool,
+    typer.Option("--no-rollback", help="Leave a service that fails on its new image failed (to debug it)."),
+]
 Timeout = Annotated[
     int | None,
     typer.Option("--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s)."),
@@ -51,9 +59,12 @@ def start(
     keep_failed: Annotated[
         bool, typer.Option("--keep-failed", help="Keep the pods of failed services for debugging.")
     ] = False,
+    no_snapshot: NoSnapshot = False,
+    no_rollback: NoRollback = False,
     as_json: Json = False,
 ) -> None:
-    """Create the network, volumes and pods, pull images, and wait until every service is healthy."""
+    """Create the network, volumes and pods, pull images, and wait until every service is healthy.
+    A service recreated for a new image is snapshotted first and rolled back if it fails."""
     from airpods.cli.output import print_json, warn
     from airpods.cli.progress import ConsoleReporter
     from airpods.cli.render import render_start
@@ -86,7 +97,13 @@ def start(
         raise
     if dry_run:
         wanted, plan = plan_start(
-            stack_for, present, pull=pull.value, pull_only=pre_fetch, remove_orphans=remove_orphans
+            stack_for,
+            present,
+            pull=pull.value,
+            pull_only=pre_fetch,
+            remove_orphans=remove_orphans,
+            snapshot=not no_snapshot,
+            rollback=not no_rollback,
         )
         checked = {s.name: s.flag_table for s in wanted.services if s.flag_table}
         unknown = unlearned_tables(wanted)
@@ -133,10 +150,17 @@ def start(
             if gpu_said(spec):
                 reporter.line(f"gpu: {spec.name}: {spec.gpu_reason}")
         result = start_stack(
-            stack_for, engine, reporter, keep_failed=keep_failed, pull=pull.value, remove_orphans=remove_orphans
+            stack_for,
+            engine,
+            reporter,
+            keep_failed=keep_failed,
+            pull=pull.value,
+            remove_orphans=remove_orphans,
+            snapshot=not no_snapshot,
+            rollback=not no_rollback,
         )
         for note in result.plan.notes:
-            if note.startswith("orphan"):
+            if note.startswith("orphan") or "was rolled back" in note:
                 reporter.line(f"note: {note}")
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)

@@ -21,6 +21,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
             {
                 "ok": result.ok,
                 "rolled_back": result.rolled_back,
+                "reverted_updates": result.reverted,
                 "notes": list(result.plan.notes) + result.notes,
                 "services": [
                     {
@@ -43,7 +44,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 [
                     (
                         r.service,
-                        "ready" if r.ready else "FAILED",
+                        "ready" if r.ready else "ROLLED BACK" if r.service in result.reverted else "FAILED",
                         urls.get(r.service) or "-",
                         f"{r.seconds:.1f} s" if r.ready else "-",
                         r.detail,
@@ -64,6 +65,12 @@ def render_start(result: StartResult, as_json: bool) -> None:
             for line in r.logs:
                 print(f"  {line}", file=sys.stderr)
     names = ", ".join(r.service for r in failed)
+    if all(r.service in result.reverted for r in failed):
+        raise RuntimeFailure(
+            f"the update of {names} failed and was rolled back: " + "; ".join(r.detail for r in failed),
+            hint=f"the stack runs on the images it ran before; `airpods update {' '.join(result.reverted)}` tries "
+            "the new image again (the log lines above show why it failed)",
+        )
     healthy = [r.service for r in result.readiness if r.ready]
     cleanup = f"removed the failed services' pods ({', '.join(result.rolled_back)}); " if result.rolled_back else ""
     kept = f"{', '.join(healthy)} {'is' if len(healthy) == 1 else 'are'} up and kept running; " if healthy else ""

@@ -38,6 +38,7 @@ class StartResult:
     rolled_back: list[str] = field(default_factory=list)
     kept_failed: bool = False
     notes: list[str] = field(default_factory=list)  # what the user should know once it is up
+    reverted: list[str] = field(default_factory=list)  # failed on a new image, running again on the one before
 
     @property
     def ok(self) -> bool:
@@ -240,6 +241,7 @@ def run_start(
             lock.acquire()
         run.undo(exc, keep_failed)
         raise
+    result.reverted = sorted(run.reverted)
     if not keep_failed:  # a service rolled back to its previous image runs: its pods stay
         down = [r.service for r in result.readiness if not r.ready and r.service not in run.reverted]
         result.rolled_back = remove_run_pods(engine, [pod for name in down for pod in run.pods.get(name, [])])

@@ -370,3 +370,29 @@ def test_without_rollback_a_failed_update_fails_as_before(stack, engine):
     result = start(stack, engine, rollback=False, snapshot=False)
     assert [r.service for r in result.readiness if not r.ready] == ["ollama"]
     assert "ollama" not in engine.state()["pods"]  # removed, as any failed service
+
+
+def test_ctrl_c_during_an_update_keeps_the_old_image_and_the_snapshot(stack, engine):
+    from airpods.plan import kept_image
+    from airpods.snapshots import snapshot_folder
+
+    assert start(stack, engine).ok
+    ollama = stack.service("ollama")
+    old_id = engine.containers_by_name["ollama-0"].image_id
+    engine.registry[ollama.image] = "sha256:new"
+    pulling.pull(stack, engine, Quiet())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt(step: Step) -> None:
+        if step.kind == "container" and step.service == "ollama":
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(0.5)
+
+    engine.on_execute = interrupt
+    try:
+        with pytest.raises(Interrupted):
+            start(stack, engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert engine.images[kept_image(ollama)] == old_id  # what a rollback or `airpods start` needs
+    assert len(list(snapshot_folder(stack.project, "ollama").glob("*.tar"))) == 1

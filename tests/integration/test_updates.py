@@ -1,0 +1,97 @@
+"""Updates that cannot break the stack, on real Podman and the rig's registry: two services on
+private tags, then an "update" pushed under the same tags that breaks each as users have seen
+it happen (llama.cpp's loader error, exit 127; Open WebUI rewriting its database half way, exit
+1). `airpods update` snapshots, recreates, sees them fail, and brings back the images they ran
+and Open WebUI's data, byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tests.integration.conftest import podman, podman_json
+
+DB = "/app/backend/data/webui.db"
+
+
+def _push(image: str, tag: str) -> None:
+    podman("push", "--quiet", "--tls-verify=false", image, f"docker://{tag}", timeout=300)
+
+
+def _build(base: str, revision: str, workdir: Path, entrypoint: str | None = None) -> str:
+    """An image from `base` with one more label (a new image ID) and, to break it, an entrypoint."""
+    context = workdir / f"ctx-{revision}"
+    context.mkdir()
+    lines = [f"FROM {base}", f"LABEL io.airpods.test.revision={revision}"]
+    if entrypoint:
+        lines.append(f'ENTRYPOINT ["/bin/sh", "-c", "{entrypoint}"]')
+    (context / "Containerfile").write_text("\n".join(lines) + "\n")
+    tag = f"localhost/airpods-test-build:{revision}"
+    podman("build", "--quiet", "-t", tag, str(context), timeout=300)
+    return tag
+
+
+def _image_ids() -> dict[str, str]:
+    rows = podman_json("ps", "-a", "--filter", "label=io.airpods.managed=true")
+    return {c["Names"][0]: c["ImageID"] for c in rows if not c.get("IsInfra")}
+
+
+def _db_digest() -> str:
+    mount = podman("volume", "inspect", "--format", "{{.Mountpoint}}", "airpods_webui_data").stdout.strip()
+    return hashlib.sha256(Path(mount, "webui.db").read_bytes()).hexdigest()
+
+
+def test_a_broken_update_rolls_back_to_the_images_and_data_it_replaced(airpods, tmp_path):
+    registry = os.environ["AIRPODS_RIG_REGISTRY"]
+    webui, llama = f"{registry}/airpods-test/webui-updates:main", f"{registry}/airpods-test/llama-updates:server"
+    podman("pull", "ghcr.io/open-webui/open-webui:main", timeout=300)
+    _push(_build("ghcr.io/open-webui/open-webui:main", "w1", tmp_path), webui)
+    _push(_build("ghcr.io/ggml-org/llama.cpp:server", "l1", tmp_path), llama)
+    for name in (webui, llama):
+        podman("rmi", "--force", name, check=False)
+    airpods.write_config(f'[services.open-webui]\nimage = "{webui}"\n[services.llamacpp]\nimage = "{llama}"\n')
+    assert airpods("start", "open-webui", "llamacpp").code == 0
+    podman("exec", "open-webui-0", "sh", "-c", f"echo chats > {DB}")
+    before, db = _image_ids(), _db_digest()
+
+    # The broken "updates", under the same tags.
+    _push(_build(webui, "w2", tmp_path, f"echo half-migrated > {DB}; exit 1"), webui)
+    _push(_build(llama, "l2", tmp_path, "echo llama-server: error while loading shared libraries >&2; exit 127"), llama)
+    pulled = airpods("pull")
+    assert pulled.code == 0 and "open-webui" in pulled.out, pulled.err
+    updated = airpods("update", "open-webui", "llamacpp")
+    assert updated.code == 1, updated.out + updated.err
+    assert "the update of open-webui, llamacpp failed and was rolled back" in updated.err, updated.err
+    assert f"rolled back open-webui to {before['open-webui-0'][:12]}" in updated.err.replace("sha256:", "")
+    assert "your data was restored from the snapshot taken at" in updated.err
+    assert _image_ids() == before  # both run again, on the images they ran
+    assert _db_digest() == db  # Open WebUI's database as it was before the new image touched it
+    rows = {r["name"]: r for r in airpods("status", "--json").json()["services"]}
+    assert rows["open-webui"]["health"] == "healthy" and rows["llamacpp"]["health"] == "healthy"
+    snapshots = Path(os.environ["XDG_STATE_HOME"], "airpods", "snapshots", "airpods", "open-webui")
+    assert len(list(snapshots.glob("*.tar"))) == 1
+    assert not Path(os.environ["XDG_STATE_HOME"], "airpods", "snapshots", "airpods", "llamacpp").exists()
+
+    # A plain start leaves the failed images alone and says so.
+    again = airpods("start", "open-webui", "llamacpp")
+    assert again.code == 0, again.err
+    assert _image_ids() == before and "airpods update open-webui" in again.out + again.err
+
+    # A good update of one service: only it is recreated, snapshotted first.
+    _push(_build("localhost/airpods-test-build:w1", "w3", tmp_path), webui)  # from the good one
+    good = airpods("update", "open-webui", "llamacpp")
+    assert good.code == 1, good.out + good.err  # llama.cpp's broken image is tried again, and rolled back
+    after = _image_ids()
+    assert after["open-webui-0"] != before["open-webui-0"] and after["llamacpp-0"] == before["llamacpp-0"]
+    label = '{{index .Config.Labels "io.airpods.test.revision"}}'
+    assert podman("inspect", "--format", label, "open-webui-0").stdout.strip() == "w3"
+    assert len(list(snapshots.glob("*.tar"))) == 2 and _db_digest() == db
+
+
+def test_a_config_only_change_takes_no_snapshot(airpods):
+    assert airpods("start", "open-webui").code == 0
+    airpods.write_config('[services.open-webui.env]\nEXTRA = "1"\n')
+    changed = airpods("start", "open-webui")
+    assert changed.code == 0, changed.err
+    assert not Path(os.environ["XDG_STATE_HOME"], "airpods", "snapshots").exists()
