@@ -286,14 +286,17 @@ def test_the_lock_is_held_around_engine_changes_and_free_during_pulls_and_waits(
     from airpods import apply
     from airpods.state import LifecycleLock
 
+    probing = threading.Lock()  # the pulls' threads probe at once: one probe must not see another's
+
     def free() -> bool:
-        other = LifecycleLock(0, stack.project)
-        try:
-            other.acquire()
-        except RuntimeFailure:
-            return False
-        other.release()
-        return True
+        with probing:
+            other = LifecycleLock(0, stack.project)
+            try:
+                other.acquire()
+            except RuntimeFailure:
+                return False
+            other.release()
+            return True
 
     seen: dict[str, list[bool]] = {}
 
