@@ -41,6 +41,8 @@ class HostFacts:
     taken_ports: Mapping[int, str] = field(default_factory=dict)
     missing_folders: frozenset[str] = frozenset()
     missing_sources: frozenset[str] = frozenset()
+    # Each snapshot the plan takes: (service, bytes its volumes hold or None, bytes free for it)
+    snapshots: tuple[tuple[str, int | None, int], ...] = ()
 
 
 def new_pods(plan: Plan) -> set[str]:
@@ -88,6 +90,11 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, Ob
         if not mount.named and mount.target != PRESETS_DIR and not os.path.isdir(mount.source)
     }
     sources = {s.names[1] for s in plan.steps if s.kind == "fetch" and s.names[1].startswith("/")}
+    snapshots = [s for s in plan.steps if s.kind == "snapshot"]
+    if snapshots:
+        from airpods.snapshots import needs_room
+
+        sized = tuple((s.target, *needs_room(engine, list(s.names))) for s in snapshots)
     return HostFacts(
         engine.name,
         engine.rootless() if _ipv6_hosts(stack, plan) else False,
@@ -95,6 +102,7 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, Ob
         taken,
         frozenset(missing),
         frozenset(source for source in sources if not os.path.exists(source)),
+        sized if snapshots else (),
     )
 
 
@@ -113,6 +121,23 @@ def preflight(
         *([fit] if fit else []),
         *_limit_problems(stack, plan, host),
         *_folder_problems(stack, plan, host),
+        *_snapshot_problems(host),
+    ]
+
+
+def _snapshot_problems(host: HostFacts) -> list[RuntimeFailure]:
+    """A snapshot before an update must fit in the state folder (all of them together)."""
+    need = sum(size or 0 for _, size, _ in host.snapshots)
+    free = min((free for _, _, free in host.snapshots), default=0)
+    if not host.snapshots or need <= free:
+        return []
+    names = ", ".join(name for name, _, _ in host.snapshots)
+    return [
+        RuntimeFailure(
+            f"the snapshot of {names} before the update needs {need / 1e9:.2f} GB, but the state folder has "
+            f"{free / 1e9:.2f} GB free; nothing was changed",
+            hint="free space there, or `airpods start --no-snapshot` (a failed update then cannot bring the data back)",
+        )
     ]
 
 

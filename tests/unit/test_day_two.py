@@ -446,3 +446,19 @@ def test_an_image_change_snapshots_the_services_data_and_plans_its_rollback(tmp_
     again = build_start_plan(stack, failed)
     assert [s.kind for s in again.steps if s.service == "open-webui"] == ["wait"]
     assert any("failed at then and was rolled back; `airpods update open-webui`" in n for n in again.notes)
+
+
+def test_a_snapshot_that_would_not_fit_is_a_refusal_that_names_the_way_round(tmp_path):
+    from airpods.plan import Plan
+    from airpods.preflight import HostFacts, preflight
+
+    stack = stack_of(tmp_path)
+    plan = Plan("start", ())
+    roomy = HostFacts("podman", snapshots=(("open-webui", 5_000_000, 9_000_000_000),))
+    assert preflight(stack, plan, {}, roomy) == []
+    tight = HostFacts(
+        "podman", snapshots=(("open-webui", 3_000_000_000, 1_000_000_000), ("ollama", None, 1_000_000_000))
+    )
+    (problem,) = preflight(stack, plan, {}, tight)
+    assert "snapshot of open-webui, ollama before the update needs 3.00 GB" in problem.message
+    assert "1.00 GB free; nothing was changed" in problem.message and "--no-snapshot" in problem.hint
