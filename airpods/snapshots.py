@@ -40,6 +40,19 @@ def needs_room(engine: Engine, volumes: list[str]) -> tuple[int | None, int]:
     return estimate(engine, volumes), shutil.disk_usage(folder).free
 
 
+def snapshot_sizes(engine: Engine, stack: Stack, services: list[str]) -> dict[str, int | None]:
+    """What the next update would snapshot of each named service that has data volumes: its
+    bytes (None when they cannot be read from here)."""
+    from airpods.backup import estimate
+    from airpods.plan import data_volumes
+
+    sizes: dict[str, int | None] = {}
+    for spec in (s for s in stack.services if s.name in services):
+        if volumes := data_volumes(stack, spec):
+            sizes[spec.name] = estimate(engine, list(volumes))
+    return sizes
+
+
 def take_snapshot(engine: Engine, stack: Stack, service: str, volumes: list[str], image: str) -> Path:
     """The volumes of `service` as one verified archive in its snapshot folder; older ones
     beyond KEEP removed. Returns the archive. Raises RuntimeFailure (the volumes untouched)."""

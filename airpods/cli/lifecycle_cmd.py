@@ -315,9 +315,14 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
         )
         stale = sorted({name for r in results for name in r.to_recreate})
         if stale:
+            from airpods.snapshots import snapshot_sizes
+
+            sizes = snapshot_sizes(engine, wanted, stale)
+            first = ", ".join(f"{name} ({human_size(size)})" for name, size in sizes.items())
             print(
-                f"\nnew image pulled for {', '.join(stale)}: `airpods start` recreates "
+                f"\nnew image pulled for {', '.join(stale)}: `airpods start` (or `airpods update`) recreates "
                 f"{'it' if len(stale) == 1 else 'them'} (the others keep running)"
+                + (f", snapshotting the data of {first} first" if first else "")
             )
     failed = [r for r in results if r.error]
     if failed:

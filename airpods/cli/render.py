@@ -82,6 +82,12 @@ def render_start(result: StartResult, as_json: bool) -> None:
     )
 
 
+def _size(size: int) -> str:
+    from airpods.cli.progress import human_size
+
+    return human_size(None if size < 0 else size)
+
+
 def _uptime(seconds: int | None) -> str:
     if seconds is None:
         return "-"
@@ -104,7 +110,8 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
         )
         state = row.state
         if row.changes:
-            state += f" ({' and '.join(CHANGE_REASONS[c] for c in row.changes)}: `airpods start` applies it)"
+            snap = "" if row.snapshot is None else f", snapshotting its data first ({_size(row.snapshot)})"
+            state += f" ({' and '.join(CHANGE_REASONS[c] for c in row.changes)}: `airpods start` applies it{snap})"
         elif row.kind == "orphan":
             state += " (orphan: not in the config)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))

@@ -36,6 +36,7 @@ class ServiceStatus:
     changes: tuple[str, ...] = ()  # what `start` would apply: "config", "image"
     variant: str = ""  # the image variant for this host's GPU: cpu | cuda | rocm | vulkan
     gpu: str = ""  # why that variant (see gpu.choose_gpu)
+    snapshot: int | None = None  # bytes `start` snapshots before applying a new image (-1: unknown)
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "changes": list(self.changes)}
@@ -81,6 +82,16 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
         )
         for spec in chosen.services
     ]
+    updating = [row.name for row in rows if "image" in row.changes]
+    if updating:  # said before it happens: what start snapshots first, and how big
+        from dataclasses import replace
+
+        from airpods.snapshots import snapshot_sizes
+
+        sizes = snapshot_sizes(engine, chosen, updating)
+        rows = [
+            replace(r, snapshot=-1 if sizes[r.name] is None else sizes[r.name]) if r.name in sizes else r for r in rows
+        ]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows

@@ -60,6 +60,10 @@ def test_a_broken_update_rolls_back_to_the_images_and_data_it_replaced(airpods, 
     _push(_build(llama, "l2", tmp_path, "echo llama-server: error while loading shared libraries >&2; exit 127"), llama)
     pulled = airpods("pull")
     assert pulled.code == 0 and "open-webui" in pulled.out, pulled.err
+    assert "snapshotting the data of open-webui (" in pulled.out  # said before it happens, with its size
+    said = airpods("status")
+    assert "new image pulled: `airpods start` applies it, snapshotting its data first" in said.out, said.out
+    assert {r["name"]: r["snapshot"] for r in airpods("status", "--json").json()["services"]}["llamacpp"] is None
     updated = airpods("update", "open-webui", "llamacpp")
     assert updated.code == 1, updated.out + updated.err
     assert "the update of open-webui, llamacpp failed and was rolled back" in updated.err, updated.err
