@@ -141,6 +141,10 @@ class Execution:
                     self.pods.setdefault(spec.name, []).append(step.target)  # before: a half-made pod is removed too
                 if step.kind == "snapshot":
                     self.snapshot(spec, step)
+                elif step.kind == "restore":
+                    from airpods.snapshots import restore_snapshot
+
+                    restore_snapshot(self.engine, Path(step.names[0]), spec.labels, self.tool_image())
                 else:
                     self.engine.execute(step)
                 removed = removed or step.kind == "remove"

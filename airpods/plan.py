@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from airpods.errors import RuntimeFailure
@@ -22,7 +22,7 @@ EngineStepKind = Literal["network", "volume", "secret", "pull", "tag", "pod", "c
 # ask a kept router to reread its presets, remove the older values of rotated user secrets,
 # snapshot a service's volumes before a new image touches them, and (only if the service then
 # fails) roll it back to the image it ran and the snapshot.
-HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune", "snapshot", "rollback"]
+HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune", "snapshot", "rollback", "restore"]
 StepKind = EngineStepKind | HostStepKind
 HOST_STEPS: frozenset[str] = frozenset(get_args(HostStepKind))
 PullPolicy = Literal["missing", "always", "never"]
@@ -396,6 +396,37 @@ def rollback_step(spec: ServiceSpec, image_id: str, *, snapshot: bool) -> Step:
         timeout_s=spec.health.timeout_s,
         names=(kept_image(spec), image_id, "snapshot" if snapshot else ""),
     )
+
+
+def build_rollback_plan(stack: Stack, observed: Observed, snapshots: Mapping[str, str | None], *, data: bool) -> Plan:
+    """`airpods rollback`: each service back on the image kept from before its last update
+    (observed in `observed.images` under plan.kept_image), and with `data` its volumes from its
+    newest snapshot (`snapshots`: service → archive, None when it has none). A service with no
+    kept image is a note, not a step."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for spec in stack.services:
+        kept = kept_image(spec)
+        if kept not in observed.images:
+            notes.append(f"{spec.name}: no image kept from before an update, nothing to roll back to")
+            continue
+        if spec.pod in observed.pods:
+            steps.append(remove_step(spec.pod, f"{spec.name}: back to {short_id(observed.images[kept])}", spec.name))
+        archive = snapshots.get(spec.name)
+        if data and archive:
+            steps.append(
+                Step(
+                    "restore",
+                    spec.name,
+                    f"{spec.name}: its data from the snapshot {archive}",
+                    spec.name,
+                    names=(archive,),
+                )
+            )
+        elif data:
+            notes.append(f"{spec.name}: no snapshot of its data, its volumes stay as they are")
+        steps += service_steps(replace(spec, run_image=kept))
+    return Plan("rollback", tuple(steps), tuple(notes))
 
 
 def wait_step(spec: ServiceSpec) -> Step:

@@ -68,6 +68,12 @@ def take_snapshot(engine: Engine, stack: Stack, service: str, volumes: list[str]
     return out
 
 
+def newest_snapshot(project: str, service: str) -> Path | None:
+    """The service's newest snapshot, None when it has none."""
+    folder = snapshot_folder(project, service)
+    return max(folder.glob("*.tar"), default=None) if folder.is_dir() else None
+
+
 def taken_at(archive: Path) -> str:
     """When a snapshot was taken, as its file name says (UTC)."""
     stamp = archive.stem

@@ -76,7 +76,7 @@ COMMAND_MODULES = {
     "backup_cmd": ("backup", "restore"),
     "maintenance_cmd": ("doctor", "clean"),
     "config_cmd": ("config",),
-    "update_cmd": ("update",),
+    "update_cmd": ("update", "rollback"),
 }
 ROOT_OPTIONS_WITH_VALUE = ("--config", "-c", "--engine")
 

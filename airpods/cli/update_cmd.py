@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from airpods.cli.context import engine as engine_of
@@ -43,5 +45,37 @@ def update(
     render_start(result, as_json)
 
 
+def rollback(
+    ctx: typer.Context,
+    services: Services = None,
+    data: Annotated[
+        bool, typer.Option("--data", help="Also put back their volumes from the newest snapshot (replaces them).")
+    ] = False,
+) -> None:
+    """Put services back on the image they ran before their last update (and, with --data, their
+    data from the snapshot taken then); `airpods update` goes forward again."""
+    from airpods.cli.progress import ConsoleReporter
+    from airpods.errors import RuntimeFailure
+    from airpods.usecases.rollback import rollback as roll_back
+
+    options = options_of(ctx)
+    engine = engine_of(options)
+    with ConsoleReporter() as reporter:
+        plan, results = roll_back(stack_source(options, services, engine=engine), engine, reporter, data=data)
+        for note in plan.notes:
+            reporter.line(f"note: {note}")
+        for r in results:
+            reporter.finished(r.service, r.ready, r.detail)
+    failed = [r for r in results if not r.ready]
+    if failed:
+        raise RuntimeFailure(
+            "could not roll back " + "; ".join(f"{r.service}: {r.detail}" for r in failed),
+            hint="`airpods logs` shows why; `airpods update` goes forward again",
+        )
+    if not results:
+        raise RuntimeFailure("nothing to roll back", hint="a service has a previous image once `start` updated it")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(update)
+    app.command()(rollback)

@@ -92,6 +92,16 @@ def test_a_broken_update_rolls_back_to_the_images_and_data_it_replaced(airpods, 
     assert podman("inspect", "--format", label, "open-webui-0").stdout.strip() == "w3"
     assert len(list(snapshots.glob("*.tar"))) == 2 and _db_digest() == db
 
+    # And back on request: the image it ran before, with its data from the snapshot taken then.
+    podman("exec", "open-webui-0", "sh", "-c", f"echo written-by-w3 > {DB}")
+    back = airpods("rollback", "open-webui", "--data")
+    assert back.code == 0, back.out + back.err
+    assert _image_ids()["open-webui-0"] == before["open-webui-0"] and _db_digest() == db
+    kept = airpods("start", "open-webui", "llamacpp")  # a plain start keeps it there
+    assert kept.code == 0 and _image_ids()["open-webui-0"] == before["open-webui-0"], kept.err
+    nothing = airpods("rollback", "ollama")
+    assert nothing.code == 1 and "nothing to roll back" in nothing.err
+
 
 def test_a_config_only_change_takes_no_snapshot(airpods):
     assert airpods("start", "open-webui").code == 0
