@@ -218,6 +218,11 @@ class MemoryEngine:
     def image_ids(self, images: Iterable[str]) -> dict[str, str]:
         return {image: self.images[image] for image in images if image in self.images}
 
+    def image_digests(self, images: Iterable[str]) -> dict[str, str]:
+        return {
+            image: "sha256:" + self.images[image].removeprefix("sha256:") for image in images if image in self.images
+        }
+
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
         return {image: 1_000_000 for image in images if image in self.images}
 

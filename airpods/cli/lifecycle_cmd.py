@@ -246,7 +246,9 @@ def status(ctx: typer.Context, services: Services = None, as_json: Json = False)
     from airpods.cli.render import render_status
     from airpods.usecases.status import status as stack_status
 
-    render_status(stack_status(stack_source(options_of(ctx), services), engine_of(options_of(ctx))), as_json)
+    render_status(
+        stack_status(stack_source(options_of(ctx), services), engine_of(options_of(ctx)), digests=as_json), as_json
+    )
 
 
 def logs(
@@ -300,7 +302,7 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
     else:
         print(
             format_table(
-                ("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES"),
+                ("IMAGE", "RESULT", "SIZE", "TOOK", "SERVICES", "DIGEST"),
                 [
                     (
                         r.image,
@@ -308,6 +310,7 @@ def pull(ctx: typer.Context, services: Services = None, as_json: Json = False) -
                         "-" if r.error else human_size(r.size),
                         f"{r.seconds:.1f} s",
                         ", ".join(r.services),
+                        r.digest or "-",
                     )
                     for r in results
                 ],

@@ -220,6 +220,22 @@ class Docker(EngineCli):
                 found[image] = done.stdout.strip()
         return found
 
+    def image_digests(self, images: Iterable[str]) -> dict[str, str]:
+        """The registry digest each present image was pulled as (its RepoDigests entry for its
+        own repository), what `image = "NAME@sha256:…"` pins."""
+        found = {}
+        for image in images:
+            done = self.run(["image", "inspect", "--format", "{{json .RepoDigests}}", image], check=False)
+            try:
+                repo_digests = json.loads(done.stdout) if done.returncode == 0 else []
+            except ValueError:
+                repo_digests = []
+            for entry in repo_digests or []:
+                name, _, digest = str(entry).partition("@")
+                if _repository(full_image_name(name)) == _repository(full_image_name(image)) and digest:
+                    found[image] = digest
+        return found
+
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
         sizes = {}
         for image in images:
@@ -350,6 +366,13 @@ class Docker(EngineCli):
 def rootless_daemon(info: dict[str, Any]) -> bool:
     """Whether `docker info` describes a rootless daemon (its security options say so)."""
     return any("rootless" in str(o) for o in info.get("SecurityOptions") or [])
+
+
+def _repository(reference: str) -> str:
+    """A reference without its digest and tag ("127.0.0.1:5000/a/b:t@sha256:…" -> "127.0.0.1:5000/a/b")."""
+    name = reference.partition("@")[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.partition(':')[0]}" if head else last.partition(":")[0]
 
 
 def full_image_name(image: str) -> str:

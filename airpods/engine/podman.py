@@ -171,6 +171,15 @@ class Podman(EngineCli):
         wanted = list(images)
         return _present(wanted, self.image_rows(wanted))
 
+    def image_digests(self, images: Iterable[str]) -> dict[str, str]:
+        """The registry digest (sha256:…) each present image was pulled as, from one `podman
+        images` call: what `image = "NAME@sha256:…"` pins."""
+        wanted = list(images)
+        digests = {
+            name: str(row.get("Digest") or "") for row in self.image_rows(wanted) for name in row.get("Names") or []
+        }
+        return {image: digests[image] for image in wanted if digests.get(image)}
+
     def image_sizes(self, images: Iterable[str]) -> dict[str, int]:
         """Local size of each image, from one `podman images` call."""
         wanted = list(images)

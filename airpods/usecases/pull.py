@@ -41,6 +41,7 @@ class PulledImage:
     services: tuple[str, ...]  # the stack's services that use it
     to_recreate: tuple[str, ...]  # of those, the ones running an older image: `start` recreates them
     error: str | None = None  # podman's words when the pull failed
+    digest: str = ""  # the registry digest of what is local now: `image = "NAME@sha256:…"` pins it
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "services": list(self.services), "to_recreate": list(self.to_recreate)}
@@ -53,6 +54,7 @@ def pull(stack: Stack, engine: Engine, reporter: Reporter) -> list[PulledImage]:
     before = engine.image_ids(stack.images)
     pulls = run_pulls(engine, pull_steps(stack.images), reporter, stack.settings.max_concurrent_pulls)
     after = engine.image_ids(stack.images)
+    digests = engine.image_digests(stack.images)
     running = {c.service: c for c in engine.containers(stack.project)}
     results = []
     for image in stack.images:
@@ -85,6 +87,7 @@ def pull(stack: Stack, engine: Engine, reporter: Reporter) -> list[PulledImage]:
                 tuple(s.name for s in users),
                 tuple(stale),
                 pulls.failed.get(image),
+                digests.get(image, ""),
             )
         )
     return results

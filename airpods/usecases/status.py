@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from airpods.engine.base import ContainerState, Engine
@@ -37,15 +37,17 @@ class ServiceStatus:
     variant: str = ""  # the image variant for this host's GPU: cpu | cuda | rocm | vulkan
     gpu: str = ""  # why that variant (see gpu.choose_gpu)
     snapshot: int | None = None  # bytes `start` snapshots before applying a new image (-1: unknown)
+    digest: str = ""  # the registry digest of the local image (with `digests`): what pins it
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "changes": list(self.changes)}
 
 
-def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
+def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> list[ServiceStatus]:
     """One `podman ps`, one `podman images` of the stack's images and, at the same time, one
     health probe per service (a probe of a service that turns out not to run is not shown).
-    Rows for the stack in use, then one per orphan container."""
+    Rows for the stack in use, then one per orphan container; with `digests` (status --json),
+    each row's image digest too (one more engine call)."""
     stack = stack_for(())
     key = read_key(stack.key_source, create=False)  # status makes no key
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -84,14 +86,15 @@ def status(stack_for: StackFor, engine: Engine) -> list[ServiceStatus]:
     ]
     updating = [row.name for row in rows if "image" in row.changes]
     if updating:  # said before it happens: what start snapshots first, and how big
-        from dataclasses import replace
-
         from airpods.snapshots import snapshot_sizes
 
         sizes = snapshot_sizes(engine, chosen, updating)
         rows = [
             replace(r, snapshot=-1 if sizes[r.name] is None else sizes[r.name]) if r.name in sizes else r for r in rows
         ]
+    if digests:
+        found = engine.image_digests(chosen.images)
+        rows = [replace(r, digest=found.get(r.image, "")) for r in rows]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows

@@ -109,3 +109,54 @@ def test_a_config_only_change_takes_no_snapshot(airpods):
     changed = airpods("start", "open-webui")
     assert changed.code == 0, changed.err
     assert not Path(os.environ["XDG_STATE_HOME"], "airpods", "snapshots").exists()
+
+
+def test_a_digest_pinned_image_starts_pulls_unchanged_and_shows_its_digest(airpods, engine, tmp_path):
+    """`image = "NAME@sha256:…"` pins what works today; pull and status --json carry the digest
+    so a user can pin what runs now."""
+    registry = os.environ["AIRPODS_RIG_REGISTRY"]
+    tag = f"{registry}/airpods-test/pinned:main"
+    digest_file = tmp_path / "digest"
+    podman(
+        "push",
+        "--quiet",
+        "--tls-verify=false",
+        "--digestfile",
+        str(digest_file),
+        "ghcr.io/open-webui/open-webui:main",
+        f"docker://{tag}",
+        timeout=300,
+    )
+    digest = digest_file.read_text().strip()
+    pinned = f"{registry}/airpods-test/pinned@{digest}"
+    airpods.write_config(f'[services.open-webui]\nimage = "{pinned}"\n')
+    assert airpods("start", "open-webui").code == 0
+    before = airpods.container_ids()
+    pulled = airpods("pull", "open-webui", "--json")
+    assert pulled.code == 0, pulled.err
+    (row,) = [i for i in pulled.json()["images"] if i["image"] == pinned]
+    assert (row["outcome"], row["digest"]) == ("unchanged", digest)
+    assert digest in airpods("pull", "open-webui").out  # the table names what was fetched
+    rows = {r["name"]: r for r in airpods("status", "--json").json()["services"]}
+    assert rows["open-webui"]["digest"] == digest and rows["open-webui"]["up_to_date"]
+    assert airpods("start", "open-webui").code == 0 and airpods.container_ids() == before
+
+
+def test_a_broken_update_rolls_back_the_same_on_either_engine(airpods, engine, tmp_path):
+    registry = os.environ["AIRPODS_RIG_REGISTRY"]
+    webui = f"{registry}/airpods-test/webui-either:main"
+    podman("pull", "ghcr.io/open-webui/open-webui:main", timeout=300)
+    _push(_build("ghcr.io/open-webui/open-webui:main", "e1", tmp_path), webui)
+    airpods.write_config(f'[services.open-webui]\nimage = "{webui}"\n')
+    assert airpods("start", "open-webui").code == 0
+    airpods.ctr("exec", "open-webui-0", "sh", "-c", f"echo chats > {DB}")
+
+    def running() -> tuple[str, str]:
+        image = airpods.ctr("inspect", "--format", "{{.Image}}", "open-webui-0").stdout.strip()
+        return image, airpods.ctr("exec", "open-webui-0", "cat", DB).stdout
+
+    before = running()
+    _push(_build(webui, "e2", tmp_path, f"echo half-migrated > {DB}; exit 1"), webui)
+    updated = airpods("update", "open-webui")
+    assert updated.code == 1 and "failed and was rolled back" in updated.err, updated.out + updated.err
+    assert running() == before == (before[0], "chats\n")
