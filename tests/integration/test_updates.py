@@ -99,6 +99,7 @@ def test_a_broken_update_rolls_back_to_the_images_and_data_it_replaced(airpods, 
     assert _image_ids()["open-webui-0"] == before["open-webui-0"] and _db_digest() == db
     kept = airpods("start", "open-webui", "llamacpp")  # a plain start keeps it there
     assert kept.code == 0 and _image_ids()["open-webui-0"] == before["open-webui-0"], kept.err
+    podman("rmi", "--force", "localhost/airpods-kept/airpods-ollama:previous", check=False)  # another test's
     nothing = airpods("rollback", "ollama")
     assert nothing.code == 1 and "nothing to roll back" in nothing.err
 
@@ -147,6 +148,7 @@ def test_a_broken_update_rolls_back_the_same_on_either_engine(airpods, engine, t
     webui = f"{registry}/airpods-test/webui-either:main"
     podman("pull", "ghcr.io/open-webui/open-webui:main", timeout=300)
     _push(_build("ghcr.io/open-webui/open-webui:main", "e1", tmp_path), webui)
+    airpods.ctr("rmi", "--force", webui, check=False)  # a broken one an earlier run left under this tag
     airpods.write_config(f'[services.open-webui]\nimage = "{webui}"\n')
     assert airpods("start", "open-webui").code == 0
     airpods.ctr("exec", "open-webui-0", "sh", "-c", f"echo chats > {DB}")
@@ -157,6 +159,7 @@ def test_a_broken_update_rolls_back_the_same_on_either_engine(airpods, engine, t
 
     before = running()
     _push(_build(webui, "e2", tmp_path, f"echo half-migrated > {DB}; exit 1"), webui)
-    updated = airpods("update", "open-webui")
+    assert airpods("pull", "open-webui").code == 0
+    updated = airpods("start", "open-webui")  # a plain start after pull takes the same care as update
     assert updated.code == 1 and "failed and was rolled back" in updated.err, updated.out + updated.err
     assert running() == before == (before[0], "chats\n")
