@@ -78,6 +78,25 @@ def start(stack, engine: MemoryEngine, **options) -> starting.StartResult:
     return starting.start(lambda present: stack, engine, Quiet(), **options)
 
 
+def start_interrupted(stack, engine: MemoryEngine, at: Callable[[Step], bool]) -> Interrupted:
+    """Start, with Ctrl-C arriving in the main thread when a worker is about to run a step `at`
+    picks (whatever SIGINT disposition the suite inherited)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def interrupt(step: Step) -> None:
+        if at(step):
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(0.5)  # the main thread handles it while this worker is busy
+
+    engine.on_execute = interrupt
+    try:
+        with pytest.raises(Interrupted) as raised:
+            start(stack, engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return raised.value
+
+
 def ids(engine: MemoryEngine) -> dict[str, str]:
     return {c.name: c.id for c in engine.containers_by_name.values()}
 
@@ -181,19 +200,7 @@ def test_ctrl_c_leaves_what_an_earlier_start_created(stack, engine):
     earlier = engine.state()
     engine.pods_by_name.pop("llamacpp")  # it went away: this start recreates it alone
     engine.containers_by_name.pop("llamacpp-0")
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def interrupt(step: Step) -> None:
-        if step.kind == "container":
-            os.kill(os.getpid(), signal.SIGINT)
-            threading.Event().wait(0.5)
-
-    engine.on_execute = interrupt
-    try:
-        with pytest.raises(Interrupted):
-            start(stack, engine)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    start_interrupted(stack, engine, lambda step: step.kind == "container")
     left = engine.state()
     assert left["pods"] == ["ollama", "open-webui"] and left["secrets"] == earlier["secrets"]
 
@@ -384,18 +391,6 @@ def test_ctrl_c_during_an_update_keeps_the_old_image_and_the_snapshot(stack, eng
     old_id = engine.containers_by_name["ollama-0"].image_id
     engine.registry[ollama.image] = "sha256:new"
     pulling.pull(stack, engine, Quiet())
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def interrupt(step: Step) -> None:
-        if step.kind == "container" and step.service == "ollama":
-            os.kill(os.getpid(), signal.SIGINT)
-            threading.Event().wait(0.5)
-
-    engine.on_execute = interrupt
-    try:
-        with pytest.raises(Interrupted):
-            start(stack, engine)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    start_interrupted(stack, engine, lambda step: step.kind == "container" and step.service == "ollama")
     assert engine.images[kept_image(ollama)] == old_id  # what a rollback or `airpods start` needs
     assert len(list(snapshot_folder(stack.project, "ollama").glob("*.tar"))) == 1
