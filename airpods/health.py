@@ -24,6 +24,7 @@ PROBE_INTERVAL_S = 0.2
 NOT_LISTENING = ("connection refused", "connection reset", "connection closed without an answer")
 WATCH_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
+NEVER_READY = (400, 404, 405, 501)  # bad request (a router asked for /slots), not found, not allowed, not implemented
 AUTH_REFUSED = (401, 403)
 
 
@@ -152,7 +153,8 @@ def wait_one(
 ) -> Readiness:
     """Probe first (a healthy answer needs no podman call); between failed probes, the shared
     watch says whether the container exited or restarted since the wait began. An answer that
-    refuses the key (401, 403) fails at once: waiting does not change a key."""
+    refuses the key (401, 403), or says the path is not served (400, 404, 405, 501), fails at once:
+    waiting changes neither."""
     start = time.monotonic()
     deadline = start + spec.health.timeout_s
     baseline: ContainerState | None = None
@@ -168,6 +170,14 @@ def wait_one(
                 elapsed,
                 f"authentication failed on {spec.health.path} ({result.describe()}): the server does not "
                 + ("accept the stack's API key" if uses_key(spec) and key else "answer without a key"),
+            )
+        if result is not None and result.status in NEVER_READY:
+            return Readiness(
+                spec.name,
+                False,
+                elapsed,
+                f"GET {spec.health.path} answers {result.describe()}: the server does not serve that path, so it "
+                f"would never be ready; fix services.{spec.name}.health.path",
             )
         state = watch.get(spec.container, not_before=start)
         baseline = baseline or state

@@ -24,11 +24,25 @@ def key_parts(key: str) -> list[str]:
 # Flags airpods sets on llama.cpp servers itself, and where their value belongs instead.
 KEY_HINT = '[runtime] api_key = "env:VARIABLE" or "file:/path/to/key" gives every service your own key'
 OWNED_FLAGS = {
-    "--host": "it listens on every address inside the pod; runtime.bind_address says where the host publishes",
+    "--host": "it listens on every address inside the pod (0.0.0.0 or ::, the only ones reachable there); "
+    "runtime.bind_address says where the host publishes",
     "--port": "the server listens on the container port of the first `ports` entry",
     "--api-key": "it hands the stack's API key over as a podman secret, never on a command line; " + KEY_HINT,
     "--api-key-file": "it mounts the stack's API key from a podman secret; " + KEY_HINT,
 }
+
+
+ALL_INTERFACES = ("0.0.0.0", "::", "[::]")
+
+
+def agrees_with_airpods(flag: str, value: Any, listens_on: int | None) -> bool:
+    """A host or port the user wrote that says what airpods sets anyway (every interface; the
+    container port of `ports`): accepted, and rendered once, by airpods."""
+    if flag == "--host":
+        return str(value) in ALL_INTERFACES
+    if flag == "--port" and listens_on is not None:
+        return str(value).isdigit() and int(str(value)) == listens_on
+    return False
 
 
 def owned_flag_error(flag: str, key: str, service: str) -> ConfigError | None:

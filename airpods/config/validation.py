@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airpods.config.keys import key_path, owned_flag_error
+from airpods.config.keys import agrees_with_airpods, key_path, owned_flag_error
 from airpods.config.schema import Config
 from airpods.errors import ConfigError
 from airpods.labels import default_container, default_pod
@@ -139,10 +139,12 @@ def check_owned_flags(config: Config) -> None:
             root = config.services[root].extends or root
         if root != "llamacpp":
             continue
-        for key in service.command_args:
-            error = owned_flag_error(
-                "--" + key.lstrip("-").replace("_", "-"), f"services.{name}.command_args.{key}", name
-            )
+        listens_on = service.ports[0].container if service.ports else None
+        for key, value in service.command_args.items():
+            flag = "--" + key.lstrip("-").replace("_", "-")
+            if agrees_with_airpods(flag, value, listens_on):
+                continue
+            error = owned_flag_error(flag, f"services.{name}.command_args.{key}", name)
             if error:
                 raise error
 

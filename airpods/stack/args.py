@@ -14,10 +14,11 @@ written (`ctx_size` → --ctx-size, `-x` verbatim), true → bare flag, false �
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airpods.config.keys import key_parts, owned_flag_error
+from airpods.config.keys import agrees_with_airpods, key_parts, owned_flag_error
 from airpods.errors import ConfigError
 from airpods.stack.flag_table import Flag, FlagTable, builtin_table
 
@@ -84,7 +85,29 @@ def _flag_args(key: str, value: Any, flag: Flag, negated: bool, where: str, tabl
         raise ConfigError(f"{_spelling(flag, negated, key)} is a switch: write true or false", key=at)
     spelling = _spelling(flag, negated, key)
     items = value if isinstance(value, list) else [value]
+    if flag.value == "N":  # llama-server reads these with std::stoi: a 32-bit int, or it exits
+        for item in items:
+            _check_integer(spelling, item, at)
     return [(spelling, str(item)) for item in items]
+
+
+INT_MAX = 2**31 - 1  # std::stoi's int (LP64 and ILP32 alike)
+LOWEST = -2  # the sentinels llama-server gives meaning to (-1: auto/all/infinite, -2: until the context fills)
+
+
+def _check_integer(spelling: str, item: Any, at: str) -> None:
+    """A whole number given to an `N` flag must be from LOWEST to INT_MAX (ConfigError
+    otherwise, before a container would crash-loop on it)."""
+    text = str(item).strip()
+    if isinstance(item, bool) or not re.fullmatch(r"-?\d+", text):
+        return  # `N` is also a float's placeholder (--temp N): only whole numbers are checked
+    number = int(text)
+    if not LOWEST <= number <= INT_MAX:
+        raise ConfigError(
+            f"{spelling} = {number} is out of range: llama-server takes {LOWEST} to {INT_MAX} here "
+            "(-1 means auto or unlimited where the flag has such a value)",
+            key=at,
+        )
 
 
 def render_command_args(
@@ -100,7 +123,11 @@ def flat(flags: list[FlagArg]) -> list[str]:
 
 
 def command_flags(
-    args: Mapping[str, Any], table: FlagTable | None, where: str, user_wrote: Callable[[str], bool] | None = None
+    args: Mapping[str, Any],
+    table: FlagTable | None,
+    where: str,
+    user_wrote: Callable[[str], bool] | None = None,
+    listens_on: int | None = None,
 ) -> list[FlagArg]:
     """The flags `args` render to, in order, checked against `table` (see the module docstring).
 
@@ -108,7 +135,9 @@ def command_flags(
     name one flag: when `user_wrote` (a key path → whether the user's file has it) says only one
     of them is the user's, the other (a default, or inherited through extends) gives way;
     otherwise it is an error. A key that leaves its flag unset (`false` on a value flag) names
-    nothing. Raises ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a
+    nothing. A host or port that agrees with what airpods sets (keys.agrees_with_airpods; the
+    server `listens_on` that container port) is accepted and left to airpods to render.
+    Raises ConfigError naming `where.KEY` for an unknown key (with a did-you-mean), a
     value the flag cannot take, two keys naming one flag, or a flag airpods sets itself."""
     if table is None:
         return _fixed_rules(args)
@@ -131,6 +160,8 @@ def command_flags(
                 ),
             )
         flag, negated = found
+        if agrees_with_airpods(flag.name, value, listens_on):
+            continue
         owned = owned_flag_error(flag.name, f"{where}.{key}", key_parts(where)[1])
         if owned:
             raise owned

@@ -168,7 +168,10 @@ def build_service(
     table = flag_table_for(service, kind, image, flag_tables or {}) if check_flags else None
     mounts = tuple(Mount(v.source, v.target, v.mode, v.named, tuple(v.folders)) for v in service.volumes)
     presets: tuple[Preset, ...] = ()
-    flags = command_flags(service.command_args, table, key_path(("services", name, "command_args")), user_wrote)
+    listens_on = service.ports[0].container if service.ports else None
+    flags = command_flags(
+        service.command_args, table, key_path(("services", name, "command_args")), user_wrote, listens_on
+    )
     args = flat(flags)
     if table:
         check_server_env(service.env, table, key_path(("services", name, "env")))

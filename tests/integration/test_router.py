@@ -205,3 +205,36 @@ def test_a_missing_declared_local_file_fails_clearly(airpods, tmp_path):
     assert failed.code == 2 and "model mine (services.llamacpp.models.mine.source)" in failed.err, failed.err
     assert "Traceback" not in failed.err
     assert not os.path.exists(tmp_path / "nope.gguf")
+
+
+def test_the_seed_plans_command_args_start_and_bad_values_stop_before_a_crash_loop(airpods, model_volume):
+    """§6 of issue 33 on the real llama-server: the seed's own command_args (port and host as
+    airpods sets them) start; an out-of-range number is exit 2 before anything is created; a
+    health path the server never serves fails the wait at once, not after its timeout."""
+    import time
+
+    seed = """
+[variables]
+default_model = "tiny.gguf"
+[services.llamacpp.command_args]
+model = "/models/{{default_model}}"
+ctx_size = 4096
+threads = 2
+n_gpu_layers = 0
+batch_size = 256
+port = 8080
+host = "0.0.0.0"
+"""
+    airpods.write_config(seed)
+    started = airpods("start", "llamacpp")
+    assert started.code == 0, started.err
+    assert airpods("stop").code == 0
+    airpods.write_config(seed.replace("ctx_size = 4096", "ctx_size = 99999999999999999"))
+    refused = airpods("start", "llamacpp")
+    assert refused.code == 2 and "out of range" in refused.err and "command_args.ctx_size" in refused.err
+    assert airpods.pods() == set()
+    airpods.write_config('[services.llamacpp.health]\npath = "/slots"\ntimeout_s = 60\n')
+    began = time.monotonic()
+    waited = airpods("start", "llamacpp")
+    assert waited.code == 1 and "does not serve that path" in waited.err + waited.out, waited.err
+    assert time.monotonic() - began < 30  # at once, not after the 60 s timeout

@@ -75,7 +75,7 @@ def test_render(args, argv):
         pytest.param({"LLAMA_API_KEY": "k"}, "LLAMA_API_KEY", ["airpods sets --api-key"], id="api-key-by-env-name"),
         pytest.param({"api_key_file": "/k"}, "api_key_file", ["airpods sets --api-key-file"], id="api-key-file"),
         pytest.param({"LLAMA_ARG_PORT": 9000}, "LLAMA_ARG_PORT", ["airpods sets --port"], id="port-by-env-name"),
-        pytest.param({"--host": "::"}, "--host", ["airpods sets --host"], id="host-dashed"),
+        pytest.param({"--host": "127.0.0.1"}, "--host", ["airpods sets --host", "0.0.0.0 or ::"], id="host-dashed"),
     ],
 )
 def test_refused(args, key, words):
@@ -264,3 +264,47 @@ def test_pulling_resolves_without_checking_flags(tmp_path, monkeypatch):
     assert "`airpods pull` fetches it" in (caught.value.hint or "") and caught.value.file == str(path)
     stack = resolve_stack(path, ["llamacpp"], check_flags=False)
     assert "--brand-new-flag" in stack.service("llamacpp").args
+
+
+def test_the_plans_own_command_args_work_host_and_port_said_as_airpods_sets_them(tmp_path):
+    """The seed plan listed port and host among the command_args: port is accepted when it is
+    the container port the server listens on anyway, host when it is every interface (the only
+    address reachable inside a pod); each is rendered once, by airpods."""
+    from tests.unit.helpers import stack_of
+
+    seed = """
+[variables]
+default_model = "tiny.gguf"
+[services.llamacpp.command_args]
+model = "/models/{{default_model}}"
+ctx_size = 4096
+threads = 2
+n_gpu_layers = 0
+batch_size = 256
+port = 8080
+host = "0.0.0.0"
+"""
+    argv = stack_of(tmp_path, seed).service("llamacpp").args
+    assert argv.count("--port") == 1 and argv.count("--host") == 1 and "--ctx-size" in argv
+    for other, words in (("port = 9000", "airpods sets --port"), ('host = "127.0.0.1"', "airpods sets --host")):
+        text = seed.replace("port = 8080", other) if "port" in other else seed.replace('host = "0.0.0.0"', other)
+        with pytest.raises(ConfigError, match=words):
+            stack_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ({"ctx_size": 99999999999999999}, "--ctx-size = 99999999999999999 is out of range"),
+        ({"parallel": -5}, "--parallel = -5 is out of range"),
+        ({"ctx_size": "4294967296"}, "out of range"),
+    ],
+)
+def test_whole_numbers_out_of_llama_servers_range_are_refused_before_a_crash_loop(args, words):
+    with pytest.raises(ConfigError, match=words):
+        render_command_args(args, TABLE, WHERE)
+
+
+def test_numbers_in_range_and_the_sentinels_pass():
+    argv = render_command_args({"ctx_size": 2147483647, "n_predict": -2, "parallel": -1, "temp": 0.5}, TABLE, WHERE)
+    assert "2147483647" in argv and "-2" in argv and "0.5" in argv
