@@ -374,6 +374,10 @@ class Service(_Model):
     # Per-model presets of a llama.cpp router (llama-server --models-preset), by model name.
     models: dict[Annotated[str, AfterValidator(_check_model_name)], ModelPreset] = {}
     entrypoint_override: list[str] | None = None
+    # Open WebUI: who may use the stack's models. Connections from the environment are Open
+    # WebUI's admins' alone unless access is granted, so a second user saw no model at all:
+    # "everyone" (a home server's default) sets BYPASS_MODEL_ACCESS_CONTROL, "admins" does not.
+    models_for: Literal["everyone", "admins"] = "everyone"
 
     @field_validator("image")
     @classmethod

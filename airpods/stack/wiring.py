@@ -97,6 +97,12 @@ def open_webui_wiring(
     if llamas and not {"OPENAI_API_BASE_URL", "OPENAI_API_BASE_URLS"} & set(user_env):
         add("ENABLE_OPENAI_API", "True")
         add("OPENAI_API_BASE_URLS", ";".join(f"http://{alias}:{port}/v1" for alias, port in llamas))
+        # Each connection as the llama.cpp router it is, indexed as the URLs are: Open WebUI then
+        # shows each model's load state and offers load/unload (a plain OpenAI connection
+        # answers those 400 "Provider default does not support model management"; measured
+        # with Open WebUI 0.12.4, issue 33).
+        configs = {str(i): {"provider": "llama.cpp"} for i in range(len(llamas))}
+        add("OPENAI_API_CONFIGS", json.dumps(configs, separators=(",", ":")))
         if not {"OPENAI_API_KEY", "OPENAI_API_KEYS"} & set(user_env):
             if key_id:
                 keys = SecretDef(
@@ -108,6 +114,8 @@ def open_webui_wiring(
                 secrets.append(SecretUse(keys.name, "env", "OPENAI_API_KEYS", "openai-api-keys"))
             else:
                 add("OPENAI_API_KEYS", ";".join(["none"] * len(llamas)))
+    if config.services[name].models_for == "everyone" and (ollamas or llamas):
+        add("BYPASS_MODEL_ACCESS_CONTROL", "True")
     if comfyuis and user_env.get("IMAGE_GENERATION_ENGINE", "comfyui") == "comfyui":  # another engine: none of it
         alias, port = comfyuis[0]
         add("ENABLE_IMAGE_GENERATION", "True")

@@ -74,6 +74,22 @@ def test_real_open_webui_is_the_hub_of_every_backend(airpods, tiny_model, monkey
     assert "stop processing" in airpods("logs", "llama-fast").out  # its slot ran the task
     with pytest.raises(urllib.error.HTTPError):
         call("GET", "/api/models")  # Open WebUI's own auth is on
+    # Each llama.cpp connection is a llama.cpp router to it (load state, load/unload), indexed
+    # as the URLs are; Ollama's is its own.
+    openai = call("GET", "/openai/config", token=token)
+    assert len(openai["OPENAI_API_BASE_URLS"]) == 2
+    assert all(openai["OPENAI_API_CONFIGS"][str(i)]["provider"] == "llama.cpp" for i in range(2)), openai
+    # A second, non-admin user sees the stack's models and chats (models_for = "everyone").
+    call(
+        "POST",
+        "/api/v1/auths/add",
+        {"name": "User", "email": "user@example.org", "password": "airpods-user-password", "role": "user"},
+        token,
+    )
+    user = call("POST", "/api/v1/auths/signin", {"email": "user@example.org", "password": "airpods-user-password"})
+    assert user["role"] == "user"
+    seen = {m["id"] for m in call("GET", "/api/models", token=user["token"])["data"]}
+    assert {"tiny", "tiny-fast", "standin-ollama:latest"} <= seen, sorted(seen)
 
     # Image generation: wired to ComfyUI by alias, as Open WebUI's admin config reports it.
     images = call("GET", "/api/v1/images/config", token=token)
