@@ -60,6 +60,7 @@ def kube(
     """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
+    from airpods.export.presets import exported_presets
     from airpods.secrets import stack_secret_values
     from airpods.usecases.common import stack_key
 
@@ -77,7 +78,10 @@ def kube(
             "# airpods stack for `podman kube play --network airpods FILE` (create the network first:\n"
             "# `podman network create airpods`); `podman kube down FILE` keeps the volumes.\n"
         )
-        _write_presets(ctx, stack)  # the preset folders the Pods mount (hostPath), as `start` writes them
+        presets = (output or Path("airpods-kube")).absolute().with_suffix(".presets")
+        stack = exported_presets(stack, presets)
+        if any(m.source.startswith(str(presets)) for s in stack.services for m in s.mounts):
+            header += f"# The routers' preset files are in {presets}/ (the Pods mount them from there).\n"
         name = secret_name(stack)
         if name:
             _ensure_kube_secret(name, export_secret_json(stack, key, values), stack.labels)
@@ -92,16 +96,6 @@ def kube(
             header += "# The Secret holds the API key and secrets: this file is private (0600).\n"
         text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models, values=values), header)
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
-
-
-def _write_presets(ctx: typer.Context, stack) -> None:
-    """The routers' preset files on this host (with an engine: the volume's models are read too)."""
-    from airpods.cli.context import engine_if_present
-    from airpods.models.presets import write_presets
-
-    engine = engine_if_present(options_of(ctx))
-    if engine is not None:
-        write_presets(stack, engine)
 
 
 def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None:
@@ -126,12 +120,10 @@ def quadlet(
 ) -> None:
     """.network, .volume, .pod and .container units for systemd."""
     from airpods.errors import RuntimeFailure
+    from airpods.export.presets import exported_presets
     from airpods.export.quadlet import HOW_TO, quadlet_units
     from airpods.files import write_atomic
 
-    stack = _stack(ctx, services, None)
-    units = quadlet_units(stack, pods)
-    _write_presets(ctx, stack)  # the routers' preset files the units mount, as `start` writes them
     folder = output or Path("airpods-quadlet")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +132,7 @@ def quadlet(
             f"cannot use {folder} as the units' folder: {exc.strerror or exc}",
             hint="name a folder you can write (-o DIR); an existing file is not one",
         ) from None
+    units = quadlet_units(exported_presets(_stack(ctx, services, None), folder), pods)  # presets: its own
     for name, text in units.items():
         write_atomic(folder / name, text.encode(), mode=0o644)
     first = next(n for n in units if n.endswith(".pod" if pods else ".container"))

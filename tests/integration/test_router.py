@@ -238,3 +238,22 @@ host = "0.0.0.0"
     waited = airpods("start", "llamacpp")
     assert waited.code == 1 and "does not serve that path" in waited.err + waited.out, waited.err
     assert time.monotonic() - began < 30  # at once, not after the 60 s timeout
+
+
+def test_an_export_never_touches_the_running_routers_preset_file(airpods, model_volume, tmp_path):
+    """§5: exporting an edited, never-started config rewrote the running router's models.ini
+    (its live bind mount): its next restart served a config nobody started."""
+    airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 512\n")
+    assert airpods("start", "llamacpp").code == 0
+    live = podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
+    objects = {kind: podman(kind, "ls", "--format", "{{.Name}}").stdout for kind in ("volume", "network")}
+    airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 1024\n")
+    units = tmp_path / "units"
+    assert airpods("export", "quadlet", "-o", str(units)).code == 0
+    kube = tmp_path / "stack.yaml"
+    assert airpods("export", "kube", "-o", str(kube)).code == 0
+    assert podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout == live  # untouched
+    assert "ctx-size = 1024" in (units / "presets" / "llamacpp" / "models.ini").read_text()
+    assert "ctx-size = 1024" in (tmp_path / "stack.presets" / "presets" / "llamacpp" / "models.ini").read_text()
+    assert str(units / "presets" / "llamacpp") in (units / "llamacpp-0.container").read_text()
+    assert {k: podman(k, "ls", "--format", "{{.Name}}").stdout for k in objects} == objects
