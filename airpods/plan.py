@@ -89,6 +89,9 @@ class Observed:
     # here), and each secret's project when the stack has user secrets (their older values).
     models: frozenset[str] | None = frozenset()
     unseen_models: tuple[str, ...] = ()  # "NAME: why the container cannot see it"
+    # Every path in the model store, relative to it (top-level names, a folder's parts as
+    # FOLDER/PART); None when it was not read (no router, or not readable here).
+    store_files: frozenset[str] | None = None
     # Services whose new image failed and was rolled back: service → (that image's ID, when).
     failed_updates: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # Where volumes that airpods writes into from the host are bound, when the engine keeps its

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from airpods.engine.base import Engine
-from airpods.errors import AirpodsError, RuntimeFailure, UsageError
+from airpods.errors import AirpodsError, ConfigError, RuntimeFailure, UsageError
 from airpods.plan import Observed, ObservedPod, Plan, orphans
 from airpods.ports import port_holder, port_is_free
 from airpods.stack.model import PRESETS_DIR, Stack
+
+MODELS_PREFIX = "/models/"  # where llama.cpp's containers mount the model store (stack.build)
 
 # The processes that hold a container's published port for each engine (measured: Docker's
 # userland proxy; Podman's conmon when rootful, rootlessport/pasta/slirp4netns when rootless).
@@ -43,6 +45,7 @@ class HostFacts:
     missing_sources: frozenset[str] = frozenset()
     # Each snapshot the plan takes: (service, bytes its volumes hold or None, bytes free for it)
     snapshots: tuple[tuple[str, int | None, int], ...] = ()
+    store_files: frozenset[str] | None = None  # the model store's paths (Observed.store_files)
 
 
 def new_pods(plan: Plan) -> set[str]:
@@ -69,8 +72,10 @@ def _port_frees_up(host_ip: str, port: int, grace_s: float = PORT_GRACE_S) -> bo
     return True
 
 
-def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, ObservedPod]) -> HostFacts:
-    """The facts `preflight` reads, each only when the plan makes it matter."""
+def observe_host(stack: Stack, plan: Plan, engine: Engine, observed: Observed) -> HostFacts:
+    """The facts `preflight` reads, each only when the plan makes it matter (the model store's
+    files as `observed` has them)."""
+    pods = observed.pods
     creating, containers = new_pods(plan), new_containers(plan)
     taken: dict[int, str] = {}
     published: dict[int, str] | None = None
@@ -103,6 +108,7 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, pods: Mapping[str, Ob
         frozenset(missing),
         frozenset(source for source in sources if not os.path.exists(source)),
         sized if snapshots else (),
+        observed.store_files,
     )
 
 
@@ -121,8 +127,61 @@ def preflight(
         *([fit] if fit else []),
         *_limit_problems(stack, plan, host),
         *_folder_problems(stack, plan, host),
+        *_store_problems(stack, plan, host),
         *_snapshot_problems(host),
     ]
+
+
+def _store_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[ConfigError]:
+    """A model a new router or server is told to serve must be in the store or fetched by this
+    start: a declared model with no source and no file (a router would report it "loading"
+    forever), and a /models/… path of a flag (model, mmproj, model_draft, lora, chat template
+    file…) the store lacks (a 500 "failed to load" at the first chat). The config's error: exit 2
+    before anything is created. Nothing is said when the store could not be read here."""
+    files = host.store_files
+    if files is None:
+        return []
+    fetched = {s.target for s in plan.steps if s.kind == "fetch"}
+    have = files | {f"{name}.gguf" for name in fetched} | fetched
+    creating = new_containers(plan)
+    problems: list[ConfigError] = []
+
+    def missing(value: str | None) -> str | None:
+        if value is None or not value.startswith(MODELS_PREFIX):
+            return None
+        relative = value[len(MODELS_PREFIX) :].strip("/")
+        return None if relative in have or relative.split("/")[0] in fetched else relative
+
+    for spec in (s for s in stack.services if s.kind == "llamacpp" and s.name in creating):
+        volume = next((m.source for m in spec.mounts if m.target == MODELS_PREFIX.rstrip("/")), "the model store")
+        for preset in spec.presets:
+            key = f"services.{spec.name}.models.{preset.name}"
+            named = any(spelling in ("-m", "--model") for spelling, _ in preset.flags)
+            if preset.name != "*" and not preset.source and not named and not {preset.name, f"{preset.name}.gguf"} & have:
+                problems.append(
+                    ConfigError(
+                        f"model {preset.name} has no source and {volume} holds no {preset.name}.gguf; "
+                        "nothing was created",
+                        key=key,
+                        hint=f'add source = "user/repo:QUANT" (start fetches it) or `airpods models import FILE '
+                        f"--name {preset.name}`",
+                    )
+                )
+            for spelling, value in preset.flags:
+                if (gone := missing(value)) is not None:
+                    problems.append(_missing_file(spelling, gone, volume, key))
+        for flag, value in zip(spec.args, spec.args[1:], strict=False):
+            if flag.startswith("-") and (gone := missing(value)) is not None:
+                problems.append(_missing_file(flag, gone, volume, f"services.{spec.name}.command_args"))
+    return problems
+
+
+def _missing_file(flag: str, relative: str, volume: str, key: str) -> ConfigError:
+    return ConfigError(
+        f"{flag} names {MODELS_PREFIX}{relative}, which {volume} does not hold; nothing was created",
+        key=key,
+        hint="`airpods models list` shows what it holds; `airpods models import FILE` adds one",
+    )
 
 
 def _snapshot_problems(host: HostFacts) -> list[RuntimeFailure]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from airpods.engine.base import Engine, OneOff
 from airpods.errors import RuntimeFailure, UsageError
 from airpods.models.gguf_meta import ModelInfo, NotGguf, check_magic, read_model
+from airpods.models.sources import SHARD_RE
 from airpods.models.store import ModelStore, Partial, StoredModel, copy_file, model_name
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import Mount, ServiceSpec, Stack
@@ -216,9 +217,35 @@ def import_model(store: ModelStore, source: Path, name: str | None, overwrite: b
         return model_name(target)
     if not source.is_file():
         raise UsageError(f"{source} is not a file or a folder")
+    if shard := SHARD_RE.match(source.name):  # one shard names its whole set (llama.cpp's own docs)
+        return _import_split(store, source, shard, name, overwrite, progress)
     read_model(source)  # not GGUF, or a damaged header: refused before anything is copied
     target = name or source.name
     store.copy_in(source, target, overwrite=overwrite, progress=progress(source.name, source.stat().st_size))
+    return model_name(target)
+
+
+def _import_split(
+    store: ModelStore, source: Path, shard: re.Match[str], name: str | None, overwrite: bool, progress
+) -> str:
+    """Every shard of a split set, given one of them, as one folder model named without the
+    -0000K-of-0000N suffix; a set with a shard missing is refused naming it."""
+    count = int(shard["count"])
+    parts = [source.with_name(f"{shard['base']}-{k:05d}-of-{count:05d}.gguf") for k in range(1, count + 1)]
+    absent = [p.name for p in parts if not p.is_file()]
+    if absent:
+        raise UsageError(
+            f"{source.name} is one of {count} shards, and {', '.join(absent)} {'is' if len(absent) == 1 else 'are'} "
+            f"not beside it in {source.parent}; nothing was imported",
+            hint="put every shard of the set in one folder, then import any of them",
+        )
+    for part in parts:
+        read_model(part)
+    target = name or shard["base"]
+    store.require_space(sum(p.stat().st_size for p in parts), target)
+    with store.incoming_folder(target, overwrite=overwrite) as folder:
+        for part in parts:
+            copy_file(part, folder / part.name, progress(part.name, part.stat().st_size))
     return model_name(target)
 
 

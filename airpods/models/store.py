@@ -211,6 +211,17 @@ class ModelStore:
                     found.append(StoredModel(entry.name, entry, parts, why))
         return found
 
+    def paths(self) -> list[str]:
+        """Every visible name in the store and each folder's parts, relative to it (FOLDER/PART)."""
+        found = []
+        for entry in self.root.iterdir():
+            if entry.name.startswith("."):
+                continue
+            found.append(entry.name)
+            if entry.is_dir():
+                found += [f"{entry.name}/{part.name}" for part in entry.iterdir() if not part.name.startswith(".")]
+        return found
+
     def partials(self) -> list[Partial]:
         """The downloads kept part way (`.NAME.gguf.partial` files, `.NAME.partial` folders)."""
         found = []

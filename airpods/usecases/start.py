@@ -78,7 +78,7 @@ def plan_start(
         check_fit(stack, plan, engine, observed, said.append)
     except RuntimeFailure as strict:
         refused = strict
-    host = observe_host(stack, plan, engine, observed.pods)
+    host = observe_host(stack, plan, engine, observed)
     said += [
         f"start would refuse: {problem.message}; {problem.hint}"
         for problem in preflight(stack, plan, observed.pods, host, refused)
@@ -133,6 +133,7 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
     service runs)."""
     models: frozenset[str] | None = frozenset()
     unseen: tuple[str, ...] = ()
+    files: frozenset[str] | None = None
     if any(s.kind == "llamacpp" for s in stack.services):
         from airpods.models.presets import existing_store
 
@@ -140,6 +141,7 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
             store = existing_store(stack, engine)
             stored = store.models() if store else []
             models = frozenset(m.name for m in stored)
+            files = frozenset(store.paths()) if store else frozenset()
             unseen = tuple(f"model {m.name}: {m.unseen}" for m in stored if m.unseen)
         except (RuntimeFailure, OSError):
             models = None
@@ -151,6 +153,7 @@ def observe_for_start(stack: Stack, engine: Engine, observed: Observed) -> Obser
         observed,
         models=models,
         unseen_models=unseen,
+        store_files=files,
         failed_updates=failed_updates(stack.project),
         secret_projects=engine.secret_projects(older) if older else {},
     )
@@ -209,7 +212,7 @@ def run_start(
         check_fit(stack, plan, engine, observed, reporter.line)
     except RuntimeFailure as strict:
         refused = strict
-    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed.pods), refused)
+    problems = preflight(stack, plan, observed.pods, observe_host(stack, plan, engine, observed), refused)
     if problems:
         raise problems[0]
     result = StartResult(stack, plan, kept_failed=keep_failed)

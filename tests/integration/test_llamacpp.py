@@ -11,7 +11,7 @@ import urllib.request
 import openai
 import pytest
 
-from tests.integration.conftest import openai_env
+from tests.integration.conftest import openai_env, put_in_volume
 from tests.unit.helpers import single_model_toml
 
 EMBEDDINGS = """
@@ -99,12 +99,20 @@ def test_single_model_shape_serves_the_default_model(airpods, engine, model_volu
     assert reply.usage.completion_tokens > 0
 
 
-def test_missing_model_file_fails_start_with_llama_servers_own_words(airpods, engine, model_volume):
+def test_a_model_file_that_is_not_there_or_not_a_model_fails_start(airpods, engine, model_volume, tmp_path):
+    """Absent: refused before anything is created (the config's error, naming the file); there
+    but not a model: the server's own words."""
     airpods.write_config(single_model_toml("missing.gguf"))
+    refused = airpods("start", "llamacpp")
+    assert refused.code == 2 and "--model names /models/missing.gguf" in refused.err, refused.err
+    assert "llamacpp" not in airpods.pods()
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\0" * 64)
+    put_in_volume("airpods_llamacpp_models", junk, engine=airpods.engine)
+    airpods.write_config(single_model_toml("junk.gguf"))
     failed = airpods("start", "llamacpp")
     assert failed.code == 1
-    assert "failed to open GGUF file '/models/missing.gguf'" in failed.err
-    assert "llamacpp did not become ready" in failed.err
+    assert "junk.gguf" in failed.err and "llamacpp did not become ready" in failed.err, failed.err
     assert "llamacpp" not in airpods.pods()
 
 

@@ -257,3 +257,31 @@ def test_an_export_never_touches_the_running_routers_preset_file(airpods, model_
     assert "ctx-size = 1024" in (tmp_path / "stack.presets" / "presets" / "llamacpp" / "models.ini").read_text()
     assert str(units / "presets" / "llamacpp") in (units / "llamacpp-0.container").read_text()
     assert {k: podman(k, "ls", "--format", "{{.Name}}").stdout for k in objects} == objects
+
+
+def test_a_model_that_cannot_load_is_refused_before_start_and_one_shard_brings_its_set(airpods, model_volume, tmp_path):
+    """§3: a declared model with no source and no file, or a flag naming a /models file the
+    store lacks, used to start and then hang in `loading` or answer 500 at the first chat."""
+    airpods.write_config("[services.llamacpp.models.ghost]\nctx_size = 512\n")
+    shown = airpods("start", "--dry-run", "llamacpp")
+    assert shown.code == 0 and "model ghost has no source" in shown.out, shown.out + shown.err
+    ghost = airpods("start", "llamacpp")
+    assert ghost.code == 2 and "services.llamacpp.models.ghost" in ghost.err and "airpods_llamacpp_models" in ghost.err
+    airpods.write_config('[services.llamacpp.models.tiny]\nmmproj = "/models/mmproj-tiny.gguf"\n')
+    projector = airpods("start", "llamacpp")
+    assert projector.code == 2 and "--mmproj names /models/mmproj-tiny.gguf" in projector.err, projector.err
+    assert airpods.pods() == set()
+
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_tiny_model(shards / "minilm.gguf", split_max_tensors=12)
+    first = shards / "minilm-00001-of-00002.gguf"
+    imported = airpods("models", "import", str(first))
+    assert imported.code == 0, imported.err
+    rows = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert len(rows["minilm"]["parts"]) == 2 and rows["minilm"]["problem"] is None
+    (shards / "minilm-00002-of-00002.gguf").unlink()
+    refused = airpods("models", "import", str(first), "--name", "again")
+    assert refused.code == 2 and "minilm-00002-of-00002.gguf is not beside it" in refused.err

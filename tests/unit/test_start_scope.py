@@ -394,3 +394,18 @@ def test_ctrl_c_during_an_update_keeps_the_old_image_and_the_snapshot(stack, eng
     start_interrupted(stack, engine, lambda step: step.kind == "container" and step.service == "ollama")
     assert engine.images[kept_image(ollama)] == old_id  # what a rollback or `airpods start` needs
     assert len(list(snapshot_folder(stack.project, "ollama").glob("*.tar"))) == 1
+
+
+def test_a_model_nobody_can_load_is_the_configs_error_before_any_effect(home, engine):
+    from airpods.errors import ConfigError
+
+    ghost = stack_of(home, UNPUBLISHED + "[services.llamacpp.models.ghost]\nctx_size = 512\n")
+    assert start(stack_of(home, UNPUBLISHED), engine).ok
+    engine.remove_pod("llamacpp")
+    before = engine.state()
+    with pytest.raises(ConfigError) as refused:
+        start(ghost, engine)
+    assert refused.value.key == "services.llamacpp.models.ghost" and "holds no ghost.gguf" in refused.value.message
+    assert engine.state() == before
+    (engine.root / "airpods_llamacpp_models" / "ghost.gguf").write_bytes(b"GGUF")  # there now: it starts
+    assert start(ghost, engine).ok
