@@ -157,7 +157,8 @@ def _store_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[ConfigErr
         for preset in spec.presets:
             key = f"services.{spec.name}.models.{preset.name}"
             named = any(spelling in ("-m", "--model") for spelling, _ in preset.flags)
-            if preset.name != "*" and not preset.source and not named and not {preset.name, f"{preset.name}.gguf"} & have:
+            stored = bool({preset.name, f"{preset.name}.gguf"} & have)
+            if preset.name != "*" and not preset.source and not named and not stored:
                 problems.append(
                     ConfigError(
                         f"model {preset.name} has no source and {volume} holds no {preset.name}.gguf; "
