@@ -134,16 +134,26 @@ def test_keep_failed_keeps_the_pods(airpods, engine):
     assert airpods.pods() == {"ollama"}
 
 
-def test_health_timeout_names_the_last_answer(airpods, engine):
+def test_health_timeout_names_the_last_answer_and_a_path_never_served_fails_at_once(airpods, engine):
     airpods.write_config("""
         [services.open-webui.health]
-        path = "/not-there"
+        path = "/health"
+        expected_status = "204"
         timeout_s = 2
     """)
     failed = airpods("start", "open-webui")
     assert failed.code == 1
-    assert "not ready after 2 s (last answer: HTTP 404)" in failed.err
+    assert "not ready after 2 s (last answer: HTTP 200)" in failed.err, failed.err
     assert airpods.pods() == set()
+    airpods.write_config("""
+        [services.open-webui.health]
+        path = "/not-there"
+        timeout_s = 60
+    """)
+    began = time.monotonic()
+    never = airpods("start", "open-webui")
+    assert never.code == 1 and "GET /not-there answers HTTP 404" in never.err, never.err
+    assert time.monotonic() - began < 30 and airpods.pods() == set()
 
 
 def test_port_conflict_is_found_before_anything_is_created(airpods, engine):
@@ -182,7 +192,8 @@ def test_two_starts_at_once_both_succeed_one_after_the_other(airpods):
 def test_ctrl_c_during_start_leaves_no_half_created_pods(airpods, engine):
     airpods.write_config("""
         [services.llamacpp.health]
-        path = "/never-ready"
+        path = "/health"
+        expected_status = "204"  # it answers 200: never what this start waits for
         timeout_s = 300
     """)
     proc = airpods.popen("start")

@@ -118,6 +118,7 @@ def test_a_digest_pinned_image_starts_pulls_unchanged_and_shows_its_digest(airpo
     registry = os.environ["AIRPODS_RIG_REGISTRY"]
     tag = f"{registry}/airpods-test/pinned:main"
     digest_file = tmp_path / "digest"
+    podman("pull", "ghcr.io/open-webui/open-webui:main", timeout=300)  # into this user's store too
     podman(
         "push",
         "--quiet",
