@@ -158,11 +158,33 @@ def wait_one(
     start = time.monotonic()
     deadline = start + spec.health.timeout_s
     baseline: ContainerState | None = None
+    startup = startup_models(spec)
     while not cancel.is_set():
         result = probe(spec, key=key)
         elapsed = time.monotonic() - start
+        last = result.describe() if result is not None else ""
         if result is not None and result.ok:
-            return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
+            if not startup:
+                return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
+            states = router_states(spec, key)
+            failed = [name for name in startup if states.get(name, {}).get("failed")]
+            if failed:
+                code = states[failed[0]].get("exit_code")
+                return Readiness(
+                    spec.name,
+                    False,
+                    elapsed,
+                    f"its startup model {failed[0]} failed to load (exit {code}); the log lines below say why",
+                    code if isinstance(code, int) else None,
+                    engine.logs_tail(spec.container, 20),
+                )
+            loading = [name for name in startup if states.get(name, {}).get("value") != "loaded"]
+            if not loading:
+                said = ", ".join(startup)
+                return Readiness(
+                    spec.name, True, elapsed, f"healthy, startup model{'s' if len(startup) > 1 else ''} {said} loaded"
+                )
+            last = f"loading {', '.join(loading)}"
         if result is not None and result.status in AUTH_REFUSED:
             return Readiness(
                 spec.name,
@@ -190,13 +212,42 @@ def wait_one(
                 spec.name,
                 False,
                 elapsed,
-                f"not ready after {spec.health.timeout_s:g} s (last answer: {result.describe()})",
+                f"not ready after {spec.health.timeout_s:g} s (last answer: {last})",
                 None,
                 engine.logs_tail(spec.container, 20),
             )
-        progress(spec.name, elapsed, result.describe())
+        progress(spec.name, elapsed, last)
         cancel.wait(PROBE_INTERVAL_S)
     return Readiness(spec.name, False, time.monotonic() - start, "interrupted")
+
+
+def startup_models(spec: ServiceSpec) -> list[str]:
+    """The models a router loads when it starts (presets with load_on_startup = true): its
+    readiness waits for each to be loaded."""
+    return [p.name for p in spec.presets if p.load_on_startup and p.name != "*"]
+
+
+def router_states(spec: ServiceSpec, key: str | None, timeout: float = PROBE_TIMEOUT_S) -> dict[str, dict]:
+    """A router's models and their status, by name, from its GET /models (llama.cpp's
+    tools/server/server-models.cpp: each entry's status {"value": unloaded | loading | loaded |
+    sleeping …, "failed": true and "exit_code" once its process ended in error}); {} when it
+    does not answer (the caller goes on waiting)."""
+    import json
+    import urllib.request
+
+    target = probe_url(spec)
+    if target is None:
+        return {}
+    host = f"[{target[0]}]" if ":" in target[0] else target[0]
+    request = urllib.request.Request(
+        f"http://{host}:{target[1]}/models", headers={"Authorization": f"Bearer {key}"} if key else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            data = json.loads(answer.read()).get("data") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(m.get("id")): dict(m.get("status") or {}) for m in data if isinstance(m, dict)}
 
 
 def probe_all(specs: Sequence[ServiceSpec], key: str | None = None) -> dict[str, Probe | None]:

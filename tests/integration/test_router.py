@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -285,3 +286,29 @@ def test_a_model_that_cannot_load_is_refused_before_start_and_one_shard_brings_i
     (shards / "minilm-00002-of-00002.gguf").unlink()
     refused = airpods("models", "import", str(first), "--name", "again")
     assert refused.code == 2 and "minilm-00002-of-00002.gguf is not beside it" in refused.err
+
+
+def test_ready_means_the_startup_models_are_loaded_and_a_failed_one_is_named(airpods, model_volume, tmp_path):
+    """§2: start said ready while a startup model still loaded, and a startup model that could
+    not load was named nowhere."""
+    from tests.integration.conftest import put_in_volume
+
+    airpods.write_config("[services.llamacpp.models.tiny]\nload_on_startup = true\n")
+    started = airpods("start", "llamacpp")
+    assert started.code == 0 and "startup model tiny loaded" in started.out, started.out + started.err
+    env = openai_env(airpods)
+    request = urllib.request.Request(
+        env["OPENAI_BASE_URL"].removesuffix("/v1") + "/models",
+        headers={"Authorization": f"Bearer {env['OPENAI_API_KEY']}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        states = {m["id"]: m["status"]["value"] for m in json.loads(answer.read())["data"]}
+    assert states["tiny"] == "loaded"  # ready means loaded, as the router itself says
+    assert airpods("stop").code == 0
+
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"GGUF" + b"\\0" * 64)  # a header llama-server cannot load
+    put_in_volume("airpods_llamacpp_models", bogus, engine=airpods.engine)
+    airpods.write_config("[services.llamacpp.models.bogus]\nload_on_startup = true\n")
+    failed = airpods("start", "llamacpp")
+    assert failed.code == 1 and "its startup model bogus failed to load (exit" in failed.err, failed.out + failed.err

@@ -159,3 +159,47 @@ def test_the_key_goes_only_to_services_that_check_it(server):
     keyed = replace(plain, secrets=(SecretUse("s", "mount", "/run/secrets/api_key", "api-key"),))
     assert probe(plain, key="sk-1").ok and seen["authorization"] is None
     assert probe(keyed, key="sk-1").ok and seen["authorization"] == "Bearer sk-1"
+
+
+def test_a_routers_startup_models_and_their_states_as_it_reports_them():
+    """The router's GET /models (llama.cpp server-models.cpp): status.value, and failed with
+    its exit code once a model's process ended in error."""
+    import json
+
+    from airpods.health import router_states, startup_models
+    from airpods.stack.model import Preset
+
+    body = json.dumps(
+        {
+            "data": [
+                {"id": "tiny", "status": {"value": "loaded"}},
+                {"id": "bogus", "status": {"value": "unloaded", "failed": True, "exit_code": 1}},
+            ]
+        }
+    ).encode()
+    seen = {}
+
+    class Models(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["authorization"] = self.headers.get("Authorization")
+            self.send_response(200 if self.path == "/models" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        spec = replace(
+            spec_on(httpd.server_address[1]),
+            presets=(Preset("*", ()), Preset("tiny", (), True), Preset("bogus", (), True), Preset("later", (), False)),
+        )
+        assert startup_models(spec) == ["tiny", "bogus"]
+        states = router_states(spec, "k")
+        assert states["tiny"]["value"] == "loaded" and states["bogus"]["failed"] and states["bogus"]["exit_code"] == 1
+        assert seen["authorization"] == "Bearer k"
+    finally:
+        httpd.shutdown()
+    assert router_states(spec, "k") == {}  # no answer: the wait goes on
