@@ -214,18 +214,9 @@ def test_the_seed_plans_command_args_start_and_bad_values_stop_before_a_crash_lo
     health path the server never serves fails the wait at once, not after its timeout."""
     import time
 
-    seed = """
-[variables]
-default_model = "tiny.gguf"
-[services.llamacpp.command_args]
-model = "/models/{{default_model}}"
-ctx_size = 4096
-threads = 2
-n_gpu_layers = 0
-batch_size = 256
-port = 8080
-host = "0.0.0.0"
-"""
+    from tests.unit.helpers import SEED_COMMAND_ARGS
+
+    seed = SEED_COMMAND_ARGS
     airpods.write_config(seed)
     started = airpods("start", "llamacpp")
     assert started.code == 0, started.err

@@ -81,3 +81,18 @@ def single_model_toml(model: str) -> str:
         f'[variables]\ndefault_model = "{model}"\n'
         '[services.llamacpp.command_args]\nmodel = "/models/{{default_model}}"\n'
     )
+
+
+# The command_args the plan airpods was built from lists (issue 33 §6): port and host included.
+SEED_COMMAND_ARGS = """
+[variables]
+default_model = "tiny.gguf"
+[services.llamacpp.command_args]
+model = "/models/{{default_model}}"
+ctx_size = 4096
+threads = 2
+n_gpu_layers = 0
+batch_size = 256
+port = 8080
+host = "0.0.0.0"
+"""

@@ -270,20 +270,9 @@ def test_the_plans_own_command_args_work_host_and_port_said_as_airpods_sets_them
     """The seed plan listed port and host among the command_args: port is accepted when it is
     the container port the server listens on anyway, host when it is every interface (the only
     address reachable inside a pod); each is rendered once, by airpods."""
-    from tests.unit.helpers import stack_of
+    from tests.unit.helpers import SEED_COMMAND_ARGS, stack_of
 
-    seed = """
-[variables]
-default_model = "tiny.gguf"
-[services.llamacpp.command_args]
-model = "/models/{{default_model}}"
-ctx_size = 4096
-threads = 2
-n_gpu_layers = 0
-batch_size = 256
-port = 8080
-host = "0.0.0.0"
-"""
+    seed = SEED_COMMAND_ARGS
     argv = stack_of(tmp_path, seed).service("llamacpp").args
     assert argv.count("--port") == 1 and argv.count("--host") == 1 and "--ctx-size" in argv
     for other, words in (("port = 9000", "airpods sets --port"), ('host = "127.0.0.1"', "airpods sets --host")):

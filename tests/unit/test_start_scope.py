@@ -173,26 +173,20 @@ def test_pull_then_start_recreates_exactly_the_service_whose_image_changed(stack
 
 def test_ctrl_c_removes_the_pods_and_secrets_the_run_created_and_says_what_stays(stack, engine, monkeypatch):
     """Ctrl-C arrives in the main thread while the services' workers create their pods."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever the suite inherited
     creating = threading.Event()
 
-    def interrupt(step: Step) -> None:
+    def first_llamacpp_container(step: Step) -> bool:
         if step.kind == "container" and step.service == "llamacpp" and not creating.is_set():
             creating.set()
-            os.kill(os.getpid(), signal.SIGINT)
-            threading.Event().wait(0.5)  # the main thread handles it while this worker is busy
+            return True
+        return False
 
-    engine.on_execute = interrupt
-    try:
-        with pytest.raises(Interrupted) as raised:
-            start(stack, engine)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    raised = start_interrupted(stack, engine, first_llamacpp_container)
     left = engine.state()
     assert left["pods"] == [] and left["containers"] == {} and left["secrets"] == []
     assert left["networks"] == [stack.network] and set(left["volumes"]) == set(stack.volumes)  # said in README
-    assert "removed what this start created: pod " in raised.value.message
-    assert all(f"secret {s.name}" in raised.value.message for s in stack.secrets)
+    assert "removed what this start created: pod " in raised.message
+    assert all(f"secret {s.name}" in raised.message for s in stack.secrets)
 
 
 def test_ctrl_c_leaves_what_an_earlier_start_created(stack, engine):
