@@ -129,7 +129,7 @@ def start(
                 if gpu_said(spec):
                     print(f"# gpu: {spec.name}: {spec.gpu_reason}")
             for spec in (s for s in wanted.services if s.presets):
-                shown = preset_ini(spec.presets).replace("\n", "\n#   ").rstrip("# ")
+                shown = preset_ini(spec.presets).rstrip("\n").replace("\n", "\n#   ")
                 print(f"# {spec.name}'s preset file (plus sections for models found in the volume):\n#   {shown}")
             print(plan.render(step_renderer(options_of(ctx))))
         return

@@ -85,13 +85,7 @@ def instance_settings(spec: ServiceSpec, model: str | None = None, ctx: int | No
     preset section and the model's own over it, `ctx` over all."""
     from airpods.models.fit import settings_from_args
 
-    args = list(spec.args)
-    for preset in sorted(spec.presets, key=lambda p: p.name != "*"):  # the shared section, then the model's
-        if preset.name in ("*", model):
-            for spelling, value in preset.flags:
-                if value is not None:
-                    args += [f"--{spelling.lstrip('-')}", value]
-    settings = settings_from_args(args, gpu=spec.gpu_request is not None)
+    settings = settings_from_args(list(spec.model_args(model or "*")), gpu=spec.gpu_request is not None)
     return settings if ctx is None else replace(settings, ctx=ctx)
 
 

@@ -28,7 +28,7 @@ from airpods.stack.model import (
     Settings,
     Stack,
 )
-from airpods.stack.presets import build_presets, preset_folder
+from airpods.stack.presets import ROUTER_OWN, build_presets, preset_folder
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
     LLAMACPP,
@@ -193,11 +193,12 @@ def build_service(
         if variant != "cpu" and not fits_itself:
             if not sets_flag(service.command_args, table, "n_gpu_layers", "gpu_layers", "ngl"):
                 gpu_layers = [("--n-gpu-layers", "all")]
-        if presets and table:
-            # llama-server's own command line beats a model's section: a flag some model sets is
-            # given to every model in the [*] section instead, which the model's section overrides.
-            per_model = {_canonical(table, s) for p in presets for s, _ in p.flags}
-            shared = [f for f in flags + gpu_layers if _canonical(table, f[0]) in per_model]
+        if preset_mounts and table:
+            # llama-server's own command line beats a model's section, and changing it means a new
+            # container: a router keeps there only what it serves with itself (ROUTER_OWN), and
+            # every other flag goes to the preset file's [*] section, which each model's section
+            # overrides, so that a per-model flag is a change of the file alone (issue 33 §1).
+            shared = [f for f in flags + gpu_layers if _canonical(table, f[0]) not in ROUTER_OWN]
             flags = [f for f in flags if f not in shared]
             gpu_layers = [f for f in gpu_layers if f not in shared]
             presets = ((Preset("*", tuple(shared)),) if shared else ()) + presets

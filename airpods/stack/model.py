@@ -180,7 +180,7 @@ class ServiceSpec:
     # Where the command_args were checked (a flag table's source; "" unchecked): said by
     # `config validate` and `start --dry-run`, no part of how the container is made.
     flag_table: str = field(default="", compare=False)
-    presets: tuple[Preset, ...] = ()  # a router's declared model presets (part of the config hash)
+    presets: tuple[Preset, ...] = ()  # a router's model presets: its preset file (not in the config hash)
     # The GPU decision said by start, doctor and status (the variant and request above are what
     # counts for the container): why this image, and a warning when a GPU goes unused.
     gpu_reason: str = field(default="", compare=False)
@@ -218,8 +218,8 @@ class ServiceSpec:
         data.pop("gpu_warning")
         if data["gpu_request"] and not data["gpu_request"]["groups"]:  # added later: old hashes hold
             data["gpu_request"].pop("groups")
-        if not data["presets"]:  # added later: a service without presets keeps the hash it had
-            data.pop("presets")
+        # A router's presets are its preset file, rewritten and reread while it runs (issue 33 §1)
+        data.pop("presets")
         for mount in data["mounts"]:
             mount.pop("folders")  # made by `start` on the host: the container is the same
         data.pop("fit")  # a check before start, not part of the container
@@ -236,10 +236,20 @@ class ServiceSpec:
         """Labels of its pod and container: the project's, the service, the config hash."""
         return {**object_labels(self.project), SERVICE: self.name, CONFIG_HASH: self.config_hash}
 
+    def model_args(self, model: str = "*") -> tuple[str, ...]:
+        """The flags `model` of a router runs with, later ones winning: its command line, then
+        the preset file's shared [*] section, then the model's own section ("*": any model)."""
+        args = list(self.args)
+        for preset in sorted(self.presets, key=lambda p: p.name != "*"):  # the shared section first
+            if preset.name in ("*", model):
+                args += [arg for spelling, value in preset.flags for arg in (f"--{spelling.lstrip('-')}", value) if arg]
+        return tuple(args)
+
     @cached_property
     def server(self) -> ServerSettings:
-        """Its llama-server settings (meaningful for a llama.cpp instance: kind llamacpp)."""
-        return ServerSettings.from_args(self.args)
+        """Its llama-server settings (meaningful for a llama.cpp instance: kind llamacpp; a
+        router's shared preset section included)."""
+        return ServerSettings.from_args(self.model_args())
 
 
 @dataclass(frozen=True)

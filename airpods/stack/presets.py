@@ -29,6 +29,22 @@ ROUTER_FLAGS = {
 }
 
 
+# The flags (by their flag table name) a router keeps on its own command line; the rest of its
+# command_args go to the preset file's [*] section. These are what the router process serves
+# with itself: llama.cpp's tools/server/server-models.cpp (unset_reserved_args) keeps the TLS
+# files, the API key and the models-* settings from its children; the address, path, prefix,
+# timeouts, HTTP threads, Web UI, endpoint switches and log are the router's own HTTP server's.
+ROUTER_OWN = frozenset(
+    {
+        *("--host", "--port", "--path", "--api-prefix", "--timeout", "--threads-http"),
+        *("--ssl-key-file", "--ssl-cert-file", "--api-key", "--api-key-file", "--offline"),
+        *("--models-dir", "--models-max", "--models-preset", "--models-autoload"),
+        *("--ui", "--ui-config", "--ui-config-file", "--metrics", "--props", "--slots"),
+        *("--log-file", "--log-colors", "--verbose", "--verbosity", "--log-prefix", "--log-timestamps"),
+    }
+)
+
+
 def _key(spelling: str) -> str:
     return spelling.lstrip("-").replace("_", "-")
 

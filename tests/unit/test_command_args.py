@@ -234,7 +234,7 @@ def test_a_learned_table_wins_over_the_built_in_one(tmp_path):
         build_service(config, "llamacpp", HostGpu("none"), flag_tables={"ghcr.io/ggml-org/llama.cpp:server": old})
     assert "no flag --models-dir" in caught.value.message and "older image" in (caught.value.hint or "")
     spec, _ = build_service(config, "llamacpp", HostGpu("none"))
-    assert "--no-jinja" in spec.args and spec.flag_table == TABLE.source
+    assert "--no-jinja" in spec.model_args() and spec.flag_table == TABLE.source
 
 
 def test_another_entrypoint_keeps_the_fixed_rules(tmp_path):

@@ -210,7 +210,7 @@ def test_force_cpu_and_disabled(tmp_path, runtime):
 
 def test_user_n_gpu_layers_wins(tmp_path, runtime):
     _, spec, _ = decide(tmp_path, nvidia(), config="[services.llamacpp.command_args]\nn_gpu_layers = 20\n")
-    assert spec.args.count("--n-gpu-layers") == 1 and "20" in spec.args
+    assert spec.model_args().count("--n-gpu-layers") == 1 and "20" in spec.model_args()
 
 
 def test_an_image_variant_key_is_checked(tmp_path, capsys):
@@ -331,7 +331,7 @@ def test_a_server_without_fit_is_told_to_offload_every_layer(tmp_path):
     assert "--n-gpu-layers" not in build_service(config, "llamacpp", gpu, check_flags=False)[0].args  # built-in: --fit
     mine = load_text(tmp_path, "[services.llamacpp.command_args]\nn_gpu_layers = 20\n").config
     spec, _ = build_service(mine, "llamacpp", gpu, flag_tables={image: old}, check_flags=False)
-    assert spec.args.count("--n-gpu-layers") == 1 and "20" in spec.args
+    assert spec.model_args().count("--n-gpu-layers") == 1 and "20" in spec.model_args()
 
 
 def test_a_required_gpu_makes_the_fit_check_strict(tmp_path):

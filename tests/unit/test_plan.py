@@ -60,6 +60,10 @@ def test_default_dry_run_through_the_cli(capsys, no_podman):
         "# the flag table of ghcr.io/ggml-org/llama.cpp:server is not known yet: start reads it from the image "
         "(its --help) and checks command_args again\n"
         "# gpu: ollama: CPU image: no GPU was found\n# gpu: llamacpp: CPU image: no GPU was found\n"
+        # the router's per-model flags are its preset file's shared section (issue 33 §1)
+        "# llamacpp's preset file (plus sections for models found in the volume):\n"
+        "#   ; written by airpods from the [services.*.models] tables and the model volume\n#   version = 1\n#   \n"
+        "#   ; every model's (a model's own section wins)\n#   [*]\n#   ctx-size = 4096\n"
     )
     assert result.out == "# no GPU found: CPU images\n" + checked + (GOLDEN / "default-start.txt").read_text()
 
@@ -113,7 +117,11 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
 def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
     base = stack_of(tmp_path).service("llamacpp").config_hash
     assert stack_of(tmp_path, "[services.llamacpp.health]\ntimeout_s = 5").service("llamacpp").config_hash == base
-    assert stack_of(tmp_path, "[services.llamacpp.command_args]\nctx_size = 1").service("llamacpp").config_hash != base
+    assert stack_of(tmp_path, "[services.llamacpp.command_args]\nthreads_http = 2").service("llamacpp").config_hash != base
+    # A router's per-model flags live in its preset file, rewritten and reread while it runs
+    # (issue 33 §1): a model added, or a flag of every model, needs no new container.
+    assert stack_of(tmp_path, "[services.llamacpp.command_args]\nctx_size = 1").service("llamacpp").config_hash == base
+    assert stack_of(tmp_path, "[services.llamacpp.models.big]\nctx_size = 8").service("llamacpp").config_hash == base
 
 
 def test_pre_fetch_pulls_only_missing_images(tmp_path):

@@ -178,9 +178,11 @@ def test_the_users_spelling_replaces_a_defaults_and_false_unsets(tmp_path, capsy
         assert run_cli(capsys, "-c", str(path), "config", "validate").code == 0, body
         shown = json.loads(run_cli(capsys, "-c", str(path), "config", "show", "--resolved", "--json").out)
         argv = shown["rendered"]["llamacpp"]["argv"]
-        assert argv.count("--ctx-size") + argv.count("--webui") + argv.count("--no-webui") <= 2, (body, argv)
+        shared = shown["rendered"]["llamacpp"]["preset_file"]  # a router's per-model flags: its [*] section
+        assert "--ctx-size" not in argv and argv.count("--webui") + argv.count("--no-webui") <= 1, (body, argv)
+        assert shared.count("ctx-size =") <= 1, (body, shared)
         if "8192" in body:
-            assert argv[argv.index("--ctx-size") + 1] == "8192" and argv.count("--ctx-size") == 1
+            assert "[*]\nctx-size = 8192" in shared
     twice = write_toml(tmp_path, "[services.llamacpp.command_args]\nc = 1\nctx_size = 2\n")
     done = run_cli(capsys, "-c", str(twice), "config", "validate")
     assert done.code == 2 and "set twice" in done.err  # both the user's: still an error
