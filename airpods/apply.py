@@ -25,11 +25,12 @@ class Execution:
     own) and keeps what the run created (pods per service, secrets), to undo on Ctrl-C and to
     remove a failed service's pods."""
 
-    def __init__(self, engine: Engine, reporter: Reporter, key: str | None) -> None:
-        self.engine, self.reporter, self.key = engine, reporter, key
+    def __init__(self, engine: Engine, reporter: Reporter, key: str | None, drain_s: float = 60.0) -> None:
+        self.engine, self.reporter, self.key, self.drain_s = engine, reporter, key, drain_s
         self.pods: dict[str, list[str]] = {}
         self.secrets: list[str] = []
-        self.changed_presets: set[str] = set()
+        self.changed_presets: dict[str, tuple[str, str]] = {}  # router → (its file's text before, after)
+        self.loaded: dict[str, list[str]] = {}  # a recreated router → the models it had loaded
         self.cancel = threading.Event()
         self.watch: ContainerWatch | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -76,7 +77,7 @@ class Execution:
     def presets(self, stack: Stack, step: Step) -> None:
         from airpods.models.presets import write_presets
 
-        self.changed_presets |= set(write_presets(stack_subset(stack, [step.target]), self.engine))
+        self.changed_presets.update(write_presets(stack_subset(stack, [step.target]), self.engine))
 
     def services(self, stack: Stack, plan: Plan, created: Callable[[], None] = lambda: None) -> list[Readiness]:
         """Every service's own steps at once, each in its worker; `created` is called (in this
@@ -119,7 +120,7 @@ class Execution:
         to a new image that fails, or is not ready, is rolled back when its plan says so."""
         doing = "wait for it"
         changing = True
-        steps = [s for s in plan.steps if s.service == spec.name and s.kind not in ("reload", "prune")]
+        steps = [s for s in plan.steps if s.service == spec.name and s.kind != "prune"]
         back = next((s for s in steps if s.kind == "rollback"), None)
         result: Readiness | None = None
         removed = False  # the pod it ran before is gone: only then is there anything to roll back
@@ -134,7 +135,12 @@ class Execution:
                     changing = False
                     self.past_changes()
                     result = wait_one(self.engine, self.watch, spec, self.reporter.waiting, self.cancel, self.key)
+                    if result.ready and spec.name in self.loaded:
+                        self.load_again(spec)
                     break
+                if step.kind in ("reload", "drain"):
+                    self.router_step(spec, step)
+                    continue
                 doing = f"create its {step.kind}" if step.kind in ("pod", "container") else f"{step.kind} it"
                 self.reporter.step(step)
                 if step.kind == "pod":
@@ -162,6 +168,32 @@ class Execution:
         if result.ready or back is None or not removed or self.cancel.is_set():
             return result
         return self.roll_back(spec, back, result)
+
+    def router_step(self, spec: ServiceSpec, step: Step) -> None:
+        """A kept router rereads the preset file this start changed; a running router about to
+        be recreated has its requests let finish, and its loaded models kept to load again
+        (models/router.py). A router that does not answer is left to its wait."""
+        from airpods.models import router
+
+        try:
+            if step.kind == "reload" and spec.name in self.changed_presets:
+                old, new = self.changed_presets[spec.name]
+                router.apply_presets(spec, self.key, old, new, self.drain_s, self.reporter.line, self.cancel.is_set)
+            elif step.kind == "drain":
+                why = f"its pod is recreated ({step.names[0]})"
+                self.loaded[spec.name] = router.before_recreate(
+                    spec, self.key, self.drain_s, self.reporter.line, why, self.cancel.is_set
+                )
+        except router.RouterError as exc:
+            self.reporter.line(f"{spec.name}: {exc}")
+
+    def load_again(self, spec: ServiceSpec) -> None:
+        from airpods.models import router
+
+        try:
+            router.load_again(spec, self.key, self.loaded.pop(spec.name), self.reporter.line)
+        except router.RouterError as exc:
+            self.reporter.line(f"{spec.name}: could not load its models again: {exc}")
 
     def snapshot(self, spec: ServiceSpec, step: Step) -> None:
         from airpods.snapshots import take_snapshot
@@ -219,14 +251,9 @@ class Execution:
         )
 
     def after_up(self, stack: Stack, step: Step) -> None:
-        """What follows a service being up: a kept router rereads a preset file this start
-        changed; a rotated secret's older values go, from the engine and airpods' copies."""
-        from airpods.models.manage import reload_routers
-
-        if step.kind == "reload" and step.target in self.changed_presets:
-            spec = stack.service(step.target)
-            reload_routers(stack_subset(stack, [spec.name]), {spec.container}, self.key)
-        elif step.kind == "prune":
+        """What follows a service being up: a rotated secret's older values go, from the
+        engine and airpods' copies."""
+        if step.kind == "prune":
             self.engine.remove_secrets(step.names)
             forget_values(step.names)
 

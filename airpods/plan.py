@@ -19,10 +19,14 @@ from airpods.stack.model import PRESET_FILE, PRESETS_DIR, USER_SECRET_PREFIX, Pr
 EngineStepKind = Literal["network", "volume", "secret", "pull", "tag", "pod", "container", "stop", "remove"]
 # What `start` does besides engine commands, in the plan too (so --dry-run shows it): make a
 # volume's folders, fetch a declared model, write a router's preset file, wait for a service,
-# ask a kept router to reread its presets, remove the older values of rotated user secrets,
+# ask a kept router to reread its presets (letting the requests on the models that unloads
+# finish first), let a running router's requests finish before its pod goes and load its models
+# again once the new one is up, remove the older values of rotated user secrets,
 # snapshot a service's volumes before a new image touches them, and (only if the service then
 # fails) roll it back to the image it ran and the snapshot.
-HostStepKind = Literal["folders", "fetch", "presets", "wait", "reload", "prune", "snapshot", "rollback", "restore"]
+HostStepKind = Literal[
+    "folders", "fetch", "presets", "wait", "reload", "drain", "prune", "snapshot", "rollback", "restore"
+]
 StepKind = EngineStepKind | HostStepKind
 HOST_STEPS: frozenset[str] = frozenset(get_args(HostStepKind))
 PullPolicy = Literal["missing", "always", "never"]
@@ -239,8 +243,9 @@ def build_start_plan(
 ) -> Plan:
     """Every effect of `start`, in the order it happens: the shared objects, the services'
     volume folders, pulls, model fetches, preset files, then per service its pod and container
-    and the wait for it, and last what follows a service being up (a kept router rereads its
-    presets; rotated secrets' older values go).
+    and the wait for it (a kept router first rereads its preset file; a running router about to
+    be recreated first lets its requests finish), and last the pruning of rotated secrets' older
+    values.
 
     A service recreated because its *image* changed (`update_steps`) first has the image it
     runs tagged under an airpods name, then, once stopped, its data volumes snapshotted
@@ -302,7 +307,6 @@ def build_start_plan(
             f"orphan pod{'s' if len(left) > 1 else ''} of services no longer in the config: "
             f"{', '.join(p.name for p in left)} (`airpods start --remove-orphans` removes them)"
         )
-    kept: list[ServiceSpec] = []
     for spec in stack.services:
         pod = observed.pods.get(spec.pod)
         changes = pending_changes(spec, pod, observed.images) if pod else []
@@ -315,10 +319,12 @@ def build_start_plan(
             )
         if pod and pod.running and not changes:
             notes.append(f"{spec.name}: running and unchanged, left alone")
-            kept.append(spec)
+            steps += [reload_step(spec)] if spec in routers([spec]) else []
             steps.append(wait_step(spec))  # start still says it is ready (it may be loading)
             continue
         updating = pod is not None and "image" in changes and bool(pod.image_id)
+        if pod and pod.running and spec in routers([spec]):
+            steps.append(drain_step(spec, " and ".join(CHANGE_REASONS[c] for c in changes)))
         if pod and updating:
             assert pod.image_id is not None
             steps += update_steps(stack, spec, pod.image_id, snapshot=snapshot)
@@ -328,15 +334,6 @@ def build_start_plan(
         steps += service_steps(spec)
         if pod and updating and rollback:
             steps.append(rollback_step(spec, pod.image_id or "", snapshot=snapshot and bool(data_volumes(stack, spec))))
-    steps += [
-        Step(
-            "reload",
-            spec.name,
-            f"{spec.name}: reread its preset file if this start changed it (GET /models?reload=1)",
-            spec.name,
-        )
-        for spec in routers(kept)
-    ]
     steps += prune_steps(stack, observed)
     return Plan("start", tuple(steps), tuple(notes))
 
@@ -430,6 +427,32 @@ def build_rollback_plan(stack: Stack, observed: Observed, snapshots: Mapping[str
             notes.append(f"{spec.name}: no snapshot of its data, its volumes stay as they are")
         steps += service_steps(replace(spec, run_image=kept))
     return Plan("rollback", tuple(steps), tuple(notes))
+
+
+def reload_step(spec: ServiceSpec) -> Step:
+    """A kept router rereads its preset file if this start changed it (models/router.py:
+    apply_presets), before the wait for its startup models."""
+    return Step(
+        "reload",
+        spec.name,
+        f"{spec.name}: if this start changed its preset file, reread it (GET /models?reload=1) once the requests "
+        "on the loaded models whose flags changed have finished (up to --drain s), then load those models and "
+        "its startup models again",
+        spec.name,
+    )
+
+
+def drain_step(spec: ServiceSpec, reason: str) -> Step:
+    """A running router about to be recreated (`reason`): its loaded models said, their
+    requests let finish, and (once the new container is up) loaded again (models/router.py)."""
+    return Step(
+        "drain",
+        spec.name,
+        f"{spec.name}: say which models it has loaded and let running requests finish (up to --drain s) before "
+        "its pod goes; load those models again once the new one is up",
+        spec.name,
+        names=(reason,),
+    )
 
 
 def wait_step(spec: ServiceSpec) -> Step:

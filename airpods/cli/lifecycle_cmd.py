@@ -30,6 +30,15 @@ NoRollback = Annotated[
     bool,
     typer.Option("--no-rollback", help="Leave a service that fails on its new image failed (to debug it)."),
 ]
+Drain = Annotated[
+    float,
+    typer.Option(
+        "--drain",
+        min=0,
+        help="Seconds a llama.cpp router's running requests get to finish before it is recreated or rereads "
+        "changed flags of their model (0: do not wait).",
+    ),
+]
 Timeout = Annotated[
     int | None,
     typer.Option("--timeout", "-t", min=0, help="Seconds before a container is killed (default: cli.stop_timeout_s)."),
@@ -61,6 +70,7 @@ def start(
     ] = False,
     no_snapshot: NoSnapshot = False,
     no_rollback: NoRollback = False,
+    drain: Drain = 60.0,
     as_json: Json = False,
 ) -> None:
     """Create the network, volumes and pods, pull images, and wait until every service is healthy.
@@ -158,6 +168,7 @@ def start(
             remove_orphans=remove_orphans,
             snapshot=not no_snapshot,
             rollback=not no_rollback,
+            drain_s=drain,
         )
         for note in result.plan.notes:
             if note.startswith("orphan") or "was rolled back" in note:

@@ -29,16 +29,23 @@ def _running(engine) -> set[str]:
 
 def _after_change(everything, engine) -> None:
     """The volume changed: rewrite the routers' preset files (an embedding model added or
-    removed) and have the running routers reread their model lists."""
-    from airpods.models.manage import reload_routers
+    removed) and have the running routers reread their model lists, without cutting a request
+    (models/router.py: apply_presets)."""
+    from airpods.models.manage import configured_model, llama_instances
     from airpods.models.presets import write_presets
+    from airpods.models.router import DEFAULT_DRAIN_S, RouterError, apply_presets
     from airpods.usecases.common import stack_key
 
     running = {c.name: c.config_hash for c in engine.containers() if c.running}
-    write_presets(everything, engine, running)
-    reloaded = reload_routers(everything, set(running), stack_key(everything))
-    if reloaded:
-        print(f"reloaded the model list of {', '.join(reloaded)}")
+    changed = write_presets(everything, engine, running)
+    key = stack_key(everything)
+    for spec in llama_instances(everything):
+        if spec.container in running and not configured_model(spec) and spec.publish:
+            old, new = changed.get(spec.name, ("", ""))
+            try:
+                apply_presets(spec, key, old, new, DEFAULT_DRAIN_S, print)
+            except RouterError as exc:
+                print(f"{spec.name}: could not reread its model list: {exc}")
 
 
 @app.command()
@@ -383,6 +390,70 @@ def convert(
     )
     print(f"wrote {path.stem} ({path.stat().st_size} bytes)")
     _after_change(everything, engine)
+
+
+@app.command()
+def reload(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A model's name as the router lists it (`airpods status`).")],
+    service: Annotated[
+        str | None, typer.Option("--service", help="The llama.cpp router; default: the first running one.")
+    ] = None,
+    drain: Annotated[
+        float, typer.Option("--drain", min=0, help="Seconds its running requests get to finish (0: do not wait).")
+    ] = 60.0,
+    as_json: Json = False,
+) -> None:
+    """Unload one model of a running llama.cpp router and load it again, with the flags its
+    preset section has now (a changed flag of a loaded model applies from its next load);
+    the router's other models are not touched. Exit 1 when it does not load."""
+    from airpods.cli.output import print_json
+    from airpods.errors import RuntimeFailure, UsageError
+    from airpods.models.router import Router, RouterError, UnknownModel, reload_model
+    from airpods.usecases.common import stack_key
+
+    everything = stack(options_of(ctx), None, every_service=True)
+    engine = engine_of(options_of(ctx))
+    spec = _router(everything, engine, service)
+
+    say = (lambda _line: None) if as_json else print
+    try:
+        state = reload_model(Router(spec, stack_key(everything)), name, drain, spec.health.timeout_s, say)
+    except UnknownModel as unknown:
+        listed = ", ".join(unknown.args[1]) or "none"
+        raise UsageError(f"{spec.name} has no model {name!r}", hint=f"the models it lists: {listed}") from None
+    except RouterError as exc:
+        raise RuntimeFailure(str(exc), hint=f"`airpods status {spec.name}` shows its models and their state") from None
+    if as_json:
+        print_json({"service": spec.name, "model": name, "state": state.describe()})
+    if state.value != "loaded":
+        tail = "\n".join(engine.logs_tail(spec.container, 20))
+        raise RuntimeFailure(
+            f"{spec.name}: {name} is {state.describe()} after reloading" + (f"; its log ends:\n{tail}" if tail else ""),
+            hint=f"`airpods logs {spec.name}` shows the whole log",
+        )
+    if not as_json:
+        print(f"{spec.name}: {name} loaded")
+
+
+def _router(everything, engine, wanted: str | None):
+    """The running llama.cpp router `wanted` (default: the first running one). Raises
+    UsageError for a name that is not a router, RuntimeFailure when it is not running."""
+    from airpods.errors import RuntimeFailure, UsageError
+    from airpods.models.manage import configured_model, llama_instances
+
+    routers = [s for s in llama_instances(everything) if configured_model(s) is None]
+    if wanted is not None and wanted not in {s.name for s in routers}:
+        known = ", ".join(s.name for s in routers) or "none"
+        raise UsageError(f"{wanted!r} is not a llama.cpp router", hint=f"llama.cpp routers: {known}")
+    running = _running(engine)
+    chosen = [s for s in routers if (wanted is None or s.name == wanted) and s.container in running]
+    if not chosen:
+        what = wanted or ", ".join(s.name for s in routers) or "no llama.cpp router"
+        raise RuntimeFailure(
+            f"{what} is not running", hint=f"`airpods start {wanted}`" if wanted else "`airpods start`"
+        )
+    return chosen[0]
 
 
 def chat(

@@ -8,7 +8,7 @@ import typer
 
 from airpods.cli.context import engine as engine_of
 from airpods.cli.context import options_of, stack_source
-from airpods.cli.lifecycle_cmd import Json, NoRollback, NoSnapshot, Services
+from airpods.cli.lifecycle_cmd import Drain, Json, NoRollback, NoSnapshot, Services
 
 
 def update(
@@ -16,6 +16,7 @@ def update(
     services: Services = None,
     no_snapshot: NoSnapshot = False,
     no_rollback: NoRollback = False,
+    drain: Drain = 60.0,
     as_json: Json = False,
 ) -> None:
     """Pull the stack's images; recreate the services whose image changed, each snapshotted first
@@ -38,7 +39,13 @@ def update(
         for image in (r for r in pulled if r.error):
             reporter.line(f"pull of {image.image} failed, its services keep the local image: {image.error}")
         result = start_stack(
-            stack_for, engine, reporter, pull="missing", snapshot=not no_snapshot, rollback=not no_rollback
+            stack_for,
+            engine,
+            reporter,
+            pull="missing",
+            snapshot=not no_snapshot,
+            rollback=not no_rollback,
+            drain_s=drain,
         )
         for r in result.readiness:
             reporter.finished(r.service, r.ready, r.detail)

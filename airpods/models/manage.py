@@ -3,7 +3,6 @@ router-mode servers after the volume changed."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -349,23 +348,3 @@ def convert_model(
             raise _tool_failure("convert_hf_to_gguf.py", done)
         check_magic(partial)
     return store.root / f"{out}.gguf"
-
-
-def reload_routers(stack: Stack, running: set[str], key: str | None) -> list[str]:
-    """Router-mode servers cache their model list: ask each running one to rescan."""
-    reloaded = []
-    for spec in llama_instances(stack):
-        if spec.container not in running or configured_model(spec) or not spec.publish:
-            continue
-        import urllib.request  # lazy: only this call speaks HTTP
-
-        request = urllib.request.Request(
-            spec.publish[0].url() + "/models?reload=1", headers={"Authorization": f"Bearer {key}"} if key else {}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                json.load(answer)
-            reloaded.append(spec.name)
-        except (OSError, ValueError):
-            continue
-    return reloaded

@@ -65,33 +65,37 @@ def existing_store(stack: Stack, engine: Engine) -> ModelStore | None:
     return model_store(stack, engine)
 
 
-def write_presets(stack: Stack, engine: Engine, running: Mapping[str, str | None] | None = None) -> list[str]:
+def write_presets(
+    stack: Stack, engine: Engine, running: Mapping[str, str | None] | None = None
+) -> dict[str, tuple[str, str]]:
     """Write each router's preset file (declared presets, and the sections detected from the
-    volume's models) into its folder. Returns the routers whose file changed (a running one
-    rereads it on `GET /models?reload=1`). `running` (container → its config hash): a router
-    running with another config (started with another file) is left alone, its presets kept.
-    Raises RuntimeFailure when a file cannot be written."""
+    volume's models) into its folder. Returns, for each router whose file changed, (the text it
+    had, "" for none; the text written): a running one rereads it (models/router.py:
+    apply_presets). `running` (container → its config hash): a router running with another
+    config (started with another file) is left alone, its presets kept. Raises RuntimeFailure
+    when a file cannot be written."""
     specs = [s for s in routers(stack) if running is None or running.get(s.container, s.config_hash) == s.config_hash]
     if not specs:
-        return []
+        return {}
     store = existing_store(stack, engine)
     try:
         detected = detected_flags(store) if store else {}
     except RuntimeFailure:  # a store this host cannot read (rootless tmpfs): declared presets only
         detected = {}
-    changed = []
+    changed = {}
     for spec in specs:
         folder = Path(next(m.source for m in spec.mounts if m.target == PRESETS_DIR))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / PRESET_FILE
         text = preset_ini(spec.presets, detected)
         try:
-            if path.read_text(encoding="utf-8") == text:
-                continue
-        except OSError:
-            pass
+            old = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        if old == text:
+            continue
         write_atomic(path, text.encode(), mode=0o644)
-        changed.append(spec.name)
+        changed[spec.name] = (old, text)
     return changed
 
 

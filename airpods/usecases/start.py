@@ -9,6 +9,7 @@ from airpods.apply import Execution
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure
 from airpods.health import Readiness
+from airpods.models.router import DEFAULT_DRAIN_S
 from airpods.plan import Observed, Plan, PullPolicy, build_start_plan, pull_plan
 from airpods.preflight import observe_host, preflight
 from airpods.secrets import stack_secret_values
@@ -96,6 +97,7 @@ def start(
     remove_orphans: bool = False,
     snapshot: bool = True,
     rollback: bool = True,
+    drain_s: float = DEFAULT_DRAIN_S,
 ) -> StartResult:
     """Start the stack in use under the lifecycle lock; see `run_start`."""
     with locked(stack_for(())) as lock:
@@ -109,6 +111,7 @@ def start(
             remove_orphans=remove_orphans,
             snapshot=snapshot,
             rollback=rollback,
+            drain_s=drain_s,
         )
 
 
@@ -123,6 +126,7 @@ def run_start(
     remove_orphans: bool,
     snapshot: bool = True,
     rollback: bool = True,
+    drain_s: float = DEFAULT_DRAIN_S,
 ) -> StartResult:
     """Observe, plan every effect, refuse before the first one if preflight finds a problem,
     then walk the plan: the shared steps (network, volumes, secrets, folders), the pulls
@@ -146,7 +150,12 @@ def run_start(
 
     A service recreated for a new image is snapshotted first and, should it fail on that image,
     rolled back to the image it ran and its data (`snapshot`, `rollback`; plan.update_steps):
-    it then runs again, and its failure is said as the update's."""
+    it then runs again, and its failure is said as the update's.
+
+    A llama.cpp router is never cut off mid-request by a change (models/router.py): a kept one
+    rereads a preset file this start changed once the requests on the models that reread
+    unloads have finished, and one about to be recreated first lets its requests finish; either
+    waits at most `drain_s` seconds, and loads its models again afterwards."""
     stack, observed = observe_stack(stack_for, engine)
     observed = observe_for_start(stack, engine, observed)
     key = stack_key(stack)
@@ -169,7 +178,7 @@ def run_start(
     if problems:
         raise problems[0]
     result = StartResult(stack, plan, kept_failed=keep_failed)
-    run = Execution(engine, reporter, key)
+    run = Execution(engine, reporter, key, drain_s)
     try:
         for step in (s for s in plan.steps if s.service is None and s.kind not in ("pull", "fetch", "presets")):
             run.shared(stack, step, result.notes)
@@ -202,7 +211,7 @@ def run_start(
         down = [r.service for r in result.readiness if not r.ready and r.service not in run.reverted]
         result.rolled_back = remove_run_pods(engine, [pod for name in down for pod in run.pods.get(name, [])])
     up = {r.service for r in result.readiness if r.ready}
-    for step in (s for s in plan.steps if s.kind in ("reload", "prune") and s.service in up):
+    for step in (s for s in plan.steps if s.kind == "prune" and s.service in up):
         run.after_up(stack, step)
     result.notes += model_notes(stack, engine, observed, [r.service for r in result.readiness if r.ready])
     result.notes += list(observed.unseen_models)

@@ -42,6 +42,7 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
         ("presets", "llamacpp"),
         ("wait", "ollama"),  # kept: start still says they are ready
         ("wait", "open-webui"),
+        ("drain", "llamacpp"),  # a running router lets its requests finish first (issue 33 §1)
         ("tag", observed.pods["llamacpp"].image_id),  # kept under an airpods name, to roll back to
         ("remove", "llamacpp"),
         ("pod", "llamacpp"),
@@ -49,13 +50,15 @@ def test_a_new_image_under_the_same_name_recreates_exactly_its_services(tmp_path
         ("wait", "llamacpp"),
         ("rollback", "llamacpp"),  # no snapshot: its model volume is shared, its presets a host folder
     ]
-    assert "new image pulled" in plan.steps[4].why
+    assert "new image pulled" in plan.steps[5].why
     unchanged = build_start_plan(stack, observed)
     assert not engine_steps(unchanged)  # its preset file is rewritten if it changed, and reread then
     assert [(s.kind, s.target) for s in unchanged.steps] == [
         ("presets", "llamacpp"),
-        *(("wait", s.name) for s in stack.services),
-        ("reload", "llamacpp"),
+        ("wait", "ollama"),
+        ("wait", "open-webui"),
+        ("reload", "llamacpp"),  # before its wait: the wait is for the startup models the reread loads
+        ("wait", "llamacpp"),
     ]
 
 

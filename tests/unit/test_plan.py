@@ -117,7 +117,9 @@ def test_running_unchanged_services_are_left_alone_and_changed_ones_recreated(tm
 def test_config_hash_changes_only_with_what_the_container_is_made_of(tmp_path):
     base = stack_of(tmp_path).service("llamacpp").config_hash
     assert stack_of(tmp_path, "[services.llamacpp.health]\ntimeout_s = 5").service("llamacpp").config_hash == base
-    assert stack_of(tmp_path, "[services.llamacpp.command_args]\nthreads_http = 2").service("llamacpp").config_hash != base
+    assert (
+        stack_of(tmp_path, "[services.llamacpp.command_args]\nthreads_http = 2").service("llamacpp").config_hash != base
+    )  # noqa: E501
     # A router's per-model flags live in its preset file, rewritten and reread while it runs
     # (issue 33 §1): a model added, or a flag of every model, needs no new container.
     assert stack_of(tmp_path, "[services.llamacpp.command_args]\nctx_size = 1").service("llamacpp").config_hash == base
