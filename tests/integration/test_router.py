@@ -303,3 +303,107 @@ def test_ready_means_the_startup_models_are_loaded_and_a_failed_one_is_named(air
     airpods.write_config("[services.llamacpp.models.bogus]\nload_on_startup = true\n")
     failed = airpods("start", "llamacpp")
     assert failed.code == 1 and "its startup model bogus failed to load (exit" in failed.err, failed.out + failed.err
+
+
+@pytest.fixture(scope="session")
+def slow_model(tmp_path_factory) -> Path:
+    """A model big enough (33 M parameters, 135 MB) that 300 tokens on one thread take seconds:
+    a request that is still running while `start` applies a change."""
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("slow") / "big.gguf", n_embd=512, n_layers=8, n_head=8, n_ff=2048)
+
+
+class Streaming:
+    """A 300-token streaming chat on `model` in a thread: `started` once its first token came;
+    `tokens` and `finish` once it ended, `error` if it was cut."""
+
+    def __init__(self, api: openai.OpenAI, model: str) -> None:
+        import threading
+
+        self.started, self.tokens, self.finish, self.error = threading.Event(), 0, None, None
+        self.thread = threading.Thread(target=self.run, args=(api, model), daemon=True)
+        self.thread.start()
+        assert self.started.wait(60), self.error
+
+    def run(self, api: openai.OpenAI, model: str) -> None:
+        try:
+            stream = api.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=300,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            for chunk in stream:
+                self.started.set()
+                if chunk.choices and chunk.choices[0].delta.content:
+                    self.tokens += 1
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    self.finish = chunk.choices[0].finish_reason
+        except Exception as exc:  # noqa: BLE001 - the test says what cut it
+            self.error = exc
+            self.started.set()
+
+    def completed(self) -> bool:
+        self.thread.join(120)
+        assert self.error is None, f"the running request was cut: {self.error!r}"
+        return self.finish == "length"
+
+
+def test_a_model_change_never_cuts_a_running_request(airpods, model_volume, tiny_model, slow_model, tmp_path):
+    """§1: a model added to the TOML recreated the router, killing a streaming request and
+    unloading a model loaded on demand. Now: a change of the preset file alone is reread by the
+    same container; a changed flag of a loaded model waits for its request; a change that does
+    need a new container waits too, and loads again what was loaded."""
+    from tests.integration.conftest import put_in_volume
+
+    copies = []
+    for name in ("tiny2", "tiny3"):
+        copies.append(tmp_path / f"{name}.gguf")
+        copies[-1].write_bytes(tiny_model.read_bytes())
+    put_in_volume(model_volume, slow_model, *copies, engine=airpods.engine)
+    config = "[services.llamacpp.models.tiny]\nload_on_startup = true\n[services.llamacpp.models.big]\nthreads = 1\n"
+    airpods.write_config(config)
+    assert airpods("start", "llamacpp").code == 0
+    env = openai_env(airpods)
+    api = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], timeout=120)
+    api.chat.completions.create(model="tiny3", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    before = airpods.container_ids()["llamacpp-0"]
+
+    request = Streaming(api, "big")
+    airpods.write_config(config + "[services.llamacpp.models.tiny2]\nload_on_startup = true\n")
+    added = airpods("start", "llamacpp")
+    assert added.code == 0 and "startup models tiny, tiny2 loaded" in added.out, added.out + added.err
+    assert request.completed() and airpods.container_ids()["llamacpp-0"] == before
+    states = router_states(env)
+    assert states["tiny3"] == "loaded" and states["tiny2"] == "loaded", states  # nothing unloaded
+
+    request = Streaming(api, "big")
+    airpods.write_config(config.replace("threads = 1", "threads = 1\nctx_size = 400"))
+    changed = airpods("start", "llamacpp")
+    assert changed.code == 0 and "1 request(s) running (1 on big)" in changed.err, changed.err
+    assert request.completed() and airpods.container_ids()["llamacpp-0"] == before
+    assert router_states(env)["big"] in ("loading", "loaded")  # loaded again, with its new flags
+
+    request = Streaming(api, "big")
+    airpods.write_config(config + "[services.llamacpp.command_args]\nthreads_http = 3\n")
+    recreated = airpods("start", "llamacpp")
+    assert recreated.code == 0 and "its pod is recreated (config changed)" in recreated.err, recreated.err
+    assert request.completed() and airpods.container_ids()["llamacpp-0"] != before
+    assert "loading again what it had loaded: big, tiny2, tiny3" in recreated.err  # tiny is a startup model
+
+    reloaded = airpods("models", "reload", "tiny3")
+    assert reloaded.code == 0 and "llamacpp: tiny3 loaded" in reloaded.out, reloaded.out + reloaded.err
+    unknown = airpods("models", "reload", "nope")
+    assert unknown.code == 2 and "has no model 'nope'" in unknown.err and "tiny3" in unknown.err
+
+
+def router_states(env: dict[str, str]) -> dict[str, str]:
+    """Model → its state, from the router's own GET /models."""
+    request = urllib.request.Request(
+        env["OPENAI_BASE_URL"].removesuffix("/v1") + "/models",
+        headers={"Authorization": f"Bearer {env['OPENAI_API_KEY']}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return {m["id"]: m["status"]["value"] for m in json.loads(answer.read())["data"]}
