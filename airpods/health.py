@@ -168,22 +168,27 @@ def wait_one(
                 return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
             states = router_states(spec, key)
             failed = [name for name in startup if states.get(name, {}).get("failed")]
-            if failed:
-                code = states[failed[0]].get("exit_code")
+            optional = {p.name for p in spec.presets if not p.required}
+            if needed := [name for name in failed if name not in optional]:
+                code = states[needed[0]].get("exit_code")
                 return Readiness(
                     spec.name,
                     False,
                     elapsed,
-                    f"its startup model {failed[0]} failed to load (exit {code}); the log lines below say why",
+                    f"its startup model {needed[0]} failed to load (exit {code}); the log lines below say why",
                     code if isinstance(code, int) else None,
                     engine.logs_tail(spec.container, 20),
                 )
-            loading = [name for name in startup if states.get(name, {}).get("value") != "loaded"]
+            loading = [name for name in startup if states.get(name, {}).get("value") != "loaded" and name not in failed]
             if not loading:
-                said = ", ".join(startup)
-                return Readiness(
-                    spec.name, True, elapsed, f"healthy, startup model{'s' if len(startup) > 1 else ''} {said} loaded"
-                )
+                said = ", ".join(name for name in startup if name not in failed)
+                detail = f"healthy, startup model{'s' if len(startup) - len(failed) > 1 else ''} {said} loaded"
+                if failed:
+                    codes = ", ".join(f"{n} (exit {states[n].get('exit_code')})" for n in failed)
+                    detail = (
+                        "healthy, " if not said else detail + "; "
+                    ) + f"warning: not required, failed to load: {codes} (`airpods logs {spec.name}` says why)"
+                return Readiness(spec.name, True, elapsed, detail)
             last = f"loading {', '.join(loading)}"
         if result is not None and result.status in AUTH_REFUSED:
             return Readiness(

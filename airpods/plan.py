@@ -33,7 +33,11 @@ PullPolicy = Literal["missing", "always", "never"]
 DEFAULT_TIMEOUT_S = 120.0
 PULL_TIMEOUT_S = 3600.0
 # What each of `pending_changes`' answers means, in words.
-CHANGE_REASONS = {"config": "config changed", "image": "new image pulled"}
+CHANGE_REASONS = {
+    "config": "config changed",
+    "image": "new image pulled",
+    "presets": "model presets changed",  # status only: start rewrites the file, the router rereads it
+}
 # Beyond what a step asks podman to wait (a stop's --time), the time podman itself may take.
 ENGINE_MARGIN_S = 60.0
 

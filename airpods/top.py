@@ -41,12 +41,16 @@ class ServerSample:
     kv_cells: int  # cells of the (unified) cache one slot may use
     generation_s: float  # seconds llama-server spent generating, finished requests
     finished: float  # tokens of finished requests
+    slots: int = 0  # parallel slots (a loaded model's)
+    state: str = "loaded"  # a router's model: loaded | loading | sleeping | unloaded | downloading | failed
 
 
 @dataclass(frozen=True)
 class ServerRow:
     service: str
     model: str | None
+    state: str  # loaded (a single-model instance too), or a router's model's other states
+    slots: int
     processing: int
     deferred: int
     generation_tps: float  # throughput since the previous sample, running requests included
@@ -115,13 +119,18 @@ def sample_server(service: str, url: str, key: str | None, model: str | None = N
         kv_cells=max((int(s.get("n_ctx", 0)) for s in slots if isinstance(s, dict)), default=0),
         generation_s=metrics.get("llamacpp:tokens_predicted_seconds_total", 0.0),
         finished=metrics.get("llamacpp:tokens_predicted_total", 0.0),
+        slots=sum(1 for s in slots if isinstance(s, dict)),
     )
 
 
-def loaded_models(url: str, key: str | None) -> list[str]:
-    """A router's loaded models (/v1/models entries whose status is "loaded")."""
+def model_states(url: str, key: str | None) -> dict[str, str]:
+    """A router's models → their state (/v1/models entries' status: its value, or "failed")."""
     data = json.loads(_get(f"{url}/v1/models", key)).get("data") or []
-    return [str(m["id"]) for m in data if (m.get("status") or {}).get("value") == "loaded"]
+    states = {}
+    for m in data:
+        status = m.get("status") or {}
+        states[str(m["id"])] = "failed" if status.get("failed") else str(status.get("value", ""))
+    return states
 
 
 def sample_servers(specs: Sequence[ServiceSpec], key: str | None) -> tuple[list[ServerSample], list[str]]:
@@ -135,9 +144,14 @@ def sample_servers(specs: Sequence[ServiceSpec], key: str | None) -> tuple[list[
             problems.append(f"{spec.name}: not published on this host (no port), not sampled")
             continue
         try:
-            models: list[str | None] = [None] if configured_model(spec) else list(loaded_models(spec.url, key))
-            for model in models:
-                samples.append(sample_server(spec.name, spec.url, key, model))
+            states: dict[str | None, str] = {None: "loaded"}
+            if not configured_model(spec):
+                states = {name: state for name, state in model_states(spec.url, key).items()}
+            for model, state in states.items():
+                if state == "loaded":
+                    samples.append(sample_server(spec.name, spec.url, key, model))
+                else:  # its state alone: asking its /metrics would load it
+                    samples.append(ServerSample(spec.name, model, time.monotonic(), 0, 0, 0, 0, 0, 0, 0, 0, 0, state))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problems.append(f"{spec.name}: /metrics did not answer: {exc}")
     return samples, problems
@@ -154,6 +168,8 @@ def rates(before: Mapping[tuple[str, str | None], ServerSample], now: Sequence[S
             ServerRow(
                 service=sample.service,
                 model=sample.model,
+                state=sample.state,
+                slots=sample.slots,
                 processing=sample.processing,
                 deferred=sample.deferred,
                 generation_tps=max(sample.decoded - earlier.decoded, 0) / span if earlier and span > 0 else 0.0,

@@ -124,8 +124,10 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
     everything, engine, store = _context(ctx)
     running = _running(engine)
     rows = list_models(store, everything, running)
+    states = _router_states(everything, running)
     for row in rows:
         row["fits"] = _fits(everything, store, row)
+        row["state"] = {router: found[row["name"]] for router, found in states.items() if row["name"] in found}
     for spec in everything.services:
         if spec.kind == "ollama" and spec.url and spec.container in running:
             rows += ollama_models(spec.url)
@@ -134,7 +136,7 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
         return
     print(
         format_table(
-            ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "FITS", "SERVED BY"),
+            ("MODEL", "BACKEND", "SIZE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "FITS", "SERVED BY", "STATE"),
             [
                 (
                     _shown_name(r),
@@ -146,11 +148,37 @@ def list_(ctx: typer.Context, as_json: Json = False) -> None:
                     str(r["context_length"] or "-"),
                     "-" if r.get("fits") is None else "yes" if r["fits"] else "no",
                     ", ".join(cast("list[str]", r["served_by"])) or "-",
+                    _state(cast("dict[str, str]", r.get("state") or {})),
                 )
                 for r in rows
             ],
         )
     )
+
+
+def _router_states(everything, running: set[str]) -> dict[str, dict[str, str]]:
+    """Each running router → its models' states as it says them ("failed (exit 1)" for one
+    whose process failed); a router that does not answer is left out."""
+    from airpods.models.manage import configured_model, llama_instances
+    from airpods.models.router import Router, RouterError
+    from airpods.usecases.common import stack_key
+
+    found = {}
+    for spec in llama_instances(everything):
+        if spec.container in running and spec.publish and configured_model(spec) is None:
+            try:
+                states = Router(spec, stack_key(everything), timeout=2.0).models()
+            except RouterError:
+                continue
+            found[spec.name] = {name: state.describe() for name, state in states.items()}
+    return found
+
+
+def _state(states: dict[str, str]) -> str:
+    """A model's state on the routers: the state alone for one router, else per router."""
+    if len(states) == 1:
+        return next(iter(states.values()))
+    return ", ".join(f"{router}: {state}" for router, state in states.items()) or "-"
 
 
 def _fits(everything, store, row: dict[str, object]) -> bool | None:

@@ -116,6 +116,9 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
             state += " (orphan: not in the config)"
         lines.append((row.name, state, health, row.url or "-", row.image, _uptime(row.uptime_s)))
     print(format_table(("SERVICE", "STATE", "HEALTH", "URL", "IMAGE", "UPTIME"), lines))
+    for row in rows:
+        if row.models:
+            print(f"\n{row.name} models: {', '.join(m.describe() for m in row.models)}")
     orphaned = [row.name for row in rows if row.kind == "orphan"]
     if orphaned:
         print(f"\norphans: {', '.join(orphaned)} (`airpods stop --remove-orphans` removes them)")

@@ -291,12 +291,14 @@ HF_SOURCE_RE = re.compile(r"^(?:(?:https?://)?(?:hf\.co|huggingface\.co)/)?[\w.-
 
 class ModelPreset(BaseModel):
     """[services.NAME.models.MODEL]: llama-server flags for one model of a router (any key but
-    the two below is a flag, checked like command_args), whether it loads when the server
-    starts, and where it comes from when it is not in the model volume yet."""
+    the three below is a flag, checked like command_args), whether it loads when the server
+    starts (and whether its failing to load fails the start: `required`), and where it comes
+    from when it is not in the model volume yet."""
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     source: str | None = None
     load_on_startup: bool | None = None
+    required: bool = True
 
     @field_validator("source")
     @classmethod
@@ -310,6 +312,10 @@ class ModelPreset(BaseModel):
 
     @model_validator(mode="after")
     def _flag_values(self) -> ModelPreset:
+        if not self.required and not self.load_on_startup:
+            raise ValueError(
+                "required = false is for a model with load_on_startup = true (the start waits for no other)"
+            )
         for key, value in (self.model_extra or {}).items():
             try:
                 _check_arg_value(value)

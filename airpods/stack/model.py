@@ -105,6 +105,7 @@ class Preset:
     flags: tuple[tuple[str, str | None], ...]  # (spelling, value; None for a switch), checked
     load_on_startup: bool | None = None
     source: str | None = None  # where `start` fetches it from when the volume lacks it
+    required: bool = True  # a startup model that fails to load fails the start (else: a warning)
 
 
 @dataclass(frozen=True)

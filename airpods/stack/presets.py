@@ -67,8 +67,33 @@ def build_presets(models: Mapping[str, ModelPreset], table: FlagTable | None, se
             if found and found[0].name in ROUTER_FLAGS:
                 flag = found[0].name
                 raise ConfigError(f"the router sets {flag} for each model: {ROUTER_FLAGS[flag]}", key=f"{where}.{key}")
-        presets.append(Preset(name, tuple(flags), model.load_on_startup, model.source))
+        presets.append(Preset(name, tuple(flags), model.load_on_startup, model.source, model.required))
     return tuple(presets)
+
+
+HEADER = "; written by airpods from the [services.*.models] tables and the model volume"
+
+
+def declared_digest(presets: Sequence[Preset]) -> str:
+    """12 hex digits that change exactly when the declared presets do: written in the file's
+    first line, so that `status` sees a config whose presets the running router has not reread
+    by reading one line (`presets_pending`)."""
+    import hashlib
+    import json
+
+    data = [[p.name, list(p.flags), p.load_on_startup] for p in presets]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:12]
+
+
+def presets_pending(presets: Sequence[Preset], path: Path) -> bool:
+    """Whether the preset file at `path` was written for other declared presets than these
+    (or is missing): `start` would rewrite it and have the router reread it."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            first = file.readline()
+    except (OSError, ValueError):
+        return True
+    return f"(declared: {declared_digest(presets)})" not in first
 
 
 def preset_ini(presets: Sequence[Preset], detected: Mapping[str, Sequence[FlagArg]] = {}) -> str:  # noqa: B006
@@ -77,7 +102,7 @@ def preset_ini(presets: Sequence[Preset], detected: Mapping[str, Sequence[FlagAr
     for a detected model keeps the detected flags it does not set itself (tuning one flag of an
     embedding model must not turn its embeddings off)."""
     declared = {p.name for p in presets}
-    lines = ["; written by airpods from the [services.*.models] tables and the model volume", "version = 1"]
+    lines = [f"{HEADER} (declared: {declared_digest(presets)})", "version = 1"]
     sections: list[tuple[str, Sequence[FlagArg], bool | None, str]] = [
         (name, flags, None, "detected from the model's metadata")
         for name, flags in sorted(detected.items())

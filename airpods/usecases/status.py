@@ -33,14 +33,32 @@ class ServiceStatus:
     container: str
     uptime_s: int | None
     up_to_date: bool | None
-    changes: tuple[str, ...] = ()  # what `start` would apply: "config", "image"
+    changes: tuple[str, ...] = ()  # what `start` would apply: "config", "image", "presets"
     variant: str = ""  # the image variant for this host's GPU: cpu | cuda | rocm | vulkan
     gpu: str = ""  # why that variant (see gpu.choose_gpu)
     snapshot: int | None = None  # bytes `start` snapshots before applying a new image (-1: unknown)
     digest: str = ""  # the registry digest of the local image (with `digests`): what pins it
+    models: tuple[ModelRow, ...] = ()  # a healthy llama.cpp router's models, as it says
 
     def to_json(self) -> dict[str, object]:
-        return {**self.__dict__, "changes": list(self.changes)}
+        return {**self.__dict__, "changes": list(self.changes), "models": [m.__dict__ for m in self.models]}
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of a router, from its GET /models (and GET /slots for a loaded one)."""
+
+    name: str
+    state: str  # loaded | loading | sleeping | unloaded | downloading | failed
+    exit_code: int | None = None  # a failed model's
+    slots: int | None = None  # a loaded model's parallel slots
+    busy: int | None = None  # of those, the ones running a request
+
+    def describe(self) -> str:
+        if self.state == "failed":
+            return f"{self.name} failed (exit {self.exit_code})"
+        slots = f" ({self.slots} slots, {self.busy} busy)" if self.slots is not None else ""
+        return f"{self.name} {self.state}{slots}"
 
 
 def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> list[ServiceStatus]:
@@ -92,12 +110,40 @@ def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> lis
         rows = [
             replace(r, snapshot=-1 if sizes[r.name] is None else sizes[r.name]) if r.name in sizes else r for r in rows
         ]
+    routers = {s.name: s for s in chosen.services if s.kind == "llamacpp" and s.server.model is None}
+    healthy = [r.name for r in rows if r.name in routers and r.health == "healthy"]
+    if healthy:
+        with ThreadPoolExecutor(max_workers=min(8, len(healthy))) as pool:
+            found_models = dict(zip(healthy, pool.map(lambda n: router_models(routers[n], key), healthy), strict=True))
+        rows = [replace(r, models=found_models[r.name]) if r.name in found_models else r for r in rows]
     if digests:
         found = engine.image_digests(chosen.images)
         rows = [replace(r, digest=found.get(r.image, "")) for r in rows]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows
+
+
+def router_models(spec: ServiceSpec, key: str | None) -> tuple[ModelRow, ...]:
+    """A running router's models and their state, with the slots of each loaded one; () when
+    it does not answer as a router."""
+    from airpods.models.router import Router, RouterError
+
+    try:
+        router = Router(spec, key, timeout=2.0)
+        states = router.models()
+    except RouterError:
+        return ()
+    rows = []
+    for name, state in sorted(states.items()):
+        slots = busy = None
+        if state.value == "loaded":
+            try:
+                busy, slots = router.slots(name)
+            except RouterError:
+                pass
+        rows.append(ModelRow(name, "failed" if state.failed else state.value, state.exit_code, slots, busy))
+    return tuple(rows)
 
 
 def _service_status(
@@ -145,6 +191,8 @@ def _service_status(
         ObservedPod(state.pod, state.service, state.config_hash, state.running, state.project, state.image_id),
         image_ids,
     )
+    if state.running and not changes and spec.presets and presets_waiting(spec):
+        changes = ["presets"]
     if not state.running:
         return row(state.state, "down", None, f"exit code {state.exit_code}", state.image, None, changes)
     uptime = max(0, now - state.started_at) if state.started_at else None
@@ -171,6 +219,18 @@ def _service_status(
         uptime,
         changes,
     )
+
+
+def presets_waiting(spec: ServiceSpec) -> bool:
+    """A running router whose preset file was written for other declared presets than the
+    config's now (one line read: stack/presets.py presets_pending)."""
+    from pathlib import Path
+
+    from airpods.stack.model import PRESET_FILE, PRESETS_DIR
+    from airpods.stack.presets import presets_pending
+
+    folder = next((m.source for m in spec.mounts if m.target == PRESETS_DIR), None)
+    return folder is not None and presets_pending(spec.presets, Path(folder) / PRESET_FILE)
 
 
 def health_of(probe: Probe, uptime_s: int | None, timeout_s: float) -> HealthState:

@@ -140,7 +140,7 @@ def test_a_two_shard_model_is_one_model_and_answers(airpods, tmp_path):
     assert removed.code == 0 and "removed tiny-split (2 files)" in removed.out
 
 
-def test_presets_from_the_toml_reach_the_router_and_changing_one_recreates_it(airpods, model_volume):
+def test_presets_from_the_toml_reach_the_router_and_changing_one_is_reread_in_place(airpods, model_volume):
     airpods.write_config("""
         [services.llamacpp.models.tiny]
         ctx_size = 256
@@ -160,11 +160,16 @@ def test_presets_from_the_toml_reach_the_router_and_changing_one_recreates_it(ai
     args = tiny.model_extra["status"].get("args") or []
     assert "256" in args and "4096" not in args, args
     before = podman("inspect", "llamacpp-0", "--format", "{{.Id}}").stdout
-    airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 128\n")
+    airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 128\nload_on_startup = true\n")
     status = {r["name"]: r for r in airpods("status", "--json").json()["services"]}
-    assert status["llamacpp"]["changes"], status["llamacpp"]
-    assert airpods("start", "llamacpp").code == 0
-    assert podman("inspect", "llamacpp-0", "--format", "{{.Id}}").stdout != before
+    assert status["llamacpp"]["changes"] == ["presets"], status["llamacpp"]  # said, and no new container needed
+    assert "model presets changed: `airpods start` applies it" in airpods("status").out
+    reread = airpods("start", "llamacpp")
+    assert reread.code == 0 and "reread its preset file; tiny loading again with the new flags" in reread.err
+    assert podman("inspect", "llamacpp-0", "--format", "{{.Id}}").stdout == before  # the same container
+    tiny = next(m for m in api.models.list().data if m.id == "tiny")
+    assert tiny.model_extra["status"]["value"] == "loaded" and "128" in tiny.model_extra["status"]["args"]
+    assert airpods("status", "--json").json()["services"][0]["changes"] == []
     airpods.write_config("[services.llamacpp.models.tiny]\nctx_sizee = 1\n")
     bad = airpods("start", "llamacpp")
     assert bad.code == 2 and "services.llamacpp.models.tiny.ctx_sizee" in bad.err and "did you mean ctx_size" in bad.err
@@ -303,6 +308,24 @@ def test_ready_means_the_startup_models_are_loaded_and_a_failed_one_is_named(air
     airpods.write_config("[services.llamacpp.models.bogus]\nload_on_startup = true\n")
     failed = airpods("start", "llamacpp")
     assert failed.code == 1 and "its startup model bogus failed to load (exit" in failed.err, failed.out + failed.err
+
+    # required = false: a warning, the start goes on; status, top and models list say it failed
+    airpods.write_config(
+        "[services.llamacpp.models.bogus]\nload_on_startup = true\nrequired = false\n"
+        "[services.llamacpp.models.tiny]\nload_on_startup = true\n"
+    )
+    warned = airpods("start", "llamacpp")
+    assert warned.code == 0, warned.out + warned.err
+    assert "startup model tiny loaded; warning: not required, failed to load: bogus (exit" in warned.out
+    row = next(r for r in airpods("status", "--json").json()["services"] if r["name"] == "llamacpp")
+    models = {m["name"]: m for m in row["models"]}
+    assert models["bogus"]["state"] == "failed" and models["bogus"]["exit_code"] not in (None, 0), models
+    assert models["tiny"]["state"] == "loaded" and models["tiny"]["slots"] >= 1 and models["tiny"]["busy"] == 0
+    assert "bogus failed (exit" in airpods("status").out
+    listed = {r["name"]: r for r in airpods("models", "list", "--json").json()["models"]}
+    assert listed["bogus"]["state"]["llamacpp"].startswith("failed (exit"), listed["bogus"]
+    top = {(s["service"], s["model"]): s for s in airpods("top", "--json", "--interval", "0.5").json()["llamacpp"]}
+    assert top[("llamacpp", "bogus")]["state"] == "failed" and top[("llamacpp", "tiny")]["slots"] >= 1, top
 
 
 @pytest.fixture(scope="session")

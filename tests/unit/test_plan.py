@@ -62,7 +62,8 @@ def test_default_dry_run_through_the_cli(capsys, no_podman):
         "# gpu: ollama: CPU image: no GPU was found\n# gpu: llamacpp: CPU image: no GPU was found\n"
         # the router's per-model flags are its preset file's shared section (issue 33 §1)
         "# llamacpp's preset file (plus sections for models found in the volume):\n"
-        "#   ; written by airpods from the [services.*.models] tables and the model volume\n#   version = 1\n#   \n"
+        "#   ; written by airpods from the [services.*.models] tables and the model volume (declared: f7cfd8e935c8)\n"
+        "#   version = 1\n#   \n"
         "#   ; every model's (a model's own section wins)\n#   [*]\n#   ctx-size = 4096\n"
     )
     assert result.out == "# no GPU found: CPU images\n" + checked + (GOLDEN / "default-start.txt").read_text()
