@@ -189,7 +189,12 @@ def wait_one(
                         "healthy, " if not said else detail + "; "
                     ) + f"warning: not required, failed to load: {codes} (`airpods logs {spec.name}` says why)"
                 return Readiness(spec.name, True, elapsed, detail)
-            last = f"loading {', '.join(loading)}"
+            # each startup model's own state, as the router says it (its /models/sse sends the same
+            # state changes, and in b11434 no finer stage of a load from disk: polling says as much)
+            last = "startup models: " + ", ".join(
+                f"{name} {'failed' if name in failed else states.get(name, {}).get('value') or 'not listed yet'}"
+                for name in startup
+            )
         if result is not None and result.status in AUTH_REFUSED:
             return Readiness(
                 spec.name,

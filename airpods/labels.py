@@ -16,6 +16,7 @@ CONFIG_HASH = "io.airpods.config-hash"
 ASIDE = "io.airpods.aside-of"  # a volume a restore set the earlier data aside in: which volume's
 TOOL = "io.airpods.tool"  # a throwaway helper container (volume data, one-off tools): never a service
 POD = "io.airpods.pod"  # Docker has no pods: a container names the pod it stands for
+EXPORTED = "io.airpods.exported"  # a Quadlet unit's pod or container: systemd's, never airpods' to manage
 DEFAULT_PROJECT = "airpods"
 MANAGED_FILTER = f"label={MANAGED}=true"  # podman's --filter syntax
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -61,6 +62,8 @@ def kube(
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
     from airpods.export.presets import exported_presets
+    from airpods.files import write_atomic
+    from airpods.labels import label_args
     from airpods.secrets import stack_secret_values
     from airpods.usecases.common import stack_key
 
@@ -83,9 +86,15 @@ def kube(
         if any(m.source.startswith(str(presets)) for s in stack.services for m in s.mounts):
             header += f"# The routers' preset files are in {presets}/ (the Pods mount them from there).\n"
         name = secret_name(stack)
-        if name:
-            _ensure_kube_secret(name, export_secret_json(stack, key, values), stack.labels)
-            header += f"# The API key comes from the podman secret {name} (created on this host by the export).\n"
+        if name:  # written for the user to create: an export creates no engine object
+            content = (output or Path("airpods-kube")).absolute().with_suffix(".secret.json")
+            write_atomic(content, export_secret_json(stack, key, values).encode(), mode=0o600)
+            create = shlex.join(["podman", "secret", "create", *label_args(stack.labels), name, str(content)])
+            header += (
+                f"# The API key comes from the podman secret {name}; create it first (then delete the file):\n"
+                f"#   {create}\n"
+            )
+            print(f"wrote {content} (mode 0600: the API key); create the secret with:\n  {create}", file=sys.stderr)
         text = to_yaml(podman_documents(stack), header)
     else:
         header = (
@@ -96,15 +105,6 @@ def kube(
             header += "# The Secret holds the API key and secrets: this file is private (0600).\n"
         text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models, values=values), header)
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
-
-
-def _ensure_kube_secret(name: str, content: str, labels: dict[str, str]) -> None:
-    """The podman secret kube play's secretKeyRef reads (Podman 4.3: JSON of base64 values)."""
-    from airpods.engine.podman import Podman
-
-    engine = Podman()
-    engine.remove_secrets([name])
-    engine.create_secret(name, content, labels)
 
 
 @app.command()

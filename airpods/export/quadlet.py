@@ -8,12 +8,19 @@ its own ports and carrying its aliases.
 Every value is escaped for systemd: `\\` C-unescapes, `%` starts a specifier and `$` a variable
 in the ExecStart line Quadlet builds from the values (systemd.syntax(7), systemd.unit(5),
 systemd.service(5)); each is doubled, and a line break is written as `\\n`.
+
+The units' pods and containers are systemd's, not airpods': they are named as Quadlet names its
+own (`systemd-NAME`, podman-systemd.unit(5)), so that starting a unit, whose `podman run` has
+`--replace`, never replaces the container airpods runs under NAME; and they carry no project
+label, so that `airpods stop` or `clean` never removes what systemd restarts. The network and
+volumes are the stack's own (the same data).
 """
 
 from __future__ import annotations
 
 import shlex
 
+from airpods.labels import EXPORTED, SERVICE
 from airpods.stack.model import ServiceSpec, Stack
 
 HOW_TO = """Quadlet units for airpods ({count} files).
@@ -21,6 +28,8 @@ Install them (rootless: ~/.config/containers/systemd/, rootful: /etc/containers/
   systemctl --user daemon-reload           (rootful: systemctl daemon-reload)
   systemctl --user start {first}           (one per service; they start their network and volumes)
 Secrets are podman secrets named in Secret= lines: `airpods start` creates them on this host.
+The units' pods and containers are named systemd-NAME, beside airpods' own: they publish the same
+ports, so `airpods stop` first (the volumes, and so the data, are the same).
 Units: .network/.volume/.container need Podman 4.4+, .pod 5.0+, NetworkAlias= 5.2+ (--no-pods: no .pod).
 Services that must outlive your login need `loginctl enable-linger $USER`."""
 
@@ -55,15 +64,23 @@ def _health_cmd(spec: ServiceSpec) -> str | None:
     )
 
 
+UNIT_PREFIX = "systemd-"  # Quadlet's own default name prefix: never an airpods container's name
+
+
+def unit_labels(spec: ServiceSpec) -> dict[str, str]:
+    """A unit's pod and container: which service it is, exported; no airpods project label."""
+    return {SERVICE: spec.name, EXPORTED: "quadlet"}
+
+
 def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
-    entries: list[tuple[str, str]] = [("ContainerName", spec.container), ("Image", spec.image)]
+    entries: list[tuple[str, str]] = [("ContainerName", UNIT_PREFIX + spec.container), ("Image", spec.image)]
     if pods:
         entries.append(("Pod", f"{spec.pod}.pod"))
     else:
         entries.append(("Network", f"{network}.network"))
         entries += [("PublishPort", f"{p.address()}:{p.container}") for p in spec.publish]
         entries += [("NetworkAlias", alias) for alias in spec.aliases]
-    entries += [("Label", f"{k}={v}") for k, v in spec.labels.items()]
+    entries += [("Label", f"{k}={v}") for k, v in unit_labels(spec).items()]
     entries += [("Environment", shlex.quote(f"{k}={v}")) for k, v in spec.env]
     entries += [
         ("Volume", f"{m.source}.volume:{m.target}:{m.mode}" if m.named else f"{m.source}:{m.target}:{m.mode},z")
@@ -119,7 +136,9 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
 
 
 def pod_unit(spec: ServiceSpec, network: str) -> str:
-    entries = [("PodName", spec.pod), ("Network", f"{network}.network")]
+    # no Label= (Podman 5.4's generator: "unsupported key 'Label' in group 'Pod'"): unlabelled,
+    # the pod is not airpods' either
+    entries = [("PodName", UNIT_PREFIX + spec.pod), ("Network", f"{network}.network")]
     entries += [("PublishPort", f"{p.address()}:{p.container}") for p in spec.publish]
     entries += [("NetworkAlias", alias) for alias in spec.aliases]
     return _unit(

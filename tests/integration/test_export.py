@@ -26,6 +26,7 @@ def test_kube_play_serves_the_model_with_the_key_and_kube_down_keeps_the_volume(
     assert exported.code == 0, exported.err
     key = openai_env(airpods)["OPENAI_API_KEY"]
     assert key not in out.read_text()
+    create_secret(out)
     podman("network", "create", "--label", "io.airpods.managed=true", "airpods")
     podman("kube", "play", "--network", "airpods", str(out))
     assert eventually(lambda: _try(lambda: _models("http://127.0.0.1:8081", key)), timeout=60) == ["tiny"]
@@ -42,6 +43,7 @@ def test_kube_play_of_the_default_stack_is_wired_like_start(airpods, tiny_model,
     put_in_volume("airpods_llamacpp_models", tiny_model)
     out = tmp_path / "stack.yaml"
     assert airpods("export", "kube", "-o", str(out)).code == 0
+    create_secret(out)
     podman("network", "create", "--label", "io.airpods.managed=true", "airpods")
     podman("kube", "play", "--network", "airpods", str(out))
     webui = "open-webui-open-webui-0"  # kube play names containers POD-CONTAINER
@@ -52,6 +54,17 @@ def test_kube_play_of_the_default_stack_is_wired_like_start(airpods, tiny_model,
     podman("kube", "down", str(out))
     volumes = {v["Name"] for v in json.loads(podman("volume", "ls", "--format", "json").stdout)}
     assert {"airpods_ollama_data", "airpods_webui_data", "airpods_llamacpp_models"} <= volumes
+
+
+def create_secret(exported) -> None:
+    """The export creates no podman secret (issue 33 §5): its header says the command, which
+    creates it from a private file beside the export."""
+    import shlex
+
+    secret = exported.with_suffix(".secret.json")
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    (command,) = [line.removeprefix("#   ") for line in exported.read_text().splitlines() if "secret create" in line]
+    podman(*shlex.split(command)[1:])
 
 
 def _try(call):

@@ -243,7 +243,9 @@ def test_an_export_never_touches_the_running_routers_preset_file(airpods, model_
     airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 512\n")
     assert airpods("start", "llamacpp").code == 0
     live = podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
-    objects = {kind: podman(kind, "ls", "--format", "{{.Name}}").stdout for kind in ("volume", "network")}
+    objects = {kind: podman(kind, "ls", "--format", "{{.Name}}").stdout for kind in ("volume", "network", "secret")}
+    objects["pods"] = podman("ps", "-a", "--format", "{{.Names}} {{.ID}}").stdout
+    state = state_folder()
     airpods.write_config("[services.llamacpp.models.tiny]\nctx_size = 1024\n")
     units = tmp_path / "units"
     assert airpods("export", "quadlet", "-o", str(units)).code == 0
@@ -252,8 +254,24 @@ def test_an_export_never_touches_the_running_routers_preset_file(airpods, model_
     assert podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout == live  # untouched
     assert "ctx-size = 1024" in (units / "presets" / "llamacpp" / "models.ini").read_text()
     assert "ctx-size = 1024" in (tmp_path / "stack.presets" / "presets" / "llamacpp" / "models.ini").read_text()
-    assert str(units / "presets" / "llamacpp") in (units / "llamacpp-0.container").read_text()
-    assert {k: podman(k, "ls", "--format", "{{.Name}}").stdout for k in objects} == objects
+    unit = (units / "llamacpp-0.container").read_text()
+    assert str(units / "presets" / "llamacpp") in unit
+    assert "ContainerName=systemd-llamacpp-0" in unit and "io.airpods.project" not in unit  # never airpods' own
+    after = {k: podman(k, "ls", "--format", "{{.Name}}").stdout for k in ("volume", "network", "secret")}
+    after["pods"] = podman("ps", "-a", "--format", "{{.Names}} {{.ID}}").stdout
+    assert after == objects  # no engine object
+    now = state_folder()
+    assert {path: now.get(path) for path in state} == state  # nothing of airpods' state changed
+    assert {Path(p).name for p in now.keys() - state.keys()} <= {"webui-secret-key"}  # Open WebUI's, handed out
+    assert oct((tmp_path / "stack.secret.json").stat().st_mode & 0o777) == "0o600"
+
+
+def state_folder() -> dict[str, tuple[int, int]]:
+    """Every file of airpods' state folder (but the derived stack cache): its size and time."""
+    from airpods.state import state_path
+
+    files = [p for p in state_path().rglob("*") if p.is_file() and p.name != "stack-cache.json"]
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
 
 
 def test_a_model_that_cannot_load_is_refused_before_start_and_one_shard_brings_its_set(airpods, model_volume, tmp_path):
