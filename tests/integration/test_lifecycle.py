@@ -63,7 +63,7 @@ def test_second_start_leaves_healthy_services_alone(airpods, engine):
 def test_config_change_recreates_only_that_service(airpods, engine):
     assert airpods("start").code == 0
     before = airpods.container_ids()
-    airpods.write_config("[services.llamacpp.command_args]\nctx_size = 2048\n")
+    airpods.write_config("[services.llamacpp.command_args]\nthreads_http = 3\n")  # a flag the router keeps
     assert airpods("status", "--json").json()["services"][2]["up_to_date"] is False
     changed = airpods("start")
     assert changed.code == 0, changed.err
@@ -71,7 +71,11 @@ def test_config_change_recreates_only_that_service(airpods, engine):
     assert after["ollama-0"] == before["ollama-0"] and after["open-webui-0"] == before["open-webui-0"]
     assert after["llamacpp-0"] != before["llamacpp-0"]
     args = airpods.ctr("inspect", "llamacpp-0", "--format", "{{json .Config.Cmd}}").stdout
-    assert '"--ctx-size","2048"' in args.replace(" ", "")
+    assert '"--threads-http","3"' in args.replace(" ", "")
+    # a flag of every model is the preset file's: reread by the same container (issue 33 §1)
+    airpods.write_config("[services.llamacpp.command_args]\nthreads_http = 3\nctx_size = 2048\n")
+    assert airpods("start").code == 0 and airpods.container_ids() == after
+    assert "[*]\nctx-size = 2048" in airpods.ctr("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
 
 
 def test_stop_removes_pods_and_keeps_volume_data(airpods, engine):

@@ -85,8 +85,10 @@ def test_two_instances_answer_on_their_own_ports(airpods, engine, model_volume):
         assert str(api.base_url).startswith(f"http://127.0.0.1:{port}/")
         reply = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": name}], max_tokens=4)
         assert reply.usage.completion_tokens > 0
-    args = airpods.ctr("inspect", "llama-fast-0", "--format", "{{json .Config.Cmd}}").stdout
-    assert '"--ctx-size","1024"' in args.replace(" ", "")
+    shared = airpods.ctr("exec", "llama-fast-0", "cat", "/presets/models.ini").stdout  # its models' flags
+    assert "[*]\nctx-size = 1024" in shared
+    tiny = next(m for m in client(airpods, "llama-fast").models.list().data if m.id == "tiny")
+    assert "1024" in tiny.model_extra["status"]["args"]
 
 
 def test_single_model_shape_serves_the_default_model(airpods, engine, model_volume):
