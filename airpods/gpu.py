@@ -30,7 +30,7 @@ Variant = Literal["cpu", "cuda", "rocm", "vulkan"]
 
 CDI_DIRS = ("etc/cdi", "var/run/cdi", "run/cdi")
 NVIDIA_NODES = ("dev/nvidia0", "dev/nvidiactl", "dev/nvidia-uvm", "dev/nvidia-uvm-tools")
-CUDA_KEY_RE = re.compile(r"^cuda(?:-(\d+\.\d+))?$")
+CUDA_KEY_RE = re.compile(r"^cuda(?:-(\d+\.\d+))?\Z")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 
 def port_is_free(host_ip: str, port: int) -> bool:
+    """Whether nothing listens on host_ip:port. Raises ConfigError when `host_ip` (the
+    config's runtime.bind_address) is no address of this host (EADDRNOTAVAIL)."""
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         # As servers do (podman's port forwarder too): connections that just closed (TIME_WAIT)
@@ -19,6 +21,14 @@ def port_is_free(host_ip: str, port: int) -> bool:
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                from airpods.errors import ConfigError
+
+                raise ConfigError(
+                    f"{host_ip} is not an address of this host (no network interface has it)",
+                    key="runtime.bind_address",
+                    hint="`ip -brief address` lists this host's addresses; 127.0.0.1 keeps the stack private",
+                ) from None
             raise
     return True
 

@@ -46,6 +46,7 @@ class HostFacts:
     # Each snapshot the plan takes: (service, bytes its volumes hold or None, bytes free for it)
     snapshots: tuple[tuple[str, int | None, int], ...] = ()
     store_files: frozenset[str] | None = None  # the model store's paths (Observed.store_files)
+    cpus: int | None = None  # the CPUs this process may run on (read when a new container has a cpus limit)
 
 
 def new_pods(plan: Plan) -> set[str]:
@@ -109,6 +110,7 @@ def observe_host(stack: Stack, plan: Plan, engine: Engine, observed: Observed) -
         frozenset(source for source in sources if not os.path.exists(source)),
         sized if snapshots else (),
         observed.store_files,
+        len(os.sched_getaffinity(0)) if any(s.name in containers and s.cpus for s in stack.services) else None,
     )
 
 
@@ -267,13 +269,24 @@ def other_engine_hint(holder: str, engine: str) -> str | None:
     return None
 
 
-def _limit_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[RuntimeFailure]:
-    """Resource limits are applied or refused, never silently dropped (rootless cgroups)."""
+def _limit_problems(stack: Stack, plan: Plan, host: HostFacts) -> list[AirpodsError]:
+    """Resource limits are applied or refused, never silently dropped (rootless cgroups), and a
+    cpus limit beyond this host's CPUs is the config's error (Podman and Docker refuse it at
+    create time: "range of CPUs is from 0.01 to N, as there are only N CPUs available")."""
     containers = new_containers(plan)
+    too_many: list[AirpodsError] = [
+        ConfigError(
+            f"{spec.cpus:g} CPUs, but this host has {host.cpus}; nothing was created",
+            key=f"services.{spec.name}.resources.cpus",
+            hint=f"at most {host.cpus}",
+        )
+        for spec in stack.services
+        if spec.name in containers and spec.cpus and host.cpus and spec.cpus > host.cpus
+    ]
     limited = [s.name for s in stack.services if s.name in containers and (s.memory or s.cpus)]
     if not limited or not host.limits_problem:
-        return []
-    return [
+        return too_many
+    return too_many + [
         RuntimeFailure(
             f"{', '.join(limited)} {'has' if len(limited) == 1 else 'have'} resources set, but {host.limits_problem}; "
             "nothing was created",

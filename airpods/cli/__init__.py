@@ -4,9 +4,11 @@ imported inside the command that needs it, so `airpods --help` stays fast."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -119,8 +121,39 @@ def _engine_flag(args: list[str]) -> str | None:
     return None
 
 
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command Ctrl-C stopped
+_interrupted: list[bool] = []  # set by the SIGINT handler: the command was interrupted
+_said: list[bool] = []  # an error was printed (start says what its interrupt undid)
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: remembered (whatever a command or typer then makes of the KeyboardInterrupt,
+    the exit status is 130), then raised as Python does by default."""
+    _interrupted.append(True)
+    signal.default_int_handler(signum, frame)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    """Run the command; exit 2 for a config error, 1 for a runtime failure (said in one
+    paragraph), 130 when Ctrl-C interrupted it (in every command, whatever it catches)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # raised outside a command (while the commands were imported)
+        _interrupted.append(True)
+    except SystemExit:
+        if not _interrupted:
+            raise
+        if not _said:
+            print("airpods: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    if _interrupted:
+        print("airpods: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+
+
+def run(args: list[str]) -> None:
     debug = "--debug" in args or os.environ.get("AIRPODS_DEBUG") == "1"
     register_commands(args)
     try:
@@ -132,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
 
         output.engine_flag = _engine_flag(args)
         output.print_error(exc)
+        _said.append(True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001  (a bug: one clear line, the traceback with --debug)
         if debug:

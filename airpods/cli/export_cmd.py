@@ -132,7 +132,15 @@ def quadlet(
             f"cannot use {folder} as the units' folder: {exc.strerror or exc}",
             hint="name a folder you can write (-o DIR); an existing file is not one",
         ) from None
-    units = quadlet_units(exported_presets(_stack(ctx, services, None), folder), pods)  # presets: its own
+    stack = _stack(ctx, services, None)
+    if not stack.services:
+        from airpods.errors import UsageError
+
+        raise UsageError(
+            "no service to export: every service of the config is disabled",
+            hint="name the services to export (`airpods export quadlet NAME`), or enable one in the config",
+        )
+    units = quadlet_units(exported_presets(stack, folder), pods)  # presets: its own
     for name, text in units.items():
         write_atomic(folder / name, text.encode(), mode=0o644)
     first = next(n for n in units if n.endswith(".pod" if pods else ".container"))

@@ -18,10 +18,19 @@ def with_engine(text: str) -> str:
     return text.replace("`airpods ", f"`airpods --engine {engine_flag} ") if engine_flag else text
 
 
+def visible(text: str) -> str:
+    """`text` with every control character (a newline too) written as its escape: a config
+    error quotes the user's values, and one ending in a newline must show it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def print_error(exc: AirpodsError) -> None:
-    print(f"airpods: error: {with_engine(exc.message)}", file=sys.stderr)
+    from airpods.errors import ConfigError
+
+    shown = visible if isinstance(exc, ConfigError) else str  # a runtime failure may quote log lines
+    print(f"airpods: error: {with_engine(shown(exc.message))}", file=sys.stderr)
     if exc.hint:
-        print(f"  hint: {with_engine(exc.hint)}", file=sys.stderr)
+        print(f"  hint: {with_engine(shown(exc.hint))}", file=sys.stderr)
 
 
 def print_json(data: Any) -> None:

@@ -49,15 +49,44 @@ def locate_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str
     return path if path.is_file() else None
 
 
+# The deepest nesting of tables and arrays a config may have: airpods' own keys go 6 deep
+# (services.X.models.M.key, a port table in an array); tomllib parses nesting by recursion, and
+# a file of 5000 "[" ended in RecursionError.
+MAX_DEPTH = 32
+
+
 def parse_toml(text: str, label: str) -> dict[str, Any]:
+    """The TOML document `text` (from `label`). Raises ConfigError for a syntax error (with its
+    line) and for tables or arrays nested deeper than MAX_DEPTH (naming the key)."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
         line = int(found.group(1)) if found else None
         detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
         raise ConfigError(f"invalid TOML: {detail}", file=label, line=line) from None
+    except RecursionError:
+        raise ConfigError(f"tables or arrays nested more than {MAX_DEPTH} deep", file=label) from None
+    check_depth(data, label)
+    return data
+
+
+def check_depth(data: dict[str, Any], label: str) -> None:
+    """Raise ConfigError naming the first key nested deeper than MAX_DEPTH (walked without
+    recursion)."""
+    from airpods.config.keys import key_path
+
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, node = stack.pop()
+        if len(path) > MAX_DEPTH:
+            shown = key_path(path[:MAX_DEPTH]) + ".…"
+            raise ConfigError(f"tables or arrays nested more than {MAX_DEPTH} deep", file=label, key=shown)
+        if isinstance(node, dict):
+            stack += [((*path, k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            stack += [((*path, i), v) for i, v in enumerate(node)]
 
 
 def read_toml(path: Path) -> dict[str, Any]:

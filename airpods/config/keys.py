@@ -8,12 +8,15 @@ from typing import Any
 
 from airpods.errors import ConfigError
 
-BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def key_path(parts: tuple[Any, ...]) -> str:
-    """A TOML dotted key: parts that are not bare keys are quoted (services."llama.fast")."""
-    return ".".join(str(p) if BARE_KEY_RE.match(str(p)) else f'"{p}"' for p in parts)
+    """A TOML dotted key: parts that are not bare keys are quoted as TOML basic strings
+    (services."llama.fast", services."llama2\\n": a control character shows as its escape)."""
+    import json
+
+    return ".".join(str(p) if BARE_KEY_RE.match(str(p)) else json.dumps(str(p), ensure_ascii=False) for p in parts)
 
 
 def key_parts(key: str) -> list[str]:

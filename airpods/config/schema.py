@@ -10,8 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from airpods.config.syntax import MEMORY_RE, MODEL_NAME_RE, memory_bytes
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # An image reference, after the grammar of github.com/distribution/reference (reference.go):
 # [domain[:port]/]path-component[/path-component…][:tag][@algorithm:hex], path components
 # lowercase alphanumerics joined by '.', '_', '__' or dashes, tags at most 128 word characters.
@@ -22,11 +22,11 @@ _HOST = rf"(?:{_DOMAIN}|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 IMAGE_RE = re.compile(
     rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
 )
 # A named volume both engines accept: Podman allows [a-zA-Z0-9][a-zA-Z0-9_.-]*, Docker wants
 # two characters or more (measured: docker rejects a one-character name).
-VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 VARIANTS = ("cpu", "cuda", "rocm", "vulkan")
 
 Scalar = str | int | float | bool
@@ -46,9 +46,9 @@ Name = Annotated[str, AfterValidator(_check_name)]
 
 # RFC 1035 label: what Kubernetes requires of Service names (and, within it, of Deployment,
 # container and claim names), so the same names survive `airpods export kube`.
-DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 # A Kubernetes quantity for a claim's size (apimachinery resource.Quantity, binary or decimal).
-QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\Z")
 
 
 def check_dns_label(value: str) -> str:
@@ -246,17 +246,23 @@ class Security(_Model):
     tmpfs: list[Annotated[str, AfterValidator(_check_container_path)]] = []
 
 
+MAX_CPUS = 4096.0  # beyond any host; the engines take a count of CPUs, not an unbounded number
+MAX_MEMORY = 1 << 50  # 1 PiB: beyond any host, far short of the int64 the engines store it in
+
+
 class Resources(_Model):
     memory: str | None = None
-    cpus: float | None = Field(default=None, gt=0)
+    # a finite number of CPUs (TOML's inf and nan are floats); the host's own count is checked at
+    # start (preflight: the engines refuse more CPUs than the host has)
+    cpus: float | None = Field(default=None, gt=0, le=MAX_CPUS, allow_inf_nan=False)
 
     @field_validator("memory")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
-        if value is not None and (not MEMORY_RE.match(value) or memory_bytes(value) < 6 << 20):
+        if value is not None and (not MEMORY_RE.match(value) or not 6 << 20 <= memory_bytes(value) <= MAX_MEMORY):
             raise ValueError(
-                f'expected a size of at least 6m (Podman\'s and Docker\'s smallest limit) such as "512m" or "8g", '
-                f"got '{value}'"
+                "expected a size from 6m (Podman's and Docker's smallest limit) to 1048576g (1 PiB) "
+                f'such as "512m" or "8g", got \'{value}\''
             )
         return value
 
@@ -286,7 +292,9 @@ def _check_model_name(value: str) -> str:
 
 
 # Where a declared model comes from: a Hugging Face reference, an http(s) URL, or a local file.
-HF_SOURCE_RE = re.compile(r"^(?:(?:https?://)?(?:hf\.co|huggingface\.co)/)?[\w.-]+/[\w.-]+(?:/[\w./-]+)?(?::[\w.-]+)?$")
+HF_SOURCE_RE = re.compile(
+    r"^(?:(?:https?://)?(?:hf\.co|huggingface\.co)/)?[\w.-]+/[\w.-]+(?:/[\w./-]+)?(?::[\w.-]+)?\Z"
+)
 
 
 class ModelPreset(BaseModel):
@@ -333,7 +341,7 @@ class ModelPreset(BaseModel):
         return dict(self.model_extra or {})
 
 
-VARIANT_RE = re.compile(r"^(cpu|cuda|rocm|vulkan|cuda-\d+\.\d+)$")
+VARIANT_RE = re.compile(r"^(cpu|cuda|rocm|vulkan|cuda-\d+\.\d+)\Z")
 
 
 def _check_variant(key: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]$")
+MEMORY_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]\Z")
 # A model's name as llama-server's router lists it (/v1/models): a GGUF file's name without
 # .gguf, or a folder's name, in the model volume.
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def memory_bytes(value: str) -> int:

@@ -17,6 +17,9 @@ from airpods.errors import ConfigError
 
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*\}\}")
 LITERAL_BRACES = "{{{{"  # written for a literal "{{"
+# The longest string templates may produce (characters): far beyond any value a service takes
+# (an inline chat template is a few KB), short of what 27 doubling variables make (3.2 GB).
+MAX_EXPANDED = 1 << 16
 
 Path = tuple[str | int, ...]
 
@@ -62,7 +65,10 @@ class _Resolver:
                 raise self.error(path, f"'{{{{{match.group(1)}}}}}' is a table or array and cannot be part of a string")
             return str(found).lower() if isinstance(found, bool) else str(found)
 
-        return TEMPLATE_RE.sub(splice, text)
+        spliced = TEMPLATE_RE.sub(splice, text)
+        if len(spliced) > MAX_EXPANDED:
+            raise self.error(path, f"its templates expand to {len(spliced)} characters, more than {MAX_EXPANDED}")
+        return spliced
 
     def lookup(self, name: str, used_at: Path) -> Any:
         target = self.target_path(name, used_at)

@@ -17,7 +17,7 @@ from airpods.errors import ConfigError
 from airpods.labels import default_container, default_pod
 
 # A claim name (a DNS subdomain label as airpods maps volume names: '_' → '-', lowercase).
-CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+CLAIM_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?\Z")
 
 EXPECTED = {
     "string_type": "a string",

@@ -203,6 +203,13 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
         )
         if low:
             checks.append(low)
+    from airpods.errors import ConfigError
+
+    try:
+        port_is_free(config.runtime.bind_address, 0)  # the address itself: one of this host's?
+    except ConfigError as elsewhere:
+        checks.append(Check("port", "FAIL", f"runtime.bind_address: {elsewhere.message}", elsewhere.hint or ""))
+        return checks
     for name in config.enabled_services():
         for port in config.services[name].ports:
             if not port.host:

@@ -25,7 +25,15 @@ from airpods.engine.docker_argv import (
 )
 from airpods.engine.early import LISTINGS
 from airpods.engine.errors import EngineError
-from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, run_streaming
+from airpods.engine.process import (
+    LONG_TIMEOUT_S,
+    EngineCli,
+    make_device,
+    option_pairs,
+    parse_json,
+    parse_json_lines,
+    run_streaming,
+)
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
@@ -48,13 +56,13 @@ class Docker(EngineCli):
     def lines_json(self, args: Sequence[str]) -> list[dict[str, Any]]:
         """`--format '{{json .}}'` output: one JSON object a line."""
         out = self.run([*args, "--format", "{{json .}}"]).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        return parse_json_lines(out, f"docker {' '.join(args)}")
 
     def inspect(self, kind: str, names: Sequence[str]) -> list[dict[str, Any]]:
         if not names:
             return []
         done = self.run([kind, "inspect", *names], check=False)
-        return json.loads(done.stdout or "[]")
+        return parse_json(done.stdout, f"docker {kind} inspect", [])
 
     # -- running the plan -------------------------------------------------------------------------
 
@@ -280,7 +288,8 @@ class Docker(EngineCli):
         return self.run(["version", "--format", "{{.Server.Version}}"]).stdout.strip()
 
     def info(self) -> dict[str, Any]:
-        return json.loads(self.run(["info", "--format", "{{json .}}"]).stdout or "{}")
+        found = parse_json(self.run(["info", "--format", "{{json .}}"]).stdout, "docker info", {})
+        return found if isinstance(found, dict) else {}
 
     # -- volumes, secrets, images -------------------------------------------------------------------
 
@@ -417,7 +426,7 @@ def _unix(stamp: str | None) -> int:
         return 0
 
 
-SIZE_RE = re.compile(r"^\s*([\d.]+)\s*([kKMGTP]?)(i?)B\s*$")
+SIZE_RE = re.compile(r"^\s*([\d.]+)\s*([kKMGTP]?)(i?)B\s*\Z")
 
 
 def size_bytes(text: str) -> int:

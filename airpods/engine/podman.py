@@ -3,7 +3,6 @@ every call, podman's stderr carried in typed errors. Works with Podman 4.3 throu
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.early import LISTINGS
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, parse_json, run_streaming
 from airpods.errors import RuntimeFailure
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
@@ -27,8 +26,8 @@ class Podman(EngineCli):
     # -- running commands ---------------------------------------------------------------------
 
     def json(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Any:
-        out = self.run(args, timeout).stdout.strip()
-        return json.loads(out) if out else []
+        """What `podman ARGS` prints as JSON ([] for nothing; see process.parse_json)."""
+        return parse_json(self.run(args, timeout).stdout, f"{self.binary} {' '.join(args)}", [])
 
     def execute(self, step: Step) -> None:
         if step.kind == "volume":
@@ -305,10 +304,14 @@ class Podman(EngineCli):
         return {str(row.get("Spec", {}).get("Name")): project_of(row.get("Spec", {}).get("Labels")) for row in rows}
 
     def version(self) -> str:
-        return str(self.json(["version", "--format", "json"]).get("Client", {}).get("Version", "?"))
+        found = self.json(["version", "--format", "json"])
+        client = found.get("Client") if isinstance(found, dict) else None
+        return str(client.get("Version", "?")) if isinstance(client, dict) else "?"
 
     def info(self) -> dict[str, Any]:
-        return self.json(["info", "--format", "json"])
+        """`podman info` ({} when it prints nothing)."""
+        found = self.json(["info", "--format", "json"])
+        return found if isinstance(found, dict) else {}
 
     def rootless(self) -> bool:
         return bool(self.info().get("host", {}).get("security", {}).get("rootless"))

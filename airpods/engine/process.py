@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airpods.engine.early import cli_env, take
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.errors import RuntimeFailure
 from airpods.labels import TOOL
 from airpods.plan import DEFAULT_TIMEOUT_S
 
@@ -100,6 +101,36 @@ def run_streaming(
     return subprocess.CompletedProcess(list(argv), process.returncode, "".join(lines), "")
 
 
+def parse_json(out: str, command: str, empty: Any) -> Any:
+    """The JSON document an engine printed for `command` (`empty` when it printed nothing).
+    Lines before the document that are not JSON (a warning some setups print on stdout) are
+    skipped. Raises RuntimeFailure when no JSON document is there."""
+    text = out.strip()
+    if not text:
+        return empty
+    lines = text.splitlines()
+    for start, line in enumerate(lines):
+        if line.lstrip().startswith(("[", "{")):
+            try:
+                return json.loads("\n".join(lines[start:]))
+            except ValueError:
+                break
+    raise RuntimeFailure(
+        f"`{command}` printed something that is not JSON: {lines[0][:200]!r}",
+        hint=f"run `{command}` yourself: a warning on its standard output (containers.conf, storage) says why",
+    )
+
+
+def parse_json_lines(out: str, command: str) -> list[Any]:
+    """One JSON object a line (`--format '{{json .}}'`); other lines (warnings) are skipped.
+    Raises RuntimeFailure for a line that starts as JSON and is not."""
+    rows = []
+    for line in out.splitlines():
+        if line.lstrip().startswith("{"):
+            rows.append(parse_json(line, command, {}))
+    return rows
+
+
 def option_pairs(options: dict[str, str]) -> list[str]:
     """Driver options as `volume create --opt K=V` arguments."""
     return [arg for key, value in options.items() for arg in ("--opt", f"{key}={value}")]
@@ -153,7 +184,7 @@ class EngineCli:
     def inspect_volume(self, name: str) -> list[dict[str, Any]]:
         """`volume inspect NAME` rows: [] when the volume does not exist."""
         done = self.run(["volume", "inspect", name], check=False)
-        return json.loads(done.stdout or "[]") if done.returncode == 0 else []
+        return parse_json(done.stdout, f"{self.binary} volume inspect {name}", []) if done.returncode == 0 else []
 
     def remember_volumes(self, rows: Iterable[dict[str, Any]]) -> None:
         """Volume rows of a listing that carries what `volume inspect` does (podman's `volume

@@ -29,10 +29,28 @@ def _stream(url: str, key: str | None, model: str, messages: list[dict[str, str]
 
 
 def first_model(url: str, key: str | None) -> str | None:
+    """The first model the instance at `url` lists (None: none). Raises RuntimeFailure when it
+    refuses the key, or does not answer with a model list."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    with urllib.request.urlopen(urllib.request.Request(url + "/v1/models", headers=headers), timeout=10) as answer:
-        data = json.load(answer).get("data", [])
-    return data[0]["id"] if data else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/v1/models", headers=headers), timeout=10) as answer:
+            data = json.load(answer).get("data", [])
+    except urllib.error.HTTPError as exc:
+        raise refused(url, exc) from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise RuntimeFailure(f"{url} did not answer with its models: {exc}", hint="`airpods status` shows it") from None
+    return data[0]["id"] if data and isinstance(data[0], dict) and "id" in data[0] else None
+
+
+def refused(url: str, exc: urllib.error.HTTPError, model: str | None = None) -> RuntimeFailure:
+    """An HTTP error answer of the instance, said with what to do about it."""
+    detail = exc.read().decode("utf-8", "replace").strip()[:300] if exc.fp else ""
+    what = f"{url} answered HTTP {exc.code}" + (f" for model {model}" if model else "") + f": {detail or exc.reason}"
+    if exc.code in (401, 403):
+        return RuntimeFailure(
+            what, hint="it does not take the stack's key: `airpods env` prints the key, `airpods restart` hands it over"
+        )
+    return RuntimeFailure(what, hint="`airpods models list` shows the models an instance serves")
 
 
 def api_chat(url: str, key: str | None, model: str, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
@@ -56,12 +74,8 @@ def api_chat(url: str, key: str | None, model: str, stdin: TextIO = sys.stdin, s
                     stdout.write(piece)
                     stdout.flush()
             except urllib.error.HTTPError as exc:  # e.g. 400 for a model the server does not have
-                detail = exc.read().decode("utf-8", "replace").strip()[:300]
-                raise RuntimeFailure(
-                    f"{url} answered HTTP {exc.code} for model {model}: {detail or exc.reason}",
-                    hint="`airpods models list` shows the models an instance serves",
-                ) from None
-            except (urllib.error.URLError, OSError) as exc:
+                raise refused(url, exc, model) from None
+            except (urllib.error.URLError, OSError, ValueError) as exc:
                 raise RuntimeFailure(f"lost the connection to {url}: {exc}", hint="`airpods status` shows it") from None
             stdout.write("\n")
             messages.append({"role": "assistant", "content": "".join(reply)})

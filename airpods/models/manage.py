@@ -88,7 +88,7 @@ def configured_model(spec: ServiceSpec) -> str | None:
 def tool_image(image: str, target: str) -> str:
     """The official image of another target for the same backend: :server-cuda → :full-cuda."""
     repo, _, tag = image.rpartition(":")
-    if not repo or not re.match(r"^server(-|$)", tag):
+    if not repo or not re.match(r"^server(-|\Z)", tag):
         raise RuntimeFailure(
             f"cannot tell the llama.cpp :{target} image that goes with {image}",
             hint="use an official ghcr.io/ggml-org/llama.cpp:server* image for llamacpp",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from airpods.errors import UsageError
 
 QUANT_RE = re.compile(r"(?i)(?<![A-Za-z0-9])(I?Q\d(?:_[0-9A-Z]+)*|BF16|F16|F32|TQ\d_\d|MXFP4(?:_MOE)?)(?![A-Za-z0-9])")
-SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf\Z")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 BUILTIN_FILE = Path(__file__).with_name("llama-server-flags.json")
 ENV_RE = re.compile(r"\(env: ([A-Z0-9_]+)\)")
-CHOICES_RE = re.compile(r"^(?:\[([\w.|-]+)\]|\{([\w.,-]+)\}|<([\w.|-]+)>)$")
+CHOICES_RE = re.compile(r"^(?:\[([\w.|-]+)\]|\{([\w.,-]+)\}|<([\w.|-]+)>)\Z")
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,18 @@ def test_top_once_json_shows_tokens_per_second_while_completions_stream(airpods,
 
     shown = airpods("top", "--once", "--interval", "0.2")
     assert shown.code == 0 and "llamacpp" in shown.out and "GEN T/S" in shown.out, shown.out
+
+
+def test_ctrl_c_exits_130_in_a_command_that_catches_it(airpods):
+    """Issue 34 §2: only `start` exited 130 on Ctrl-C; `top` (which quits on it) exited 0 and
+    other commands said "Aborted!" with exit 1."""
+    import signal
+    import time
+
+    for args in (("top", "--interval", "30"), ("top", "--json", "--interval", "30")):
+        running = airpods.popen(*args)
+        time.sleep(2)
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=60)
+        assert running.returncode == 130 and "airpods: interrupted" in err, (args, running.returncode, err)
+        assert "Traceback" not in err and "Aborted" not in err

@@ -10,7 +10,7 @@ CASES = [
     pytest.param(
         '[services.ollama.resources]\nmemory = "0m"',
         "services.ollama.resources.memory",
-        "at least 6m",
+        "a size from 6m",
         id="memory-zero",
     ),
     pytest.param(

@@ -1,0 +1,162 @@
+"""Issue 34 §2: inputs that used to pass validation, crash or hang airpods. Each is refused
+with exit 2 naming the key (config) or exit 1 with the cause (runtime), never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.helpers import run_cli, write_toml
+
+# `$` also matches before a final newline: every name is checked as the whole string.
+NEWLINE_NAMES = [
+    ('[services."llama2\\n"]\nimage = "a/b:1"\n', 'services."llama2\\n"'),
+    ('[services.llamacpp.models."tiny1\\n"]\nctx_size = 512\n', "services.llamacpp.models"),
+    ('[services.ollama.env]\n"PATH\\n" = "x"\n', "services.ollama.env"),
+    ('[services.ollama]\nimage = "docker.io/ollama/ollama:latest\\n"\n', "services.ollama.image"),
+    ('[services.ollama]\nvolumes = [{ source = "data\\n", target = "/data" }]\n', "services.ollama.volumes"),
+    ('[services.llamacpp]\nimage = { "cuda\\n" = "a/b:1" }\n', "services.llamacpp.image"),
+    ('[services.ollama.resources]\nmemory = "8g\\n"\n', "services.ollama.resources.memory"),
+]
+
+
+@pytest.mark.parametrize("body, key", NEWLINE_NAMES)
+def test_a_name_with_a_final_newline_is_refused(tmp_path, capsys, body, key):
+    path = write_toml(tmp_path, body)
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and key in done.err, done.err
+    assert "Traceback" not in done.err and "internal error" not in done.err
+    shown = run_cli(capsys, "-c", str(path), "start", "--dry-run")
+    assert shown.code == 2 and "\\n" not in shown.out
+
+
+def test_variables_that_double_each_other_stop_at_a_size_naming_the_key(tmp_path, capsys):
+    """27 variables each doubling the previous one grew `config validate` to 3.2 GB."""
+    lines = ['[variables]\na0 = "' + "x" * 80 + '"']
+    lines += [f'a{i} = "{{{{a{i - 1}}}}}{{{{a{i - 1}}}}}"' for i in range(1, 28)]
+    lines += ['[services.ollama.env]\nX = "{{a27}}"']
+    done = run_cli(capsys, "-c", str(write_toml(tmp_path, "\n".join(lines) + "\n")), "config", "validate")
+    assert done.code == 2 and "variables.a" in done.err and "more than 65536" in done.err, done.err
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deep_nesting_is_a_config_error(tmp_path, capsys, depth):
+    """A 5000-deep array ended in "internal error: RecursionError"."""
+    path = write_toml(tmp_path, "[variables]\nx = " + "[" * depth + "]" * depth + "\n")
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and "nested more than 32 deep" in done.err and "internal error" not in done.err
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        ("cpus = inf", "services.ollama.resources.cpus"),
+        ("cpus = nan", "services.ollama.resources.cpus"),
+        ("cpus = 1e9", "services.ollama.resources.cpus"),
+        ('memory = "99999999999g"', "1048576g"),
+    ],
+)
+def test_resources_beyond_any_host_are_refused(tmp_path, capsys, body, said):
+    done = run_cli(
+        capsys, "-c", str(write_toml(tmp_path, f"[services.ollama.resources]\n{body}\n")), "config", "validate"
+    )
+    assert done.code == 2 and said in done.err, done.err
+
+
+def test_more_cpus_than_the_host_has_is_refused_before_anything_is_made(tmp_path):
+    from airpods.plan import Observed, build_start_plan
+    from airpods.preflight import HostFacts, preflight
+    from tests.unit.helpers import stack_of
+
+    stack = stack_of(tmp_path, "[services.ollama.resources]\ncpus = 3\n")
+    plan = build_start_plan(stack, Observed())
+    (problem,) = preflight(stack, plan, {}, HostFacts("podman", cpus=2))
+    assert (
+        problem.exit_code == 2
+        and problem.key == "services.ollama.resources.cpus"
+        and "this host has 2" in problem.message
+    )
+    assert preflight(stack, plan, {}, HostFacts("podman", cpus=4)) == []
+
+
+def test_a_bind_address_that_is_not_this_hosts_is_a_config_error():
+    """EADDRNOTAVAIL ended in "internal error: OSError"."""
+    from airpods.errors import ConfigError
+    from airpods.ports import port_is_free
+
+    with pytest.raises(ConfigError) as caught:
+        port_is_free("192.0.2.77", 8080)  # TEST-NET-1 (RFC 5737): never an address of this host
+    assert caught.value.key == "runtime.bind_address" and "not an address of this host" in caught.value.message
+
+
+def test_exporting_a_stack_with_no_service_says_so(tmp_path, capsys):
+    off = "".join(f"[services.{name}]\nenabled = false\n" for name in ("ollama", "open-webui", "llamacpp"))
+    done = run_cli(capsys, "-c", str(write_toml(tmp_path, off)), "export", "quadlet", "-o", str(tmp_path / "q"))
+    assert done.code == 2 and "no service to export" in done.err and "internal error" not in done.err
+
+
+@pytest.mark.parametrize("status, said", [(401, "does not take the stack's key"), (404, "models list")])
+def test_chat_against_an_instance_that_refuses_is_a_runtime_failure(status, said):
+    """`chat` with a wrong key or an unknown model was "internal error … report it"."""
+    import http.server
+    import io
+    import threading
+
+    from airpods.errors import RuntimeFailure
+    from airpods.models.chat import api_chat, first_model
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_error(status, "refused")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(RuntimeFailure) as listing:
+            first_model(url, "wrong")
+        assert f"HTTP {status}" in listing.value.message and said in (listing.value.hint or "")
+        with pytest.raises(RuntimeFailure) as chatting:
+            api_chat(url, "wrong", "nope", stdin=io.StringIO("hi\n"), stdout=io.StringIO())
+        assert f"HTTP {status} for model nope" in chatting.value.message
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("body, said", [(b"not json\n", "not a pull status"), (b"", "sent nothing for 0.5 s")])
+def test_an_ollama_pull_stream_that_breaks_or_stalls_is_a_runtime_failure(body, said):
+    import http.server
+    import threading
+
+    from airpods.errors import RuntimeFailure
+    from airpods.models.ollama import ollama_pull
+
+    release = threading.Event()
+
+    class Stream(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "pulling manifest"}\n' + body)
+            self.wfile.flush()
+            release.wait(10)  # then stalls
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen: list[str] = []
+    try:
+        with pytest.raises(RuntimeFailure) as caught:
+            ollama_pull(f"http://127.0.0.1:{server.server_address[1]}", "tiny", lambda s, t, c: seen.append(s), 0.5)
+        assert (
+            said in caught.value.message and "resumes it" in (caught.value.hint or "") and seen == ["pulling manifest"]
+        )
+    finally:
+        release.set()
+        server.shutdown()
