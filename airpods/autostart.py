@@ -48,7 +48,9 @@ def unit_dir(rootless: bool) -> Path:
     """Where a unit the administrator (root) or the user (rootless) owns goes: systemd.unit(5)."""
     if not rootless:
         return SYSTEM_UNIT_DIR
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    from airpods.state import home
+
+    config = os.environ.get("XDG_CONFIG_HOME") or str(home() / ".config")
     return Path(config) / "systemd" / "user"
 
 

@@ -26,6 +26,7 @@ from airpods.checksum import sha256_of, sha256_stream
 from airpods.engine.base import Engine
 from airpods.engine.errors import EngineError
 from airpods.errors import RuntimeFailure, UsageError
+from airpods.files import publish, sync_folder
 from airpods.labels import ASIDE
 from airpods.models.download import Progress
 from airpods.models.manage import model_mount
@@ -126,18 +127,22 @@ def write_backup(
         partial = out.with_name(f".{out.name}.partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # volumes hold private data
         try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as tar:
-                data = json.dumps(manifest, indent=2).encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
-                tar.addfile(info, io.BytesIO(data))
-                for path, member in staged:
-                    advance = progress(member.name, member.size)
-                    info = tar.gettarinfo(str(path), member.name)
-                    info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
-                    with path.open("rb") as handle:
-                        tar.addfile(info, _Counting(handle, advance))
+            with os.fdopen(fd, "wb") as raw:
+                with tarfile.open(fileobj=raw, mode="w") as tar:
+                    data = json.dumps(manifest, indent=2).encode()
+                    info = tarfile.TarInfo(MANIFEST)
+                    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
+                    tar.addfile(info, io.BytesIO(data))
+                    for path, member in staged:
+                        advance = progress(member.name, member.size)
+                        info = tar.gettarinfo(str(path), member.name)
+                        info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+                        with path.open("rb") as handle:
+                            tar.addfile(info, _Counting(handle, advance))
+                raw.flush()
+                os.fsync(raw.fileno())  # on disk before it is published under its name
             os.replace(partial, out)
+            sync_folder(out.parent)
         finally:
             Path(partial).unlink(missing_ok=True)
     return members
@@ -265,12 +270,11 @@ def _read(tar: tarfile.TarFile, name: str) -> bytes:
 
 
 def _extract_to(tar: tarfile.TarFile, name: str, target: Path) -> None:
+    """The member `name` published whole at `target` (0600; files.publish): a crash leaves the
+    file it replaces, never an empty or half-written one."""
     handle = tar.extractfile(name)
     assert handle is not None
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while chunk := handle.read(1 << 22):
-            out.write(chunk)
+    publish(target, iter(lambda: handle.read(1 << 22), b""), 0o600)
 
 
 def restore_volume(

@@ -179,7 +179,8 @@ def _groups(root: Path, nodes: Sequence[str]) -> tuple[int, ...]:
 def _runtime(root: Path) -> str:
     """The OCI runtime podman uses: containers.conf's `[engine] runtime` (the files podman reads,
     CONTAINERS_CONF first), else crun when installed, else runc."""
-    confs = [os.environ.get("CONTAINERS_CONF", ""), str(Path.home() / ".config/containers/containers.conf")]
+    user = os.environ.get("HOME") or os.path.expanduser("~")  # "~" itself when no home: no such file
+    confs = [os.environ.get("CONTAINERS_CONF", ""), os.path.join(user, ".config/containers/containers.conf")]
     confs += [str(root / "etc/containers/containers.conf"), str(root / "usr/share/containers/containers.conf")]
     for conf in filter(None, confs):
         found = re.search(r'(?m)^\s*runtime\s*=\s*"([^"]+)"', _read(Path(conf)) or "")

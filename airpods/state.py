@@ -12,10 +12,22 @@ from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT
 
 
+def home() -> Path:
+    """The user's home folder: $HOME, else its passwd entry's. Raises RuntimeFailure when
+    neither says (a user with no passwd entry, e.g. `--user 1234` in a container, and no HOME)."""
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError):
+        raise RuntimeFailure(
+            f"cannot tell the home folder of user {os.getuid()}: HOME is not set and it has no passwd entry",
+            hint="set HOME (or XDG_STATE_HOME and XDG_CONFIG_HOME) to a folder this user owns",
+        ) from None
+
+
 def state_path() -> Path:
     """$XDG_STATE_HOME/airpods (default ~/.local/state/airpods), as the XDG spec says: the path
-    alone (`state_dir` makes it)."""
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "airpods"
+    alone (`state_dir` makes it). Raises RuntimeFailure when there is no home to default to."""
+    return Path(os.environ.get("XDG_STATE_HOME") or home() / ".local" / "state") / "airpods"
 
 
 def state_dir() -> Path:

@@ -93,7 +93,9 @@ def init(
             f"{target} already exists; it was left as it is", hint="`airpods config init --force` overwrites it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(default_toml_text(), encoding="utf-8")
+    from airpods.files import write_atomic
+
+    write_atomic(target, default_toml_text().encode(), mode=0o644)
     print(f"wrote {target}")
 
 

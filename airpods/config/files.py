@@ -22,7 +22,10 @@ def default_toml_text() -> str:
 def user_config_path(env: Mapping[str, str] | None = None) -> Path:
     """Where `config init` writes and where the file is looked for last: XDG config home."""
     env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or Path.home(), ".config")
+    if not (base := env.get("XDG_CONFIG_HOME") or ""):
+        from airpods.state import home
+
+        base = os.path.join(env.get("HOME") or home(), ".config")
     return Path(base) / "airpods" / "config.toml"
 
 

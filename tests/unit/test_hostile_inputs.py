@@ -160,3 +160,45 @@ def test_an_ollama_pull_stream_that_breaks_or_stalls_is_a_runtime_failure(body, 
     finally:
         release.set()
         server.shutdown()
+
+
+def test_a_user_with_no_home_is_told_what_to_set(monkeypatch, capsys):
+    """No HOME and no passwd entry (a container's --user 1234) was an internal error."""
+    import pwd
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for variable in ("HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "AIRPODS_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    done = run_cli(capsys, "env")
+    assert done.code == 1 and "cannot tell the home folder of user" in done.err and "set HOME" in done.err, done.err
+    assert "internal error" not in done.err
+
+
+def test_a_file_published_by_airpods_is_whole_or_the_old_one(tmp_path, monkeypatch):
+    """Restore wrote the config and the API key in place, truncated first: a crash or a full
+    disk left an empty key file, then read as the key "". Every write is files.publish now."""
+    import errno
+    import os
+
+    from airpods.errors import RuntimeFailure
+    from airpods.files import publish
+
+    key = tmp_path / "api-key"
+    key.write_text("sk-old\n")
+
+    def full_disk():
+        yield b"sk-n"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(RuntimeFailure, match="No space left"):
+        publish(key, full_disk())
+    assert key.read_text() == "sk-old\n" and [p.name for p in tmp_path.iterdir()] == ["api-key"]
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    publish(key, [b"sk-new\n"])
+    assert key.read_text() == "sk-new\n" and len(synced) == 2  # the file, then its folder
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
