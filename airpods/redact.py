@@ -1,13 +1,16 @@
-"""One way to keep secrets out of what airpods shows: dry runs, `config show`, engine error
-messages and `airpods logs` all pass through here. Two kinds of secret are masked: the values
+"""One way to keep secrets out of what airpods shows: everything the command writes to its
+standard output and error passes through `Redacting` (cli/__init__.py wraps both streams before
+a command runs), so no display path (a failed start's log lines, `--json`, errors, dry runs,
+`config show`, `airpods logs`) can show a secret. Two kinds of secret are masked: the values
 airpods knows are secret (the API key, the user's [services.X.secrets], registered when read),
 and the value of any env variable whose name says it is one (HF_TOKEN, WEBUI_SECRET_KEY,
-OPENAI_API_KEY…), which a user may have put under `env` by mistake."""
+OPENAI_API_KEY…), as a config shows it or as a service prints its environment (`NAME=value`)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 MASK = "********"
 # Names that hold credentials by convention (Hugging Face, OpenAI, Open WebUI, databases…), as
@@ -33,11 +36,45 @@ def secret_like(name: str) -> bool:
     return bool(SECRET_NAME_RE.search(name))
 
 
+ASSIGNMENT_RE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\S+)")  # NAME=value, as an env dump prints it
+
+
 def redact(text: str) -> str:
-    """`text` with every registered secret value replaced by MASK."""
+    """`text` with every registered secret value replaced by MASK, and the value of every
+    `NAME=value` whose NAME says it is a secret."""
     for value in _known:
         text = text.replace(value, MASK)
+    if "=" in text:
+        text = ASSIGNMENT_RE.sub(lambda m: f"{m[1]}={MASK}" if secret_like(m[1]) and m[2] != MASK else m[0], text)
     return text
+
+
+class Redacting:
+    """A text stream (sys.stdout, sys.stderr) whose every write is `redact`ed; the rest is the
+    stream's own (isatty, fileno, encoding… for Rich and the progress bars)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def print_secret(line: str) -> None:
+    """Print `line` to standard output unmasked: only for what a command exists to hand the user
+    (`airpods env` prints the key for `eval`)."""
+    import sys
+
+    stream = sys.stdout
+    (stream.stream if isinstance(stream, Redacting) else stream).write(line + "\n")
 
 
 def redact_env(name: str, value: str) -> str:

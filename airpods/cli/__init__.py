@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     paragraph), 130 when Ctrl-C interrupted it (in every command, whatever it catches)."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
         signal.signal(signal.SIGINT, _on_interrupt)
+    from airpods.redact import Redacting
+
+    shown = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Redacting(shown[0]), Redacting(shown[1])
+    _interrupted.clear()
+    _said.clear()
     try:
         run(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:  # raised outside a command (while the commands were imported)
@@ -148,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
         if not _said:
             print("airpods: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
+    finally:
+        sys.stdout, sys.stderr = shown
     if _interrupted:
         print("airpods: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)

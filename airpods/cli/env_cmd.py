@@ -29,8 +29,10 @@ def env(
     spec = instances[0]
     if spec.url is None:
         raise UsageError(f"{spec.name} publishes no host port", hint=f"set services.{spec.name}.ports")
+    from airpods.redact import print_secret
+
     print(f"export OPENAI_BASE_URL={shlex.quote(spec.url + '/v1')}")
-    print(f"export OPENAI_API_KEY={shlex.quote((stack_key(wanted) if spec.secrets else None) or 'none')}")
+    print_secret(f"export OPENAI_API_KEY={shlex.quote((stack_key(wanted) if spec.secrets else None) or 'none')}")
 
 
 def register(app: typer.Typer) -> None:

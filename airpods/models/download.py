@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from airpods.checksum import sha256_of
 from airpods.errors import RuntimeFailure
@@ -162,10 +163,48 @@ def pull_url(
     return [Fetched(model_name(target), (store.root / f"{model_name(target)}.gguf").stat().st_size, digest)]
 
 
+class SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Redirects as urllib follows them, but the credentials (Authorization, Cookie) go only to
+    the origin they were given for: urllib copies every header to the new URL, so a Hugging Face
+    token would reach the CDN or presigned storage a file redirects to (which refuses a request
+    that carries both). Browsers and `requests` drop them the same way on a cross-origin redirect
+    (the Fetch standard; requests' rebuild_auth)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(req.full_url) != _origin(new.full_url):
+            for name in ("Authorization", "Cookie"):
+                new.remove_header(name)
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit (80, 443)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+_opener: list[urllib.request.OpenerDirector] = []
+
+
 def _open(url: str, headers: Mapping[str, str], method: str = "GET") -> http.client.HTTPResponse:
+    """`url` opened with `headers` (credentials kept to its own origin across redirects).
+    Raises RuntimeFailure for an error answer (but 416, raised as is) or no answer."""
     request = urllib.request.Request(url, headers=dict(headers), method=method)
+    if not _opener:
+        _opener.append(urllib.request.build_opener(SameOriginCredentials))
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        return _opener[0].open(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416:

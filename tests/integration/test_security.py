@@ -94,6 +94,23 @@ def test_a_planted_secret_never_shows_in_argv_inspect_dry_run_config_errors_or_l
     failed = airpods("start", "ollama")
     assert failed.code == 1 and "/no-such-program" in failed.err, failed.err
     shown.append(failed)
+    # A service that prints its environment and the secret as it fails its start (issue 34): its
+    # last log lines are shown, masked, in text and in --json.
+    airpods.write_config(f"""
+        [services.ollama.secrets]
+        PLANTED_TOKEN = "env:AIRPODS_TEST_PLANTED"
+        [services.ollama]
+        entrypoint_override = ["/bin/sh", "-c", "env; echo the token is $PLANTED_TOKEN; exit 3"]
+        [services.ollama.env]
+        HF_TOKEN = "{IN_ENV}"
+    """)
+    for args in (("start", "ollama"), ("start", "--json", "ollama")):
+        crashed = airpods(*args)
+        assert crashed.code == 1 and "the token is ********" in crashed.out + crashed.err, crashed.out + crashed.err
+        assert (
+            "PLANTED_TOKEN=********" in crashed.out + crashed.err and "HF_TOKEN=********" in crashed.out + crashed.err
+        )
+        shown.append(crashed)
     for run in shown:
         assert PLANTED not in run.out + run.err and IN_ENV not in run.out + run.err
 
