@@ -69,9 +69,21 @@ def generated(name: str, prefix: str = "") -> str:
     return path.read_text().strip()
 
 
-def key_id(key: str) -> str:
-    """A short, non-secret name for a key (secret names and config hashes use it)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+NAMES_KEY_FILE = "secret-names-key"  # the random key secret names are derived under (0600)
+UNNAMED = "not-made-yet"  # a value's name before this machine has a names key (nothing was made)
+
+
+def key_id(value: str, *, create: bool = True) -> str:
+    """A short, non-secret name for a secret value (secret names and config hashes use it):
+    12 hex digits of HMAC-SHA256 under this machine's random names key, created on first use
+    (`create`; without it, UNNAMED while there is none). An unkeyed hash would let anyone who
+    sees a name (`ps`, `--dry-run`, `secret ls`) test guesses of a password-like value offline."""
+    import hmac
+
+    names_key = generated(NAMES_KEY_FILE) if create else _existing(state_path() / NAMES_KEY_FILE)
+    if not names_key:
+        return UNNAMED
+    return hmac.new(names_key.encode(), value.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 def key_source(setting: bool | str) -> str:

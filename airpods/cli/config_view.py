@@ -44,7 +44,7 @@ def show_config(loaded: LoadedConfig, *, resolved: bool, engine: str = "podman")
     # Showing the config makes no key: the rendered flags are the same before `start` makes one.
     source = key_source(loaded.config.runtime.api_key)
     secret = read_key(source, create=False)
-    kid = (key_id(secret) if secret else "not-made-yet") if source != "none" else None
+    kid = (key_id(secret, create=False) if secret else "not-made-yet") if source != "none" else None
     for name in loaded.config.services:
         try:
             spec, _ = build_service(

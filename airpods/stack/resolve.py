@@ -55,14 +55,14 @@ def resolve_stack(
     def key_of(source: str) -> str:
         if preview and source == "generated":
             secret = read_key(source, create=False)
-            return key_id(secret) if secret else PREVIEW_KEY_ID
+            return key_id(secret, create=False) if secret else PREVIEW_KEY_ID
         secret = read_key(source, create=ensure_key or preview)  # a user key: read (errors), never written
-        return key_id(secret) if secret else ""
+        return key_id(secret, create=ensure_key) if secret else ""
 
     def secret_id(source: str) -> str:
         """Names the value a user secret's source gives now (UNSET: none, start says why)."""
         value = read_secret(source, key="", create=False)
-        return key_id(value) if value else UNSET
+        return key_id(value, create=ensure_key) if value else UNSET
 
     def build() -> Stack:
         from airpods.config.loader import load_config

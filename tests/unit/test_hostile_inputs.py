@@ -202,3 +202,27 @@ def test_a_file_published_by_airpods_is_whole_or_the_old_one(tmp_path, monkeypat
     publish(key, [b"sk-new\n"])
     assert key.read_text() == "sk-new\n" and len(synced) == 2  # the file, then its folder
     assert oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_secret_names_are_keyed_by_a_private_random_key(isolated_home, capsys, monkeypatch, tmp_path):
+    """A name carrying sha256(value)[:12] let anyone who sees it (`ps`, `--dry-run`, `secret ls`)
+    test guesses of a password-like secret offline."""
+    import hashlib
+    import os
+
+    from airpods.secrets import NAMES_KEY_FILE, UNNAMED, key_id
+    from airpods.state import state_path
+
+    names = state_path() / NAMES_KEY_FILE
+    names.unlink()  # a machine that never made one
+    monkeypatch.setenv("PATH", str(tmp_path))  # no engine: the dry run plans from nothing
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    assert key_id("hunter2", create=False) == UNNAMED and not names.exists()
+    shown = run_cli(capsys, "start", "--dry-run")  # looks, creates nothing
+    assert shown.code == 0 and not names.exists()
+    made = key_id("hunter2")
+    assert names.exists() and oct(os.stat(names).st_mode & 0o777) == "0o600"
+    assert made == key_id("hunter2") and made != key_id("hunter3")  # stable, and per value
+    assert made != hashlib.sha256(b"hunter2").hexdigest()[:12]  # not the unkeyed hash
+    names.write_text("another machine\n")
+    assert key_id("hunter2") != made  # another machine's names say nothing of this one's
