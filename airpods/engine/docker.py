@@ -16,7 +16,7 @@ from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.docker_argv import (
-    env_file,
+    env_secrets,
     gpu_options,
     project_secrets,
     secrets_folder,
@@ -37,7 +37,6 @@ from airpods.engine.process import (
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
-from airpods.stack.model import ServiceSpec
 
 
 class Docker(EngineCli):
@@ -79,23 +78,12 @@ class Docker(EngineCli):
             else:
                 self.run(["rm", "--force", *names], step.timeout_s)
             return
-        if step.kind == "container" and step.spec is not None:
-            self._write_env_files(step.spec)
+        values = env_secrets(step.spec, self.secrets) if step.kind == "container" and step.spec else {}
         if step.kind == "volume":
             make_device(dict(step.options))
         argv = step_argv(step, self.secrets)
         if argv:
-            self.run(argv, step.timeout_s, input_text=step.stdin)
-
-    def _write_env_files(self, spec: ServiceSpec) -> None:
-        """The env files of the secrets a container gets as variables (docker run --env-file)."""
-        from airpods.files import write_atomic
-
-        folder = project_secrets(self.secrets, spec.labels)
-        for use in spec.secrets:
-            if use.type == "env":
-                value = (folder / use.name).read_text()
-                write_atomic(env_file(use, folder), f"{use.target}={value}\n".encode(), mode=0o600)
+            self.run(argv, step.timeout_s, input_text=step.stdin, env=values)
 
     def _pod_containers(self, pod: str) -> list[str]:
         return self.run(["ps", "-aq", "--filter", f"label={POD_LABEL}={pod}"]).stdout.split()
@@ -322,9 +310,10 @@ class Docker(EngineCli):
 
     def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
         """A file in airpods' private state folder (0700: no other user of this host reaches
-        it), mounted read-only where the stack wants it (or turned into a 0600 env file when a
-        container starts: _write_env_files). 0400 as root; 0444 as a docker-group user, whose
-        files a container's root (every capability dropped, so no DAC override) reads only
+        it), mounted read-only where the stack wants it (or read into the environment of the
+        `docker run` that hands it over as a variable: docker_argv.env_secrets). 0400 as root;
+        0444 as a docker-group user, whose files a container's root (every capability dropped,
+        so no DAC override) reads only
         through the "other" bits: with 0400 llama-server could not open its key file."""
         from airpods.files import write_atomic
         from airpods.state import state_dir

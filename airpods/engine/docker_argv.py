@@ -4,8 +4,10 @@ Docker has no pods: a service's container joins the stack network itself with th
 aliases and publishes its own ports; a pod step renders to nothing, and stop/remove act on the
 containers labelled with the pod's name. Docker has no secrets outside Swarm: a secret the stack
 mounts as a file is a 0400 file in airpods' state folder bind-mounted read-only at the same
-target (never env or argv); one handed over as env is an `--env-file` (0600), which `docker
-inspect` shows, as podman's env secrets are shown."""
+target (never env or argv); one handed over as env is `--env NAME` with no value, which the
+docker client reads from its own environment (docker.py puts it there for that one command:
+never in argv, and a multi-line value (a PEM key, JSON credentials) arrives whole, where an env
+file carries one line); `docker inspect` shows it, as Podman before 5.3 shows its env secrets."""
 
 from __future__ import annotations
 
@@ -40,15 +42,18 @@ def volume_option(mount: Mount) -> str:
 
 
 def secret_options(use: SecretUse, secrets: Path) -> list[str]:
-    """A secret as Docker can carry it: a read-only bind of its 0400 file, or an env file."""
+    """A secret as Docker can carry it: a read-only bind of its 0400 file, or `--env NAME`
+    (the value from the docker client's environment: env_secrets)."""
     if use.type == "mount":
         return ["--volume", f"{secrets / use.name}:{use.target}:ro"]
-    return ["--env-file", str(env_file(use, secrets))]
+    return ["--env", use.target]
 
 
-def env_file(use: SecretUse, secrets: Path) -> Path:
-    """The 0600 env file that hands secret `use.name` over as variable `use.target`."""
-    return secrets / f"{use.name}.{use.target}.env"
+def env_secrets(spec: ServiceSpec, secrets: Path) -> dict[str, str]:
+    """Variable → value of the secrets `spec` gets as env variables (their files in the
+    project's secrets folder), for the environment of the `docker run` that creates it."""
+    folder = project_secrets(secrets, spec.labels)
+    return {use.target: (folder / use.name).read_text() for use in spec.secrets if use.type == "env"}
 
 
 def gpu_options(request: GpuRequest | None) -> list[str]:

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +32,15 @@ def run_cli(
     check: bool = True,
     input_text: str | None = None,
     hint: Callable[[str], str | None] = lambda _stderr: None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`argv` run with its output captured (stdin: `input_text`, else nothing). Raises
+    """`argv` run with its output captured (stdin: `input_text`, else nothing; `env`: variables
+    added to its environment, e.g. secrets `docker run --env NAME` hands over). Raises
     EngineTimeout after `timeout` seconds, and with `check` EngineError (exit code, stderr's
     tail, `hint(stderr)` as the next step) when it fails. A listing started early
     (engine/early.py) is taken instead of running it again."""
     try:
-        early = take(argv) if input_text is None else None
+        early = take(argv) if input_text is None and not env else None
         if early is not None:
             try:
                 out, err = early.communicate(timeout=timeout)
@@ -55,7 +57,7 @@ def run_cli(
                 timeout=timeout,
                 input=input_text,
                 stdin=None if input_text is not None else subprocess.DEVNULL,
-                env=cli_env(),
+                env={**cli_env(), **(env or {})},
             )
     except subprocess.TimeoutExpired:
         raise EngineTimeout(argv, timeout) from None
@@ -177,9 +179,14 @@ class EngineCli:
         return None
 
     def run(
-        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT_S, check: bool = True, input_text: str | None = None
+        self,
+        args: Sequence[str],
+        timeout: float = DEFAULT_TIMEOUT_S,
+        check: bool = True,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint)
+        return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint, env=env)
 
     def inspect_volume(self, name: str) -> list[dict[str, Any]]:
         """`volume inspect NAME` rows: [] when the volume does not exist."""

@@ -158,3 +158,15 @@ def podman_version() -> tuple[int, ...]:
 
     text = podman("version", "--format", "{{.Client.Version}}").stdout.strip()
     return tuple(int(p) for p in text.split("-")[0].split(".")[:2])
+
+
+def test_a_multi_line_secret_reaches_the_container_whole(airpods, engine, tmp_path):
+    """Docker's env files carry one line a variable: a PEM key arrived as its first line only."""
+    pem = tmp_path / "key.pem"
+    body = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" + PLANTED + "\n-----END PRIVATE KEY-----"
+    pem.write_text(body + "\n")
+    airpods.write_config(f'[services.ollama.secrets]\nTLS_KEY = "file:{pem}"\n')
+    started = airpods("start", "ollama")
+    assert started.code == 0, started.err
+    inside = airpods.ctr("exec", "ollama-0", "sh", "-c", 'printf %s "$TLS_KEY"').stdout
+    assert inside == body  # every line (the value's surrounding whitespace is trimmed, as for any secret)
