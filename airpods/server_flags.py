@@ -129,7 +129,12 @@ def learn_tables(engine: Engine, wanted: ServerImages) -> list[str]:
         if image_id not in data["by_id"]:
             entrypoint = wanted[ref]
             done = engine.run_one_off(
-                OneOff(ref, (*(entrypoint or ())[1:], "--help"), entrypoint=entrypoint[0] if entrypoint else None)
+                OneOff(
+                    ref,
+                    (*(entrypoint or ())[1:], "--help"),
+                    entrypoint=entrypoint[0] if entrypoint else None,
+                    tool="help",
+                )
             )
             if done.returncode != 0:
                 continue

@@ -49,16 +49,27 @@ class ContainerState:
         return self.state == "running"
 
 
+def tool_container_name() -> str:
+    """A name for a one-off tool container: airpods-tool- and 6 random hex digits."""
+    import secrets
+
+    return f"airpods-tool-{secrets.token_hex(3)}"
+
+
 @dataclass(frozen=True)
 class OneOff:
-    """A throwaway container of a tool image (quantize, convert, llama-cli): removed when it
-    exits, its image pulled if missing."""
+    """A throwaway container of a tool image (quantize, convert, llama-cli): named, labelled
+    with the `tool` it runs, without network or capabilities beyond what files need
+    (run_options.one_off_args), removed when it exits (and stopped when its time runs out), its
+    image pulled if missing."""
 
     image: str
     args: tuple[str, ...]
     mounts: tuple[Mount, ...] = ()
     gpu: GpuRequest | None = None
     entrypoint: str | None = None
+    tool: str = "tool"  # what it runs (quantize, convert, chat, help): its io.airpods.tool label
+    name: str = field(default_factory=tool_container_name)
 
 
 class Engine(Protocol):

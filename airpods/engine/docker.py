@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,13 @@ from airpods.engine.docker_argv import (
 from airpods.engine.early import LISTINGS
 from airpods.engine.errors import EngineError
 from airpods.engine.process import (
-    LONG_TIMEOUT_S,
     EngineCli,
     make_device,
     option_pairs,
     parse_json,
     parse_json_lines,
-    run_streaming,
 )
+from airpods.engine.run_options import one_off_args
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
@@ -347,18 +345,7 @@ class Docker(EngineCli):
         return self.run(["rmi", image], check=False).returncode == 0
 
     def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
-        argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
-        argv += [arg for m in job.mounts for arg in ("--volume", volume_option(m))]
-        argv += gpu_options(job.gpu) + (["--entrypoint", job.entrypoint] if job.entrypoint else [])
-        return self.argv([*argv, job.image, *job.args])
-
-    def run_one_off(
-        self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
-    ) -> subprocess.CompletedProcess[str]:
-        """As Podman.run_one_off: output captured, `on_line` sees each line as it comes."""
-        if on_line is None:
-            return self.run(self.one_off_argv(job), timeout=timeout_s, check=False)
-        return run_streaming(self.one_off_argv(job), on_line, timeout_s)
+        return self.argv(one_off_args(job, volume_option, gpu_options, interactive=interactive))
 
 
 def rootless_daemon(info: dict[str, Any]) -> bool:

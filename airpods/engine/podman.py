@@ -3,15 +3,14 @@ every call, podman's stderr carried in typed errors. Works with Podman 4.3 throu
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.early import LISTINGS
 from airpods.engine.podman_argv import one_off_args, step_argv
-from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, parse_json, run_streaming
+from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, parse_json
 from airpods.errors import RuntimeFailure
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.plan import DEFAULT_TIMEOUT_S, Observed, ObservedPod, Step
@@ -276,16 +275,6 @@ class Podman(EngineCli):
     def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
         """The command that runs `job` (interactive: with a terminal, for llama-cli)."""
         return self.argv(one_off_args(job, interactive=interactive))
-
-    def run_one_off(
-        self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
-    ) -> subprocess.CompletedProcess[str]:
-        """`job` run to completion with its output captured; `on_line` sees each line of it as
-        it comes (stdout and stderr together). Raises EngineTimeout after `timeout_s` (the
-        container is stopped)."""
-        if on_line is None:
-            return self.run(one_off_args(job), timeout=timeout_s, check=False)
-        return run_streaming(self.argv(one_off_args(job)), on_line, timeout_s)
 
     def volume_projects(self) -> dict[str, str | None]:
         """Every volume's name → the airpods project it belongs to (None: not airpods')."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from airpods.engine import run_options
 from airpods.engine.base import OneOff
 from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, option_args, publish_option
 from airpods.gpu import GpuRequest
@@ -70,10 +71,7 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
 
 def one_off_args(job: OneOff, *, interactive: bool = False) -> list[str]:
     """`podman run --rm` arguments (without the binary) for a throwaway tool container."""
-    argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing"]
-    argv += [arg for m in job.mounts for arg in ("--volume", volume_option(m))]
-    argv += gpu_options(job.gpu) + (["--entrypoint", job.entrypoint] if job.entrypoint else [])
-    return [*argv, job.image, *job.args]
+    return run_options.one_off_args(job, volume_option, gpu_options, interactive=interactive)
 
 
 def step_argv(step: Step) -> tuple[str, ...]:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from airpods.engine.early import cli_env, take
 from airpods.engine.errors import EngineError, EngineMissing, EngineTimeout
+from airpods.engine.run_options import TOOL_CAPS
 from airpods.errors import RuntimeFailure
 from airpods.labels import TOOL
 from airpods.plan import DEFAULT_TIMEOUT_S
 
-TOOL_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER")
 LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of large models
 
 if TYPE_CHECKING:
@@ -165,6 +165,21 @@ class EngineCli:
 
     def one_off_argv(self, job: OneOff, *, interactive: bool = False) -> list[str]:
         raise NotImplementedError  # each engine renders its own
+
+    def run_one_off(
+        self, job: OneOff, *, on_line: Callable[[str], None] | None = None, timeout_s: float = LONG_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
+        """`job` run to completion with its output captured; `on_line` sees each line of it as
+        it comes (stdout and stderr together). Raises EngineTimeout after `timeout_s`, once the
+        container is removed too (killing the client alone leaves it running and writing)."""
+        argv = self.one_off_argv(job)
+        try:
+            if on_line is None:
+                return run_cli(argv, timeout_s, check=False)
+            return run_streaming(argv, on_line, timeout_s)
+        except EngineTimeout:
+            self.run(["rm", "--force", job.name], check=False)
+            raise
 
     def run_interactive(self, job: OneOff) -> int:
         """`job` with this terminal attached (llama-cli's chat); its exit status."""

@@ -4,9 +4,37 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from airpods.gpu import GpuRequest
+from airpods.labels import TOOL
 from airpods.plan import Step
 from airpods.stack.model import Mount, Publish, ServiceSpec
+
+if TYPE_CHECKING:
+    from airpods.engine.base import OneOff
+
+# What a tool container keeps of root's capabilities: enough to read and write files of other
+# owners in the volumes it mounts (a model store written by another user, a rootless mapping).
+TOOL_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER")
+
+
+def one_off_args(
+    job: OneOff,
+    volume_option: Callable[[Mount], str],
+    gpu_options: Callable[[GpuRequest | None], list[str]],
+    *,
+    interactive: bool = False,
+) -> list[str]:
+    """`run --rm` arguments (no binary) for a throwaway tool container, as hardened as a
+    service's: its name and tool label, no network, every capability dropped but TOOL_CAPS, no
+    privilege gain; its mounts and GPU as the engine renders them."""
+    argv = ["run", "--rm", *(["-it"] if interactive else []), "--pull", "missing", "--name", job.name]
+    argv += ["--label", f"{TOOL}={job.tool}", "--network", "none", "--cap-drop", "all"]
+    argv += [arg for cap in TOOL_CAPS for arg in ("--cap-add", cap)] + ["--security-opt", "no-new-privileges"]
+    argv += [arg for m in job.mounts for arg in ("--volume", volume_option(m))]
+    argv += gpu_options(job.gpu) + (["--entrypoint", job.entrypoint] if job.entrypoint else [])
+    return [*argv, job.image, *job.args]
 
 
 def env_volume_limit_args(

@@ -291,6 +291,7 @@ def quantize_model(
                 ("--quantize", f"{MODELS_DIR}/{source.path.name}", f"{MODELS_DIR}/{partial.name}", qtype),
                 mounts=(store.mount(),),
                 gpu=spec.gpu_request,
+                tool="quantize",
             ),
             on_line=on_line,
             timeout_s=tool_timeout_s(source.size),
@@ -327,7 +328,12 @@ def convert_model(
     spec = llama_instances(stack)[0]
     image = tool_image(spec.image, "full")
     probe = engine.run_one_off(
-        OneOff(image, ("-c", "test -f /app/convert_hf_to_gguf.py && command -v python3"), entrypoint="/bin/sh")
+        OneOff(
+            image,
+            ("-c", "test -f /app/convert_hf_to_gguf.py && command -v python3"),
+            entrypoint="/bin/sh",
+            tool="convert",
+        )
     )
     if probe.returncode != 0:
         raise RuntimeFailure(
@@ -340,6 +346,7 @@ def convert_model(
                 image,
                 ("--convert", "--outtype", "f16", "--outfile", f"{MODELS_DIR}/{partial.name}", "/input"),
                 mounts=(Mount(str(hf_dir.resolve()), "/input", "ro", False), store.mount()),
+                tool="convert",
             ),
             on_line=on_line,
             timeout_s=tool_timeout_s(size),

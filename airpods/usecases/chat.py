@@ -38,5 +38,6 @@ def chat(stack: Stack, engine: Engine, model: str | None) -> int:
         ("--model", f"/models/{model.removesuffix('.gguf')}.gguf"),
         mounts=(replace(model_mount(stack), mode="ro"),),
         gpu=spec.gpu_request,
+        tool="chat",
     )
     return engine.run_interactive(job)

@@ -9,6 +9,8 @@ import secrets
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import capabilities, openai_env
 
 PLANTED = "planted-" + secrets.token_hex(12)
@@ -170,3 +172,22 @@ def test_a_multi_line_secret_reaches_the_container_whole(airpods, engine, tmp_pa
     assert started.code == 0, started.err
     inside = airpods.ctr("exec", "ollama-0", "sh", "-c", 'printf %s "$TLS_KEY"').stdout
     assert inside == body  # every line (the value's surrounding whitespace is trimmed, as for any secret)
+
+
+def test_a_tool_container_that_runs_out_of_time_is_removed_not_left_writing(airpods, engine):
+    """A time-out killed the client and left the tool container running (issue 34 §1)."""
+    import time
+
+    from airpods.engine.base import OneOff
+    from airpods.engine.docker import Docker
+    from airpods.engine.errors import EngineTimeout
+    from airpods.engine.podman import Podman
+
+    tool = Docker() if engine == "docker" else Podman()
+    job = OneOff("docker.io/ollama/ollama:latest", ("-c", "sleep 120"), entrypoint="/bin/sh", tool="test")
+    began = time.monotonic()
+    with pytest.raises(EngineTimeout):
+        tool.run_one_off(job, on_line=lambda line: None, timeout_s=5)
+    assert time.monotonic() - began < 60
+    left = airpods.ctr("ps", "-a", "--filter", f"name={job.name}", "--format", "{{.Names}}").stdout.split()
+    assert job.name not in left

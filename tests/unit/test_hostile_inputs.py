@@ -226,3 +226,19 @@ def test_secret_names_are_keyed_by_a_private_random_key(isolated_home, capsys, m
     assert made != hashlib.sha256(b"hunter2").hexdigest()[:12]  # not the unkeyed hash
     names.write_text("another machine\n")
     assert key_id("hunter2") != made  # another machine's names say nothing of this one's
+
+
+def test_tool_containers_are_named_labelled_and_hardened_like_services():
+    """quantize, convert and llama-cli ran unnamed, unlabelled, with every capability."""
+    from airpods.engine.base import OneOff
+    from airpods.engine.docker import Docker
+    from airpods.engine.podman import Podman
+
+    job = OneOff("ghcr.io/ggml-org/llama.cpp:full", ("--quantize", "a", "b", "Q4_K_M"), tool="quantize")
+    for engine in (Podman(), Docker()):
+        argv = engine.one_off_argv(job)
+        pairs = set(zip(argv, argv[1:], strict=False))
+        assert ("--name", job.name) in pairs and job.name.startswith("airpods-tool-"), argv
+        assert {("--label", "io.airpods.tool=quantize"), ("--network", "none"), ("--cap-drop", "all")} <= pairs
+        assert ("--security-opt", "no-new-privileges") in pairs and ("--cap-add", "SYS_ADMIN") not in pairs
+    assert OneOff("a", ()).name != OneOff("a", ()).name  # one name per container
