@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from airpods.errors import RuntimeFailure
 
@@ -48,3 +49,19 @@ def sync_folder(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def open_private(path: Path, mode: str) -> BinaryIO:
+    """`path` opened in binary `mode` ("rb", "wb", "ab") without following a symbolic link at
+    its last component (O_NOFOLLOW; ELOOP when one is there): for files in folders a container
+    can write into (the model store), where a link planted between a check and the open could
+    otherwise redirect a write of airpods (root, often) anywhere on the host. A file created
+    here is 0644. Reading does not wait on a FIFO (O_NONBLOCK, cleared once open)."""
+    flags = {"rb": os.O_RDONLY | os.O_NONBLOCK, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}.get(mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND if mode == "ab" else flags
+    if flags is None:
+        raise ValueError(f"mode {mode!r}: rb, wb or ab")
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    if mode == "rb":
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, mode)  # type: ignore[return-value]  # binary modes only: a BinaryIO

@@ -28,6 +28,7 @@ from typing import IO
 
 from airpods.checksum import sha256_of
 from airpods.errors import RuntimeFailure
+from airpods.files import open_private
 from airpods.models.sources import HfRef, RepoFile, UrlRef, folder_name, pick_files, pick_mmproj
 from airpods.models.store import ModelStore, model_name
 
@@ -197,6 +198,12 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 _opener: list[urllib.request.OpenerDirector] = []
 
 
+def _read(path: Path) -> str:
+    """A small text file of the store, never through a symbolic link (files.open_private)."""
+    with open_private(path, "rb") as handle:
+        return handle.read(65536).decode("utf-8", "replace")
+
+
 def _open(url: str, headers: Mapping[str, str], method: str = "GET") -> http.client.HTTPResponse:
     """`url` opened with `headers` (credentials kept to its own origin across redirects).
     Raises RuntimeFailure for an error answer (but 416, raised as is) or no answer."""
@@ -249,9 +256,10 @@ def download(
     source = partial.with_name(partial.name + ".source")
     tie = json.dumps({"url": url, "validator": remote.validator(), "size": expected})
     try:
-        if partial.exists() and (not source.exists() or source.read_text() != tie):
+        if partial.exists() and (not source.exists() or _read(source) != tie):
             partial.unlink()  # another URL or another version of the file: start over
-        source.write_text(tie)
+        with open_private(source, "wb") as out:
+            out.write(tie.encode())
     except OSError as exc:
         raise _disk_failure(exc, partial) from None
     have = partial.stat().st_size if partial.exists() else 0
@@ -305,7 +313,7 @@ def _transfer(
             )
         advance(have)
         try:
-            with partial.open("ab" if have else "wb") as out:
+            with open_private(partial, "ab" if have else "wb") as out:
                 while chunk := answer.read(CHUNK):
                     out.write(chunk)
                     have += len(chunk)

@@ -14,6 +14,7 @@ from pathlib import Path
 from airpods.config.syntax import MODEL_NAME_RE
 from airpods.engine.base import Engine
 from airpods.errors import RuntimeFailure, UsageError
+from airpods.files import open_private
 from airpods.models.sources import SHARD_RE
 from airpods.stack.build import MODEL_VOLUME_TARGET as MODELS_DIR
 from airpods.stack.model import Mount
@@ -167,19 +168,8 @@ class ModelStore:
         owner = root.stat()
         made, problems = [], []
         for folder in folders:
-            path, created = root, False
             try:
-                for part in folder.split("/"):
-                    path = path / part
-                    if path.is_symlink():
-                        raise FileExistsError(f"{path.relative_to(root)} is a symbolic link")
-                    if path.exists() and not path.is_dir():
-                        raise FileExistsError(f"{path.relative_to(root)} is a file")
-                    if not path.exists():
-                        path.mkdir(mode=0o755)
-                        created = True
-                        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-                            os.chown(path, owner.st_uid, owner.st_gid)  # the container's user writes into it
+                created = _make_under(root, folder.split("/"), (owner.st_uid, owner.st_gid))
             except OSError as exc:
                 problems.append(f"{folder}: {exc.args[0] if isinstance(exc, FileExistsError) else exc.strerror}")
                 continue
@@ -372,8 +362,7 @@ class ModelStore:
                 if parts is not None and entry.name not in parts:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
                 else:
-                    os.chmod(entry, 0o644)
-                    _fsync(entry)
+                    _fsync(entry, 0o644)
             self._publish(partial, self.root / name)
 
     def _publish(self, partial: Path, final: Path) -> None:
@@ -446,14 +435,57 @@ def _recorded_url(source: Path) -> str | None:
     return url if isinstance(url, str) else None
 
 
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
+def _make_under(root: Path, parts: list[str], owner: tuple[int, int]) -> bool:
+    """The folder root/PARTS…, each part made (0755, given to `owner` when root runs this) or
+    entered relative to the folder before it, through file descriptors: every name is looked
+    up once, in a folder already open, and never through a symbolic link (O_NOFOLLOW), so a
+    link a container swaps in between a check and a call can redirect neither the mkdir nor the
+    chown. Returns whether it made any. Raises FileExistsError naming a link or a file in the
+    way, OSError otherwise."""
+    import errno
+    import stat
+
+    created = False
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                os.mkdir(part, 0o755, dir_fd=folder)  # never follows a link named `part`
+                made = True
+            except FileExistsError:
+                made = False
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                found = os.stat(part, dir_fd=folder, follow_symlinks=False)  # why: a link, or a file
+                what = "a symbolic link" if stat.S_ISLNK(found.st_mode) else "a file"
+                raise FileExistsError(f"{'/'.join(parts[: i + 1])} is {what}") from None
+            os.close(folder)
+            folder = inner
+            if made:
+                created = True
+                if os.geteuid() == 0 and owner != (0, 0):
+                    os.fchown(folder, *owner)  # the container's user writes into it
+    finally:
+        os.close(folder)
+    return created
+
+
+def _fsync(path: Path, mode: int | None = None) -> None:
+    """Flush a file of the store to disk (with `mode`, its permissions first), through a file
+    descriptor opened without following a symbolic link: a link a container planted there is
+    an error (ELOOP), never a chmod of whatever it points to."""
+    with open_private(path, "rb") as handle:
+        if mode is not None:
+            os.fchmod(handle.fileno(), mode)
         os.fsync(handle.fileno())
 
 
 def copy_file(source: Path, target: Path, progress: Callable[[int], None] | None = None) -> None:
     """Copy in 4 MiB chunks, reporting each to `progress`, flushed to disk before returning."""
-    with source.open("rb") as src, target.open("wb") as dst:
+    with source.open("rb") as src, open_private(target, "wb") as dst:
         while chunk := src.read(1 << 22):
             dst.write(chunk)
             if progress:

@@ -242,3 +242,35 @@ def test_tool_containers_are_named_labelled_and_hardened_like_services():
         assert {("--label", "io.airpods.tool=quantize"), ("--network", "none"), ("--cap-drop", "all")} <= pairs
         assert ("--security-opt", "no-new-privileges") in pairs and ("--cap-add", "SYS_ADMIN") not in pairs
     assert OneOff("a", ()).name != OneOff("a", ()).name  # one name per container
+
+
+def test_writes_into_the_store_never_follow_a_planted_link(tmp_path):
+    """A container that can write into the store could plant a link between airpods' check and
+    its call: the partial, its source note, a folder to make. Opens and folder making go
+    through file descriptors and O_NOFOLLOW, so a link is an error, never a redirected write."""
+    import errno
+
+    from airpods.files import open_private
+    from airpods.models.store import _fsync, _make_under
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "passwd"
+    victim.write_text("root:x:0:0\n")
+    victim.chmod(0o600)
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / ".model.gguf.partial").symlink_to(victim)
+    for mode in ("wb", "ab", "rb"):
+        with pytest.raises(OSError) as caught:
+            open_private(store / ".model.gguf.partial", mode)
+        assert caught.value.errno == errno.ELOOP
+    with pytest.raises(OSError):
+        _fsync(store / ".model.gguf.partial", 0o644)  # no chmod through the link
+    assert victim.read_text() == "root:x:0:0\n" and oct(victim.stat().st_mode & 0o777) == "0o600"
+    (store / "vae").symlink_to(outside)
+    with pytest.raises(FileExistsError, match="vae is a symbolic link"):
+        _make_under(store, ["vae", "evil"], (1000, 1000))
+    assert not (outside / "evil").exists()
+    assert _make_under(store, ["checkpoints", "sdxl"], (0, 0)) and (store / "checkpoints" / "sdxl").is_dir()
+    assert not _make_under(store, ["checkpoints"], (0, 0))  # there already
