@@ -68,13 +68,18 @@ class Redacting:
         return getattr(self.stream, name)
 
 
-def print_secret(line: str) -> None:
-    """Print `line` to standard output unmasked: only for what a command exists to hand the user
-    (`airpods env` prints the key for `eval`)."""
+def write_unmasked(text: str) -> None:
+    """Write `text` to standard output unmasked: only for what a command exists to hand the
+    user (`airpods env` prints the key for `eval`; `export kube` without -o, its Secret)."""
     import sys
 
     stream = sys.stdout
-    (stream.stream if isinstance(stream, Redacting) else stream).write(line + "\n")
+    (stream.stream if isinstance(stream, Redacting) else stream).write(text)
+
+
+def print_secret(line: str) -> None:
+    """`line` and a newline, unmasked (write_unmasked)."""
+    write_unmasked(line + "\n")
 
 
 def redact_env(name: str, value: str) -> str:

@@ -151,8 +151,10 @@ def quadlet(
 
 def _write(text: str, output: Path | None, *, private: bool = False) -> None:
     """To stdout, or published whole to `output` (0600 when it holds the key)."""
-    if output is None:
-        sys.stdout.write(text)
+    if output is None:  # the manifest itself, its Secret included: what the user asked for
+        from airpods.redact import write_unmasked
+
+        write_unmasked(text)
         return
     from airpods.errors import RuntimeFailure
     from airpods.files import write_atomic

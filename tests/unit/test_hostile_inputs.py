@@ -274,3 +274,22 @@ def test_writes_into_the_store_never_follow_a_planted_link(tmp_path):
     assert not (outside / "evil").exists()
     assert _make_under(store, ["checkpoints", "sdxl"], (0, 0)) and (store / "checkpoints" / "sdxl").is_dir()
     assert not _make_under(store, ["checkpoints"], (0, 0))  # there already
+
+
+def test_what_a_command_exists_to_hand_over_is_not_masked_and_everything_else_is(capsys, monkeypatch):
+    """Standard output is masked as a whole (redact.Redacting); `airpods env` and a Kubernetes
+    manifest written to stdout hand the key over on purpose, and must carry it whole."""
+    from airpods.redact import MASK, Redacting, redact
+    from airpods.secrets import api_key
+
+    key = api_key()
+    env = run_cli(capsys, "env")
+    assert env.code == 0 and f"OPENAI_API_KEY={key}" in env.out
+    manifest = run_cli(capsys, "export", "kube", "--target", "kubernetes", "--gpu", "none")
+    assert manifest.code == 0 and key in manifest.out and MASK not in manifest.out
+    import io
+
+    shown = io.StringIO()
+    Redacting(shown).write(f"the key is {key}; HF_TOKEN=hf_abc and TOKENIZERS_PARALLELISM=false\n")
+    assert shown.getvalue() == f"the key is {MASK}; HF_TOKEN={MASK} and TOKENIZERS_PARALLELISM=false\n"
+    assert redact(f"PASSWORD={MASK}") == f"PASSWORD={MASK}"
