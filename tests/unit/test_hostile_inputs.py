@@ -293,3 +293,40 @@ def test_what_a_command_exists_to_hand_over_is_not_masked_and_everything_else_is
     Redacting(shown).write(f"the key is {key}; HF_TOKEN=hf_abc and TOKENIZERS_PARALLELISM=false\n")
     assert shown.getvalue() == f"the key is {MASK}; HF_TOKEN={MASK} and TOKENIZERS_PARALLELISM=false\n"
     assert redact(f"PASSWORD={MASK}") == f"PASSWORD={MASK}"
+
+
+@pytest.mark.parametrize(
+    "prints",
+    [
+        "",  # podman prints nothing at all
+        'echo "time=2026 level=warning msg=\\"the cgroupv2 manager is set to systemd\\""; echo "{}"',  # a warning first
+    ],
+)
+def test_doctor_where_podman_prints_nothing_or_a_warning_first(tmp_path, capsys, monkeypatch, prints):
+    """`doctor` where podman printed nothing, or a non-JSON line on the stdout of a
+    `--format json` call, ended in "internal error"."""
+    import json
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    podman = fake / "podman"
+    podman.write_text(f"#!/bin/sh\n{prints}\nexit 0\n")
+    podman.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:/usr/bin:/bin")
+    monkeypatch.setenv("AIRPODS_HOST_ROOT", str(tmp_path))
+    done = run_cli(capsys, "--engine", "podman", "doctor", "--json")
+    assert done.code in (0, 1) and "internal error" not in done.err and "Traceback" not in done.err, done.err
+    checks = json.loads(done.out)
+    assert checks, done.out
+
+
+def test_engine_json_skips_warning_lines_and_says_what_is_not_json():
+    from airpods.engine.process import parse_json, parse_json_lines
+    from airpods.errors import RuntimeFailure
+
+    assert parse_json("", "podman info", {}) == {}
+    assert parse_json('WARN[0000] cgroups v1\n{"host": {}}\n', "podman info", {}) == {"host": {}}
+    assert parse_json_lines('level=warning\n{"a": 1}\n{"b": 2}\n', "docker ps") == [{"a": 1}, {"b": 2}]
+    with pytest.raises(RuntimeFailure) as caught:
+        parse_json("Error: something else", "podman info", {})
+    assert "`podman info` printed something that is not JSON" in caught.value.message
