@@ -243,6 +243,8 @@ class Execution:
             )
         if new_id:
             remember_failed(spec.project, spec.name, new_id)
+        if spec.name in self.loaded:  # a router: what it had loaded before the update, again
+            self.load_again(previous)
         self.reverted.add(spec.name)
         return replace(
             failed,
