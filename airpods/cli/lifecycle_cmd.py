@@ -30,11 +30,21 @@ NoRollback = Annotated[
     bool,
     typer.Option("--no-rollback", help="Leave a service that fails on its new image failed (to debug it)."),
 ]
+
+
+def _seconds(value: float) -> float:
+    """A number of seconds: NaN is none (click's range lets it through)."""
+    if value != value:
+        raise typer.BadParameter("not a number of seconds")
+    return value
+
+
 Drain = Annotated[
     float,
     typer.Option(
         "--drain",
         min=0,
+        callback=_seconds,
         help="Seconds a llama.cpp router's running requests get to finish before it is recreated or rereads "
         "changed flags of their model (0: do not wait).",
     ),

@@ -9,6 +9,7 @@ import typer
 
 from airpods.cli.context import engine as engine_of
 from airpods.cli.context import options_of, stack
+from airpods.cli.lifecycle_cmd import Drain
 
 app = typer.Typer(help="GGUF models in the shared llama.cpp volume (and Ollama's).", no_args_is_help=True)
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -427,9 +428,7 @@ def reload(
     service: Annotated[
         str | None, typer.Option("--service", help="The llama.cpp router; default: the first running one.")
     ] = None,
-    drain: Annotated[
-        float, typer.Option("--drain", min=0, help="Seconds its running requests get to finish (0: do not wait).")
-    ] = 60.0,
+    drain: Drain = 60.0,
     as_json: Json = False,
 ) -> None:
     """Unload one model of a running llama.cpp router and load it again, with the flags its
@@ -477,9 +476,9 @@ def _router(everything, engine, wanted: str | None):
     running = _running(engine)
     chosen = [s for s in routers if (wanted is None or s.name == wanted) and s.container in running]
     if not chosen:
-        what = wanted or ", ".join(s.name for s in routers) or "no llama.cpp router"
         raise RuntimeFailure(
-            f"{what} is not running", hint=f"`airpods start {wanted}`" if wanted else "`airpods start`"
+            f"{wanted} is not running" if wanted else "no llama.cpp router is running",
+            hint=f"`airpods start {wanted}`" if wanted else "`airpods start`",
         )
     return chosen[0]
 

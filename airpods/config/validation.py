@@ -124,7 +124,14 @@ def config_error_from_validation(exc: ValidationError, data: dict[str, Any]) -> 
         detail = f"expected {wanted}, got {_describe(errors[0]['input'])}"
     else:
         detail = _message(errors[0], loc)
-    more = sum(1 for p in by_path if loc[: len(p)] != p)  # not counting union alternatives
+
+    def problem(path: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A problem as the user wrote it: one a service inherits (`extends`) is its parent's."""
+        inner = path[2:] if len(path) > 2 and path[0] == "services" else path
+        return (*inner, by_path[path][0]["msg"])
+
+    # not counting union alternatives, nor the copies of the shown one in services that extend it
+    more = len({problem(p) for p in by_path if loc[: len(p)] != p} - {problem(loc)})
     if more:
         detail += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ConfigError(detail, key=key_path(loc) or None)

@@ -330,3 +330,20 @@ def test_engine_json_skips_warning_lines_and_says_what_is_not_json():
     with pytest.raises(RuntimeFailure) as caught:
         parse_json("Error: something else", "podman info", {})
     assert "`podman info` printed something that is not JSON" in caught.value.message
+
+
+def test_one_problem_is_one_problem_in_a_service_that_others_extend(tmp_path, capsys):
+    """llamacpp-ui extends llamacpp: its copy of the same mistake was counted as "1 more problem"."""
+    path = write_toml(tmp_path, '[services.llamacpp.models.tiny1]\nload_on_startup = "yes"\n')
+    done = run_cli(capsys, "-c", str(path), "config", "validate")
+    assert done.code == 2 and "load_on_startup" in done.err and "more problem" not in done.err, done.err
+    two = write_toml(
+        tmp_path, '[services.llamacpp.models.tiny1]\nload_on_startup = "yes"\n[services.ollama]\npod = 5\n'
+    )
+    assert "(and 1 more problem)" in run_cli(capsys, "-c", str(two), "config", "validate").err
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "abc"])
+def test_drain_takes_a_number_of_seconds(capsys, value):
+    done = run_cli(capsys, "start", "--dry-run", "--drain", value)
+    assert done.code == 2 and "--drain" in done.err, done.err
