@@ -14,9 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from airpods.engine.base import ContainerState, Engine
 from airpods.stack.model import ServiceSpec
+
+if TYPE_CHECKING:
+    from airpods.models.router import ModelState
 
 PROBE_INTERVAL_S = 0.2
 # Answers that mean "nothing listens yet": refused, or (rootless Podman's port forwarder accepts
@@ -167,24 +171,24 @@ def wait_one(
             if not startup:
                 return Readiness(spec.name, True, elapsed, f"healthy ({result.describe()})")
             states = router_states(spec, key)
-            failed = [name for name in startup if states.get(name, {}).get("failed")]
+            failed = [name for name in startup if name in states and states[name].failed]
             optional = {p.name for p in spec.presets if not p.required}
             if needed := [name for name in failed if name not in optional]:
-                code = states[needed[0]].get("exit_code")
+                code = states[needed[0]].exit_code
                 return Readiness(
                     spec.name,
                     False,
                     elapsed,
                     f"its startup model {needed[0]} failed to load (exit {code}); the log lines below say why",
-                    code if isinstance(code, int) else None,
+                    code,
                     engine.logs_tail(spec.container, 20),
                 )
-            loading = [name for name in startup if states.get(name, {}).get("value") != "loaded" and name not in failed]
+            loading = [name for name in startup if name not in failed and not _loaded(states.get(name))]
             if not loading:
                 said = ", ".join(name for name in startup if name not in failed)
                 detail = f"healthy, startup model{'s' if len(startup) - len(failed) > 1 else ''} {said} loaded"
                 if failed:
-                    codes = ", ".join(f"{n} (exit {states[n].get('exit_code')})" for n in failed)
+                    codes = ", ".join(f"{n} (exit {states[n].exit_code})" for n in failed)
                     detail = (
                         "healthy, " if not said else detail + "; "
                     ) + f"warning: not required, failed to load: {codes} (`airpods logs {spec.name}` says why)"
@@ -192,25 +196,11 @@ def wait_one(
             # each startup model's own state, as the router says it (its /models/sse sends the same
             # state changes, and in b11434 no finer stage of a load from disk: polling says as much)
             last = "startup models: " + ", ".join(
-                f"{name} {'failed' if name in failed else states.get(name, {}).get('value') or 'not listed yet'}"
+                f"{name} {'failed' if name in failed else states[name].value if name in states else 'not listed yet'}"
                 for name in startup
             )
-        if result is not None and result.status in AUTH_REFUSED:
-            return Readiness(
-                spec.name,
-                False,
-                elapsed,
-                f"authentication failed on {spec.health.path} ({result.describe()}): the server does not "
-                + ("accept the stack's API key" if uses_key(spec) and key else "answer without a key"),
-            )
-        if result is not None and result.status in NEVER_READY:
-            return Readiness(
-                spec.name,
-                False,
-                elapsed,
-                f"GET {spec.health.path} answers {result.describe()}: the server does not serve that path, so it "
-                f"would never be ready; fix services.{spec.name}.health.path",
-            )
+        if result is not None and (refused := never_ready(spec, result, key)):
+            return Readiness(spec.name, False, elapsed, refused)
         state = watch.get(spec.container, not_before=start)
         baseline = baseline or state
         if state is None or not state.running or (baseline and state.started_at != baseline.started_at):
@@ -237,27 +227,34 @@ def startup_models(spec: ServiceSpec) -> list[str]:
     return [p.name for p in spec.presets if p.load_on_startup and p.name != "*"]
 
 
-def router_states(spec: ServiceSpec, key: str | None, timeout: float = PROBE_TIMEOUT_S) -> dict[str, dict]:
-    """A router's models and their status, by name, from its GET /models (llama.cpp's
-    tools/server/server-models.cpp: each entry's status {"value": unloaded | loading | loaded |
-    sleeping …, "failed": true and "exit_code" once its process ended in error}); {} when it
-    does not answer (the caller goes on waiting)."""
-    import json
-    import urllib.request
+def never_ready(spec: ServiceSpec, result: Probe, key: str | None) -> str | None:
+    """Why an answer means the service will never be ready, however long the wait: it refuses
+    the key (401, 403), or does not serve the path (400, 404, 405, 501); None for any other."""
+    if result.status in AUTH_REFUSED:
+        return f"authentication failed on {spec.health.path} ({result.describe()}): the server does not " + (
+            "accept the stack's API key" if uses_key(spec) and key else "answer without a key"
+        )
+    if result.status in NEVER_READY:
+        return (
+            f"GET {spec.health.path} answers {result.describe()}: the server does not serve that path, so it "
+            f"would never be ready; fix services.{spec.name}.health.path"
+        )
+    return None
 
-    target = probe_url(spec)
-    if target is None:
-        return {}
-    host = f"[{target[0]}]" if ":" in target[0] else target[0]
-    request = urllib.request.Request(
-        f"http://{host}:{target[1]}/models", headers={"Authorization": f"Bearer {key}"} if key else {}
-    )
+
+def _loaded(state: ModelState | None) -> bool:
+    return state is not None and state.value == "loaded"
+
+
+def router_states(spec: ServiceSpec, key: str | None, timeout: float = PROBE_TIMEOUT_S) -> dict[str, ModelState]:
+    """A router's models and their state, by name, as its GET /models says (models/router.py);
+    {} when it does not answer (the caller goes on waiting)."""
+    from airpods.models.router import Router, RouterError
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            data = json.loads(answer.read()).get("data") or []
-    except (OSError, ValueError, AttributeError):
+        return Router(spec, key, timeout).models()
+    except RouterError:
         return {}
-    return {str(m.get("id")): dict(m.get("status") or {}) for m in data if isinstance(m, dict)}
 
 
 def probe_all(specs: Sequence[ServiceSpec], key: str | None = None) -> dict[str, Probe | None]:

@@ -123,16 +123,6 @@ def sample_server(service: str, url: str, key: str | None, model: str | None = N
     )
 
 
-def model_states(url: str, key: str | None) -> dict[str, str]:
-    """A router's models → their state (/v1/models entries' status: its value, or "failed")."""
-    data = json.loads(_get(f"{url}/v1/models", key)).get("data") or []
-    states = {}
-    for m in data:
-        status = m.get("status") or {}
-        states[str(m["id"])] = "failed" if status.get("failed") else str(status.get("value", ""))
-    return states
-
-
 def sample_servers(specs: Sequence[ServiceSpec], key: str | None) -> tuple[list[ServerSample], list[str]]:
     """Every running llama.cpp instance (every loaded model of a router: its /metrics and /slots
     answer per model): samples, and a line for each one that did not answer."""
@@ -146,7 +136,10 @@ def sample_servers(specs: Sequence[ServiceSpec], key: str | None) -> tuple[list[
         try:
             states: dict[str | None, str] = {None: "loaded"}
             if not configured_model(spec):
-                states = {name: state for name, state in model_states(spec.url, key).items()}
+                from airpods.models.router import Router
+
+                found = Router(spec, key, TIMEOUT_S).models()  # RouterError is an OSError
+                states = {name: "failed" if s.failed else s.value for name, s in found.items()}
             for model, state in states.items():
                 if state == "loaded":
                     samples.append(sample_server(spec.name, spec.url, key, model))

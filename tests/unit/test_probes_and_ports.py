@@ -198,7 +198,7 @@ def test_a_routers_startup_models_and_their_states_as_it_reports_them():
         )
         assert startup_models(spec) == ["tiny", "bogus"]
         states = router_states(spec, "k")
-        assert states["tiny"]["value"] == "loaded" and states["bogus"]["failed"] and states["bogus"]["exit_code"] == 1
+        assert states["tiny"].value == "loaded" and states["bogus"].failed and states["bogus"].exit_code == 1
         assert seen["authorization"] == "Bearer k"
     finally:
         httpd.shutdown()
