@@ -15,7 +15,7 @@ from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.docker_argv import (
-    env_secrets,
+    container_run_argv,
     gpu_options,
     project_secrets,
     secrets_folder,
@@ -23,6 +23,7 @@ from airpods.engine.docker_argv import (
     volume_option,
 )
 from airpods.engine.early import LISTINGS
+from airpods.engine.env_handover import env_uses
 from airpods.engine.errors import EngineError
 from airpods.engine.process import (
     EngineCli,
@@ -35,6 +36,7 @@ from airpods.engine.run_options import one_off_args
 from airpods.labels import CONFIG_HASH, PROJECT, SERVICE, label_args, project_of
 from airpods.labels import POD as POD_LABEL
 from airpods.plan import Observed, ObservedPod, Step
+from airpods.stack.model import ServiceSpec
 
 
 class Docker(EngineCli):
@@ -76,12 +78,31 @@ class Docker(EngineCli):
             else:
                 self.run(["rm", "--force", *names], step.timeout_s)
             return
-        values = env_secrets(step.spec, self.secrets) if step.kind == "container" and step.spec else {}
         if step.kind == "volume":
             make_device(dict(step.options))
+        if step.kind == "container" and step.spec is not None and env_uses(step.spec):
+            image = self.image_config(step.spec.run_image or step.spec.image)
+            self._readable_by(step.spec, image.owner)
+            self.run(container_run_argv(step.spec, self.secrets, image), step.timeout_s)
+            return
         argv = step_argv(step, self.secrets)
         if argv:
-            self.run(argv, step.timeout_s, input_text=step.stdin, env=values)
+            self.run(argv, step.timeout_s, input_text=step.stdin)
+
+    def _readable_by(self, spec: ServiceSpec, owner: tuple[int, int] | None) -> None:
+        """Let the container's user read the files of its env secrets: Docker binds a file with
+        its host owner and mode (no uid option as Podman's secrets have). Owned by a numeric
+        non-root user (as root); 0444 for a user known by name only (env_handover); a
+        docker-group user's files are 0444 already (create_secret)."""
+        if owner == (0, 0) or os.geteuid() != 0:
+            return
+        folder = project_secrets(self.secrets, spec.labels)
+        for use in env_uses(spec):
+            path = folder / use.name
+            if owner is None:
+                path.chmod(0o444)
+            else:
+                os.chown(path, *owner)
 
     def _pod_containers(self, pod: str) -> list[str]:
         return self.run(["ps", "-aq", "--filter", f"label={POD_LABEL}={pod}"]).stdout.split()
@@ -308,8 +329,8 @@ class Docker(EngineCli):
 
     def create_secret(self, name: str, value: str, labels: dict[str, str]) -> None:
         """A file in airpods' private state folder (0700: no other user of this host reaches
-        it), mounted read-only where the stack wants it (or read into the environment of the
-        `docker run` that hands it over as a variable: docker_argv.env_secrets). 0400 as root;
+        it), mounted read-only where the stack wants it (an env secret under env_handover's
+        folder, which its wrapper reads into the environment). 0400 as root;
         0444 as a docker-group user, whose files a container's root (every capability dropped,
         so no DAC override) reads only
         through the "other" bits: with 0400 llama-server could not open its key file."""

@@ -2,12 +2,11 @@
 
 Docker has no pods: a service's container joins the stack network itself with the service's
 aliases and publishes its own ports; a pod step renders to nothing, and stop/remove act on the
-containers labelled with the pod's name. Docker has no secrets outside Swarm: a secret the stack
-mounts as a file is a 0400 file in airpods' state folder bind-mounted read-only at the same
-target (never env or argv); one handed over as env is `--env NAME` with no value, which the
-docker client reads from its own environment (docker.py puts it there for that one command:
-never in argv, and a multi-line value (a PEM key, JSON credentials) arrives whole, where an env
-file carries one line); `docker inspect` shows it, as Podman before 5.3 shows its env secrets."""
+containers labelled with the pod's name. Docker has no secrets outside Swarm: a secret is a 0400 file in
+airpods' state folder bind-mounted read-only at its target (never env or argv); one the service
+wants as an env variable is such a file read into the environment by env_handover's wrapper, so
+`docker inspect` never shows it, and a multi-line value (a PEM key, JSON credentials) arrives
+whole."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from airpods.engine.env_handover import ImageConfig, handed_over
 from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, option_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import DEFAULT_PROJECT, PROJECT, label_args
@@ -42,18 +42,9 @@ def volume_option(mount: Mount) -> str:
 
 
 def secret_options(use: SecretUse, secrets: Path) -> list[str]:
-    """A secret as Docker can carry it: a read-only bind of its 0400 file, or `--env NAME`
-    (the value from the docker client's environment: env_secrets)."""
-    if use.type == "mount":
-        return ["--volume", f"{secrets / use.name}:{use.target}:ro"]
-    return ["--env", use.target]
-
-
-def env_secrets(spec: ServiceSpec, secrets: Path) -> dict[str, str]:
-    """Variable → value of the secrets `spec` gets as env variables (their files in the
-    project's secrets folder), for the environment of the `docker run` that creates it."""
-    folder = project_secrets(secrets, spec.labels)
-    return {use.target: (folder / use.name).read_text() for use in spec.secrets if use.type == "env"}
+    """A secret as Docker can carry it: a read-only bind of its file (env secrets are files too
+    by then: env_handover.handed_over)."""
+    return ["--volume", f"{secrets / use.name}:{use.target}:ro"]
 
 
 def gpu_options(request: GpuRequest | None) -> list[str]:
@@ -69,13 +60,17 @@ def gpu_options(request: GpuRequest | None) -> list[str]:
     return flags + [arg for gid in request.groups for arg in ("--group-add", str(gid))]
 
 
-def container_run_argv(spec: ServiceSpec, secrets: Path) -> tuple[str, ...]:
+def container_run_argv(spec: ServiceSpec, secrets: Path, image: ImageConfig | None = None) -> tuple[str, ...]:
+    """`docker run` of a service; its env secrets as files read by a wrapper (env_handover),
+    around what `image` (its inspected config; None in a dry run) runs."""
+    labels = spec.labels  # the declared spec's config hash, as status compares it
+    spec = handed_over(spec, image)
     argv = ["docker", "run", "--detach", "--name", spec.container, "--network", spec.network]
     argv += [arg for alias in spec.aliases for arg in ("--network-alias", alias)]
     argv += [arg for p in spec.publish for arg in ("--publish", publish_option(p))]
     argv += ["--restart", spec.restart_policy, "--pull", "never"]
-    argv += label_args({**spec.labels, POD_LABEL: spec.pod})
-    folder = project_secrets(secrets, spec.labels)
+    argv += label_args({**labels, POD_LABEL: spec.pod})
+    folder = project_secrets(secrets, labels)
     argv += env_volume_limit_args(
         spec, volume_option, [arg for use in spec.secrets for arg in secret_options(use, folder)]
     )

@@ -8,6 +8,7 @@ import json
 
 from airpods.engine import run_options
 from airpods.engine.base import OneOff
+from airpods.engine.env_handover import ImageConfig, handed_over
 from airpods.engine.run_options import env_volume_limit_args, least_privilege_args, option_args, publish_option
 from airpods.gpu import GpuRequest
 from airpods.labels import label_args
@@ -21,9 +22,16 @@ def volume_option(mount: Mount) -> str:
     return f"{mount.source}:{mount.target}:{mount.mode}" + ("" if mount.named else ",z")
 
 
-def secret_option(use: SecretUse) -> str:
-    """podman's --secret value: a 0400 file, or an env variable."""
-    return f"{use.name},type={use.type},target={use.target}" + (",mode=0400" if use.type == "mount" else "")
+def secret_option(use: SecretUse, owner: tuple[int, int] | None = (0, 0)) -> str:
+    """podman's --secret value: a file, 0400 and owned by the container's user `owner` (uid, gid)
+    (0444 when that user is known by name only: env_handover.ImageConfig.owner), or an env
+    variable."""
+    option = f"{use.name},type={use.type},target={use.target}"
+    if use.type != "mount":
+        return option
+    if owner is None:
+        return option + ",mode=0444"
+    return option + ("" if owner == (0, 0) else f",uid={owner[0]},gid={owner[1]}") + ",mode=0400"
 
 
 def gpu_options(request: GpuRequest | None) -> list[str]:
@@ -43,7 +51,12 @@ def pod_create_argv(spec: ServiceSpec) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
+def container_run_argv(spec: ServiceSpec, image: ImageConfig | None = None) -> tuple[str, ...]:
+    """`podman run` of a service; its env secrets as files read by a wrapper (env_handover),
+    around what `image` (its inspected config; None in a dry run) runs."""
+    labels = spec.labels  # the declared spec's config hash, as status compares it
+    spec = handed_over(spec, image)
+    owner = image.owner if image else (0, 0)
     argv = [
         "podman",
         "run",
@@ -57,9 +70,9 @@ def container_run_argv(spec: ServiceSpec) -> tuple[str, ...]:
         "--pull",
         "never",
     ]
-    argv += label_args(spec.labels)
+    argv += label_args(labels)
     argv += env_volume_limit_args(
-        spec, volume_option, [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret))]
+        spec, volume_option, [arg for secret in spec.secrets for arg in ("--secret", secret_option(secret, owner))]
     )
     argv += least_privilege_args(spec)
     argv += gpu_options(spec.gpu_request)

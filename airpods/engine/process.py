@@ -24,6 +24,7 @@ LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of lar
 
 if TYPE_CHECKING:
     from airpods.engine.base import OneOff
+    from airpods.engine.env_handover import ImageConfig
 
 
 def run_cli(
@@ -202,6 +203,14 @@ class EngineCli:
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint, env=env)
+
+    def image_config(self, image: str) -> ImageConfig:
+        """What a present image runs and as whom (`image inspect`'s Config; both engines spell
+        it the same). Raises EngineError when the image is absent."""
+        from airpods.engine.env_handover import ImageConfig
+
+        done = self.run(["image", "inspect", "--format", "{{json .Config}}", image])
+        return ImageConfig.from_inspect(parse_json(done.stdout, f"{self.binary} image inspect {image}", {}))
 
     def inspect_volume(self, name: str) -> list[dict[str, Any]]:
         """`volume inspect NAME` rows: [] when the volume does not exist."""

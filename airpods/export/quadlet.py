@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shlex
 
+from airpods.engine.podman_argv import secret_option
 from airpods.labels import EXPORTED, SERVICE
 from airpods.stack.model import ServiceSpec, Stack
 
@@ -87,10 +88,7 @@ def container_unit(spec: ServiceSpec, network: str, pods: bool) -> str:
         for m in spec.mounts
     ]
     # Quadlet's Secret= takes podman's --secret syntax (podman-systemd.unit(5)).
-    entries += [
-        ("Secret", f"{s.name},type={s.type},target={s.target}" + (",mode=0400" if s.type == "mount" else ""))
-        for s in spec.secrets
-    ]
+    entries += [("Secret", secret_option(s)) for s in spec.secrets]
     entries += [("DropCapability", "all"), *(("AddCapability", cap) for cap in spec.cap_add)]
     entries.append(("NoNewPrivileges", "true"))
     entries += [("ReadOnly", "true")] if spec.read_only else []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import http.client
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -345,6 +346,7 @@ def _disk_failure(exc: OSError, path: Path) -> RuntimeFailure:
         kept = path.stat().st_size if path.is_file() else 0
     except OSError:
         kept = 0
+    path = Path(os.path.realpath(path.parent)) / path.name  # a folder model's pinned /proc/self/fd/N: its name
     hidden = path.parent if path.parent.name.endswith(".partial") else path  # a folder model's part
     name = hidden.name.lstrip(".").removesuffix(".partial").removesuffix(".gguf")
     held = f"; the partial download kept holds {kept / 1e9:.2f} GB" if kept else ""

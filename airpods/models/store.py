@@ -345,24 +345,42 @@ class ModelStore:
         """A hidden temporary folder for a multi-file model (shards, or a model and its mmproj);
         on success every file is flushed and the folder renamed into place as `name`, which the
         router serves as one model. `keep_partial` keeps an interrupted one to resume (then
-        `parts`, the file names it must hold, drops anything else before it is published)."""
+        `parts`, the file names it must hold, drops anything else before it is published).
+
+        The folder yielded is pinned: /proc/self/fd/N of the partial folder opened without
+        following a link, so a link a container plants at its name, then or later, never
+        redirects a write into it elsewhere (a link there already is a RuntimeFailure)."""
         name = self.check_new(name, overwrite)
         partial = self.root / f".{name}.partial"
         with self._writing(name):
             if not keep_partial:
                 shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(mode=0o755, exist_ok=True)
             try:
-                yield partial
-            except BaseException:
-                if not keep_partial:
-                    shutil.rmtree(partial, ignore_errors=True)
-                raise
-            for entry in list(partial.iterdir()):
-                if parts is not None and entry.name not in parts:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-                else:
-                    _fsync(entry, 0o644)
+                partial.mkdir(mode=0o755)
+            except FileExistsError:
+                pass
+            try:
+                fd = os.open(partial, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise RuntimeFailure(
+                    f"cannot write {partial}: it is not a folder of airpods' ({exc.strerror or exc})",
+                    hint=f"remove it (`airpods models rm {name} --partial`) and run the command again",
+                ) from None
+            pinned = Path(f"/proc/self/fd/{fd}")
+            try:
+                try:
+                    yield pinned
+                except BaseException:
+                    if not keep_partial:
+                        shutil.rmtree(partial, ignore_errors=True)
+                    raise
+                for entry in list(pinned.iterdir()):
+                    if parts is not None and entry.name not in parts:
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    else:
+                        _fsync(entry, 0o644)
+            finally:
+                os.close(fd)
             self._publish(partial, self.root / name)
 
     def _publish(self, partial: Path, final: Path) -> None:

@@ -225,6 +225,10 @@ class ServiceSpec:
             mount.pop("folders")  # made by `start` on the host: the container is the same
         data.pop("fit")  # a check before start, not part of the container
         data.pop("run_image")  # a rollback's image: the same config
+        if any(use["type"] == "env" for use in data["secrets"]):
+            # Env secrets became files a wrapper reads (engine/env_handover, issue 34): a
+            # container made before hands them over as env, which `inspect` shows.
+            data["env_secrets"] = "files"
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
         return digest[:16]
 

@@ -393,3 +393,10 @@ def capabilities(airpods: Airpods, container: str) -> tuple[str, str]:
     status = airpods.ctr("exec", container, "cat", "/proc/1/status").stdout
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return fields["CapEff"].strip(), fields["NoNewPrivs"].strip()
+
+
+def service_env(airpods: Airpods, container: str) -> dict[str, str]:
+    """The environment the container's first process runs with (/proc/1/environ): env secrets are
+    exported there by the wrapper (engine/env_handover), never in `exec env` or `inspect`."""
+    raw = airpods.ctr("exec", container, "cat", "/proc/1/environ").stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)

@@ -11,7 +11,7 @@ import urllib.request
 import openai
 import pytest
 
-from tests.integration.conftest import openai_env, put_in_volume
+from tests.integration.conftest import openai_env, put_in_volume, service_env
 from tests.unit.helpers import single_model_toml
 
 EMBEDDINGS = """
@@ -126,9 +126,7 @@ def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, engin
     """)
     started = airpods("start")
     assert started.code == 0, started.err
-    env = dict(
-        line.split("=", 1) for line in airpods.ctr("exec", "open-webui-0", "env").stdout.splitlines() if "=" in line
-    )
+    env = service_env(airpods, "open-webui-0")
     urls, keys = env["OPENAI_API_BASE_URLS"].split(";"), env["OPENAI_API_KEYS"].split(";")
     assert urls == ["http://llamacpp:8080/v1", "http://llama-fast:8080/v1"] and len(keys) == len(urls)
     for url, key in zip(urls, keys, strict=True):
@@ -139,6 +137,7 @@ def test_open_webui_reaches_every_backend_with_its_configured_key(airpods, engin
     for url in env["OLLAMA_BASE_URLS"].split(";"):
         assert "models" in json.loads(airpods.ctr("exec", "open-webui-0", "wget", "-qO-", f"{url}/api/tags").stdout)
     assert env["ENABLE_PERSISTENT_CONFIG"] == "False"
+    assert not [key for key in keys if key in airpods.ctr("inspect", "open-webui-0").stdout]
 
 
 def test_llamacpp_ui_serves_its_web_ui_and_is_healthy(airpods, engine, model_volume):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import capabilities, openai_env
+from tests.integration.conftest import capabilities, openai_env, service_env
 
 PLANTED = "planted-" + secrets.token_hex(12)
 IN_ENV = "env-" + secrets.token_hex(12)  # a secret put under `env` by mistake
@@ -67,16 +67,20 @@ def test_a_planted_secret_never_shows_in_argv_inspect_dry_run_config_errors_or_l
     assert any("ollama-0" in line for line in lines)  # the sampler saw the engine at work
     assert not [line for line in lines if PLANTED in line]
     assert "services.open-webui.env.HF_TOKEN looks like a secret" in err  # said, and masked below
-    # The container has it, as an env variable.
-    inside = airpods.ctr("exec", "ollama-0", "sh", "-c", "echo $PLANTED_TOKEN").stdout.strip()
-    assert inside == PLANTED
-    # `inspect` masks env secrets from Podman 5.3 on (podman PR 23959); Podman 4.3 (Debian 12)
-    # and Docker (env files) show them to whoever may inspect: root, or the rootless user.
-    if engine == "podman" and podman_version() >= (5, 3):
-        assert PLANTED not in airpods.ctr("inspect", "ollama-0").stdout
+    # The service's process has it, as an env variable; no engine's `inspect` (Podman before
+    # 5.3 and Docker wrote env secrets into the container's config) nor `exec env` shows it.
+    assert service_env(airpods, "ollama-0")["PLANTED_TOKEN"] == PLANTED
+    for looked in (airpods.ctr("inspect", "ollama-0"), airpods.ctr("exec", "ollama-0", "env")):
+        assert PLANTED not in looked.stdout
     shown = [airpods(*args) for args in (["start", "--dry-run"], ["config", "show", "--resolved"], ["status"])]
     # The service prints it: `airpods logs` masks it, also from a shell without the variable.
-    airpods.ctr("exec", "ollama-0", "sh", "-c", "echo token=$PLANTED_TOKEN > /proc/1/fd/1")
+    airpods.ctr(
+        "exec",
+        "ollama-0",
+        "sh",
+        "-c",
+        "echo token=$(tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^PLANTED_TOKEN=//p') > /proc/1/fd/1",
+    )
     logs = airpods("logs", "ollama")
     assert "token=********" in logs.out
     monkeypatch.delenv("AIRPODS_TEST_PLANTED")
@@ -127,8 +131,7 @@ def test_a_rotated_secret_leaves_no_old_value_behind(airpods, engine, monkeypatc
     assert rotated.code == 0, rotated.err
     after = secret_names(airpods)
     assert len(before) == len(after) == 1 and before != after  # the old value's secret is gone
-    inside = airpods.ctr("exec", "ollama-0", "sh", "-c", "echo $PLANTED_TOKEN").stdout.strip()
-    assert inside == "second-" + PLANTED
+    assert service_env(airpods, "ollama-0")["PLANTED_TOKEN"] == "second-" + PLANTED
 
 
 def secret_names(airpods) -> set[str]:
@@ -155,13 +158,6 @@ def test_a_public_bind_address_is_refused_until_it_is_meant_then_said_out_loud(a
     assert {(c["level"], c["detail"].split(" on ")[0]) for c in checks} >= {("WARN", "ollama"), ("OK", "llamacpp")}
 
 
-def podman_version() -> tuple[int, ...]:
-    from tests.integration.conftest import podman
-
-    text = podman("version", "--format", "{{.Client.Version}}").stdout.strip()
-    return tuple(int(p) for p in text.split("-")[0].split(".")[:2])
-
-
 def test_a_multi_line_secret_reaches_the_container_whole(airpods, engine, tmp_path):
     """Docker's env files carry one line a variable: a PEM key arrived as its first line only."""
     pem = tmp_path / "key.pem"
@@ -170,8 +166,9 @@ def test_a_multi_line_secret_reaches_the_container_whole(airpods, engine, tmp_pa
     airpods.write_config(f'[services.ollama.secrets]\nTLS_KEY = "file:{pem}"\n')
     started = airpods("start", "ollama")
     assert started.code == 0, started.err
-    inside = airpods.ctr("exec", "ollama-0", "sh", "-c", 'printf %s "$TLS_KEY"').stdout
-    assert inside == body  # every line (the value's surrounding whitespace is trimmed, as for any secret)
+    assert (
+        service_env(airpods, "ollama-0")["TLS_KEY"] == body
+    )  # every line (the value's surrounding whitespace is trimmed, as for any secret)
 
 
 def test_a_tool_container_that_runs_out_of_time_is_removed_not_left_writing(airpods, engine):

@@ -74,20 +74,60 @@ def document(rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Known fields with values that are right for them, so that documents also get past the schema
+# into template expansion, stack building and the flag checks (random keys alone rarely do).
+FIELDS: dict[str, list[object]] = {
+    "enabled": [True, False],
+    "ports": [[{"host": 9001, "container": 8080}], [], [{"host": 0, "container": 1}]],
+    "network_aliases": [["a"], ["x-1", "y"]],
+    "resources": [{"memory": "2g"}, {"cpus": 1.5}, {"memory": "512m", "cpus": 0.5}],
+    # (gpu.enabled = "required" on a host without one is a runtime failure, exit 1: test_gpu)
+    "gpu": [{"enabled": False}, {"enabled": True}, {"devices": [0, 1]}],
+    "health": [{"path": "/health", "expected_status": [200, 204], "timeout_s": 5}, {"expected_status": "200-299"}],
+    "env": [{"A": "b"}, {"X": "{{runtime.project}}"}],
+    "secrets": [{"TOKEN": "env:HOME"}, {"KEY": "file:/etc/hostname"}],
+    "command_args": [{"ctx_size": 2048}, {"parallel": 2, "jinja": False}, {"n_gpu_layers": 99}],
+    "entrypoint_override": [["/bin/sh", "-c", "true"]],
+    "security": [{"read_only": False}, {"cap_add": ["CHOWN"], "tmpfs": ["/cache"]}],
+    "volumes": [[{"source": "data_x", "target": "/data"}]],
+}
+SERVICES = ["ollama", "llamacpp", "open-webui", "llamacpp-ui", "comfyui"]
+
+
+def mutated_valid(rng: random.Random) -> str:
+    """A document of known services and fields with fitting values, then one or two values
+    swapped for anything (a wrong type, a huge number, a template, unicode)."""
+    doc: dict[str, object] = {"runtime": {"project": rng.choice(["airpods", "p2", "x-y"])}}
+    services: dict[str, dict[str, object]] = {}
+    for name in rng.sample(SERVICES, rng.randrange(1, 4)):
+        services[name] = {f: rng.choice(v) for f, v in rng.sample(list(FIELDS.items()), rng.randrange(1, 4))}
+    if rng.random() < 0.3:
+        services["llama-extra"] = {"extends": "llamacpp", "ports": [{"host": 8093, "container": 8080}]}
+    if rng.random() < 0.3:
+        services.setdefault("llamacpp", {})["models"] = {"tiny": {"ctx_size": 512, "load_on_startup": False}}
+    doc["services"] = services
+    for _ in range(rng.randrange(0, 3)):
+        name = rng.choice(list(services))
+        services[name][rng.choice(list(FIELDS) + KEYS)] = value(rng, 3)
+    return "\n".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in doc.items()) + "\n"
+
+
 def test_generated_configs_exit_0_or_2_never_a_traceback(tmp_path, capsys):
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     path = tmp_path / "fuzz.toml"
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    deadline, tried = time.monotonic() + SECONDS, 0
+    deadline, tried, valid = time.monotonic() + SECONDS, 0, 0
     while time.monotonic() < deadline:
-        text = document(rng)
+        text = document(rng) if tried % 2 else mutated_valid(rng)
         path.write_text(text, encoding="utf-8")
         done = run_cli(capsys, "-c", str(path), "config", "validate")
         tried += 1
         where = f"seed {seed}, document {tried}:\n{text}\n{done.err}"
         assert done.code in (0, 2), where
         assert "Traceback" not in done.err and "internal error" not in done.err, where
+        valid += done.code == 0
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown < MAX_GROWTH_KB, f"seed {seed}: memory grew {grown} KiB over {tried} documents"
     assert tried > 20  # it did try
+    assert valid > tried // 20, f"seed {seed}: only {valid} of {tried} documents were valid"  # past the schema too

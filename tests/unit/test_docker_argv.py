@@ -39,24 +39,26 @@ def test_an_entrypoint_override_keeps_its_arguments(tmp_path):
     assert argv[i + 1] == "/app/tools.sh" and argv[argv.index("ghcr.io/ggml-org/llama.cpp:server") + 1] == "--server"
 
 
-def test_an_env_secret_is_named_in_argv_and_its_value_given_through_the_clients_environment(tmp_path):
-    """An env file carries one line a variable: a multi-line secret (a PEM key) reached the
-    container as its first line only. `--env NAME` takes the value, whole, from the client's
-    environment (issue 34 §1)."""
-    from airpods.engine.docker_argv import env_secrets, project_secrets
+def test_env_secrets_are_files_read_by_the_wrapper_never_env_options(tmp_path):
+    """`docker inspect` shows every `--env`, and an env file carried one line a variable
+    (issue 34 §1): env secrets are bound files the wrapper exports (env_handover)."""
+    from airpods.engine.env_handover import ENV_FOLDER, SCRIPT, ImageConfig
 
     plan = build_start_plan(stack_of(tmp_path), Observed(), api_key=KEY)
     step = next(s for s in plan.steps if s.kind == "container" and s.spec is not None and s.spec.name == "open-webui")
-    webui = step_argv(step, SECRETS)
-    named = [webui[i + 1] for i, arg in enumerate(webui) if arg == "--env" and "=" not in webui[i + 1]]
-    assert sorted(named) == ["OPENAI_API_KEYS", "WEBUI_SECRET_KEY"] and "--env-file" not in webui
+    image = ImageConfig(("bash", "start.sh"), (), "")
+    webui = container_run_argv(step.spec, SECRETS, image)
+    assert not [webui[i + 1] for i, arg in enumerate(webui) if arg == "--env" and "=" not in webui[i + 1]]
+    binds = [webui[i + 1] for i, arg in enumerate(webui) if arg == "--volume" and ENV_FOLDER in webui[i + 1]]
+    assert sorted(b.rsplit(":", 2)[1] for b in binds) == [
+        f"{ENV_FOLDER}/OPENAI_API_KEYS",
+        f"{ENV_FOLDER}/WEBUI_SECRET_KEY",
+    ]
+    i = webui.index("--entrypoint")
+    assert webui[i + 1] == "/bin/sh"
+    tail = webui[webui.index(step.spec.image) + 1 :]
+    assert tail == ("-c", SCRIPT, "airpods-env", "bash", "start.sh")
     assert KEY not in " ".join(webui)
-    folder = project_secrets(tmp_path, step.spec.labels)
-    folder.mkdir(parents=True)
-    pem = "-----BEGIN PRIVATE KEY-----\nMIIE\nabc=\n-----END PRIVATE KEY-----\n"
-    for use in step.spec.secrets:
-        (folder / use.name).write_text(pem if use.target == "WEBUI_SECRET_KEY" else KEY)
-    assert env_secrets(step.spec, tmp_path)["WEBUI_SECRET_KEY"] == pem  # whole, every line
 
 
 def test_docker_hub_names_meet_the_configs_full_names():

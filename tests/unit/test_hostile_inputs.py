@@ -3,6 +3,8 @@ with exit 2 naming the key (config) or exit 1 with the cause (runtime), never a 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.unit.helpers import run_cli, write_toml
@@ -274,6 +276,33 @@ def test_writes_into_the_store_never_follow_a_planted_link(tmp_path):
     assert not (outside / "evil").exists()
     assert _make_under(store, ["checkpoints", "sdxl"], (0, 0)) and (store / "checkpoints" / "sdxl").is_dir()
     assert not _make_under(store, ["checkpoints"], (0, 0))  # there already
+
+
+def test_a_split_downloads_partial_folder_is_pinned_against_a_planted_link(tmp_path):
+    """The last component was guarded, not the partial folder of a multi-file download: a link
+    planted at `.NAME.partial` (before, or while it downloads) redirected every part's write."""
+    from airpods.errors import RuntimeFailure
+    from airpods.files import open_private
+    from airpods.models.store import ModelStore
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "store").mkdir()
+    store = ModelStore(None, str(tmp_path / "store"), {}, folder=True)  # type: ignore[arg-type]  # a folder: no engine
+    (store.root / ".big.partial").symlink_to(outside)
+    with pytest.raises(RuntimeFailure, match="not a folder of airpods'"):
+        with store.incoming_folder("big", keep_partial=True):
+            pass
+    (store.root / ".big.partial").unlink()
+    with store.incoming_folder("big", keep_partial=True) as folder:
+        os.rename(store.root / ".big.partial", store.root / ".moved")  # swapped while it downloads
+        (store.root / ".big.partial").symlink_to(outside)
+        with open_private(folder / "big-00001-of-00002.gguf", "wb") as out:
+            out.write(b"GGUF")
+        os.unlink(store.root / ".big.partial")
+        os.rename(store.root / ".moved", store.root / ".big.partial")
+    assert list(outside.iterdir()) == []
+    assert (store.root / "big" / "big-00001-of-00002.gguf").read_bytes() == b"GGUF"
 
 
 def test_what_a_command_exists_to_hand_over_is_not_masked_and_everything_else_is(capsys, monkeypatch):
