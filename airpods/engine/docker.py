@@ -80,10 +80,11 @@ class Docker(EngineCli):
             return
         if step.kind == "volume":
             make_device(dict(step.options))
-        if step.kind == "container" and step.spec is not None and env_uses(step.spec):
-            image = self.image_config(step.spec.run_image or step.spec.image)
-            self._readable_by(step.spec, image.owner)
-            self.run(container_run_argv(step.spec, self.secrets, image), step.timeout_s)
+        wrapped = self.handover(step)
+        if wrapped is not None:
+            spec, image = wrapped
+            self._readable_by(spec, image.owner)
+            self.run(container_run_argv(spec, self.secrets, image), step.timeout_s)
             return
         argv = step_argv(step, self.secrets)
         if argv:

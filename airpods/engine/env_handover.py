@@ -101,8 +101,3 @@ def handed_over(spec: ServiceSpec, image: ImageConfig | None) -> ServiceSpec:
         args=run,
         key_args=(),
     )
-
-
-def is_env_file(use: SecretUse) -> bool:
-    """A secret file the wrapper reads (handed_over's files)."""
-    return use.type == "mount" and use.target.startswith(ENV_FOLDER + "/")

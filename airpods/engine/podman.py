@@ -9,7 +9,6 @@ from typing import Any
 
 from airpods.engine.base import ContainerState, OneOff, Usage
 from airpods.engine.early import LISTINGS
-from airpods.engine.env_handover import env_uses
 from airpods.engine.podman_argv import container_run_argv, one_off_args, step_argv
 from airpods.engine.process import LONG_TIMEOUT_S, EngineCli, make_device, option_pairs, parse_json
 from airpods.errors import RuntimeFailure
@@ -32,9 +31,9 @@ class Podman(EngineCli):
     def execute(self, step: Step) -> None:
         if step.kind == "volume":
             make_device(dict(step.options))
-        if step.kind == "container" and step.spec is not None and env_uses(step.spec):
-            image = self.image_config(step.spec.run_image or step.spec.image)
-            self.run(container_run_argv(step.spec, image), step.timeout_s)
+        wrapped = self.handover(step)
+        if wrapped is not None:
+            self.run(container_run_argv(*wrapped), step.timeout_s)
             return
         self.run(step_argv(step), step.timeout_s, input_text=step.stdin)
 

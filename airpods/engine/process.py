@@ -25,6 +25,8 @@ LONG_TIMEOUT_S = 24 * 3600.0  # volume export/import and model conversion of lar
 if TYPE_CHECKING:
     from airpods.engine.base import OneOff
     from airpods.engine.env_handover import ImageConfig
+    from airpods.plan import Step
+    from airpods.stack.model import ServiceSpec
 
 
 def run_cli(
@@ -204,13 +206,19 @@ class EngineCli:
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(self.argv(args), timeout, check, input_text, hint=self.hint, env=env)
 
-    def image_config(self, image: str) -> ImageConfig:
-        """What a present image runs and as whom (`image inspect`'s Config; both engines spell
-        it the same). Raises EngineError when the image is absent."""
-        from airpods.engine.env_handover import ImageConfig
+    def handover(self, step: Step) -> tuple[ServiceSpec, ImageConfig] | None:
+        """A container step's service and what its image runs and as whom (`image inspect`'s
+        Config; both engines spell it the same), when it has env secrets for env_handover's
+        wrapper to hand over; None for any other step. Raises EngineError when the image is
+        absent."""
+        from airpods.engine.env_handover import ImageConfig, env_uses
 
+        spec = step.spec
+        if step.kind != "container" or spec is None or not env_uses(spec):
+            return None
+        image = spec.run_image or spec.image
         done = self.run(["image", "inspect", "--format", "{{json .Config}}", image])
-        return ImageConfig.from_inspect(parse_json(done.stdout, f"{self.binary} image inspect {image}", {}))
+        return spec, ImageConfig.from_inspect(parse_json(done.stdout, f"{self.binary} image inspect {image}", {}))
 
     def inspect_volume(self, name: str) -> list[dict[str, Any]]:
         """`volume inspect NAME` rows: [] when the volume does not exist."""
