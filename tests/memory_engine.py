@@ -284,7 +284,10 @@ class MemoryEngine:
 
     def import_volume(self, name: str, tar: Path, image: str) -> None:
         with tarfile.open(tar) as archive:
-            archive.extractall(self.root / name, filter="data")
+            # The "data" filter is in Python 3.12 and 3.11.4+, not in Debian 12's 3.11.2: a suite
+            # launched with the system Python must pass too (these are the engine's own archives).
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(self.root / name, **safe)  # type: ignore[arg-type]
 
     def readable_folder(self, name: str) -> Path | None:
         return self.root / name if name in self.volumes else None
