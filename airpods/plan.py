@@ -234,6 +234,19 @@ def pull_plan(stack: Stack, observed: Observed, policy: PullPolicy = "missing") 
     return Plan("start --pre-fetch", tuple(pull_steps(pulls)), tuple(notes))
 
 
+API_KEY_PURPOSE = "the stack's API key, kept out of argv and env"
+
+
+def secret_purpose(stack: Stack, name: str, config_key: str) -> str:
+    """What a user secret is to the containers that get it, for the plan: a file at a path, or
+    a variable the env wrapper (engine/env_handover.py) exports from a secret file."""
+    uses = {(use.type, use.target) for spec in stack.services for use in spec.secrets if use.name == name}
+    shown = ", ".join(
+        f"the file {target}" if how == "mount" else f"the variable {target}" for how, target in sorted(uses)
+    )
+    return f"{config_key}: {shown or 'unused'}, never in argv, env dumps or inspect"
+
+
 def build_start_plan(
     stack: Stack,
     observed: Observed,
@@ -282,11 +295,7 @@ def build_start_plan(
             steps.append(Step("volume", volume, why, labels=labels, options=tuple(options.items())))
     for secret in stack.secrets:
         if secret.name not in observed.secrets:
-            what = (
-                f"{secret.config_key}, an env variable kept out of argv"
-                if secret.source
-                else "the stack's API key, kept out of argv and env"
-            )
+            what = secret_purpose(stack, secret.name, secret.config_key) if secret.source else API_KEY_PURPOSE
             steps.append(
                 Step(
                     "secret",

@@ -55,7 +55,7 @@ def generated(name: str, prefix: str = "") -> str:
     import secrets  # only when a key is made: its import costs every command ~5 ms
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")  # mode 0600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     with os.fdopen(fd, "w") as handle:
         handle.write(prefix + secrets.token_urlsafe(32) + "\n")
         handle.flush()
@@ -102,6 +102,10 @@ def read_secret(source: str, *, key: str, create: bool, noun: str = "secret") ->
         made = generated(where) if create else _existing(state_path() / where)
         register(made)
         return made
+    if kind == "state":  # a file airpods wrote in its state folder (the gateway's: gateway/prepare.py)
+        kept = _existing(state_path() / where)
+        register(kept)
+        return kept
     if kind == "env":
         value = os.environ.get(where, "").strip()
         problem = "" if value else f"{where} is not set (or empty) in airpods' environment"
@@ -137,7 +141,7 @@ def stack_secret_values(stack: Stack) -> dict[str, str]:
     values = {d.name: read_secret(d.source, key=d.config_key, create=True) or "" for d in stack.secrets if d.source}
     folder = state_dir() / VALUES_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
-    handed = {d.name for d in stack.secrets if d.source and not d.source.startswith("generated:")}
+    handed = {d.name for d in stack.secrets if d.source and not d.source.startswith(("generated:", "state:"))}
     for name in handed - {p.name for p in folder.iterdir()}:  # generated ones are in state already
         write_atomic(folder / name, values[name].encode(), mode=0o600)
     return values

@@ -73,6 +73,7 @@ COMMAND_MODULES = {
     "top_cmd": ("top",),
     "autostart_cmd": ("autostart",),
     "env_cmd": ("env",),
+    "gateway_cmd": ("gateway",),
     "models_cmd": ("models", "chat"),
     "export_cmd": ("export",),
     "backup_cmd": ("backup", "restore"),

@@ -57,8 +57,17 @@ def kube(
             "it, e.g. NFS); default ReadWriteOnce, which every provisioner binds.",
         ),
     ] = False,
+    gateway_class: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway-class",
+            help="kubernetes, with the gateway enabled: the cluster's GatewayClass its Gateway API "
+            "Gateway uses (`kubectl get gatewayclass`).",
+        ),
+    ] = None,
 ) -> None:
-    """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret."""
+    """Multi-document YAML: Pods for `podman kube play`, or Deployments/Services/PVCs/Secret
+    (and for the gateway a Gateway API Gateway and HTTPRoutes, the cluster's ingress)."""
     from airpods.errors import UsageError
     from airpods.export.kube import export_secret_json, kubernetes_documents, podman_documents, secret_name, to_yaml
     from airpods.export.presets import exported_presets
@@ -74,6 +83,18 @@ def kube(
     if shared_models and target != "kubernetes":
         raise UsageError("--shared-models is for --target kubernetes (podman mounts the volume itself)")
     stack = _stack(ctx, services, gpu)
+    gateway = any(spec.kind == "gateway" for spec in stack.services)
+    if gateway and target == "podman":
+        raise UsageError(
+            "the gateway exports to Quadlet (`airpods export quadlet`) and Kubernetes (--target kubernetes), "
+            "not to `podman kube play`",
+            hint="leave it out by naming the services to export, e.g. `airpods export kube ollama open-webui`",
+        )
+    if gateway and not gateway_class:
+        raise UsageError(
+            "the gateway becomes a Gateway API Gateway in the cluster: name its GatewayClass",
+            hint="--gateway-class NAME (`kubectl get gatewayclass` lists them)",
+        )
     key = stack_key(stack) or ""  # only a stack that hands a key over needs one
     values = stack_secret_values(stack)  # the user's [services.X.secrets]
     if target == "podman":
@@ -103,7 +124,15 @@ def kube(
         )
         if stack.secrets:
             header += "# The Secret holds the API key and secrets: this file is private (0600).\n"
-        text = to_yaml(kubernetes_documents(stack, key, shared_models=shared_models, values=values), header)
+        if gateway:
+            header += (
+                f"# The gateway is a Gateway API Gateway (class {gateway_class}) with airpods' TLS certificate: Open\n"
+                "# WebUI and llama.cpp get routes; Ollama and ComfyUI, which have no authentication, stay inside.\n"
+            )
+        documents = kubernetes_documents(
+            stack, key, shared_models=shared_models, values=values, gateway_class=gateway_class or ""
+        )
+        text = to_yaml(documents, header)
     _write(text, output, private=bool(stack.secrets) and target == "kubernetes")
 
 

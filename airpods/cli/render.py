@@ -14,8 +14,18 @@ if TYPE_CHECKING:
     from airpods.usecases.status import ServiceStatus
 
 
+def _print_remote(urls: dict[str, str]) -> None:
+    """The gateway's URL of each service (stack/exposure.gateway_urls), when there is one."""
+    if urls:
+        print("\nfrom other machines, through the gateway (`airpods env --remote`, `airpods gateway trust`):")
+        print(format_table(("SERVICE", "URL"), list(urls.items())))
+
+
 def render_start(result: StartResult, as_json: bool) -> None:
+    from airpods.stack.exposure import gateway_urls
+
     urls = {s.name: s.url for s in result.stack.services}
+    remote = gateway_urls(result.stack)
     if as_json:
         print_json(
             {
@@ -30,6 +40,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
                         "seconds": round(r.seconds, 2),
                         "detail": r.detail,
                         "url": urls.get(r.service),
+                        "remote_url": remote.get(r.service),
                         "exit_code": r.exit_code,
                         "logs": r.logs,
                     }
@@ -53,6 +64,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 ],
             )
         )
+        _print_remote({r.service: remote[r.service] for r in result.readiness if r.ready and r.service in remote})
         for note in result.notes:
             print(f"\nnote: {note}")
     failed = [r for r in result.readiness if not r.ready]
@@ -119,6 +131,7 @@ def render_status(rows: list[ServiceStatus], as_json: bool) -> None:
     for row in rows:
         if row.models:
             print(f"\n{row.name} models: {', '.join(m.describe() for m in row.models)}")
+    _print_remote({row.name: row.remote_url for row in rows if row.remote_url})
     orphaned = [row.name for row in rows if row.kind == "orphan"]
     if orphaned:
         print(f"\norphans: {', '.join(orphaned)} (`airpods stop --remove-orphans` removes them)")

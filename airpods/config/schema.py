@@ -236,6 +236,14 @@ def _check_secret_source(value: str) -> str:
     return value
 
 
+class GatewayTls(_Model):
+    """A gateway's own certificate (PEM: the server certificate, then any intermediates) and
+    its private key, each a secret source; instead of the certificate airpods' CA makes."""
+
+    certificate: Annotated[str, AfterValidator(_check_secret_source)]
+    key: Annotated[str, AfterValidator(_check_secret_source)]
+
+
 class Security(_Model):
     """Least privilege: every container runs with no capabilities and no-new-privileges; a
     service adds back only what its image needs, and keeps a read-only root filesystem (with
@@ -358,6 +366,22 @@ def _check_env_key(key: str) -> str:
     return key
 
 
+HOST_NAME_RE = re.compile(
+    r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
+
+
+def _check_host(host: str) -> str:
+    """A DNS name (letters, digits, '-', dot-separated labels) or an IP address."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not HOST_NAME_RE.match(host):
+        raise ValueError(f"{host!r} is neither a host name (e.g. ai.home) nor an IP address")
+    return host.lower()
+
+
 class Service(_Model):
     enabled: bool = True
     extends: str | None = None
@@ -392,6 +416,10 @@ class Service(_Model):
     # WebUI's admins' alone unless access is granted, so a second user saw no model at all:
     # "everyone" (a home server's default) sets BYPASS_MODEL_ACCESS_CONTROL, "admins" does not.
     models_for: Literal["everyone", "admins"] = "everyone"
+    # The gateway: the names and addresses clients reach it by, which its TLS certificate
+    # carries (default: this machine's host name and the bind address).
+    hosts: list[Annotated[str, AfterValidator(_check_host)]] = []
+    tls: GatewayTls | None = None
 
     @field_validator("image")
     @classmethod

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from airpods.config.schema import Config
     from airpods.engine.base import Engine
     from airpods.gpu import HostGpu
+    from airpods.stack.model import Stack
 
 MIN_PODMAN = (4, 3)
 
@@ -242,7 +243,53 @@ def exposure_checks(config_path: object, gpu: HostGpu) -> list[Check]:
             "exposed", "WARN" if e.open else "OK", e.describe(), "" if not e.open else "keep it off untrusted networks"
         )
         for e in exposed(stack)
-    ]
+    ] + gateway_checks(stack)
+
+
+def gateway_checks(stack: Stack) -> list[Check]:
+    """The gateway's certificate (made by `start`, for the hosts the config lists, renewed 30
+    days before its end) and the URLs other machines use."""
+    from airpods.gateway.caddy import gateway_folder
+    from airpods.gateway.clients import own_certificate
+    from airpods.gateway.tls import RENEW_BEFORE_DAYS, current
+    from airpods.stack.exposure import gateway_urls
+    from airpods.state import state_path
+
+    urls = gateway_urls(stack)
+    gateways = [spec for spec in stack.services if spec.kind == "gateway"]
+    if not gateways:
+        return []
+    spec = gateways[0]
+    shown = ", ".join(f"{name} {url}" for name, url in urls.items() if name != spec.name)
+    checks = [Check("gateway", "OK", f"{spec.name}: {shown or 'no service behind it'}")]
+    if own_certificate(stack):
+        return [
+            *checks,
+            Check("certificate", "OK", f"{spec.name} serves your own certificate (services.{spec.name}.tls)"),
+        ]
+    found = current(gateway_folder(state_path(), stack.project))
+    if found is None:
+        return [
+            *checks,
+            Check("certificate", "WARN", "the gateway's certificate is not made yet", "`airpods start` makes it"),
+        ]
+    hosts, until = found
+    import datetime
+
+    left = (until - datetime.datetime.now(datetime.UTC)).days
+    if set(hosts) != set(spec.hosts):
+        return [
+            *checks,
+            Check(
+                "certificate",
+                "WARN",
+                f"the certificate names {', '.join(hosts)}, the config {', '.join(spec.hosts)}",
+                "`airpods start` makes a new one",
+            ),
+        ]
+    level = "OK" if left > RENEW_BEFORE_DAYS else "WARN"
+    detail = f"for {', '.join(hosts)}, {left} days left (airpods' CA: `airpods gateway trust`)"
+    return [*checks, Check("certificate", level, detail, "" if level == "OK" else "`airpods start` renews it")]
 
 
 def autostart_check(engine: Engine, project: str) -> Check:

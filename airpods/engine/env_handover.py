@@ -93,7 +93,8 @@ def handed_over(spec: ServiceSpec, image: ImageConfig | None) -> ServiceSpec:
         return spec
     files = tuple(replace(use, type="mount", target=f"{ENV_FOLDER}/{use.target}") for use in uses)
     kept = tuple(use for use in spec.secrets if use.type != "env")
-    run = program(spec, image) if image is not None else UNKNOWN_PROGRAM
+    known = image is not None or spec.entrypoint  # an overridden entrypoint needs nothing of the image
+    run = program(spec, image or ImageConfig()) if known else UNKNOWN_PROGRAM
     return replace(
         spec,
         secrets=kept + files,

@@ -17,12 +17,13 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from airpods.labels import MANAGED, SERVICE
 from airpods.stack.model import PRESET_FILE, PRESETS_DIR, Mount, ServiceSpec, Stack
 from airpods.stack.presets import preset_ini
-from airpods.stack.wiring import LLAMACPP
+from airpods.stack.wiring import GATEWAY, LLAMACPP
 
 PROBE_PERIOD_S = 5
 GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
@@ -212,7 +213,12 @@ def _restart(spec: ServiceSpec) -> str:
 
 
 def kubernetes_documents(
-    stack: Stack, api_key: str, *, shared_models: bool = False, values: Mapping[str, str] | None = None
+    stack: Stack,
+    api_key: str,
+    *,
+    shared_models: bool = False,
+    values: Mapping[str, str] | None = None,
+    gateway_class: str = "",
 ) -> list[dict[str, Any]]:
     """Deployments, Services and PVCs per service, one Secret. Build `stack` for the cluster's
     GPU (not this host's): images and device requests follow each service's variant. Claims are
@@ -220,6 +226,15 @@ def kubernetes_documents(
     only RWO/RWOP); `shared_models` asks ReadOnlyMany for a model volume the llama.cpp servers
     mount read-only (needs storage that offers it, e.g. NFS). Sizes: the volumes' `size`."""
     docs: list[dict[str, Any]] = []
+    gateways = [spec for spec in stack.services if spec.kind == GATEWAY]
+    if gateways:  # the cluster's own ingress instead of Caddy (gateway_documents)
+        docs += gateway_documents(stack, gateways[0], values or {}, gateway_class)
+        gone = {use.name for use in gateways[0].secrets}
+        stack = replace(
+            stack,
+            services=tuple(s for s in stack.services if s.kind != GATEWAY),
+            secrets=tuple(d for d in stack.secrets if d.name not in gone),
+        )
     secret = secret_name(stack)
     if secret:
         docs.append(
@@ -285,6 +300,93 @@ def kubernetes_documents(
                     }
                 )
     return docs
+
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def gateway_documents(
+    stack: Stack, gateway: ServiceSpec, values: Mapping[str, str], gateway_class: str
+) -> list[dict[str, Any]]:
+    """The gateway as a cluster has it (Gateway API v1, gateway-api.sigs.k8s.io: a Gateway with
+    an HTTPS listener on the gateway's port whose certificate is a kubernetes.io/tls Secret, and
+    one HTTPRoute per service whose `URLRewrite` filter strips its path prefix as Caddy's
+    handle_path does). Services without authentication of their own (Ollama, ComfyUI) get no
+    route: Gateway API has no standard basic auth, so they stay inside the cluster. The
+    certificate and key are the gateway's (airpods' CA's, or the user's `tls`); `gateway_class`
+    names the cluster's GatewayClass (`kubectl get gatewayclass`)."""
+    from airpods.gateway.caddy import GUARDED_KINDS
+    from airpods.stack.wiring import GATEWAY_FILES
+
+    by_target = {use.target: values.get(use.name, "") for use in gateway.secrets}
+    tls_secret = f"{stack.project}-gateway-tls"
+    name = f"{stack.project}-gateway"
+    kinds = {spec.name: spec for spec in stack.services}
+    port = gateway.container_ports[0] if gateway.container_ports else 8443
+    names = [host for host in gateway.hosts if not _is_address(host)]
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": tls_secret},
+            "type": "kubernetes.io/tls",
+            "stringData": {
+                "tls.crt": by_target[GATEWAY_FILES["server-crt"][2]],
+                "tls.key": by_target[GATEWAY_FILES["server-key"][2]],
+            },
+        },
+        {
+            "apiVersion": GATEWAY_API,
+            "kind": "Gateway",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": stack.project}},
+            "spec": {
+                "gatewayClassName": gateway_class,
+                "listeners": [
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": port,
+                        **({"hostname": names[0]} if len(names) == 1 else {}),
+                        "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": tls_secret}]},
+                    }
+                ],
+            },
+        },
+    ]
+    for service, prefix in gateway.routes:
+        spec = kinds.get(service)
+        if spec is None or spec.kind in GUARDED_KINDS or not spec.container_ports:
+            continue
+        rule: dict[str, Any] = {
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+            "backendRefs": [{"name": spec.aliases[0], "port": spec.container_ports[0]}],
+        }
+        if prefix != "/":
+            rule["filters"] = [
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+                }
+            ]
+        docs.append(
+            {
+                "apiVersion": GATEWAY_API,
+                "kind": "HTTPRoute",
+                "metadata": {"name": f"{name}-{service}", "labels": _labels(spec)},
+                "spec": {"parentRefs": [{"name": name}], **({"hostnames": names} if names else {}), "rules": [rule]},
+            }
+        )
+    return docs
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def to_yaml(documents: list[dict[str, Any]], header: str) -> str:

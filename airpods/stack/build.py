@@ -31,9 +31,13 @@ from airpods.stack.model import (
 from airpods.stack.presets import ROUTER_OWN, build_presets, preset_folder
 from airpods.stack.wiring import (
     DEFAULT_LLAMA_PORT,
+    GATEWAY,
     LLAMACPP,
     OPEN_WEBUI,
     api_key_secret,
+    gateway_enabled,
+    gateway_wiring,
+    kind_of,
     listen_port,
     llama_extra_args,
     open_webui_wiring,
@@ -45,13 +49,6 @@ if TYPE_CHECKING:
 
 MODEL_VOLUME_TARGET = "/models"
 DEFAULT_CLAIM_SIZE = "10Gi"
-
-
-def kind_of(config: Config, name: str) -> str:
-    """The root of a service's extends chain: `llama-fast` extending `llamacpp` is a llamacpp."""
-    while (parent := config.services[name].extends) is not None:
-        name = parent
-    return name
 
 
 # A single image string is taken to run on whatever GPU the service is given.
@@ -214,7 +211,16 @@ def build_service(
     elif kind == OPEN_WEBUI:
         wired_env, secrets, defs = open_webui_wiring(config, name, [(b, kind_of(config, b)) for b in backends], key_id)
         env += wired_env
-    bind = config.runtime.bind_address
+    hosts: tuple[str, ...] = ()
+    routes: tuple[tuple[str, str], ...] = ()
+    entrypoint = tuple(service.entrypoint_override) if service.entrypoint_override else None
+    if kind == GATEWAY:
+        gateway = gateway_wiring(config, name, [(b, kind_of(config, b)) for b in backends if b != name], secret_ids)
+        env += [(k, v) for k, v in gateway.env if k not in service.env]
+        entrypoint = entrypoint or gateway.entrypoint
+        secrets, defs, hosts, routes = gateway.secrets, gateway.defs, gateway.hosts, gateway.routes
+    # With a gateway, it alone is published on bind_address: every other service stays on loopback.
+    bind = config.runtime.bind_address if kind == GATEWAY or not gateway_enabled(config) else "127.0.0.1"
     mine, mine_defs = user_secrets(config, name, secret_ids)
     secrets, defs = [*secrets, *mine], [*defs, *mine_defs]
     return ServiceSpec(
@@ -231,7 +237,7 @@ def build_service(
         mounts=mounts,
         env=tuple(env),
         gpu_request=choice.request,
-        entrypoint=tuple(service.entrypoint_override) if service.entrypoint_override else None,
+        entrypoint=entrypoint,
         args=tuple(args),
         key_args=tuple(key_args),
         memory=service.resources.memory,
@@ -248,6 +254,8 @@ def build_service(
         read_only=service.security.read_only,
         tmpfs=tuple(dict.fromkeys(service.security.tmpfs)),
         fit="strict" if service.gpu.enabled == "required" and service.fit != "off" else service.fit,
+        hosts=hosts,
+        routes=routes,
     ), defs
 
 
@@ -287,7 +295,9 @@ def build_stack(
         + tuple(
             f"{d.config_key}: {d.source} gives no value now; `start` refuses it until it does"
             for d in secrets
-            if d.source in (secret_ids or {}) and (secret_ids or {})[d.source] == UNSET
+            if d.source in (secret_ids or {})
+            and (secret_ids or {})[d.source] == UNSET
+            and not d.source.startswith("state:")  # airpods' own files: `start` makes them
         ),
         settings=Settings(cli.stop_timeout_s, cli.max_concurrent_pulls, cli.lock_timeout_s),
         secrets=secrets,

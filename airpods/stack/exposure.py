@@ -8,9 +8,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from airpods.stack.model import Stack
+from airpods.stack.model import Stack, bracketed
 
 UNGUARDED = {"ollama": "no authentication", "comfyui": "no authentication"}
+GATEWAY_GUARD = (
+    "TLS with the stack's certificate; Ollama and ComfyUI behind its credentials, llama.cpp its API key, "
+    "Open WebUI its own accounts (`airpods env --remote`)"
+)
 FIRST_SIGNUP = "its own accounts: the first one to sign up becomes the admin"
 
 
@@ -35,7 +39,9 @@ def exposed(stack: Stack) -> list[Exposed]:
         for publish in spec.publish:
             if ipaddress.ip_address(publish.host_ip or "0.0.0.0").is_loopback:
                 continue
-            if spec.kind == "open-webui":
+            if spec.kind == "gateway":
+                guard = GATEWAY_GUARD
+            elif spec.kind == "open-webui":
                 guard = FIRST_SIGNUP
             elif spec.kind == "llamacpp":
                 keyed = stack.key_source != "none"
@@ -44,3 +50,14 @@ def exposed(stack: Stack) -> list[Exposed]:
                 guard = UNGUARDED.get(spec.kind, "whatever the service itself enforces")
             found.append(Exposed(spec.name, publish.address(), guard))
     return found
+
+
+def gateway_urls(stack: Stack) -> dict[str, str]:
+    """Service name → the https URL a client on another machine uses, through the stack's
+    gateway (its first host and published port; the gateway's own name: its root). Empty
+    without a published gateway."""
+    for spec in stack.services:
+        if spec.kind == "gateway" and spec.publish and spec.hosts:
+            base = f"https://{bracketed(spec.hosts[0])}:{spec.publish[0].host}"
+            return {spec.name: base + "/"} | {service: base + prefix for service, prefix in spec.routes}
+    return {}

@@ -21,7 +21,7 @@ class Publish:
 
     def address(self) -> str:
         """The host side as a socket address: "127.0.0.1:3000", an IPv6 one in brackets ("[::1]:8081")."""
-        return f"{_bracketed(self.host_ip)}:{self.host}"
+        return f"{bracketed(self.host_ip)}:{self.host}"
 
     def reach(self) -> tuple[str, int]:
         """(address, port) a client on this host connects to: a wildcard bind is reached on loopback."""
@@ -31,10 +31,10 @@ class Publish:
 
     def url(self) -> str:
         address, port = self.reach()
-        return f"http://{_bracketed(address)}:{port}"
+        return f"http://{bracketed(address)}:{port}"
 
 
-def _bracketed(address: str) -> str:
+def bracketed(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
@@ -196,6 +196,11 @@ class ServiceSpec:
     # What the container runs when not `image` itself: a rollback runs the image kept from before
     # an update (plan.kept_image) with the same config, so the same config hash.
     run_image: str | None = None
+    # A gateway: the names and addresses its TLS certificate carries (the certificate is a
+    # secret whose name changes with it: not part of the config hash), and the path prefix of
+    # each service behind it ((service, "/NAME/"); its Caddyfile, in `env`, says the same).
+    hosts: tuple[str, ...] = ()
+    routes: tuple[tuple[str, str], ...] = ()
 
     @property
     def scratch(self) -> tuple[str, ...]:
@@ -225,6 +230,8 @@ class ServiceSpec:
             mount.pop("folders")  # made by `start` on the host: the container is the same
         data.pop("fit")  # a check before start, not part of the container
         data.pop("run_image")  # a rollback's image: the same config
+        data.pop("hosts")
+        data.pop("routes")
         if any(use["type"] == "env" for use in data["secrets"]):
             # Env secrets became files a wrapper reads (engine/env_handover, issue 34): a
             # container made before hands them over as env, which `inspect` shows.

@@ -69,6 +69,7 @@ def resolve_stack(
         from airpods.secrets import key_source
         from airpods.server_flags import known_tables
         from airpods.stack.build import build_stack
+        from airpods.stack.wiring import gateway_sources
 
         loaded = load_config(path)
         config = loaded.config
@@ -83,7 +84,8 @@ def resolve_stack(
                 known_tables(),
                 check_flags,
                 loaded.user_wrote,
-                {s: secret_id(s) for service in config.services.values() for s in service.secrets.values()},
+                {s: secret_id(s) for service in config.services.values() for s in service.secrets.values()}
+                | {s: secret_id(s) for s in gateway_sources(config)},
             )
             if ensure_key or preview:  # the commands that hand secrets over: one with no value is an error now
                 mine = user_keys(config)
@@ -108,7 +110,13 @@ def resolve_stack(
     tables = store_stamp() if check_flags else "unchecked"
     cache = cache_key(path, gpu, ["*"] if every_service else names, tables, present)
     folder = state_path() if preview else state_dir()
-    return cached_stack(folder / "stack-cache.json", cache, build, still_holds, save=not preview)
+    stack = cached_stack(folder / "stack-cache.json", cache, build, still_holds, save=not preview)
+    if ensure_key and not preview and any(spec.kind == "gateway" for spec in stack.services):
+        from airpods.gateway.prepare import prepare
+
+        if prepare(stack):  # a new certificate or hash: its secret is a new one
+            stack = cached_stack(folder / "stack-cache.json", cache, build, still_holds)
+    return stack
 
 
 def user_keys(config: Config) -> set[str]:

@@ -5,19 +5,22 @@ secrets (never on a command line)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.stack.args import sets_flag
 from airpods.stack.flag_table import FlagTable
-from airpods.stack.model import SecretDef, SecretUse
+from airpods.stack.model import UNSET, SecretDef, SecretUse
 
 if TYPE_CHECKING:
     from airpods.config.schema import Config, Service
 
-OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI = "ollama", "llamacpp", "open-webui", "comfyui"
+OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI, GATEWAY = "ollama", "llamacpp", "open-webui", "comfyui", "gateway"
+# The port each kind listens on inside its pod when its `ports` say none.
+DEFAULT_PORTS = {OLLAMA: 11434, LLAMACPP: 8080, OPEN_WEBUI: 8080, COMFYUI: 8188, GATEWAY: 8443}
 KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
 DEFAULT_LLAMA_PORT = 8080
 
@@ -143,3 +146,91 @@ DEFAULT_WORKFLOW_NODES = json.dumps(
     ],
     separators=(",", ":"),
 )
+
+
+# The gateway's files a container gets (gateway/tls.py, gateway/prepare.py): label → (file in
+# its state folder, how it is handed over, where in the container).
+GATEWAY_FILES: dict[str, tuple[str, Literal["mount", "env"], str]] = {
+    "server-crt": ("server.crt", "mount", "/run/airpods-gateway/server.crt"),
+    "server-key": ("server.key", "mount", "/run/airpods-gateway/server.key"),
+    "auth": ("auth.bcrypt", "env", "AIRPODS_GATEWAY_AUTH"),
+}
+
+
+def gateway_file_sources(config: Config, name: str) -> dict[str, str]:
+    """Label (GATEWAY_FILES) → secret source of gateway `name`'s files: airpods' own in its
+    state folder ("state:gateway/PROJECT/FILE"), the certificate and key the user's when its
+    `tls` names them."""
+    own = config.services[name].tls
+    mine = {"server-crt": own.certificate, "server-key": own.key} if own else {}
+    project = config.runtime.project
+    return {
+        label: mine.get(label) or f"state:gateway/{project}/{file}" for label, (file, _, _) in GATEWAY_FILES.items()
+    }
+
+
+def gateway_sources(config: Config) -> list[str]:
+    """The secret sources of every gateway of the config."""
+    return [
+        source
+        for name in config.services
+        if kind_of(config, name) == GATEWAY
+        for source in gateway_file_sources(config, name).values()
+    ]
+
+
+def kind_of(config: Config, name: str) -> str:
+    """The root of a service's extends chain: `llama-fast` extending `llamacpp` is a llamacpp."""
+    while (parent := config.services[name].extends) is not None:
+        name = parent
+    return name
+
+
+def gateway_enabled(config: Config) -> bool:
+    """Whether an enabled service of the config is a gateway (every other service then
+    publishes on loopback only)."""
+    return any(kind_of(config, name) == GATEWAY for name in config.enabled_services())
+
+
+@dataclass(frozen=True)
+class GatewayWiring:
+    """What gateway wiring gives its service: the Caddyfile (env), the entrypoint that writes
+    and runs it, the certificate, key and password hash as secrets, the hosts its certificate
+    names and each backend's path prefix ((service, "/NAME/"))."""
+
+    env: list[tuple[str, str]]
+    entrypoint: tuple[str, ...]
+    secrets: list[SecretUse]
+    defs: list[SecretDef]
+    hosts: tuple[str, ...]
+    routes: tuple[tuple[str, str], ...]
+
+
+def gateway_wiring(
+    config: Config, name: str, backends: Iterable[tuple[str, str]], secret_ids: Mapping[str, str] | None
+) -> GatewayWiring:
+    """Gateway `name` in front of every backend (name, kind) but gateways (gateway/caddy.py)."""
+    from airpods.gateway.caddy import CADDYFILE_VARIABLE, ENTRYPOINT, caddyfile, default_hosts, routes
+
+    service = config.services[name]
+    hosts = tuple(dict.fromkeys(service.hosts)) or default_hosts(config.runtime.bind_address)
+    reached = [
+        (b, kind, *_in_network(config, b, DEFAULT_PORTS.get(kind, 80))) for b, kind in backends if kind != GATEWAY
+    ]
+    found = routes(reached)
+    text = caddyfile(found, listen_port(service, DEFAULT_PORTS[GATEWAY]), hosts)
+    secrets, defs = [], []
+    for label, source in gateway_file_sources(config, name).items():
+        _, how, target = GATEWAY_FILES[label]
+        sid = (secret_ids or {}).get(source, UNSET)
+        secret = SecretDef(
+            f"airpods-gateway-{label}-{sid}{project_suffix(config.runtime.project)}",
+            purpose="user",
+            source=source,
+            config_key=f"services.{name}.tls" if source.startswith(("file:", "env:")) else f"services.{name}",
+        )
+        defs.append(secret)
+        secrets.append(SecretUse(secret.name, how, target, "user"))
+    return GatewayWiring(
+        [(CADDYFILE_VARIABLE, text)], ENTRYPOINT, secrets, defs, hosts, tuple((r.service, r.prefix) for r in found)
+    )

@@ -13,6 +13,7 @@ from airpods.engine.base import ContainerState, Engine
 from airpods.health import NOT_LISTENING, Probe, probe_all
 from airpods.plan import Observed, ObservedPod, orphans, pending_changes
 from airpods.secrets import read_key
+from airpods.stack.exposure import gateway_urls
 from airpods.stack.model import ServiceSpec
 from airpods.usecases.common import StackFor, stack_in_use
 
@@ -39,6 +40,7 @@ class ServiceStatus:
     snapshot: int | None = None  # bytes `start` snapshots before applying a new image (-1: unknown)
     digest: str = ""  # the registry digest of the local image (with `digests`): what pins it
     models: tuple[ModelRow, ...] = ()  # a healthy llama.cpp router's models, as it says
+    remote_url: str | None = None  # through the stack's gateway, for other machines
 
     def to_json(self) -> dict[str, object]:
         return {**self.__dict__, "changes": list(self.changes), "models": [m.__dict__ for m in self.models]}
@@ -119,6 +121,8 @@ def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> lis
     if digests:
         found = engine.image_digests(chosen.images)
         rows = [replace(r, digest=found.get(r.image, "")) for r in rows]
+    remote = gateway_urls(chosen)
+    rows = [replace(r, remote_url=remote.get(r.name)) for r in rows]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows

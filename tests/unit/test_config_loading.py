@@ -13,7 +13,7 @@ from tests.unit.helpers import load_text, write_toml
 def test_defaults_alone_give_the_documented_stack():
     config = build_config({}).config
     assert config.enabled_services() == ["ollama", "open-webui", "llamacpp"]
-    assert set(config.services) == {"ollama", "open-webui", "comfyui", "llamacpp", "llamacpp-ui"}
+    assert set(config.services) == {"ollama", "open-webui", "comfyui", "llamacpp", "llamacpp-ui", "gateway"}
     assert config.runtime.bind_address == "127.0.0.1"
     hosts = {name: [p.host for p in s.ports] for name, s in config.services.items()}
     assert hosts == {
@@ -22,6 +22,7 @@ def test_defaults_alone_give_the_documented_stack():
         "comfyui": [8188],
         "llamacpp": [8081],
         "llamacpp-ui": [8082],
+        "gateway": [8443],
     }
     assert config.services["llamacpp"].volumes[0].mode == "ro"
 

@@ -162,6 +162,18 @@ def test_quadlet_without_pods_publishes_on_the_containers(tmp_path):
     assert "Network=airpods.network" in units["open-webui-0.container"]
 
 
+GATEWAY_ON = """
+[runtime]
+bind_address = "192.0.2.10"
+expose = true
+[services.comfyui]
+enabled = true
+[services.gateway]
+enabled = true
+hosts = ["ai.home", "192.0.2.10"]
+"""
+
+
 def quadlet_generator() -> str:
     """Podman 5.x's Quadlet generator: $AIRPODS_QUADLET (scripts/test sets it from
     scripts/quadlet-generator, which takes it from Debian 13's podman package on Debian 12)."""
@@ -194,6 +206,7 @@ def quadlet_generator() -> str:
             True,
             id="backslashes-and-newline",
         ),
+        pytest.param(GATEWAY_ON, HostGpu("none"), (), True, id="gateway"),
     ],
 )
 def test_the_quadlet_generator_accepts_every_export(tmp_path, toml, gpu, only, pods):
@@ -268,3 +281,59 @@ def test_the_kubernetes_file_holding_the_key_is_private(tmp_path, capsys, monkey
     done = run_cli(capsys, "export", "kube", "--target", "kubernetes", "--gpu", "none", "-o", str(out))
     assert done.code == 0, done.err
     assert out.stat().st_mode & 0o777 == 0o600 and "kind: Secret" in out.read_text()
+
+
+def test_the_gateway_is_the_clusters_gateway_api_with_its_certificate_and_no_route_to_an_unlocked_door(tmp_path):
+    from airpods.secrets import stack_secret_values
+    from airpods.stack.resolve import resolve_stack
+
+    config = tmp_path / "gw.toml"
+    config.write_text(GATEWAY_ON)
+    stack = resolve_stack(config, (), gpu=HostGpu("none"), ensure_key=True)  # makes the CA and certificate
+    docs = kubernetes_documents(stack, KEY, values=stack_secret_values(stack), gateway_class="traefik")
+    validate([d for d in docs if not d["apiVersion"].startswith("gateway.networking.k8s.io/")])
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "gateway") not in kinds  # the cluster's ingress, not Caddy
+    tls_secret = next(d for d in docs if d.get("type") == "kubernetes.io/tls")
+    assert tls_secret["stringData"]["tls.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in tls_secret["stringData"]["tls.key"]
+    opaque = next(d for d in docs if d.get("type") == "Opaque")
+    assert not any("PRIVATE KEY" in value or "$2" in value for value in opaque["stringData"].values())
+    gateway = next(d for d in docs if d["kind"] == "Gateway")
+    listener = gateway["spec"]["listeners"][0]
+    assert gateway["spec"]["gatewayClassName"] == "traefik" and listener["protocol"] == "HTTPS"
+    assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": tls_secret["metadata"]["name"]}]
+    routes = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HTTPRoute"}
+    assert set(routes) == {"airpods-gateway-open-webui", "airpods-gateway-llamacpp"}  # no Ollama, no ComfyUI
+    llama = routes["airpods-gateway-llamacpp"]["rules"][0]
+    assert llama["matches"] == [{"path": {"type": "PathPrefix", "value": "/llamacpp/"}}]
+    assert llama["filters"][0]["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
+    assert llama["backendRefs"] == [{"name": "llamacpp", "port": 8080}]
+    assert routes["airpods-gateway-open-webui"]["hostnames"] == ["ai.home"]
+
+
+def test_exporting_the_gateway_says_where_it_can_go(tmp_path, capsys):
+    from tests.unit.helpers import run_cli, write_toml
+
+    config = str(write_toml(tmp_path, GATEWAY_ON))
+    play = run_cli(capsys, "-c", config, "export", "kube", "-o", str(tmp_path / "k.yaml"))
+    assert play.code == 2 and "not to `podman kube play`" in play.err
+    classless = run_cli(
+        capsys, "-c", config, "export", "kube", "--target", "kubernetes", "-o", str(tmp_path / "k.yaml")
+    )
+    assert classless.code == 2 and "--gateway-class" in classless.err
+    done = run_cli(
+        capsys,
+        "-c",
+        config,
+        "export",
+        "kube",
+        "--target",
+        "kubernetes",
+        "--gateway-class",
+        "nginx",
+        "-o",
+        str(tmp_path / "k.yaml"),
+    )
+    assert done.code == 0, done.err
+    assert "kind: HTTPRoute" in (tmp_path / "k.yaml").read_text()
