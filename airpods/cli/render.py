@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from airpods.cli.output import print_json
+from airpods.cli.output import print_json, warn
 from airpods.cli.table import format_table
 from airpods.errors import RuntimeFailure
 
@@ -23,6 +23,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 "rolled_back": result.rolled_back,
                 "reverted_updates": result.reverted,
                 "notes": list(result.plan.notes) + result.notes,
+                "placements": [{"service": v.service, **v.to_json()} for v in result.placements],
                 "services": [
                     {
                         "name": r.service,
@@ -53,6 +54,11 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 ],
             )
         )
+        for verdict in result.placements:
+            if verdict.level == "ok":
+                print(verdict.message)
+            elif verdict.level == "warn":
+                warn(verdict.message)
         for note in result.notes:
             print(f"\nnote: {note}")
     failed = [r for r in result.readiness if not r.ready]

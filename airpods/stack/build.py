@@ -243,6 +243,7 @@ def build_service(
         flag_table=table.source if table else "",
         gpu_reason=choice.reason,
         gpu_warning=choice.warning or "",
+        gpu_required=service.gpu.enabled == "required",
         presets=presets,
         cap_add=tuple(dict.fromkeys(service.security.cap_add)),
         read_only=service.security.read_only,
