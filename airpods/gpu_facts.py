@@ -64,6 +64,17 @@ COMPUTE_CAPABILITY: tuple[tuple[str, str], ...] = (
     (r"\bP100\b", "6.0"),
 )
 
+# llama.cpp images that ship CUDA's forward-compatibility libraries (/usr/local/cuda*/compat, for
+# hosts whose driver is older than the image's CUDA, llama.cpp PR 18022): under CDI, on a host
+# whose driver is newer than that CUDA, they are loaded instead of the host's libcuda and CUDA fails
+# to start (llama.cpp issue 23111: server-cuda13, driver 595, toolkit 1.18 with CDI). The legacy
+# hook (Docker --gpus) mounts them only for an older driver.
+COMPAT_LIB_IMAGES = (LLAMACPP_IMAGE + ":server-cuda13",)
+COMPAT_LIB_FIX = (
+    'use the CUDA 12 image, whose driver range has no such libraries: image = { "cuda-12.8" = '
+    '"ghcr.io/ggml-org/llama.cpp:server-cuda" } in the service\'s config'
+)
+
 # How to get a newer NVIDIA driver, said whenever one is too old.
 DRIVER_FIX = (
     "Ubuntu: sudo ubuntu-drivers install; Debian and others: NVIDIA's CUDA repository, "

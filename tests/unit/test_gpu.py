@@ -451,3 +451,18 @@ def test_the_llamacpp_image_sass_follows_its_cuda_release():
 def test_detection_reads_the_gpu_model_names(tmp_path, runtime):
     gpu = detect_gpu(make_tree(tmp_path, nvidia(model="NVIDIA H200")))
     assert gpu.models == ("NVIDIA H200",)
+
+
+def test_doctor_names_the_compat_library_trap_under_cdi(tmp_path, runtime):
+    from airpods.doctor import gpu_decisions
+
+    cuda13 = (
+        '[services.llamacpp]\nimage = { cpu = "ghcr.io/ggml-org/llama.cpp:server", '
+        '"cuda-13.0" = "ghcr.io/ggml-org/llama.cpp:server-cuda13" }\n'
+    )
+    config = load_text(tmp_path, cuda13).config
+    newer = detect_gpu(make_tree(tmp_path / "newer", nvidia("595.58.03")))
+    trap = [c for c in gpu_decisions(config, newer) if "compat" in c.name]
+    assert trap and trap[0].level == "WARN" and "server-cuda" in trap[0].fix
+    same = detect_gpu(make_tree(tmp_path / "same", nvidia("580.65.06")))
+    assert not [c for c in gpu_decisions(config, same) if "compat" in c.name]
