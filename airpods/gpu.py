@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,12 +17,20 @@ from typing import Any, Literal
 from airpods.errors import RuntimeFailure
 from airpods.gpu_facts import (
     CDI_FIX,
+    DISABLE_REQUIRES,
     DOCKER_GPU_FIX,
+    DRIVER_FIX,
+    LLAMACPP_IMAGE,
     NVIDIA_HOOK,
     PCI_VENDORS,
     ROCM_TARGETS,
+    compat_driver,
+    compute_capability,
     cuda_runs,
     driver_tuple,
+    llamacpp_sass,
+    sass_runs_on,
+    toolkit_driver,
 )
 
 Vendor = Literal["nvidia", "amd", "intel", "other", "none"]
@@ -56,6 +64,7 @@ class HostGpu:
     groups: tuple[int, ...] = ()  # the group IDs that own the device nodes
     runtime: str = "crun"  # the OCI runtime podman uses (crun honours --group-add keep-groups)
     handover: str = "CDI"  # NVIDIA: how the engine hands it over: "CDI" (Podman) or "--gpus" (Docker)
+    models: tuple[str, ...] = ()  # NVIDIA: the GPUs' model names ("NVIDIA H200"), in the driver's order
 
     def describe(self) -> str:
         if self.vendor == "none":
@@ -201,6 +210,15 @@ def _docker_gpus(root: Path) -> tuple[bool, tuple[str, ...], str | None]:
     return True, names, None
 
 
+def _nvidia_models(root: Path) -> tuple[str, ...]:
+    """The NVIDIA GPUs' model names from the driver's /proc/driver/nvidia/gpus/<PCI address>/
+    information files ("Model:           NVIDIA H200"), in PCI order."""
+    folder = root / "proc/driver/nvidia/gpus"
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    found = (re.search(r"(?m)^Model:\s*(.+?)\s*$", _read(e / "information") or "") for e in entries)
+    return tuple(m.group(1) for m in found if m)
+
+
 def detect_gpu(root: str | Path = "/", engine: str = "podman") -> HostGpu:
     """NVIDIA (device nodes or the driver's proc file), AMD (/dev/kfd), any other DRM render
     node (Intel and others: Vulkan), else none. NVIDIA's handover depends on the engine: a CDI
@@ -213,7 +231,19 @@ def detect_gpu(root: str | Path = "/", engine: str = "podman") -> HostGpu:
         nodes = tuple("/" + n for n in NVIDIA_NODES if (root / n).exists())
         driver = found.group(1) if found else None
         handover = "--gpus" if engine == "docker" else "CDI"
-        return HostGpu("nvidia", usable, nodes, driver, problem, names, (), _groups(root, nodes), runtime, handover)
+        return HostGpu(
+            "nvidia",
+            usable,
+            nodes,
+            driver,
+            problem,
+            names,
+            (),
+            _groups(root, nodes),
+            runtime,
+            handover,
+            _nvidia_models(root),
+        )
     if (root / "dev/kfd").exists():
         cards = tuple(_amd_cards(root)) or tuple(c for c in _drm_cards(root))
         nodes = ("/dev/kfd",) + (("/dev/dri",) if (root / "dev/dri").is_dir() else ())
@@ -271,7 +301,8 @@ def choose_gpu(
     variants: Collection[str],
 ) -> GpuChoice:
     """The GPU decision for one service (see the module docstring). `variants` are the image
-    keys the service offers (a plain image: just "cpu"). Raises GpuUnavailable when the
+    keys the service offers (a plain image: just "cpu"), or a mapping of them to their images
+    (which lets the CUDA decision use what is known of an image's machine code). Raises GpuUnavailable when the
     service requires a GPU it cannot get; RuntimeFailure for `devices` the host lacks."""
 
     def on_cpu(reason: str, warn: bool = True) -> GpuChoice:
@@ -318,23 +349,66 @@ def _pick(cards: list[GpuCard], devices: Sequence[int] | None, service: str) -> 
     return [cards[i] for i in devices]
 
 
+@dataclass(frozen=True)
+class CudaFit:
+    """Whether one CUDA image runs on the host's driver and GPU: `how` is "driver" (the driver is
+    at least the one its CUDA release shipped with), "compat" (CUDA minor-version compatibility:
+    an older driver of the same major, the GPU covered by the image's machine code or not known)
+    or "no", and `why` the reason in the user's words."""
+
+    key: str
+    cuda: str
+    how: Literal["driver", "compat", "no"]
+    why: str = ""
+
+
+def cuda_fit(key: str, cuda: str, image: str | None, host: HostGpu) -> CudaFit:
+    """The CudaFit of the image `image` (variant `key`, CUDA `cuda`; "" when its key names no
+    release) on `host`. Facts and their sources: gpu_facts (CUDA_MIN_DRIVER, CUDA_COMPAT_DRIVER,
+    LLAMACPP_CUDA_SASS, COMPUTE_CAPABILITY)."""
+    if not cuda:
+        return CudaFit(key, cuda, "driver")  # a plain "cuda" key: its release is not known
+    driver = host.driver
+    if driver and cuda_runs(cuda, driver):
+        return CudaFit(key, cuda, "driver")
+    oldest = compat_driver(cuda)
+    if not driver or not oldest or driver_tuple(driver) < driver_tuple(oldest):
+        shown = f"NVIDIA driver {driver}" if driver else "the NVIDIA driver's version is unknown and"
+        return CudaFit(
+            key, cuda, "no", f"{shown} is too old for CUDA {cuda} images (they need {oldest or '?'} or newer)"
+        )
+    sass = llamacpp_sass(cuda) if image and image.startswith(LLAMACPP_IMAGE + ":") else None
+    needed = toolkit_driver(cuda)
+    for model in host.models:
+        capability = compute_capability(model)
+        if sass is not None and capability and not sass_runs_on(sass, capability):
+            return CudaFit(
+                key,
+                cuda,
+                "no",
+                f"the CUDA {cuda} image has no machine code for the {model} (compute capability {capability}); "
+                f"running it means compiling the image's PTX, which needs NVIDIA driver {needed} or newer, "
+                f"and this host has {driver}",
+            )
+    return CudaFit(key, cuda, "compat")
+
+
 def _nvidia(host: HostGpu, service: str, devices: Sequence[int] | None, variants: Collection[str], on_cpu) -> GpuChoice:
     if not host.cdi:
         return on_cpu(
             f"the NVIDIA GPU cannot be handed over ({host.problem}); raw /dev/nvidia* nodes do not bring "
             "the driver's libraries into the container"
         )
+    images = variants if isinstance(variants, Mapping) else {}
     cudas = {key: (m.group(1) or "") for key in variants if (m := CUDA_KEY_RE.match(key))}
     if not cudas:
         return on_cpu("its image has no CUDA variant")
-    runnable = [k for k, version in cudas.items() if not version or (host.driver and cuda_runs(version, host.driver))]
+    fits = [cuda_fit(key, version, images.get(key), host) for key, version in cudas.items()]
+    runnable = [f for f in fits if f.how != "no"]
     if not runnable:
-        needed = ", ".join(f"CUDA {v}" for v in sorted(cudas.values(), key=driver_tuple) if v)
-        return on_cpu(
-            f"NVIDIA driver {host.driver or 'of unknown version'} is too old for its images ({needed}); "
-            "update the driver (gpu_facts.py lists the minimum per CUDA release)"
-        )
-    key = max(runnable, key=lambda k: driver_tuple(cudas[k] or "0"))
+        needs = sorted(fits, key=lambda f: driver_tuple(f.cuda or "0"))
+        return on_cpu(f"{'; '.join(f.why for f in needs)}; update the NVIDIA driver ({DRIVER_FIX})")
+    best = max(runnable, key=lambda f: (f.how == "driver", driver_tuple(f.cuda or "0")))
     if devices:
         names = tuple(f"nvidia.com/gpu={i}" for i in devices)
         absent = [str(i) for i in devices if str(i) not in host.cdi_names]
@@ -346,14 +420,18 @@ def _nvidia(host: HostGpu, service: str, devices: Sequence[int] | None, variants
             )
     else:
         names = ("nvidia.com/gpu=all",)
-    version = f" CUDA {cudas[key]}" if cudas[key] else ""
-    return GpuChoice(
-        key,
-        "cuda",
-        GpuRequest("nvidia", names),
-        reason=f"CUDA image ({key}{version}) on driver {host.driver or 'unknown'}, {host.handover} "
-        + ", ".join(names if host.handover == "CDI" else (n.split("=", 1)[1] for n in names)),
-    )
+    version = f" CUDA {best.cuda}" if best.cuda else ""
+    shown = ", ".join(names if host.handover == "CDI" else (n.split("=", 1)[1] for n in names))
+    reason = f"CUDA image ({best.key}{version}) on driver {host.driver or 'unknown'}, {host.handover} {shown}"
+    env: tuple[tuple[str, str], ...] = ()
+    if best.how == "compat":
+        reason += (
+            f" (older than CUDA {best.cuda}'s own driver {toolkit_driver(best.cuda)}: it runs by CUDA minor-version "
+            "compatibility where the image carries machine code for the GPU; start checks where the model runs)"
+        )
+        if host.handover == "--gpus":
+            env = (DISABLE_REQUIRES,)  # the legacy hook would refuse the image's cuda>=X.Y requirement
+    return GpuChoice(best.key, "cuda", GpuRequest("nvidia", names), env, reason=reason)
 
 
 def _amd(host: HostGpu, service: str, devices: Sequence[int] | None, variants: Collection[str], on_cpu) -> GpuChoice:

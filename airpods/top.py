@@ -16,7 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from airpods.engine.base import Engine, Usage
 from airpods.errors import AirpodsError
@@ -58,6 +58,7 @@ class ServerRow:
     request_tps: float | None  # one request's speed: requests finished since the previous sample
     kv_used: int
     kv_cells: int
+    where: str = ""  # where its model runs, as its log says: CUDA0, CUDA0,CUDA1, CPU ("" not said)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class Top:
         self.previous: dict[tuple[str, str | None], ServerSample] = {}
         self.cpu: dict[str, tuple[float, int]] = {}  # container → (when, CPU ns) of the previous refresh
         self.host_memory = meminfo("MemTotal")
+        self.placed: dict[str, tuple[int, dict[str | None, str]]] = {}  # service → (started at, model → where)
 
     def refresh(self) -> View:
         states = {c.service: c for c in self.engine.containers(self.stack.project) if c.service}
@@ -216,9 +218,24 @@ class Top:
             )
         llamas = [s for s in running if s.kind == "llamacpp"]
         samples, unanswered = sample_servers(llamas, self.key)
-        view = View(services, rates(self.previous, samples), problems + unanswered)
+        rows = [replace(r, where=self._where(r, states[r.service].started_at)) for r in rates(self.previous, samples)]
+        view = View(services, rows, problems + unanswered)
         self.previous = {(s.service, s.model): s for s in samples}
         return view
+
+    def _where(self, row: ServerRow, started_at: int) -> str:
+        """Where `row`'s model runs, from its service's log: read again only when the container
+        restarted or a model it has not placed yet shows up (a router loads them later)."""
+        from airpods.usecases.placement import observe_placements
+
+        known = self.placed.get(row.service)
+        if known is None or known[0] != started_at or (row.model not in known[1] and row.state == "loaded"):
+            said = observe_placements(self.engine, [self.stack.service(row.service)])
+            found: dict[str | None, str] = {v.placement.model: v.placement.where for v in said}
+            if len(said) == 1 and row.model is None:
+                found[None] = said[0].placement.where  # a single-model server: its one model
+            self.placed[row.service] = known = (started_at, found)
+        return known[1].get(row.model, "")
 
     def _cpu(self, used: Usage, now: float) -> float:
         """CPU % since the previous refresh from the CPU time the engine counts (Podman's own

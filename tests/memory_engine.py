@@ -56,7 +56,8 @@ class MemoryEngine:
     gets (change it to publish a new image under the same name). `failures` maps (step kind,
     target) to the exception its next execution raises (once); `exits` maps a container name to
     the code it exits with as soon as it starts, `bad_images` an image ID to the code every
-    container of that image exits with (a broken update). A volume's data is its folder: export,
+    container of that image exits with (a broken update); `prints` maps a container name to the
+    lines its process prints once it runs (what logs_tail reads). A volume's data is its folder: export,
     import and copy are tar and file copies of it."""
 
     root: Path
@@ -70,6 +71,7 @@ class MemoryEngine:
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     exits: dict[str, int] = field(default_factory=dict)
     bad_images: dict[str, int] = field(default_factory=dict)
+    prints: dict[str, list[str]] = field(default_factory=dict)  # container name -> its log lines
     on_execute: Callable[[Step], None] | None = None  # called before each step runs
     limits: str | None = None  # why it cannot apply resource limits (None: it can)
     name: str = "podman"
@@ -237,7 +239,9 @@ class MemoryEngine:
         return (found.exit_code, 0) if found else (None, 0)
 
     def logs_tail(self, container: str, lines: int = 20) -> list[str]:
-        return []
+        if container not in self.containers_by_name:
+            return []
+        return self.prints.get(container, [])[-lines:]
 
     def logs_argv(self, container: str, *, follow: bool, lines: int | None, since: str | None) -> list[str]:
         return ["podman", "logs", container]

@@ -268,7 +268,10 @@ def status(ctx: typer.Context, services: Services = None, as_json: Json = False)
     from airpods.usecases.status import status as stack_status
 
     render_status(
-        stack_status(stack_source(options_of(ctx), services), engine_of(options_of(ctx)), digests=as_json), as_json
+        stack_status(
+            stack_source(options_of(ctx), services), engine_of(options_of(ctx)), digests=as_json, placements=as_json
+        ),
+        as_json,
     )
 
 

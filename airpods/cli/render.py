@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from airpods.cli.output import print_json
+from airpods.cli.output import print_json, warn
 from airpods.cli.table import format_table
 from airpods.errors import RuntimeFailure
 
@@ -33,6 +33,7 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 "rolled_back": result.rolled_back,
                 "reverted_updates": result.reverted,
                 "notes": list(result.plan.notes) + result.notes,
+                "placements": [{"service": v.service, **v.to_json()} for v in result.placements],
                 "services": [
                     {
                         "name": r.service,
@@ -64,6 +65,11 @@ def render_start(result: StartResult, as_json: bool) -> None:
                 ],
             )
         )
+        for verdict in result.placements:
+            if verdict.level == "ok":
+                print(verdict.message)
+            elif verdict.level == "warn":
+                warn(verdict.message)
         _print_remote({r.service: remote[r.service] for r in result.readiness if r.ready and r.service in remote})
         for note in result.notes:
             print(f"\nnote: {note}")

@@ -80,13 +80,17 @@ def _table(view):  # -> rich.console.Group
     if view.servers:
         servers = Table(title="llama.cpp", title_justify="left", expand=False)
         # RUN is running requests / slots; a router's model that is not loaded shows its state
-        for column in ("INSTANCE", "MODEL", "RUN", "WAIT", "GEN T/S", "PROMPT T/S", "REQ T/S", "KV USED"):
-            servers.add_column(column, justify="left" if column in ("INSTANCE", "MODEL") else "right", no_wrap=True)
+        columns = ("INSTANCE", "MODEL", "ON", "RUN", "WAIT", "GEN T/S", "PROMPT T/S", "REQ T/S", "KV USED")
+        for column in columns:
+            servers.add_column(
+                column, justify="left" if column in ("INSTANCE", "MODEL", "ON") else "right", no_wrap=True
+            )
         for s in view.servers:
             kv = f"{s.kv_used}/{s.kv_cells}" if s.kv_cells else "-"
             servers.add_row(
                 s.service,
                 (s.model or "-") + ("" if s.state == "loaded" else f" ({s.state})"),
+                s.where or "-",
                 f"{s.processing}/{s.slots}" if s.slots else str(s.processing),
                 str(s.deferred),
                 f"{s.generation_tps:.1f}",

@@ -348,4 +348,27 @@ def gpu_decisions(config: Config, gpu: HostGpu) -> list[Check]:
         flags = " ".join(gpu_options(choice.request)) or "no device"
         level = "WARN" if choice.warning else "OK"
         checks.append(Check(f"gpu {name}", level, f"{image} ({flags}): {choice.reason}"))
+        checks += compat_trap(name, image, choice.key, gpu)
     return checks
+
+
+def compat_trap(name: str, image: str, key: str, gpu: HostGpu) -> list[Check]:
+    """The CUDA compatibility-library trap (gpu_facts.COMPAT_LIB_IMAGES): an image that ships
+    them, handed over by CDI, on a driver newer than the image's CUDA release's own."""
+    from airpods.gpu_facts import COMPAT_LIB_FIX, COMPAT_LIB_IMAGES, driver_tuple, toolkit_driver
+
+    cuda = key.partition("-")[2]
+    own = toolkit_driver(cuda) if cuda else None
+    if image not in COMPAT_LIB_IMAGES or gpu.handover != "CDI" or not gpu.driver or not own:
+        return []
+    if driver_tuple(gpu.driver) <= driver_tuple(own):
+        return []
+    return [
+        Check(
+            f"gpu {name} compat libraries",
+            "WARN",
+            f"{image} ships CUDA {cuda}'s compatibility libraries; under CDI they take the place of this host's "
+            f"newer driver {gpu.driver} and CUDA fails to start (the model then runs on the CPU)",
+            COMPAT_LIB_FIX,
+        )
+    ]

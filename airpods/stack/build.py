@@ -58,7 +58,7 @@ EVERY_VARIANT = ("cpu", "cuda", "rocm", "vulkan")
 def select_image(service: Service, gpu: HostGpu, name: str = "service") -> tuple[str, GpuChoice]:
     """(image, GPU decision) for this host: gpu.choose_gpu over the image variants the service
     offers. Raises RuntimeFailure as choose_gpu does (a required GPU that cannot be used)."""
-    variants = EVERY_VARIANT if isinstance(service.image, str) else tuple(service.image)
+    variants = EVERY_VARIANT if isinstance(service.image, str) else dict(service.image)
     choice = choose_gpu(gpu, name, service.gpu.enabled, service.gpu.force_cpu, service.gpu.devices, variants)
     image = service.image if isinstance(service.image, str) else service.image[choice.key]
     return image, choice
@@ -249,6 +249,7 @@ def build_service(
         flag_table=table.source if table else "",
         gpu_reason=choice.reason,
         gpu_warning=choice.warning or "",
+        gpu_required=service.gpu.enabled == "required",
         presets=presets,
         cap_add=tuple(dict.fromkeys(service.security.cap_add)),
         read_only=service.security.read_only,

@@ -105,6 +105,7 @@ def stack_from_json(data: dict[str, Any]) -> Stack:
             tuple(gpu["groups"]),
             gpu["runtime"],
             gpu["handover"],
+            tuple(gpu.get("models", ())),
         ),
         services=tuple(services),
         warnings=tuple(data["warnings"]),

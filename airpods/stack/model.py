@@ -186,6 +186,7 @@ class ServiceSpec:
     # counts for the container): why this image, and a warning when a GPU goes unused.
     gpu_reason: str = field(default="", compare=False)
     gpu_warning: str = field(default="", compare=False)
+    gpu_required: bool = field(default=False, compare=False)  # gpu.enabled = "required": the CPU is a failure
     # Least privilege (issue 21): every container drops all capabilities and runs with
     # no-new-privileges; `cap_add` are the ones it gets back, `read_only` keeps its root
     # filesystem read-only with tmpfs at READ_ONLY_TMPFS and `tmpfs`.
@@ -222,6 +223,7 @@ class ServiceSpec:
         data.pop("flag_table")
         data.pop("gpu_reason")
         data.pop("gpu_warning")
+        data.pop("gpu_required")
         if data["gpu_request"] and not data["gpu_request"]["groups"]:  # added later: old hashes hold
             data["gpu_request"].pop("groups")
         # A router's presets are its preset file, rewritten and reread while it runs (issue 33 §1)

@@ -28,6 +28,7 @@ from airpods.usecases.common import (
     stack_subset,
 )
 from airpods.usecases.common import rollback as remove_run_pods
+from airpods.usecases.placement import Verdict, observe_placements
 from airpods.usecases.start_models import check_fit, model_notes, observe_for_start, run_model_steps
 
 
@@ -40,6 +41,7 @@ class StartResult:
     kept_failed: bool = False
     notes: list[str] = field(default_factory=list)  # what the user should know once it is up
     reverted: list[str] = field(default_factory=list)  # failed on a new image, running again on the one before
+    placements: list[Verdict] = field(default_factory=list)  # where each ready llama.cpp model runs
 
     @property
     def ok(self) -> bool:
@@ -207,6 +209,7 @@ def run_start(
         run.undo(exc, keep_failed)
         raise
     result.reverted = sorted(run.reverted)
+    result.placements, result.readiness = placed(engine, stack, result.readiness)
     if not keep_failed:  # a service rolled back to its previous image runs: its pods stay
         down = [r.service for r in result.readiness if not r.ready and r.service not in run.reverted]
         result.rolled_back = remove_run_pods(engine, [pod for name in down for pod in run.pods.get(name, [])])
@@ -216,6 +219,17 @@ def run_start(
     result.notes += model_notes(stack, engine, observed, [r.service for r in result.readiness if r.ready])
     result.notes += list(observed.unseen_models)
     return result
+
+
+def placed(engine: Engine, stack: Stack, readiness: list[Readiness]) -> tuple[list[Verdict], list[Readiness]]:
+    """Where the ready llama.cpp services' models run, from their logs (an observation after
+    readiness); a service that requires a GPU and ended on the CPU fails, with the cause."""
+    ready = [stack.service(r.service) for r in readiness if r.ready and r.service in {s.name for s in stack.services}]
+    verdicts = observe_placements(engine, ready)
+    failed = {v.service: v.message for v in verdicts if v.level == "fail"}
+    return verdicts, [
+        replace(r, ready=False, detail=failed[r.service]) if r.service in failed else r for r in readiness
+    ]
 
 
 def replan_after_downloads(

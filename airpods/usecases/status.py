@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from airpods.engine.base import ContainerState, Engine
 from airpods.health import NOT_LISTENING, Probe, probe_all
@@ -16,6 +16,9 @@ from airpods.secrets import read_key
 from airpods.stack.exposure import gateway_urls
 from airpods.stack.model import ServiceSpec
 from airpods.usecases.common import StackFor, stack_in_use
+
+if TYPE_CHECKING:
+    from airpods.usecases.placement import Verdict
 
 HealthState = Literal["healthy", "starting", "unhealthy", "unknown", "down"]
 
@@ -41,9 +44,15 @@ class ServiceStatus:
     digest: str = ""  # the registry digest of the local image (with `digests`): what pins it
     models: tuple[ModelRow, ...] = ()  # a healthy llama.cpp router's models, as it says
     remote_url: str | None = None  # through the stack's gateway, for other machines
+    placements: tuple[Verdict, ...] = ()  # where a running llama.cpp service's models run (with `placements`)
 
     def to_json(self) -> dict[str, object]:
-        return {**self.__dict__, "changes": list(self.changes), "models": [m.__dict__ for m in self.models]}
+        return {
+            **self.__dict__,
+            "changes": list(self.changes),
+            "models": [m.__dict__ for m in self.models],
+            "placements": [v.to_json() for v in self.placements],
+        }
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,14 @@ class ModelRow:
         return f"{self.name} {self.state}{slots}"
 
 
-def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> list[ServiceStatus]:
+def status(
+    stack_for: StackFor, engine: Engine, *, digests: bool = False, placements: bool = False
+) -> list[ServiceStatus]:
     """One `podman ps`, one `podman images` of the stack's images and, at the same time, one
     health probe per service (a probe of a service that turns out not to run is not shown).
     Rows for the stack in use, then one per orphan container; with `digests` (status --json),
-    each row's image digest too (one more engine call)."""
+    each row's image digest too (one more engine call), and with `placements` where each running
+    llama.cpp service's models run, from its log (one more engine call per such service)."""
     stack = stack_for(())
     key = read_key(stack.key_source, create=False)  # status makes no key
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -123,6 +135,12 @@ def status(stack_for: StackFor, engine: Engine, *, digests: bool = False) -> lis
         rows = [replace(r, digest=found.get(r.image, "")) for r in rows]
     remote = gateway_urls(chosen)
     rows = [replace(r, remote_url=remote.get(r.name)) for r in rows]
+    if placements:
+        from airpods.usecases.placement import observe_placements
+
+        running = {r.name for r in rows if r.state == "running"}
+        said = observe_placements(engine, [s for s in chosen.services if s.name in running])
+        rows = [replace(r, placements=tuple(v for v in said if v.service == r.name)) for r in rows]
     orphan_pods = {p.name for p in orphans(chosen, Observed(pods=pods))}
     rows += [_orphan_status(c, now) for c in listed if c.pod in orphan_pods]
     return rows

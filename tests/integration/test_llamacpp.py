@@ -148,3 +148,22 @@ def test_llamacpp_ui_serves_its_web_ui_and_is_healthy(airpods, engine, model_vol
         assert page.status == 200 and "text/html" in page.headers["Content-Type"]
     rows = {r["name"]: r for r in airpods("status", "--json", "llamacpp-ui").json()["services"]}
     assert rows["llamacpp-ui"]["health"] == "healthy"
+
+
+def test_start_and_status_say_the_cpu_server_places_its_model_on_the_cpu(airpods, engine, model_volume, tiny_model):
+    """Issue 36 §2 on the real server: the CPU image's llama-server says where its model went, and
+    airpods reports it: "CPU", every layer counted (the tiny model's block count + the output)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(tiny_model).fields["llama.block_count"]
+    layers = int(field.parts[field.data[0]][0]) + 1
+    airpods.write_config(single_model_toml("tiny.gguf"))
+    started = airpods("start", "llamacpp", "--json")
+    assert started.code == 0, started.err
+    placed = [p for p in started.json()["placements"] if p["service"] == "llamacpp"]
+    assert [(p["model"], p["where"], p["layers_on_gpu"], p["layers"]) for p in placed] == [("tiny", "CPU", 0, layers)]
+    assert placed[0]["level"] == "ok" and placed[0]["cuda_error"] is None and placed[0]["buffers_mib"]["model"]
+
+    status = airpods("status", "--json", "llamacpp")
+    (row,) = [r for r in status.json()["services"] if r["name"] == "llamacpp"]
+    assert [(p["model"], p["where"], p["layers"]) for p in row["placements"]] == [("tiny", "CPU", layers)]

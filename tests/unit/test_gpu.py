@@ -31,12 +31,18 @@ containerEdits:
 """
 
 
-def nvidia(driver: str = "570.86.10", cdi: str | None = "valid") -> dict[str, str]:
+def nvidia(driver: str = "570.86.10", cdi: str | None = "valid", model: str | None = None) -> dict[str, str]:
+    """An NVIDIA host's tree: the driver's version file, the nodes, a CDI spec ("valid", "stale"
+    or None) and, given a `model`, the driver's information file for one GPU."""
     files = {
         "dev/nvidia0": "",
         "dev/nvidiactl": "",
         "proc/driver/nvidia/version": f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Release Build\n",
     }
+    if model:
+        files["proc/driver/nvidia/gpus/0000:01:00.0/information"] = (
+            f"Model: \t\t {model}\nIRQ:   \t\t 130\nGPU UUID: \t GPU-5e1d0c31-0000\nBus Type: \t PCIe\n"
+        )
     if cdi:
         files["etc/cdi/nvidia.yaml"] = CDI.replace(
             "{node}", "/dev/nvidia0" if cdi == "valid" else "/dev/dri/renderD129"
@@ -98,7 +104,15 @@ def decide(tmp_path, files, service="llamacpp", config=""):
         pytest.param(
             nvidia(cdi="stale"), "server", [], "lists /dev/dri/renderD129, which does not exist", id="nvidia-stale-cdi"
         ),
-        pytest.param(nvidia(driver="550.54.15"), "server", [], "driver 550.54.15 is too old", id="nvidia-old-driver"),
+        pytest.param(
+            nvidia(driver="550.54.15"), "server-cuda", ["--device", "nvidia.com/gpu=all"], None, id="nvidia-550"
+        ),
+        pytest.param(
+            nvidia(driver="535.183.01"), "server-cuda", ["--device", "nvidia.com/gpu=all"], None, id="debian12-535"
+        ),
+        pytest.param(
+            nvidia(driver="520.61.05"), "server", [], "driver 520.61.05 is too old for CUDA 12.8", id="nvidia-520"
+        ),
         pytest.param(
             amd((110000, 128, 24 * GiB)),
             "server-rocm",
@@ -178,7 +192,9 @@ def test_comfyui_cuda_image_follows_the_driver(tmp_path, runtime):
     assert new.image.endswith(":cu130-slim-v2")
     _, older, _ = decide(tmp_path, nvidia(driver="565.57.01"), "comfyui", "[services.comfyui]\nenabled = true\n")
     assert older.image.endswith(":cu126-slim")
-    _, old, warnings = decide(tmp_path, nvidia(driver="535.183.01"), "comfyui", "[services.comfyui]\nenabled = true\n")
+    _, compat, _ = decide(tmp_path, nvidia(driver="535.183.01"), "comfyui", "[services.comfyui]\nenabled = true\n")
+    assert compat.image.endswith(":cu126-slim") and "minor-version compatibility" in compat.gpu_reason
+    _, old, warnings = decide(tmp_path, nvidia(driver="520.61.05"), "comfyui", "[services.comfyui]\nenabled = true\n")
     assert old.image.endswith(":cpu") and any("too old" in w for w in warnings)
 
 
@@ -342,3 +358,111 @@ def test_a_required_gpu_makes_the_fit_check_strict(tmp_path):
     assert off.fit == "off"
     _, usual, _ = decide(tmp_path, nvidia())
     assert usual.fit == "warn"
+
+
+@pytest.mark.parametrize(
+    "driver, model, image, said",
+    [
+        # Debian 12 / Ubuntu 22.04's stock driver: older than CUDA 12.8's own (570.26), newer than 12.x's
+        # minimum (525.60.13); the image carries SASS for 8.6 and 8.9, so these GPUs run it.
+        pytest.param("535.183.01", None, "server-cuda", "minor-version compatibility", id="535-gpu-unknown"),
+        pytest.param("535.183.01", "NVIDIA GeForce RTX 3090", "server-cuda", "minor-version", id="535-rtx3090"),
+        pytest.param("535.183.01", "NVIDIA L4", "server-cuda", "minor-version", id="535-l4-ada"),
+        pytest.param("535.183.01", "NVIDIA RTX A6000", "server-cuda", "minor-version", id="535-a6000"),
+        # PTX only (80-virtual, 90-virtual): the old driver cannot compile the image's newer PTX.
+        pytest.param("535.183.01", "NVIDIA H100 80GB HBM3", "server", "compute capability 9.0", id="535-h100"),
+        pytest.param("535.183.01", "NVIDIA A100-SXM4-80GB", "server", "compute capability 8.0", id="535-a100"),
+        pytest.param("535.183.01", "Tesla T4", "server", "compute capability 7.5", id="535-t4"),
+        pytest.param("535.183.01", "NVIDIA GeForce GTX 1080 Ti", "server", "compute capability 6.1", id="535-1080ti"),
+        # CUDA 12.8's own driver: every GPU, PTX compiled at run time.
+        pytest.param("570.86.10", "NVIDIA H100 80GB HBM3", "server-cuda", "CUDA 12.8) on driver", id="570-h100"),
+        pytest.param("525.60.13", None, "server-cuda", "minor-version", id="525.60.13-exactly"),
+        pytest.param("525.53", None, "server", "(they need 525.60.13 or newer)", id="below-525.60.13"),
+        pytest.param("470.256.02", "Tesla T4", "server", "is too old for CUDA 12.8", id="470"),
+    ],
+)
+def test_minor_version_compatibility_decides_the_cuda_image(tmp_path, runtime, driver, model, image, said):
+    """gpu_facts: a 12.x image runs on drivers >= 525.60.13 where it carries machine code for the GPU."""
+    _, spec, warnings = decide(tmp_path, nvidia(driver=driver, model=model))
+    assert spec.image == f"ghcr.io/ggml-org/llama.cpp:{image}"
+    text = spec.gpu_reason + " ".join(warnings)
+    assert said in text, text
+    if image == "server":
+        cpu = next(w for w in warnings if "runs on the CPU" in w)
+        assert "update the NVIDIA driver" in cpu and "sudo ubuntu-drivers install" in cpu
+        assert ".py" not in cpu  # the user is told what to do, not where the code is
+
+
+def test_the_cpu_message_for_an_old_driver_is_the_users(tmp_path, runtime):
+    _, _, warnings = decide(tmp_path, nvidia(driver="520.61.05"))
+    assert (
+        "llamacpp runs on the CPU: NVIDIA driver 520.61.05 is too old for CUDA 12.8 images (they need 525.60.13 or "
+        "newer); update the NVIDIA driver (Ubuntu: sudo ubuntu-drivers install;" in " ".join(warnings)
+    )
+
+
+def test_docker_skips_the_legacy_hooks_cuda_requirement_only_under_minor_version_compatibility(tmp_path, runtime):
+    """The legacy hook behind --gpus checks the image's NVIDIA_REQUIRE_CUDA; CDI does not."""
+    hook = {"usr/bin/nvidia-container-runtime-hook": ""}
+    config = load_text(tmp_path, "").config
+    old = detect_gpu(make_tree(tmp_path / "old", {**nvidia("535.183.01", cdi=None), **hook}), engine="docker")
+    spec = build_stack(config, old, ["llamacpp"]).service("llamacpp")
+    assert spec.image.endswith(":server-cuda") and ("NVIDIA_DISABLE_REQUIRES", "true") in spec.env
+    new = detect_gpu(make_tree(tmp_path / "new", {**nvidia("570.86.10", cdi=None), **hook}), engine="docker")
+    podman = detect_gpu(make_tree(tmp_path / "podman", nvidia("535.183.01")))
+    for gpu in (new, podman):
+        env = build_stack(config, gpu, ["llamacpp"]).service("llamacpp").env
+        assert not any(k == "NVIDIA_DISABLE_REQUIRES" for k, _ in env)
+
+
+def test_a_required_gpu_on_a_too_old_driver_is_refused_with_the_fix(tmp_path, runtime):
+    with pytest.raises(RuntimeFailure) as caught:
+        decide(tmp_path, nvidia(driver="520.61.05"), config='[services.llamacpp.gpu]\nenabled = "required"\n')
+    assert "525.60.13" in caught.value.message and "ubuntu-drivers" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "sass, capability, runs",
+    [
+        (("8.6",), "8.6", True),
+        (("8.6",), "8.7", True),  # SASS for X.Y runs on X.Z, Z >= Y
+        (("8.6",), "8.0", False),
+        (("8.6", "8.9"), "9.0", False),  # never across majors
+        (("12.0a",), "12.0", True),
+        (("12.0a",), "12.1", False),  # an architecture-specific target runs on itself only
+    ],
+)
+def test_sass_compatibility_rules(sass, capability, runs):
+    from airpods.gpu_facts import sass_runs_on
+
+    assert sass_runs_on(sass, capability) is runs
+
+
+def test_the_llamacpp_image_sass_follows_its_cuda_release():
+    from airpods.gpu_facts import compute_capability, llamacpp_sass
+
+    assert llamacpp_sass("12.4") == ("8.6", "8.9")
+    assert llamacpp_sass("12.8") == ("8.6", "8.9", "12.0a")
+    assert llamacpp_sass("13.0") == ("8.6", "8.9", "12.0a", "12.1a")
+    assert compute_capability("NVIDIA H200") == "9.0" and compute_capability("NVIDIA GeForce RTX 4090") == "8.9"
+    assert compute_capability("NVIDIA GeForce RTX 5090") == "12.0" and compute_capability("Some Future GPU") is None
+
+
+def test_detection_reads_the_gpu_model_names(tmp_path, runtime):
+    gpu = detect_gpu(make_tree(tmp_path, nvidia(model="NVIDIA H200")))
+    assert gpu.models == ("NVIDIA H200",)
+
+
+def test_doctor_names_the_compat_library_trap_under_cdi(tmp_path, runtime):
+    from airpods.doctor import gpu_decisions
+
+    cuda13 = (
+        '[services.llamacpp]\nimage = { cpu = "ghcr.io/ggml-org/llama.cpp:server", '
+        '"cuda-13.0" = "ghcr.io/ggml-org/llama.cpp:server-cuda13" }\n'
+    )
+    config = load_text(tmp_path, cuda13).config
+    newer = detect_gpu(make_tree(tmp_path / "newer", nvidia("595.58.03")))
+    trap = [c for c in gpu_decisions(config, newer) if "compat" in c.name]
+    assert trap and trap[0].level == "WARN" and "server-cuda" in trap[0].fix
+    same = detect_gpu(make_tree(tmp_path / "same", nvidia("580.65.06")))
+    assert not [c for c in gpu_decisions(config, same) if "compat" in c.name]

@@ -175,3 +175,41 @@ def test_no_package_archive_host_is_written_in_the_project():
             continue
         found += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in hosts.finditer(text)]
     assert found == []
+
+
+def test_the_gpu_bare_check_dry_mode_writes_its_folder(tmp_path):
+    """scripts/gpu-bare-check runs for real on a GPU machine (issue 36 §3); its dry mode runs
+    anywhere: the commands printed (one CUDA architecture, from the fake compute capability),
+    the recorded log for each server, fit and detection for real, and the summary."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.rig.tiny_gguf import write_tiny_model
+
+    script = Path(__file__).parents[2] / "scripts" / "gpu-bare-check"
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    out = tmp_path / "out"
+    argv = [sys.executable, str(script), "--dry", "--model", str(model), "--out", str(out), "--root", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "-DCMAKE_CUDA_ARCHITECTURES=90" in done.stdout and "-ngl 999" in done.stdout
+    assert "--no-index --find-links" in done.stdout and "--verbose" in done.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "fit-tiny-ctx2048.json",
+        "fit-tiny-ctx8192.json",
+        "gpu.json",
+        "server-tiny-ctx2048.log",
+        "server-tiny-ctx8192.log",
+        "summary.json",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dry"] and summary["cuda_architectures"] == "90" and len(summary["runs"]) == 2
+    first = summary["runs"][0]
+    assert (first["model"], first["ctx"], first["where"]) == ("tiny.gguf", 2048, "CUDA0")
+    assert first["total"]["server_mib"] == 62.5 + 64.0 + 104.0  # the recorded log's CUDA0 buffers
+    assert first["kv"]["fit_mib"] > 0 and isinstance(first["total"]["diff_percent"], float)
+    assert json.loads((out / "gpu.json").read_text())["gpu"] == "no GPU found: CPU images"
+    bad = subprocess.run([sys.executable, str(script), "--out", str(out), "--model", str(model)], capture_output=True)
+    assert bad.returncode == 2  # no --sdist outside --dry
