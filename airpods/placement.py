@@ -120,8 +120,14 @@ class Placement:
         }
 
 
+# What llama-server's logger puts before a message: its time since start and the level letter
+# ("0.00.009.612 I load_tensors: ..."; common/log.cpp, with --log-timestamps and --log-prefix).
+_PREFIX = re.compile(r"^(?:\d+\.\d+\.\d+\.\d+ )?[IWEDT] (?=\S|\s+Device)")
+
+
 def _read_line(placement: Placement, line: str) -> None:
-    """Fold one log line into `placement`."""
+    """Fold one log line into `placement` (its logger's prefix, if any, dropped)."""
+    line = _PREFIX.sub("", line, count=1)
     if m := _FAILED.search(line):
         placement.cuda_error = m.group(1).strip()
     elif m := _CUDA_ERROR.search(line):
@@ -149,20 +155,27 @@ def parse_log(lines: Iterable[str]) -> dict[str, Placement]:
     """The placements a llama-server log tells of: in router mode one per model it spawned (by
     model name, its child's forwarded lines), plus ROUTER for the lines of the process itself (a
     single-model server's model, or the router's own device list). A model loaded twice (unloaded
-    and loaded again) is what its latest load said."""
-    placements: dict[str, Placement] = {ROUTER: Placement()}
-    ports: dict[str, str] = {}  # child port → model name
+    and loaded again, on a new port) is what its latest load said. The router's own lines and its
+    children's may come in either order (an engine gives stdout and stderr apart): a child's
+    lines are told by its port alone."""
+    router = Placement()
+    children: dict[str, Placement] = {}  # port → what that child said
+    spawned: dict[str, str] = {}  # model name → the port of its latest load
     for raw in lines:
         line = raw.rstrip("\n")
         if m := _SPAWN.search(line):
-            ports[m.group(2)] = m.group(1)
-            placements[m.group(1)] = Placement(model=m.group(1))  # a new load: what it says now counts
+            spawned[m.group(1)] = m.group(2)
             continue
         child = _CHILD.match(line)
-        if child and child.group(1) in ports:
-            _read_line(placements[ports[child.group(1)]], child.group(2))
+        if child:
+            _read_line(children.setdefault(child.group(1), Placement()), child.group(2))
         else:
-            _read_line(placements[ROUTER], line)
+            _read_line(router, line)
+    placements = {ROUTER: router}
+    for name, port in spawned.items():
+        placement = children.get(port, Placement())
+        placement.model = name
+        placements[name] = placement
     return placements
 
 

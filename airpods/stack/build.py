@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 MODEL_VOLUME_TARGET = "/models"
 DEFAULT_CLAIM_SIZE = "10Gi"
+# llama-server's log verbosity for its model-load lines (offloaded layers, buffers per device):
+# its --log-verbosity (env LLAMA_ARG_LOG_VERBOSITY) 4; the default, 3, leaves them out (b11434).
+LOG_VERBOSITY = ("LLAMA_ARG_LOG_VERBOSITY", "4")
 
 
 # A single image string is taken to run on whatever GPU the service is given.
@@ -204,6 +207,15 @@ def build_service(
         args += flat(gpu_layers)
         if server is not None and server.lookup("metrics") and not sets_flag(service.command_args, table, "metrics"):
             args.append("--metrics")  # Prometheus /metrics (behind the API key) for `airpods top`
+        if (
+            server is not None
+            and server.lookup("log-verbosity")
+            and not sets_flag(service.command_args, table, "log_verbosity", "verbosity", "lv", "verbose", "v")
+            and LOG_VERBOSITY[0] not in service.env
+        ):
+            # Where each model runs comes from the server's load lines (placement.py), which it
+            # prints from verbosity 4 ("trace") only: as env, so a router's children inherit it.
+            env.append(LOG_VERBOSITY)
         mounts += preset_mounts
         extra, key_args, secrets = llama_extra_args(service, table, key_id, config.runtime.project)
         args += extra

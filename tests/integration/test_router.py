@@ -102,6 +102,11 @@ def test_one_router_serves_chat_completions_and_embeddings_with_nothing_configur
         worst[model] = min(similarities)
         assert worst[model] >= floor, (model, similarities)
     print(f"cosine to sentence-transformers, worst of {len(SENTENCES)} sentences: {worst}")
+    # Where each loaded model runs, from each child's own load lines (issue 36 §2): the CPU.
+    (row,) = [r for r in airpods("status", "--json", "llamacpp").json()["services"] if r["name"] == "llamacpp"]
+    placed = {p["model"]: p for p in row["placements"]}
+    assert {"tiny", "minilm", "minilm-q8"} <= set(placed), placed
+    assert all(p["where"] == "CPU" and p["layers"] and p["buffers_mib"]["model"] for p in placed.values()), placed
     preset = podman("exec", "llamacpp-0", "cat", "/presets/models.ini").stdout
     assert "[minilm]" in preset and "pooling = mean" in preset and "[tiny]" not in preset
 

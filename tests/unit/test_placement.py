@@ -60,6 +60,18 @@ def test_a_router_places_each_model_from_its_childs_forwarded_lines():
     assert parse_log(log("router-cuda"))[""].devices[0].model == "NVIDIA GeForce RTX 3090"  # the router's own
 
 
+def test_a_routers_own_lines_and_its_childrens_in_either_order_and_with_the_loggers_prefix():
+    """An engine hands stdout and stderr apart, so the spawn line may come after its child's
+    lines; the real server prefixes each line with its time and level (seen on b11434)."""
+    lines = log("router-cuda")
+    children = [line for line in lines if line.startswith("[")]
+    stamped = [f"0.00.{i:03d}.000 I {line}" for i, line in enumerate(lines) if not line.startswith("[")]
+    children = [f"{line[: line.index(']') + 2]}0.00.001.000 I {line[line.index(']') + 2 :]}" for line in children]
+    placements = {p.model: p for p in model_placements(children + stamped)}
+    assert placements["minilm"].describe() == "minilm on CUDA0 (NVIDIA GeForce RTX 3090, 23 GiB): 7/7 layers"
+    assert placements["tiny"].gpu_mib("compute") == 104.0
+
+
 def test_a_model_loaded_again_is_what_its_latest_load_said():
     again = log("router-cuda") + [
         "srv          load: spawning server instance with name=tiny on port 39045",
