@@ -161,10 +161,16 @@ def check_exposure(config: Config) -> None:
     config says so too (runtime.expose = true)."""
     import ipaddress
 
+    from airpods.stack.wiring import gateway_enabled
+
     if not ipaddress.ip_address(config.runtime.bind_address).is_loopback and not config.runtime.expose:
+        what = (
+            "the gateway (TLS, a lock on every service)"
+            if gateway_enabled(config)
+            else "every service, Ollama and ComfyUI without any authentication,"
+        )
         raise ConfigError(
-            f"bind_address {config.runtime.bind_address} publishes every service to the network, "
-            "Ollama and ComfyUI without any authentication; runtime.expose is not set",
+            f"bind_address {config.runtime.bind_address} publishes {what} to the network; runtime.expose is not set",
             key="runtime.bind_address",
             hint="set runtime.expose = true to mean it (`airpods doctor` then lists what is reachable), "
             'or keep bind_address = "127.0.0.1"',

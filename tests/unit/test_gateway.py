@@ -195,3 +195,31 @@ def test_env_remote_and_trust_tell_a_client_everything_and_the_state_folder_stay
     assert "SSL_CERT_FILE=airpods-ca.crt" in trust.out
     pem = run_cli(capsys, "-c", str(config), "gateway", "trust", "--pem")
     assert pem.out == ca.read_text()
+
+
+def test_a_network_address_without_expose_is_refused_and_names_what_it_would_publish(tmp_path, capsys):
+    text = GATEWAY_ON.replace("expose = true\n", "")
+    done = run_cli(capsys, "-c", str(write_toml(tmp_path, text)), "config", "validate")
+    assert done.code == 2 and "runtime.bind_address" in done.err and "publishes the gateway" in done.err, done.err
+    bare = run_cli(
+        capsys, "-c", str(write_toml(tmp_path, '[runtime]\nbind_address = "192.0.2.10"\n')), "config", "validate"
+    )
+    assert bare.code == 2 and "every service, Ollama and ComfyUI without any authentication" in bare.err
+
+
+def test_start_renews_a_certificate_near_its_end_and_the_gateway_gets_it_as_a_new_secret(tmp_path, monkeypatch):
+    from airpods.gpu import HostGpu
+    from airpods.stack.resolve import resolve_stack
+
+    config = write_toml(tmp_path, GATEWAY_ON)
+
+    def certificate_secret() -> str:
+        stack = resolve_stack(config, (), gpu=HostGpu("none"), ensure_key=True)
+        gateway = next(spec for spec in stack.services if spec.name == "gateway")
+        return next(use.name for use in gateway.secrets if use.target.endswith("server.crt"))
+
+    first = certificate_secret()
+    assert certificate_secret() == first  # nothing to renew: the same secret, no recreation
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=tls.SERVER_DAYS - tls.RENEW_BEFORE_DAYS + 1)
+    monkeypatch.setattr(tls, "_now", lambda: later)
+    assert certificate_secret() != first
