@@ -14,7 +14,15 @@ from typing import Literal, get_args
 from airpods.errors import RuntimeFailure
 from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.redact import MASK, redact_argv
-from airpods.stack.model import PRESET_FILE, PRESETS_DIR, USER_SECRET_PREFIX, Preset, ServiceSpec, Stack
+from airpods.stack.model import (
+    GATEWAY_SECRET_PREFIX,
+    PRESET_FILE,
+    PRESETS_DIR,
+    USER_SECRET_PREFIX,
+    Preset,
+    ServiceSpec,
+    Stack,
+)
 
 EngineStepKind = Literal["network", "volume", "secret", "pull", "tag", "pod", "container", "stop", "remove"]
 # What `start` does besides engine commands, in the plan too (so --dry-run shows it): make a
@@ -571,7 +579,7 @@ def prune_steps(stack: Stack, observed: Observed) -> list[Step]:
         prefixes = tuple(
             use.name.removesuffix(project_suffix(stack.project)).rsplit("-", 1)[0] + "-"
             for use in spec.secrets
-            if use.purpose == "user" and use.name.startswith(USER_SECRET_PREFIX)
+            if use.purpose == "user" and use.name.startswith((USER_SECRET_PREFIX, GATEWAY_SECRET_PREFIX))
         )
         stale = sorted(
             name

@@ -30,10 +30,19 @@ def existing_api_key() -> str | None:
 
 
 def _existing(path: Path) -> str | None:
+    """The text of airpods' state file `path`, stripped; None when it is missing or empty.
+    Raises RuntimeFailure for one that cannot be read (a folder in its place, no permission)."""
     try:
         return path.read_text().strip() or None
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        from airpods.errors import RuntimeFailure
+
+        raise RuntimeFailure(
+            f"cannot read airpods' state file {path}: {getattr(exc, 'strerror', None) or exc}",
+            hint="fix its permissions, or move it away (airpods then makes a new one where it can)",
+        ) from None
 
 
 def api_key() -> str:
@@ -46,12 +55,10 @@ def generated(name: str, prefix: str = "") -> str:
     URL-safe base64 after `prefix`), 0600, written in full and synced before it is visible, and
     the first of two racing commands wins (the other reads the winner's)."""
     path = state_dir() / name
-    try:
-        key = path.read_text().strip()
-        if key:
-            return key
-    except FileNotFoundError:
-        pass
+    damaged = path.exists()  # there, but empty: made again (a secret is never "")
+    key = _existing(path)
+    if key:
+        return key
     import secrets  # only when a key is made: its import costs every command ~5 ms
     import tempfile
 
@@ -61,12 +68,16 @@ def generated(name: str, prefix: str = "") -> str:
         handle.flush()
         os.fsync(handle.fileno())
     try:
-        os.link(tmp, path)  # fails if another command made the key first
+        if damaged:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if another command made the key first
     except FileExistsError:
         pass
     finally:
-        os.unlink(tmp)
-    return path.read_text().strip()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return _existing(path) or ""
 
 
 NAMES_KEY_FILE = "secret-names-key"  # the random key secret names are derived under (0600)

@@ -168,8 +168,10 @@ def run(args: list[str]) -> None:
     try:
         app(args=args, prog_name="airpods")
     except AirpodsError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback too, and still the error's own exit status (2 for the config)
+            import traceback
+
+            traceback.print_exc()
         from airpods.cli import output
 
         output.engine_flag = _engine_flag(args)

@@ -95,6 +95,15 @@ def kube(
             "the gateway becomes a Gateway API Gateway in the cluster: name its GatewayClass",
             hint="--gateway-class NAME (`kubectl get gatewayclass` lists them)",
         )
+    import re
+
+    if gateway_class and not re.fullmatch(
+        r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", gateway_class
+    ):
+        raise UsageError(
+            f"--gateway-class {gateway_class!r} is not a Kubernetes object name",
+            hint="lowercase letters, digits, '-' and '.' (a DNS subdomain), as `kubectl get gatewayclass` shows it",
+        )
     key = stack_key(stack) or ""  # only a stack that hands a key over needs one
     values = stack_secret_values(stack)  # the user's [services.X.secrets]
     if target == "podman":

@@ -372,13 +372,24 @@ HOST_NAME_RE = re.compile(
 
 
 def _check_host(host: str) -> str:
-    """A DNS name (letters, digits, '-', dot-separated labels) or an IP address."""
+    """A DNS name (letters, digits, '-', dot-separated labels, the last not all digits: a
+    browser reads "1.2.3" or "0x7f.1" as an IPv4 address, WHATWG URL "ends in a number") or an
+    IP address a client can connect to (not unspecified, multicast or with an IPv6 zone)."""
+    if "%" in host:
+        raise ValueError(f"{host!r} carries an IPv6 zone, which means nothing to another machine")
     try:
-        return str(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
     except ValueError:
-        pass
+        address = None
+    if address is not None:
+        if address.is_unspecified or address.is_multicast:
+            raise ValueError(f"{host!r} is not an address a client connects to (give this machine's own)")
+        return str(address)
     if not HOST_NAME_RE.match(host):
         raise ValueError(f"{host!r} is neither a host name (e.g. ai.home) nor an IP address")
+    last = host.rsplit(".", 1)[-1].lower()
+    if last.isdigit() or re.fullmatch(r"0x[0-9a-f]*", last):
+        raise ValueError(f"{host!r} reads as an IPv4 address to a browser, and is not a valid one")
     return host.lower()
 
 

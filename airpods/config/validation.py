@@ -177,11 +177,43 @@ def check_exposure(config: Config) -> None:
         )
 
 
+def check_gateways(config: Config) -> None:
+    """`hosts` and `tls` belong to a gateway; a stack has one enabled gateway (its files in the
+    state folder are the project's), and it publishes a port."""
+    from airpods.stack.wiring import GATEWAY, kind_of
+
+    enabled = []
+    for name, service in config.services.items():
+        kind = kind_of(config, name)
+        for field, value in (("hosts", service.hosts), ("tls", service.tls)):
+            if value and kind != GATEWAY:
+                raise ConfigError(
+                    f"{field} is a gateway's setting; services.{name} is {kind}",
+                    key=f"services.{name}.{field}",
+                    hint="set it under [services.gateway]",
+                )
+        if kind == GATEWAY and name in config.enabled_services():
+            enabled.append(name)
+            if not service.ports:
+                raise ConfigError(
+                    "a gateway publishes one port (the one TLS port other machines use); it has none",
+                    key=f"services.{name}.ports",
+                    hint="ports = [{ host = 8443, container = 8443 }]",
+                )
+    if len(enabled) > 1:
+        raise ConfigError(
+            f"one gateway per stack: {enabled[0]} is enabled already",
+            key=f"services.{enabled[1]}.enabled",
+            hint=f"list every name clients use in services.{enabled[0]}.hosts instead",
+        )
+
+
 def check_stack_rules(config: Config, user_set: Callable[[str], bool] = lambda key: False) -> None:
     """Rules across enabled services: unique host ports, pods and containers. A clash is reported
     at the key the user wrote (`user_set`), since the defaults alone never clash."""
     check_owned_flags(config)
     check_exposure(config)
+    check_gateways(config)
     owners: dict[tuple[str, Any], str] = {}
     sizes: dict[str, tuple[str, str]] = {}
     for name in config.enabled_services():

@@ -263,6 +263,12 @@ def gateway_checks(stack: Stack) -> list[Check]:
     shown = ", ".join(f"{name} {url}" for name, url in urls.items() if name != spec.name)
     checks = [Check("gateway", "OK", f"{spec.name}: {shown or 'no service behind it'}")]
     if own_certificate(stack):
+        from airpods.gateway.prepare import check_own
+
+        try:
+            check_own(spec, stack)
+        except AirpodsError as error:
+            return [*checks, Check("certificate", "FAIL", str(error), getattr(error, "hint", "") or "")]
         return [
             *checks,
             Check("certificate", "OK", f"{spec.name} serves your own certificate (services.{spec.name}.tls)"),

@@ -1,17 +1,18 @@
 """The gateway service: Caddy in front of every other service of the stack, on one TLS port.
 
 One address per service, by path: Open WebUI at `/` (it assumes it is served from the root of
-its address: its pages and API use absolute paths) and every other service at `/NAME/`, the
-prefix stripped before it reaches the service (`handle_path`), so `https://HOST:8443/llamacpp/v1`
-is llama-server's `/v1` and `https://HOST:8443/ollama/api/tags` is Ollama's `/api/tags`. One port
+its address: its pages and API use absolute paths) and every other service at
+`/airpods/NAME/` (BACKENDS), the prefix stripped before it reaches the service (`handle_path`), so
+`https://HOST:8443/airpods/llamacpp/v1` is llama-server's `/v1` and
+`https://HOST:8443/airpods/ollama/api/tags` is Ollama's `/api/tags`. One port
 for everything: one firewall rule, one certificate, and URLs that say which service they reach.
 
 Doors: Ollama and ComfyUI have no authentication of their own, so the gateway asks for HTTP basic
 credentials (user GATEWAY_USER, a generated password kept 0600 in the state folder; Caddy's
 config holds only its bcrypt hash, handed over as a secret); llama.cpp checks the stack's API key
 itself and Open WebUI its own accounts, so their requests pass as they are. Caddy writes an access
-line for every request (its `log` directive: a failed login is a 401 there), with the
-Authorization header redacted (Caddy's default: `log_credentials` off).
+line for every request (its `log` directive: a failed login is a 401 there), without the
+request's headers (no credential of any kind reaches the log).
 
 Caddyfile syntax and directives: caddyserver.com/docs/caddyfile (global options `admin`,
 `auto_https`, `default_sni`, `persist_config`; directives `tls`, `handle`, `handle_path`,
@@ -55,15 +56,25 @@ class Route:
     guarded: bool
 
 
+# Every service but Open WebUI lives under this prefix: Open WebUI, at the root, answers paths of
+# its own under it (/api, /ws, /ollama and /openai, its proxies to the backends, /static, /oauth,
+# /cache, /health: open_webui/main.py's routers and mounts), so a service at /ollama/ would take
+# Open WebUI's Ollama proxy from it. It has no path under /airpods/.
+BACKENDS = "/airpods/"
+
+
 def routes(backends: list[tuple[str, str, str, int]]) -> list[Route]:
     """Routes for (name, kind, alias, port) backends, in order: the first Open WebUI at `/`,
-    every other service at `/NAME/`."""
+    every other service at `/airpods/NAME/`. A second Open WebUI gets none: its pages use
+    absolute paths, so it works at the root of an address only."""
     found: list[Route] = []
     root_taken = False
     for name, kind, alias, port in backends:
-        at_root = kind == "open-webui" and not root_taken
+        if kind == "open-webui" and root_taken:
+            continue
+        at_root = kind == "open-webui"
         root_taken |= at_root
-        prefix = "/" if at_root else f"/{name}/"
+        prefix = "/" if at_root else f"{BACKENDS}{name}/"
         found.append(Route(name, kind, prefix, f"{alias}:{port}", kind in GUARDED_KINDS))
     return found
 
@@ -85,7 +96,14 @@ def caddyfile(found: list[Route], port: int, hosts: tuple[str, ...]) -> str:
         "}",
         f":{port} {{",
         f"\ttls {CERT_IN_CONTAINER} {KEY_IN_CONTAINER}",
-        "\tlog",
+        # An access line per request (a failed login is a 401), without the request's headers:
+        # Caddy hides Authorization and cookies itself, not X-Api-Key, which llama-server also
+        # takes a key from (Caddyfile `log` directive, `format filter`).
+        "\tlog {",
+        "\t\tformat filter {",
+        "\t\t\trequest>headers delete",
+        "\t\t}",
+        "\t}",
     ]
     root: Route | None = None
     for route in found:
@@ -110,12 +128,17 @@ def _proxy(route: Route, indent: str) -> list[str]:
 
 
 def default_hosts(bind_address: str) -> tuple[str, ...]:
-    """The names a certificate carries when `hosts` is not set: this machine's host name and
-    the bind address when it is one address (not every interface)."""
+    """The names a certificate carries when `hosts` is not set: the bind address when it is
+    one address (first: a client can reach it without a name service), then this machine's
+    host name when it is a valid one (lowercased)."""
     import socket
 
+    from airpods.config.schema import HOST_NAME_RE
+
     address = ipaddress.ip_address(bind_address)
-    return (socket.gethostname(), *(() if address.is_unspecified else (bind_address,)))
+    name = socket.gethostname().lower()
+    named = (name,) if HOST_NAME_RE.match(name) and not name.rsplit(".", 1)[-1].isdigit() else ()
+    return (*(() if address.is_unspecified else (str(address),)), *named) or ("localhost",)
 
 
 def gateway_folder(state: Path, project: str) -> Path:

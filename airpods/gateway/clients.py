@@ -73,13 +73,18 @@ def trust(stack: Stack) -> Trust:
     path = gateway_folder(state_dir(), stack.project) / CA_CERT
     try:
         pem = path.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         raise RuntimeFailure(
             f"the gateway's certificate authority is not made yet ({path})", hint="`airpods start` makes it"
         ) from None
     from cryptography import x509
 
-    der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(_der())
+    try:
+        der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(_der())
+    except ValueError:
+        raise RuntimeFailure(
+            f"the gateway's CA certificate {path} is damaged", hint="`airpods start` issues it again for the same key"
+        ) from None
     digest = hashlib.sha256(der).hexdigest().upper()
     name = f"airpods-{stack.project}"
     steps = tuple((system, how.format(file=path, name=name)) for system, how in TRUST_STEPS)

@@ -41,6 +41,7 @@ class ServerCert:
     hosts: tuple[str, ...]
     not_after: datetime.datetime
     made: bool
+    note: str = ""  # what happened to the CA, for the user ("" when nothing did)
 
 
 def _now() -> datetime.datetime:
@@ -90,23 +91,69 @@ def _cert_hosts(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(str(name.value) for name in names)
 
 
-def ensure_ca(folder: Path, project: str) -> tuple[EllipticCurvePrivateKey, x509.Certificate]:
-    """The stack's CA, made on first use (and again when its certificate nears its end)."""
+def _load(path: Path, loader):
+    """`loader(bytes)` of the file at `path`; None when it is missing, damaged or not a file
+    (the callers decide what a bad file means)."""
+    try:
+        return loader(path.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _private_key(data: bytes):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(data, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("not an ECDSA key")
+    return key
+
+
+def _certificate(data: bytes) -> x509.Certificate:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+
+    return x509.load_pem_x509_certificate(data)
+
+
+def _same_key(cert: x509.Certificate, key: EllipticCurvePrivateKey) -> bool:
+    return cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+
+
+def ensure_ca(folder: Path, project: str) -> tuple[EllipticCurvePrivateKey, x509.Certificate, str]:
+    """The stack's CA (key, certificate, note): made on first use. Its key is kept for good: a
+    certificate missing, damaged, of another key or near its end is issued again for the same
+    key and name, so clients that trust the CA keep trusting it (note says so). A key file that
+    is there but cannot be used is never replaced: RuntimeFailure with the next step (a new CA
+    means every client trusting it again)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
 
-    key_path, cert_path = folder / CA_KEY, folder / CA_CERT
-    if key_path.exists() and cert_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        from cryptography.hazmat.primitives.asymmetric import ec
+    from airpods.errors import RuntimeFailure
 
-        if isinstance(key, ec.EllipticCurvePrivateKey) and cert.not_valid_after_utc - _now() > datetime.timedelta(
-            days=SERVER_DAYS
-        ):
-            return key, cert
-    key = _new_key()
+    key_path, cert_path = folder / CA_KEY, folder / CA_CERT
+    key = _load(key_path, _private_key)
+    if key is None and (key_path.exists() or key_path.is_symlink()):
+        raise RuntimeFailure(
+            f"the gateway's CA key {key_path} cannot be read as one (damaged, or not a file)",
+            hint="restore it from a backup; or move it and ca.crt away, and the next `airpods start` makes a new CA "
+            "that every client must trust again (`airpods gateway trust`)",
+        )
+    cert = _load(cert_path, _certificate) if key is not None else None
+    if (
+        key is not None
+        and cert is not None
+        and _same_key(cert, key)
+        and cert.not_valid_after_utc - _now() > datetime.timedelta(days=SERVER_DAYS)
+    ):
+        return key, cert, ""
+    note = (
+        f"made the gateway's certificate authority ({cert_path}): `airpods gateway trust` says how clients trust it"
+        if key is None
+        else f"issued the gateway's CA certificate again for its same key ({cert_path}): clients keep trusting it"
+    )
+    key = key or _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"airpods local CA ({project})")])
     now = _now()
     cert = (
@@ -124,32 +171,36 @@ def ensure_ca(folder: Path, project: str) -> tuple[EllipticCurvePrivateKey, x509
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_atomic(key_path, _pem_key(key), mode=0o600)
+    if not key_path.exists():
+        write_atomic(key_path, _pem_key(key), mode=0o600)
     write_atomic(cert_path, _pem_cert(cert), mode=0o644)
-    return key, cert
+    return key, cert, note
 
 
 def ensure(folder: Path, project: str, hosts: tuple[str, ...]) -> ServerCert:
     """A current server certificate for exactly `hosts` (and the CA it needs), made when there
-    is none, it names other hosts, another CA signed it, or fewer than RENEW_BEFORE_DAYS of it
-    remain. `folder` is made 0700."""
+    is none, it or its key cannot be read or do not belong together, it names other hosts,
+    another CA signed it, or fewer than RENEW_BEFORE_DAYS of it remain. `folder` is made 0700."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
-    ca_key, ca_cert = ensure_ca(folder, project)
+    ca_key, ca_cert, note = ensure_ca(folder, project)
     cert_path = folder / SERVER_CERT
-    if cert_path.exists() and (folder / SERVER_KEY).exists():
-        current = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        if (
-            _cert_hosts(current) == hosts
-            and current.issuer == ca_cert.subject
-            and _signed_by(current, ca_cert)
-            and current.not_valid_after_utc - _now() > datetime.timedelta(days=RENEW_BEFORE_DAYS)
-        ):
-            return ServerCert(hosts, current.not_valid_after_utc, made=False)
+    current = _load(cert_path, _certificate)
+    own_key = _load(folder / SERVER_KEY, _private_key)
+    if (
+        current is not None
+        and own_key is not None
+        and _same_key(current, own_key)
+        and _cert_hosts(current) == hosts
+        and current.issuer == ca_cert.subject
+        and _signed_by(current, ca_cert)
+        and current.not_valid_after_utc - _now() > datetime.timedelta(days=RENEW_BEFORE_DAYS)
+    ):
+        return ServerCert(hosts, current.not_valid_after_utc, made=False, note=note)
     key = _new_key()
     now = _now()
     cert = (
@@ -168,7 +219,7 @@ def ensure(folder: Path, project: str, hosts: tuple[str, ...]) -> ServerCert:
     )
     write_atomic(folder / SERVER_KEY, _pem_key(key), mode=0o600)
     write_atomic(cert_path, _pem_cert(cert) + _pem_cert(ca_cert), mode=0o644)
-    return ServerCert(hosts, cert.not_valid_after_utc, made=True)
+    return ServerCert(hosts, cert.not_valid_after_utc, made=True, note=note)
 
 
 def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -181,22 +232,59 @@ def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 def describe(folder: Path) -> tuple[tuple[str, ...], datetime.datetime] | None:
     """(hosts, last day) of the server certificate in `folder`, None when there is none."""
-    from cryptography import x509
 
-    try:
-        cert = x509.load_pem_x509_certificate((folder / SERVER_CERT).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return _cert_hosts(cert), cert.not_valid_after_utc
+    cert = _load(folder / SERVER_CERT, _certificate)
+    return None if cert is None else (_cert_hosts(cert), cert.not_valid_after_utc)
 
 
 def current(folder: Path) -> tuple[tuple[str, ...], datetime.datetime] | None:
     """(hosts, last moment) of the server certificate in `folder`; None when there is none
     (or it cannot be read as one)."""
+    cert = _load(folder / SERVER_CERT, _certificate)
+    return None if cert is None else (_cert_hosts(cert), cert.not_valid_after_utc)
+
+
+OWN_HINT = "give the gateway a PEM certificate (the server's first, then any intermediates) and its unencrypted PEM key"
+
+
+def _covers(names: tuple[str, ...], host: str) -> bool:
+    """Whether a certificate naming `names` (its SAN entries) is valid for `host`: the same
+    address, the same name, or a wildcard `*.rest` for one label before `rest` (RFC 6125 6.4.3)."""
+    for name in names:
+        if name.lower() == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:].lower():
+            return True
+    return False
+
+
+def own_problem(certificate: str, key: str, hosts: tuple[str, ...]) -> tuple[str, str] | None:
+    """What is wrong with a user's certificate and key for a gateway answering for `hosts`:
+    (field, what) with field "certificate" or "key"; None when they serve."""
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
     try:
-        cert = x509.load_pem_x509_certificate((folder / SERVER_CERT).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return _cert_hosts(cert), cert.not_valid_after_utc
+        cert = x509.load_pem_x509_certificates(certificate.encode())[0]
+    except (ValueError, IndexError):
+        swapped = "PRIVATE KEY" in certificate
+        return (
+            "certificate",
+            "it holds a private key, not a certificate (are certificate and key swapped?)"
+            if swapped
+            else ("it is not a PEM certificate"),
+        )
+    try:
+        own = serialization.load_pem_private_key(key.encode(), None)
+    except (ValueError, TypeError):
+        return "key", "it is not an unencrypted PEM private key"
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if own.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        return "key", "it is not the key of the certificate"
+    if cert.not_valid_after_utc <= _now():
+        return "certificate", f"it expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+    names = _cert_hosts(cert)
+    missing = [host for host in hosts if not _covers(names, host)]
+    if missing:
+        return "certificate", f"it does not name {', '.join(missing)} (it names {', '.join(names) or 'nothing'})"
+    return None

@@ -12,7 +12,7 @@ from airpods.stack.model import Stack, bracketed
 
 UNGUARDED = {"ollama": "no authentication", "comfyui": "no authentication"}
 GATEWAY_GUARD = (
-    "TLS with the stack's certificate; Ollama and ComfyUI behind its credentials, llama.cpp its API key, "
+    "TLS with {whose} certificate; Ollama and ComfyUI behind its credentials, llama.cpp its API key, "
     "Open WebUI its own accounts (`airpods env --remote`)"
 )
 FIRST_SIGNUP = "its own accounts: the first one to sign up becomes the admin"
@@ -40,7 +40,8 @@ def exposed(stack: Stack) -> list[Exposed]:
             if ipaddress.ip_address(publish.host_ip or "0.0.0.0").is_loopback:
                 continue
             if spec.kind == "gateway":
-                guard = GATEWAY_GUARD
+                own = not any(d.source.startswith("state:") and d.source.endswith("/server.crt") for d in stack.secrets)
+                guard = GATEWAY_GUARD.format(whose="your" if own else "the stack's CA's")
             elif spec.kind == "open-webui":
                 guard = FIRST_SIGNUP
             elif spec.kind == "llamacpp":

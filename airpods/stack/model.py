@@ -149,6 +149,7 @@ class ServerSettings:
 PRESETS_DIR = "/presets"  # where a llama.cpp router reads its preset file, in the container
 PRESET_FILE = "models.ini"
 USER_SECRET_PREFIX = "airpods-secret-"  # every [services.X.secrets] value's secret name starts so
+GATEWAY_SECRET_PREFIX = "airpods-gateway-"  # a gateway's certificate, key and password hash (wiring)
 
 # Scratch folders a read-only container gets as tmpfs (what Podman's --read-only mounts by itself).
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")

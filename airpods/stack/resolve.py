@@ -114,8 +114,16 @@ def resolve_stack(
     if ensure_key and not preview and any(spec.kind == "gateway" for spec in stack.services):
         from airpods.gateway.prepare import prepare
 
-        if prepare(stack):  # a new certificate or hash: its secret is a new one
+        try:
+            changed, notes = prepare(stack)
+        except ConfigError as error:  # the user's own certificate (services.NAME.tls)
+            raise error.located(str(path)) if path else error from None
+        if changed:  # a new certificate or hash: its secret is a new one
             stack = cached_stack(folder / "stack-cache.json", cache, build, still_holds)
+        if notes:
+            from dataclasses import replace
+
+            stack = replace(stack, warnings=(*stack.warnings, *notes))
     return stack
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from airpods.labels import DEFAULT_PROJECT, project_suffix
 from airpods.stack.args import sets_flag
 from airpods.stack.flag_table import FlagTable
-from airpods.stack.model import UNSET, SecretDef, SecretUse
+from airpods.stack.model import GATEWAY_SECRET_PREFIX, UNSET, SecretDef, SecretUse
 
 if TYPE_CHECKING:
     from airpods.config.schema import Config, Service
@@ -224,7 +224,7 @@ def gateway_wiring(
         _, how, target = GATEWAY_FILES[label]
         sid = (secret_ids or {}).get(source, UNSET)
         secret = SecretDef(
-            f"airpods-gateway-{label}-{sid}{project_suffix(config.runtime.project)}",
+            f"{GATEWAY_SECRET_PREFIX}{label}-{sid}{project_suffix(config.runtime.project)}",
             purpose="user",
             source=source,
             config_key=f"services.{name}.tls" if source.startswith(("file:", "env:")) else f"services.{name}",

@@ -75,7 +75,7 @@ import base64, json, socket, ssl, sys, urllib.request, urllib.error
 base, ca, user, password, host = sys.argv[1:6]
 context = ssl.create_default_context(cafile=ca)
 def status(auth):
-    request = urllib.request.Request(base + "ollama/api/tags")
+    request = urllib.request.Request(base + "airpods/ollama/api/tags")
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
@@ -107,7 +107,7 @@ def test_the_gateway_is_the_one_door_with_tls_and_a_lock_on_every_service(airpod
     )
     started = airpods("start")
     assert started.code == 0, started.out + started.err
-    assert f"https://{remote_host}:{PORT}/llamacpp/" in started.out  # start says where others reach it
+    assert f"https://{remote_host}:{PORT}/airpods/llamacpp/" in started.out  # start says where others reach it
     # Only the gateway is published beyond loopback.
     beyond = {(address, port) for address, port in airpods.published() if address not in ("127.0.0.1", "")}
     assert beyond == {(remote_host, PORT)}, airpods.published()
@@ -116,26 +116,27 @@ def test_the_gateway_is_the_one_door_with_tls_and_a_lock_on_every_service(airpod
     assert remote.code == 0, remote.err
     found = remote.json()
     base, ca, key = f"https://{remote_host}:{PORT}/", Path(found["ca_file"]), found["api_key"]
-    assert found["base_url"] == base + "llamacpp/v1"
+    assert found["base_url"] == base + "airpods/llamacpp/v1"
     credentials = (found["user"], found["password"])
     rows = {row["name"]: row for row in airpods("status", "--json").json()["services"]}
-    assert rows["ollama"]["remote_url"] == base + "ollama/" and rows["open-webui"]["remote_url"] == base
+    assert rows["ollama"]["remote_url"] == base + "airpods/ollama/" and rows["open-webui"]["remote_url"] == base
 
     # Each service answers on its path, with the CA file; the doors without a lock ask for one.
     assert eventually(lambda: fetch(base + "health", ca)[0] == 200, timeout=60)
     assert json.loads(fetch(base + "health", ca)[1]) == {"status": True}  # Open WebUI, at the root
-    status, body = fetch(base + "ollama/api/tags", ca, auth=credentials)
+    status, body = fetch(base + "airpods/ollama/api/tags", ca, auth=credentials)
     assert status == 200 and json.loads(body)["models"], body
-    status, body = fetch(base + "comfyui/system_stats", ca, auth=credentials)
+    status, body = fetch(base + "airpods/comfyui/system_stats", ca, auth=credentials)
     assert status == 200 and json.loads(body)["system"], body
     chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "ignore_eos": True}
-    status, body = fetch(base + "llamacpp/v1/chat/completions", ca, key=key, body=chat)
+    status, body = fetch(base + "airpods/llamacpp/v1/chat/completions", ca, key=key, body=chat)
     assert status == 200 and json.loads(body)["usage"]["completion_tokens"] > 0, body
-    assert fetch(base + "ollama/api/tags", ca)[0] == 401
-    assert fetch(base + "ollama/api/tags", ca, auth=(found["user"], "wrong-password"))[0] == 401
-    assert fetch(base + "comfyui/system_stats", ca)[0] == 401
-    assert fetch(base + "llamacpp/v1/chat/completions", ca, body=chat)[0] == 401
-    assert fetch(base + "llamacpp/v1/chat/completions", ca, key="sk-wrong", body=chat)[0] == 401
+    assert fetch(base + "airpods/ollama/api/tags", ca)[0] == 401
+    assert fetch(base + "ollama/api/tags", ca)[0] != 401  # Open WebUI's own path: it answers there, no lock
+    assert fetch(base + "airpods/ollama/api/tags", ca, auth=(found["user"], "wrong-password"))[0] == 401
+    assert fetch(base + "airpods/comfyui/system_stats", ca)[0] == 401
+    assert fetch(base + "airpods/llamacpp/v1/chat/completions", ca, body=chat)[0] == 401
+    assert fetch(base + "airpods/llamacpp/v1/chat/completions", ca, key="sk-wrong", body=chat)[0] == 401
 
     # Plain HTTP is refused; the certificate is valid for the listed names only.
     with pytest.raises(urllib.error.HTTPError) as plain:

@@ -242,10 +242,9 @@ def test_same_error_through_start_dry_run_and_global_config_flag(tmp_path, capsy
     assert result.code == 2 and "services.ollama.portz" in result.err
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    from airpods.cli import main
-    from airpods.errors import ConfigError
+def test_debug_shows_the_traceback_and_keeps_the_config_errors_exit_status(tmp_path, capsys):
+    from tests.unit.helpers import run_cli, write_toml
 
-    path = write_toml(tmp_path, "[services.ollama]\nportz = []")
-    with pytest.raises(ConfigError):
-        main(["--debug", "--config", str(path), "config", "show"])
+    config = write_toml(tmp_path, "[services.ollama]\nenabled = 3\n")
+    done = run_cli(capsys, "--debug", "-c", str(config), "config", "validate")
+    assert done.code == 2 and "Traceback" in done.err and "services.ollama.enabled" in done.err, done.err

@@ -306,7 +306,7 @@ def test_the_gateway_is_the_clusters_gateway_api_with_its_certificate_and_no_rou
     routes = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HTTPRoute"}
     assert set(routes) == {"airpods-gateway-open-webui", "airpods-gateway-llamacpp"}  # no Ollama, no ComfyUI
     llama = routes["airpods-gateway-llamacpp"]["rules"][0]
-    assert llama["matches"] == [{"path": {"type": "PathPrefix", "value": "/llamacpp/"}}]
+    assert llama["matches"] == [{"path": {"type": "PathPrefix", "value": "/airpods/llamacpp/"}}]
     assert llama["filters"][0]["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
     assert llama["backendRefs"] == [{"name": "llamacpp", "port": 8080}]
     assert routes["airpods-gateway-open-webui"]["hostnames"] == ["ai.home"]
