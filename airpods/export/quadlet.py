@@ -57,12 +57,12 @@ def _health_cmd(spec: ServiceSpec) -> str | None:
         return None
     if spec.kind == "ollama":
         return "ollama list"  # the Ollama image has neither curl nor wget; this asks the server
-    if spec.kind == "gateway":
-        # TLS only (a plain request gets Go's 400), and whatever answers at the root (Open WebUI,
-        # or the gateway's own 404): any HTTP status line over TLS says it is up. Its image
-        # (Alpine) has busybox wget, whose -S prints that line.
-        url = f"https://127.0.0.1:{spec.container_ports[0]}{spec.health.path}"
-        return "/bin/sh -c " + shlex.quote(f"wget -S -O /dev/null --no-check-certificate {url} 2>&1 | grep -q ' HTTP/'")
+    if not spec.health.accepts(200):
+        # Another answer means up (the gateway: Go's 400 to plain HTTP on its TLS port): busybox
+        # wget's -S prints the status line, which its exit status does not tell apart.
+        url = f"http://127.0.0.1:{spec.container_ports[0]}{spec.health.path}"
+        statuses = "|".join(str(code) for lo, hi in spec.health.expected for code in range(lo, min(hi, lo + 99) + 1))
+        return "/bin/sh -c " + shlex.quote(f"wget -S -O /dev/null {url} 2>&1 | grep -Eq ' HTTP/1.[01] ({statuses}) '")
     url = f"http://127.0.0.1:{spec.container_ports[0]}{spec.health.path}"
     # Images carry curl or busybox wget, not always both.
     return "/bin/sh -c " + shlex.quote(
