@@ -16,6 +16,7 @@ from airpods.export.quadlet import quadlet_units
 from airpods.gpu import GpuCard, HostGpu
 from airpods.secrets import key_id
 from tests.unit.helpers import KEY, NVIDIA, check_golden, stack_of
+from tests.unit.test_gateway import GATEWAY_ON
 
 pytestmark = pytest.mark.usefixtures("fixed_state_path")
 
@@ -160,18 +161,6 @@ def test_quadlet_without_pods_publishes_on_the_containers(tmp_path):
     assert not [n for n in units if n.endswith(".pod")]
     assert "PublishPort=127.0.0.1:3000:8080" in units["open-webui-0.container"]
     assert "Network=airpods.network" in units["open-webui-0.container"]
-
-
-GATEWAY_ON = """
-[runtime]
-bind_address = "192.0.2.10"
-expose = true
-[services.comfyui]
-enabled = true
-[services.gateway]
-enabled = true
-hosts = ["ai.home", "192.0.2.10"]
-"""
 
 
 def quadlet_generator() -> str:
