@@ -211,15 +211,21 @@ def run_checks(config_path: object = None, engine_choice: str | None = None) -> 
     except ConfigError as elsewhere:
         checks.append(Check("port", "FAIL", f"runtime.bind_address: {elsewhere.message}", elsewhere.hint or ""))
         return checks
+    from airpods.stack.model import bracketed
+    from airpods.stack.wiring import GATEWAY, gateway_enabled, kind_of
+
+    behind_gateway = gateway_enabled(config)
     for name in config.enabled_services():
+        # With a gateway, it alone is on bind_address; the others on loopback (stack/build).
+        address = "127.0.0.1" if behind_gateway and kind_of(config, name) != GATEWAY else config.runtime.bind_address
         for port in config.services[name].ports:
             if not port.host:
                 continue
-            where = f"{config.runtime.bind_address}:{port.host} ({name})"
+            where = f"{bracketed(address)}:{port.host} ({name})"
             owner = owners.get(port.host)
             if owner == f"airpods service {name}":
                 checks.append(Check("port", "OK", f"{where}: in use by {name} itself"))
-            elif owner or not port_is_free(config.runtime.bind_address, port.host):
+            elif owner or not port_is_free(address, port.host):
                 holder = owner or port_holder(port.host) or "another program"
                 checks.append(
                     Check("port", "FAIL", f"{where}: in use by {holder}", f"stop it, or change services.{name}.ports")

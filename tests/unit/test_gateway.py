@@ -441,3 +441,13 @@ def test_the_quadlet_gateway_is_healthy_on_the_answer_its_tls_port_gives_plain_h
     units = quadlet_units(stack_of(tmp_path, GATEWAY_ON))
     unit = units["gateway-0.container"]
     assert "http://127.0.0.1:8443/" in unit and "HTTP/1.[01] (400) " in unit
+
+
+def test_doctor_checks_each_port_where_it_is_published_ipv6_in_brackets(tmp_path, capsys):
+    import json
+
+    text = '[runtime]\nbind_address = "::1"\n[services.gateway]\nenabled = true\nhosts = ["::1"]\n'
+    done = run_cli(capsys, "-c", str(write_toml(tmp_path, text)), "doctor", "--json")
+    ports = [c["detail"] for c in json.loads(done.out)["checks"] if c["name"] == "port"]
+    assert any(d.startswith("[::1]:8443 (gateway)") for d in ports), ports
+    assert any(d.startswith("127.0.0.1:11434 (ollama)") for d in ports), ports
