@@ -105,15 +105,16 @@ def prepare(stack: Stack) -> tuple[bool, list[str]]:
     user, such as a CA made). One command at a time per project (a lock file in the folder)."""
     import fcntl
 
+    from airpods.gateway.clients import own_certificate
+
     changed, notes = False, []
-    own = f"state:gateway/{stack.project}/{tls.SERVER_CERT}"
     for spec in stack.services:
         if spec.kind != GATEWAY:
             continue
         folder = private_folder(stack.project)
         with open(folder / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if any(d.source == own for d in stack.secrets):
+            if not own_certificate(stack):
                 made = tls.ensure(folder, stack.project, spec.hosts)
                 changed |= made.made
                 notes += [made.note] if made.note else []

@@ -40,8 +40,9 @@ def exposed(stack: Stack) -> list[Exposed]:
             if ipaddress.ip_address(publish.host_ip or "0.0.0.0").is_loopback:
                 continue
             if spec.kind == "gateway":
-                own = not any(d.source.startswith("state:") and d.source.endswith("/server.crt") for d in stack.secrets)
-                guard = GATEWAY_GUARD.format(whose="your" if own else "the stack's CA's")
+                from airpods.gateway.clients import own_certificate
+
+                guard = GATEWAY_GUARD.format(whose="your" if own_certificate(stack) else "the stack's CA's")
             elif spec.kind == "open-webui":
                 guard = FIRST_SIGNUP
             elif spec.kind == "llamacpp":
