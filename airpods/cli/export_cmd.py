@@ -90,6 +90,17 @@ def kube(
             "not to `podman kube play`",
             hint="leave it out by naming the services to export, e.g. `airpods export kube ollama open-webui`",
         )
+    if gateway and target == "kubernetes":
+        from airpods.cli.context import load
+
+        config = load(options_of(ctx)).config
+        unnamed = [s.name for s in stack.services if s.kind == "gateway" and not config.services[s.name].hosts]
+        if unnamed:
+            raise UsageError(
+                f"services.{unnamed[0]}.hosts is not set: its default (this machine's name and address) means "
+                "nothing in a cluster",
+                hint=f'set services.{unnamed[0]}.hosts = ["ai.example.org"], the names the cluster\'s clients use',
+            )
     if gateway and not gateway_class:
         raise UsageError(
             "the gateway becomes a Gateway API Gateway in the cluster: name its GatewayClass",

@@ -451,3 +451,11 @@ def test_doctor_checks_each_port_where_it_is_published_ipv6_in_brackets(tmp_path
     ports = [c["detail"] for c in json.loads(done.out)["checks"] if c["name"] == "port"]
     assert any(d.startswith("[::1]:8443 (gateway)") for d in ports), ports
     assert any(d.startswith("127.0.0.1:11434 (ollama)") for d in ports), ports
+
+
+def test_a_kubernetes_gateway_needs_the_names_its_clients_use(tmp_path, capsys):
+    text = GATEWAY_ON.replace('hosts = ["ai.home", "192.0.2.10"]\n', "")
+    out = str(tmp_path / "k.yaml")
+    args = ("export", "kube", "--target", "kubernetes", "--gateway-class", "nginx", "-o", out)
+    done = run_cli(capsys, "-c", str(write_toml(tmp_path, text)), *args)
+    assert done.code == 2 and "services.gateway.hosts is not set" in done.err, done.err
