@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from airpods.config.schema import Config
     from airpods.engine.base import Engine
     from airpods.gpu import HostGpu
-    from airpods.stack.model import Stack
+    from airpods.stack.model import ServiceSpec, Stack
 
 MIN_PODMAN = (4, 3)
 
@@ -253,55 +253,46 @@ def exposure_checks(config_path: object, gpu: HostGpu) -> list[Check]:
 
 
 def gateway_checks(stack: Stack) -> list[Check]:
-    """The gateway's certificate (made by `start`, for the hosts the config lists, renewed 30
-    days before its end) and the URLs other machines use."""
-    from airpods.gateway.caddy import gateway_folder
-    from airpods.gateway.clients import own_certificate
-    from airpods.gateway.tls import RENEW_BEFORE_DAYS, current
+    """The URLs other machines use through the stack's gateway, and its certificate."""
     from airpods.stack.exposure import gateway_urls
-    from airpods.state import state_path
 
-    urls = gateway_urls(stack)
     gateways = [spec for spec in stack.services if spec.kind == "gateway"]
     if not gateways:
         return []
     spec = gateways[0]
-    shown = ", ".join(f"{name} {url}" for name, url in urls.items() if name != spec.name)
-    checks = [Check("gateway", "OK", f"{spec.name}: {shown or 'no service behind it'}")]
-    if own_certificate(stack):
-        from airpods.gateway.prepare import check_own
+    shown = ", ".join(f"{name} {url}" for name, url in gateway_urls(stack).items() if name != spec.name)
+    return [Check("gateway", "OK", f"{spec.name}: {shown or 'no service behind it'}"), certificate_check(stack, spec)]
 
+
+def certificate_check(stack: Stack, spec: ServiceSpec) -> Check:
+    """The gateway's certificate: the user's (`tls`) as prepare.check_own sees it, or airpods'
+    (made by `start` for the hosts the config lists, renewed RENEW_BEFORE_DAYS before its end)."""
+    import datetime
+
+    from airpods.gateway.caddy import gateway_folder
+    from airpods.gateway.clients import own_certificate
+    from airpods.gateway.prepare import check_own
+    from airpods.gateway.tls import RENEW_BEFORE_DAYS, current
+    from airpods.state import state_path
+
+    if own_certificate(stack):
         try:
             check_own(spec, stack)
         except AirpodsError as error:
-            return [*checks, Check("certificate", "FAIL", str(error), getattr(error, "hint", "") or "")]
-        return [
-            *checks,
-            Check("certificate", "OK", f"{spec.name} serves your own certificate (services.{spec.name}.tls)"),
-        ]
+            return Check("certificate", "FAIL", str(error), error.hint or "")
+        return Check("certificate", "OK", f"{spec.name} serves your own certificate (services.{spec.name}.tls)")
     found = current(gateway_folder(state_path(), stack.project))
     if found is None:
-        return [
-            *checks,
-            Check("certificate", "WARN", "the gateway's certificate is not made yet", "`airpods start` makes it"),
-        ]
+        return Check("certificate", "WARN", "the gateway's certificate is not made yet", "`airpods start` makes it")
     hosts, until = found
-    import datetime
-
-    left = (until - datetime.datetime.now(datetime.UTC)).days
     if set(hosts) != set(spec.hosts):
-        return [
-            *checks,
-            Check(
-                "certificate",
-                "WARN",
-                f"the certificate names {', '.join(hosts)}, the config {', '.join(spec.hosts)}",
-                "`airpods start` makes a new one",
-            ),
-        ]
-    level = "OK" if left > RENEW_BEFORE_DAYS else "WARN"
+        said = f"the certificate names {', '.join(hosts)}, the config {', '.join(spec.hosts)}"
+        return Check("certificate", "WARN", said, "`airpods start` makes a new one")
+    left = (until - datetime.datetime.now(datetime.UTC)).days
     detail = f"for {', '.join(hosts)}, {left} days left (airpods' CA: `airpods gateway trust`)"
-    return [*checks, Check("certificate", level, detail, "" if level == "OK" else "`airpods start` renews it")]
+    if left > RENEW_BEFORE_DAYS:
+        return Check("certificate", "OK", detail)
+    return Check("certificate", "WARN", detail, "`airpods start` renews it")
 
 
 def autostart_check(engine: Engine, project: str) -> Check:

@@ -4,7 +4,6 @@ trust`)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +56,10 @@ def gateway_of(stack: Stack):
 
 def own_certificate(stack: Stack) -> bool:
     """Whether the gateway serves the user's certificate (`tls`), not one of airpods' CA."""
-    return not any(d.source.endswith("/server.crt") and d.source.startswith("state:") for d in stack.secrets)
+    from airpods.stack.wiring import state_source
+
+    ours = state_source(stack.project, "server-crt")
+    return not any(d.source == ours for d in stack.secrets)
 
 
 def trust(stack: Stack) -> Trust:
@@ -78,23 +80,17 @@ def trust(stack: Stack) -> Trust:
             f"the gateway's certificate authority is not made yet ({path})", hint="`airpods start` makes it"
         ) from None
     from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
     try:
-        der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(_der())
+        digest = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex().upper()
     except ValueError:
         raise RuntimeFailure(
             f"the gateway's CA certificate {path} is damaged", hint="`airpods start` issues it again for the same key"
         ) from None
-    digest = hashlib.sha256(der).hexdigest().upper()
     name = f"airpods-{stack.project}"
     steps = tuple((system, how.format(file=path, name=name)) for system, how in TRUST_STEPS)
     return Trust(path, pem, ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)), steps)
-
-
-def _der():
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
 
 
 @dataclass(frozen=True)

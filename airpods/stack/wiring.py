@@ -22,7 +22,7 @@ OLLAMA, LLAMACPP, OPEN_WEBUI, COMFYUI, GATEWAY = "ollama", "llamacpp", "open-web
 # The port each kind listens on inside its pod when its `ports` say none.
 DEFAULT_PORTS = {OLLAMA: 11434, LLAMACPP: 8080, OPEN_WEBUI: 8080, COMFYUI: 8188, GATEWAY: 8443}
 KEY_FILE_IN_CONTAINER = "/run/secrets/api_key"
-DEFAULT_LLAMA_PORT = 8080
+DEFAULT_LLAMA_PORT = DEFAULT_PORTS[LLAMACPP]
 
 
 def api_key_secret(key_id: str, project: str = DEFAULT_PROJECT) -> SecretDef:
@@ -73,9 +73,9 @@ def open_webui_wiring(
     user_env, user_secrets = config.services[name].env, config.services[name].secrets
     project = config.runtime.project
     backends = list(backends)
-    ollamas = [_in_network(config, n, 11434) for n, kind in backends if kind == OLLAMA]
+    ollamas = [_in_network(config, n, DEFAULT_PORTS[OLLAMA]) for n, kind in backends if kind == OLLAMA]
     llamas = [_in_network(config, n, DEFAULT_LLAMA_PORT) for n, kind in backends if kind == LLAMACPP]
-    comfyuis = [_in_network(config, n, 8188) for n, kind in backends if kind == COMFYUI]
+    comfyuis = [_in_network(config, n, DEFAULT_PORTS[COMFYUI]) for n, kind in backends if kind == COMFYUI]
     env: list[tuple[str, str]] = []
     secrets: list[SecretUse] = []
     defs: list[SecretDef] = []
@@ -163,10 +163,12 @@ def gateway_file_sources(config: Config, name: str) -> dict[str, str]:
     `tls` names them."""
     own = config.services[name].tls
     mine = {"server-crt": own.certificate, "server-key": own.key} if own else {}
-    project = config.runtime.project
-    return {
-        label: mine.get(label) or f"state:gateway/{project}/{file}" for label, (file, _, _) in GATEWAY_FILES.items()
-    }
+    return {label: mine.get(label) or state_source(config.runtime.project, label) for label in GATEWAY_FILES}
+
+
+def state_source(project: str, label: str) -> str:
+    """The secret source of a gateway file airpods keeps (GATEWAY_FILES label) for `project`."""
+    return f"state:gateway/{project}/{GATEWAY_FILES[label][0]}"
 
 
 def gateway_sources(config: Config) -> list[str]:

@@ -20,41 +20,36 @@ LOG_LINES = 5000  # a server's start says its devices and buffers in its first f
 # cudaErrorCompatNotSupportedOnDevice (804), cudaErrorMemoryAllocation (2). The compatibility-library
 # trap: llama.cpp issue 23111 (an image's /usr/local/cuda/compat libraries loaded under CDI in place
 # of the host's newer driver).
-CAUSES: tuple[tuple[str, str, str], ...] = (
+COMPAT_LIBS = (
+    "the image's CUDA compatibility libraries were loaded in place of the host's driver",
+    "use a llama.cpp CUDA image built for a CUDA release no newer than the driver's (`nvidia-smi` shows it), "
+    'e.g. services.<name>.image = { "cuda-12.8" = "ghcr.io/ggml-org/llama.cpp:server-cuda" }',
+)
+NO_MACHINE_CODE = (
+    "the image has no machine code for this GPU and the driver is too old to compile its PTX",
+    f"update the NVIDIA driver to the one of the image's CUDA release or newer ({DRIVER_FIX})",
+)
+CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
-        "driver version is insufficient",
+        ("driver version is insufficient",),
         "the host's NVIDIA driver is older than the image's CUDA runtime needs",
         f"update the NVIDIA driver ({DRIVER_FIX})",
     ),
     (
-        "no CUDA-capable device",
+        ("no CUDA-capable device",),
         "the container sees no NVIDIA GPU",
         f"check `nvidia-smi` on the host and regenerate the CDI spec: {CDI_FIX}",
     ),
     (
-        "unsupported display driver / cuda driver combination",
-        "the image's CUDA compatibility libraries were loaded in place of the host's driver",
-        "use a llama.cpp CUDA image built for a CUDA release no newer than the driver's (`nvidia-smi` shows it), "
-        'e.g. services.<name>.image = { "cuda-12.8" = "ghcr.io/ggml-org/llama.cpp:server-cuda" }',
+        (
+            "unsupported display driver / cuda driver combination",
+            "forward compatibility was attempted on non supported HW",
+        ),
+        *COMPAT_LIBS,
     ),
+    (("device kernel image is invalid", "PTX was compiled with an unsupported toolchain"), *NO_MACHINE_CODE),
     (
-        "forward compatibility was attempted on non supported HW",
-        "the image's CUDA compatibility libraries were loaded in place of the host's driver",
-        "use a llama.cpp CUDA image built for a CUDA release no newer than the driver's (`nvidia-smi` shows it), "
-        'e.g. services.<name>.image = { "cuda-12.8" = "ghcr.io/ggml-org/llama.cpp:server-cuda" }',
-    ),
-    (
-        "device kernel image is invalid",
-        "the image has no machine code for this GPU and the driver is too old to compile its PTX",
-        f"update the NVIDIA driver to the one of the image's CUDA release or newer ({DRIVER_FIX})",
-    ),
-    (
-        "PTX was compiled with an unsupported toolchain",
-        "the image has no machine code for this GPU and the driver is too old to compile its PTX",
-        f"update the NVIDIA driver to the one of the image's CUDA release or newer ({DRIVER_FIX})",
-    ),
-    (
-        "out of memory",
+        ("out of memory",),
         "the GPU's memory is full",
         "a smaller model or quant, a smaller ctx_size, or stop what else uses the GPU (`nvidia-smi` lists it)",
     ),
@@ -79,8 +74,8 @@ def cause_of(placement: Placement, variant: str) -> tuple[str, str]:
     """(cause, fix) of a GPU image's model on the CPU, from the CUDA error the log holds, else
     from what is missing from it."""
     error = placement.cuda_error or ""
-    for words, cause, fix in CAUSES:
-        if words.lower() in error.lower():
+    for said, cause, fix in CAUSES:
+        if any(words.lower() in error.lower() for words in said):
             return f"{cause} (CUDA: {error})", fix
     if error:
         return f"CUDA failed: {error}", f"see `airpods logs` for the server's words; {CDI_FIX}"
